@@ -1,0 +1,74 @@
+"""The built-in simulated issuer: answers like a card issuer or a local rail would.
+
+It approves every valid card except the test cards below, approves account
+payments on any rail, and can add latency. It runs in process behind the same
+contract as a real adapter, so the pipeline and the tests exercise real paths.
+
+Test instruments:
+    4000000000000002   declined "05" do not honor
+    4000000000009995   declined "51" insufficient funds
+    expired card       declined "54"
+    account ids ending "-insufficient"   declined "51"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from switch.adapter import AdapterRequest, AdapterResult, Capability
+from switch.codes import ResponseCode
+from switch.models import OperationKind
+
+DECLINED_CARDS = {
+    "4000000000000002": ResponseCode.DO_NOT_HONOR,
+    "4000000000009995": ResponseCode.INSUFFICIENT_FUNDS,
+}
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+class SimulatedIssuer:
+    capabilities = frozenset(Capability)
+
+    def __init__(self, name: str = "simulated", options: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self._latency = float((options or {}).get("latency_ms", 0.0)) / 1000.0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, requests: Sequence[AdapterRequest], time_left: float) -> list[AdapterResult]:
+        if self._latency:
+            if self._latency > time_left:
+                await asyncio.sleep(time_left)
+                return [AdapterResult.timed_out() for _ in requests]
+            await asyncio.sleep(self._latency)
+        return [self._answer(request) for request in requests]
+
+    def _answer(self, request: AdapterRequest) -> AdapterResult:
+        if request.kind is not OperationKind.AUTHORIZE:
+            return _approve()
+        code = ResponseCode.APPROVED
+        if request.card is not None:
+            code = DECLINED_CARDS.get(request.card.pan, code)
+            if _expired(request.card.expiry_month, request.card.expiry_year):
+                code = ResponseCode.EXPIRED_CARD
+        elif request.account is not None and request.account.id.endswith("-insufficient"):
+            code = ResponseCode.INSUFFICIENT_FUNDS
+        return _approve() if code is ResponseCode.APPROVED else AdapterResult(code.code, code.message)
+
+
+def _approve() -> AdapterResult:
+    code = "".join(secrets.choice(_ALPHABET) for _ in range(6))
+    return AdapterResult(ResponseCode.APPROVED.code, ResponseCode.APPROVED.message, authorization_code=code)
+
+
+def _expired(month: int, year: int) -> bool:
+    now = time.gmtime()
+    return (year, month) < (now.tm_year, now.tm_mon)

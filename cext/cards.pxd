@@ -1,0 +1,1 @@
+cdef bint luhn_valid_c(const unsigned char[:] digits) noexcept nogil

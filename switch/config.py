@@ -1,0 +1,247 @@
+"""Settings: one TOML file plus environment overrides, read and validated once.
+
+Only the composition root (switch.server) and the CLI call load(); every other
+module receives the values it needs. Errors name the offending key, e.g.
+"batcher.max_items: must be an integer >= 1".
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+class LimitScope(enum.Enum):
+    INSTRUMENT = "instrument"
+    MERCHANT = "merchant"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    scope: LimitScope
+    window_seconds: int
+    max_count: int | None
+    max_amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    workers: int = 1
+    drain_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherSettings:
+    max_items: int = 256
+    max_delay_ms: float = 1.0
+    max_concurrent_batches: int = 4
+    max_pending: int = 20_000  # queued items beyond this are shed with RESOURCE_EXHAUSTED
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencySettings:
+    retention_seconds: int = 86_400
+    lease_seconds: int = 30  # an in-flight claim older than this was abandoned by a crash
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    redis_url: str = ""
+    postgres_dsn: str = ""
+    sqlite_path: str = "switch-data/journal.sqlite3"
+    key_prefix: str = "sw"  # Redis keys, and the PostgreSQL schema is chosen by the DSN
+
+    @property
+    def embedded(self) -> bool:
+        return not (self.redis_url or self.postgres_dsn)
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    fingerprint_key_hex: str = ""  # empty: a random key kept beside the SQLite journal
+    fingerprint_key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSettings:
+    timeout_ms: int = 2_000
+    simulator_latency_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    batcher: BatcherSettings = field(default_factory=BatcherSettings)
+    idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
+    stores: StoreSettings = field(default_factory=StoreSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    adapters: AdapterSettings = field(default_factory=AdapterSettings)
+    limits: tuple[Limit, ...] = ()
+    log_level: str = "INFO"
+
+
+# Environment variable -> (section, key). Only these are read, and only here.
+ENVIRONMENT = {
+    "SWITCH_HOST": ("server", "host"),
+    "SWITCH_PORT": ("server", "port"),
+    "SWITCH_WORKERS": ("server", "workers"),
+    "SWITCH_REDIS_URL": ("stores", "redis_url"),
+    "SWITCH_POSTGRES_DSN": ("stores", "postgres_dsn"),
+    "SWITCH_SQLITE_PATH": ("stores", "sqlite_path"),
+    "SWITCH_KEY_PREFIX": ("stores", "key_prefix"),
+    "SWITCH_FINGERPRINT_KEY": ("security", "fingerprint_key_hex"),
+    "SWITCH_FINGERPRINT_KEY_FILE": ("security", "fingerprint_key_file"),
+    "SWITCH_LOG_LEVEL": ("", "log_level"),
+}
+
+_SECTIONS: dict[str, Any] = {
+    "server": ServerSettings,
+    "batcher": BatcherSettings,
+    "idempotency": IdempotencySettings,
+    "stores": StoreSettings,
+    "security": SecuritySettings,
+    "adapters": AdapterSettings,
+}
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def load(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Reads the TOML file (if any), then environment overrides, then command-line
+    overrides (section -> key -> value), and validates the result."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    for variable, (section, key) in ENVIRONMENT.items():
+        if environ and variable in environ:
+            target = raw.setdefault(section, {}) if section else raw
+            target[key] = environ[variable]
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return from_mapping(raw)
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Settings:
+    unknown = set(raw) - set(_SECTIONS) - {"limits", "log_level"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section or key")
+    settings = Settings()
+    for section, cls in _SECTIONS.items():
+        values = raw.get(section, {})
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{section}: must be a table")
+        settings = replace(settings, **{section: _section(section, cls(), values)})
+    log_level = str(raw.get("log_level", "INFO")).upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
+    limits = tuple(_limit(i, item) for i, item in enumerate(_list(raw, "limits")))
+    settings = replace(settings, limits=limits, log_level=log_level)
+    _check(settings)
+    return settings
+
+
+def _section(name: str, defaults: Any, values: Mapping[str, Any]) -> Any:
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if not hasattr(defaults, key):
+            raise ConfigError(f"{name}.{key}: unknown key")
+        expected = type(getattr(defaults, key))
+        changes[key] = _coerce(f"{name}.{key}", value, expected)
+    return replace(defaults, **changes)
+
+
+def _coerce(where: str, value: Any, expected: type) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if expected is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+        raise ConfigError(f"{where}: must be {'a number' if expected is float else f'a {expected.__name__}'}")
+    return value
+
+
+def _list(raw: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    items = raw.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+    return items
+
+
+def _limit(index: int, item: Mapping[str, Any]) -> Limit:
+    where = f"limits[{index}]"
+    unknown = set(item) - {"scope", "window_seconds", "max_count", "max_amount"}
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key")
+    try:
+        scope = LimitScope(item.get("scope"))
+    except ValueError:
+        raise ConfigError(f"{where}.scope: must be one of 'instrument', 'merchant'") from None
+    window = _positive(f"{where}.window_seconds", item.get("window_seconds"))
+    max_count = item.get("max_count")
+    max_amount = item.get("max_amount")
+    if max_count is None and max_amount is None:
+        raise ConfigError(f"{where}: set max_count, max_amount or both")
+    return Limit(
+        scope=scope,
+        window_seconds=window,
+        max_count=None if max_count is None else _positive(f"{where}.max_count", max_count),
+        max_amount=None if max_amount is None else _positive(f"{where}.max_amount", max_amount),
+    )
+
+
+def _positive(where: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: must be an integer >= 1")
+    return value
+
+
+def _check(settings: Settings) -> None:
+    for where, value in (
+        ("server.port", settings.server.port),
+        ("server.workers", settings.server.workers),
+        ("batcher.max_items", settings.batcher.max_items),
+        ("batcher.max_concurrent_batches", settings.batcher.max_concurrent_batches),
+        ("batcher.max_pending", settings.batcher.max_pending),
+        ("idempotency.retention_seconds", settings.idempotency.retention_seconds),
+        ("idempotency.lease_seconds", settings.idempotency.lease_seconds),
+        ("adapters.timeout_ms", settings.adapters.timeout_ms),
+    ):
+        if value < (0 if where == "server.port" else 1):
+            raise ConfigError(f"{where}: must be an integer >= {0 if where == 'server.port' else 1}")
+    if settings.server.port > 65535:
+        raise ConfigError("server.port: must be <= 65535")
+    if settings.batcher.max_delay_ms < 0:
+        raise ConfigError("batcher.max_delay_ms: must be >= 0")
+    if bool(settings.stores.redis_url) != bool(settings.stores.postgres_dsn):
+        raise ConfigError("stores: set both redis_url and postgres_dsn, or neither for the embedded default")
+    if settings.stores.embedded and settings.server.workers > 1:
+        raise ConfigError("server.workers: the embedded default keeps state in one process; use Redis and PostgreSQL")
+    key_hex = settings.security.fingerprint_key_hex
+    if key_hex:
+        try:
+            if len(bytes.fromhex(key_hex)) < 16:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("security.fingerprint_key_hex: must be at least 32 hex digits") from None

@@ -1,0 +1,214 @@
+"""Between the wire and the domain: parse and validate requests, build responses.
+
+Parsing collects every bad field before it raises, so a caller sees all of its
+mistakes at once as InvalidRequest with field paths ("amount.currency",
+"source.card.pan"). Descriptions never echo a card number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from switch import cards, currency
+from switch.errors import InvalidRequest, SwitchError, Violation
+from switch.models import (
+    Account,
+    Authorization,
+    AuthorizationResult,
+    Card,
+    Money,
+    Operation,
+    OperationKind,
+    Source,
+    Token,
+    TransactionRecord,
+    TransactionStatus,
+)
+from switch.v1 import switch_pb2 as pb
+
+MAX_KEY = 128
+MAX_ID = 64
+MAX_NAME = 128
+MAX_ACCOUNT_ID = 128
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+PAN_LENGTHS = range(12, 20)
+_RAIL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+class _Violations:
+    def __init__(self) -> None:
+        self.found: list[Violation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.found.append(Violation(field, description))
+
+    def text(self, field: str, value: str, max_length: int, *, required: bool = True) -> str:
+        if required and not value:
+            self.add(field, "is required")
+        elif len(value) > max_length:
+            self.add(field, f"must be at most {max_length} characters")
+        elif any(not c.isprintable() for c in value):
+            self.add(field, "must not contain control characters")
+        return value
+
+    def money(self, field: str, value: pb.Money) -> Money | None:
+        ok = True
+        if value.minor_units <= 0:
+            self.add(f"{field}.minor_units", "must be a positive number of minor units")
+            ok = False
+        if not currency.is_known(value.currency):
+            self.add(f"{field}.currency", "must be an ISO 4217 currency code, e.g. USD")
+            ok = False
+        return Money(value.minor_units, value.currency) if ok else None
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise InvalidRequest(self.found)
+
+
+def authorization(request: pb.AuthorizeRequest) -> Authorization:
+    v = _Violations()
+    key = v.text("idempotency_key", request.idempotency_key, MAX_KEY)
+    merchant = v.text("merchant_id", request.merchant_id, MAX_ID)
+    amount = v.money("amount", request.amount) if request.HasField("amount") else None
+    if not request.HasField("amount"):
+        v.add("amount", "is required")
+    source = _source(v, request)
+    destination = _account(v, "destination", request.destination) if request.HasField("destination") else None
+    metadata = _metadata(v, request.metadata.items())
+    v.raise_if_any()
+    assert amount is not None and source is not None
+    return Authorization(key, merchant, amount, source, destination, metadata)
+
+
+def _source(v: _Violations, request: pb.AuthorizeRequest) -> Source | None:
+    which = request.WhichOneof("source")
+    if which == "card":
+        return _card(v, request.card)
+    if which == "token":
+        return Token(v.text("source.token", request.token, MAX_ID))
+    if which == "account":
+        return _account(v, "source.account", request.account)
+    v.add("source", "set one of card, token or account")
+    return None
+
+
+def _card(v: _Violations, card: pb.Card) -> Card:
+    pan = card.pan
+    if not pan.isascii() or not pan.isdigit():
+        v.add("source.card.pan", "must hold digits only")
+    elif len(pan) not in PAN_LENGTHS:
+        v.add("source.card.pan", f"must be {PAN_LENGTHS.start} to {PAN_LENGTHS.stop - 1} digits")
+    elif not cards.luhn_valid(pan):
+        v.add("source.card.pan", "fails the Luhn check")
+    if not 1 <= card.expiry_month <= 12:
+        v.add("source.card.expiry_month", "must be 1 to 12")
+    if not 2000 <= card.expiry_year <= 2199:
+        v.add("source.card.expiry_year", "must be a four-digit year")
+    holder = v.text("source.card.holder_name", card.holder_name, MAX_NAME, required=False)
+    return Card(pan, card.expiry_month, card.expiry_year, holder)
+
+
+def _account(v: _Violations, field: str, account: pb.Account) -> Account:
+    if not _RAIL.fullmatch(account.rail):
+        v.add(f"{field}.rail", "must name a rail: lower-case letters, digits, '-' or '_', at most 32")
+    account_id = v.text(f"{field}.id", account.id, MAX_ACCOUNT_ID)
+    if account.country and not _COUNTRY.fullmatch(account.country):
+        v.add(f"{field}.country", "must be an ISO 3166-1 alpha-2 code, e.g. BR")
+    holder = v.text(f"{field}.holder_name", account.holder_name, MAX_NAME, required=False)
+    return Account(account.rail, account_id, account.country, holder)
+
+
+def _metadata(v: _Violations, items: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    pairs = tuple(sorted(items))
+    if len(pairs) > MAX_METADATA_ENTRIES:
+        v.add("metadata", f"must have at most {MAX_METADATA_ENTRIES} entries")
+    for key, value in pairs:
+        v.text(f"metadata[{key[:MAX_METADATA_KEY]}]", key, MAX_METADATA_KEY)
+        v.text(f"metadata[{key[:MAX_METADATA_KEY]}]", value, MAX_METADATA_VALUE, required=False)
+    return pairs
+
+
+def operation(kind: OperationKind, request: pb.CaptureRequest | pb.VoidRequest | pb.RefundRequest) -> Operation:
+    v = _Violations()
+    transaction_id = v.text("transaction_id", request.transaction_id, MAX_ID)
+    key = v.text("idempotency_key", request.idempotency_key, MAX_KEY)
+    amount = None
+    if not isinstance(request, pb.VoidRequest) and request.HasField("amount"):
+        amount = v.money("amount", request.amount)
+    v.raise_if_any()
+    return Operation(kind, transaction_id, key, amount)
+
+
+def transaction_id(request: pb.GetTransactionRequest) -> str:
+    v = _Violations()
+    value = v.text("transaction_id", request.transaction_id, MAX_ID)
+    v.raise_if_any()
+    return value
+
+
+def money_to_proto(money: Money) -> pb.Money:
+    return pb.Money(minor_units=money.minor_units, currency=money.currency)
+
+
+def result_to_proto(result: AuthorizationResult) -> pb.AuthorizeResponse:
+    return pb.AuthorizeResponse(
+        idempotency_key=result.idempotency_key,
+        transaction_id=result.transaction_id,
+        decision=pb.DECISION_APPROVED if result.approved else pb.DECISION_DECLINED,
+        response_code=result.response_code,
+        message=result.message,
+        route=result.route,
+        authorization_code=result.authorization_code,
+        token=result.token,
+        fee=None if result.fee is None else money_to_proto(result.fee),
+        replayed=result.replayed,
+    )
+
+
+def error_to_proto(idempotency_key: str, error: SwitchError) -> pb.AuthorizeResponse:
+    """A failed item of a batch or stream: the error travels in the response."""
+    violations = getattr(error, "violations", [])
+    return pb.AuthorizeResponse(
+        idempotency_key=idempotency_key,
+        decision=pb.DECISION_UNSPECIFIED,
+        message=error.message,
+        error=pb.ItemError(
+            code=error.status_code.value[0],
+            message=error.message,
+            field_violations=[pb.FieldViolation(field=x.field, description=x.description) for x in violations],
+        ),
+    )
+
+
+_STATUS = {status: pb.TransactionStatus.Value(f"TRANSACTION_STATUS_{status.name}") for status in TransactionStatus}
+
+
+def record_to_proto(record: TransactionRecord, *, replayed: bool = False) -> pb.Transaction:
+    return pb.Transaction(
+        transaction_id=record.transaction_id,
+        status=_STATUS[record.status],
+        authorized=money_to_proto(record.authorized),
+        captured=money_to_proto(record.captured),
+        refunded=money_to_proto(record.refunded),
+        route=record.route,
+        masked_instrument=record.masked_instrument,
+        response_code=record.response_code,
+        merchant_id=record.merchant_id,
+        authorization_code=record.authorization_code,
+        created_at=_timestamp(record.created_at),
+        updated_at=_timestamp(record.updated_at),
+        replayed=replayed,
+    )
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp

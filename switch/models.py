@@ -1,0 +1,217 @@
+"""The switch's domain values: frozen, slotted, and free of transport types.
+
+Money is always an integer count of minor units plus an ISO 4217 code. A Card is
+the only value that holds a PAN in clear; its repr masks it, and it never reaches
+a store: past the tokenizer the pipeline carries an Instrument instead.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from switch import currency
+from switch.codes import ResponseCode
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+class MoneyOverflow(ArithmeticError):
+    """An amount left the int64 range; money never wraps."""
+
+
+def checked_int64(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise MoneyOverflow(f"{value} does not fit in int64 minor units")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    minor_units: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if type(self.minor_units) is not int:
+            raise TypeError("minor_units must be an int, never a float or Decimal")
+        checked_int64(self.minor_units)
+        if not currency.is_known(self.currency):
+            raise ValueError(f"unknown ISO 4217 currency {self.currency!r}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(checked_int64(self.minor_units + other.minor_units), self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(checked_int64(self.minor_units - other.minor_units), self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot combine {self.currency} with {other.currency}")
+
+    @classmethod
+    def zero(cls, currency_code: str) -> Money:
+        return cls(0, currency_code)
+
+
+def mask_pan(pan: str) -> str:
+    """First 6 and last 4 digits at most; fewer for short numbers so most stays hidden."""
+    keep_head = 6 if len(pan) >= 16 else max(0, len(pan) - 10)
+    keep_tail = 4
+    hidden = len(pan) - keep_head - keep_tail
+    return pan[:keep_head] + "*" * hidden + pan[-keep_tail:]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Card:
+    pan: str
+    expiry_month: int
+    expiry_year: int
+    holder_name: str = ""
+
+    def __repr__(self) -> str:
+        return f"Card({mask_pan(self.pan)}, {self.expiry_month:02d}/{self.expiry_year})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    rail: str
+    id: str
+    country: str = ""
+    holder_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token the switch issued earlier, standing in for a card."""
+
+    value: str
+
+
+Source = Card | Account | Token
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """A validated authorization request, as the servicer hands it to the pipeline."""
+
+    idempotency_key: str
+    merchant_id: str
+    amount: Money
+    source: Source
+    destination: Account | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+class InstrumentKind(enum.Enum):
+    CARD = "card"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """What the switch keeps about a source once the PAN is behind the tokenizer."""
+
+    kind: InstrumentKind
+    fingerprint: str  # keyed HMAC of the PAN or account: the only identity stores see
+    masked: str
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationResult:
+    """The answer to one authorization: approved or declined, never an error."""
+
+    idempotency_key: str
+    transaction_id: str
+    response_code: str
+    message: str
+    route: str = ""
+    authorization_code: str = ""
+    token: str = ""
+    fee: Money | None = None
+    replayed: bool = False
+
+    @property
+    def approved(self) -> bool:
+        return self.response_code == ResponseCode.APPROVED.code
+
+
+class TransactionStatus(enum.Enum):
+    AUTHORIZED = "authorized"
+    DECLINED = "declined"
+    CAPTURED = "captured"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    VOIDED = "voided"
+    REVERSED = "reversed"
+    UNKNOWN = "unknown"
+
+
+class OperationKind(enum.Enum):
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A capture, void or refund of an earlier authorization. amount None: the default amount."""
+
+    kind: OperationKind
+    transaction_id: str
+    idempotency_key: str
+    amount: Money | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """The current state of one transaction, as the journal stores it."""
+
+    transaction_id: str
+    merchant_id: str
+    idempotency_key: str
+    status: TransactionStatus
+    authorized: Money
+    captured_minor: int = 0
+    refunded_minor: int = 0
+    route: str = ""
+    masked_instrument: str = ""
+    fingerprint: str = ""
+    token: str = ""
+    response_code: str = ""
+    authorization_code: str = ""
+    fee_minor: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    version: int = 1
+
+    @property
+    def captured(self) -> Money:
+        return Money(self.captured_minor, self.authorized.currency)
+
+    @property
+    def refunded(self) -> Money:
+        return Money(self.refunded_minor, self.authorized.currency)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One durable step of a transaction. (merchant_id, idempotency_key) is unique."""
+
+    transaction_id: str
+    merchant_id: str
+    idempotency_key: str
+    kind: OperationKind
+    amount: Money
+    response_code: str
+    status: TransactionStatus
+    request_hash: str
+    response: bytes  # the exact answer given, for replays (orjson; never a PAN)
+    created_at: float
+    fee_shares: tuple[tuple[str, int], ...] = field(default=())

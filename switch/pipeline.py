@@ -1,0 +1,319 @@
+"""The authorization flow, top to bottom, on a batch.
+
+    tokenize -> claim keys + move velocity counters (one state-store call)
+    -> route -> adapters (one call per route, concurrently)
+    -> journal (one commit) -> complete the claims (one state-store call)
+
+Every item gets exactly one outcome, in order: a result (approved or declined),
+a SwitchError of its own, or InFlight when another caller holds its key. No
+result is returned before its journal entry is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from switch import idempotency
+from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
+from switch.codes import ResponseCode
+from switch.errors import IdempotencyConflict, SwitchError, Unavailable
+from switch.ids import new_transaction_id
+from switch.models import (
+    Account,
+    Authorization,
+    AuthorizationResult,
+    Card,
+    Instrument,
+    JournalEntry,
+    OperationKind,
+    Token,
+    TransactionRecord,
+    TransactionStatus,
+)
+from switch.risk import RiskRules
+from switch.routing import Router
+from switch.stores.base import Claim, ClaimStatus, Completion, Counter, Journal, StateStore
+from switch.tokens import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """Another caller holds this idempotency key right now: ask again shortly."""
+
+
+Outcome = AuthorizationResult | SwitchError | InFlight
+
+_LIMIT_CODES = {
+    ClaimStatus.COUNT_LIMIT: ResponseCode.EXCEEDS_COUNT_LIMIT,
+    ClaimStatus.AMOUNT_LIMIT: ResponseCode.EXCEEDS_AMOUNT_LIMIT,
+}
+
+
+@dataclass(slots=True)
+class _Item:
+    """One authorization on its way through the pipeline."""
+
+    index: int
+    authorization: Authorization
+    instrument: Instrument
+    card: Card | None
+    request_hash: str
+    counters: tuple[Counter, ...]
+    transaction_id: str
+    route: str = ""
+    answer: AdapterResult | None = None
+    counted: bool = False  # the claim moved the velocity counters
+
+    @property
+    def moved_counters(self) -> tuple[Counter, ...]:
+        return self.counters if self.counted else ()
+
+    @property
+    def result(self) -> AuthorizationResult:
+        answer = self.answer
+        assert answer is not None
+        return AuthorizationResult(
+            idempotency_key=self.authorization.idempotency_key,
+            transaction_id=self.transaction_id,
+            response_code=answer.response_code,
+            message=answer.message or ResponseCode.from_code(answer.response_code).message,
+            route=self.route,
+            authorization_code=answer.authorization_code,
+            token=self.instrument.token,
+        )
+
+    @property
+    def status(self) -> TransactionStatus:
+        answer = self.answer
+        assert answer is not None
+        if answer.unknown:
+            return TransactionStatus.UNKNOWN
+        return TransactionStatus.AUTHORIZED if answer.approved else TransactionStatus.DECLINED
+
+
+class AuthorizationPipeline:
+    def __init__(
+        self,
+        *,
+        tokenizer: Tokenizer,
+        state: StateStore,
+        journal: Journal,
+        router: Router,
+        risk: RiskRules,
+        adapter_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._state = state
+        self._journal = journal
+        self._router = router
+        self._risk = risk
+        self._adapter_timeout = adapter_timeout
+        self._clock = clock
+
+    async def run(self, batch: Sequence[Authorization]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        now = self._clock()
+        items = self._tokenize(batch, now, outcomes)
+        fresh = await self._claim(items, now, outcomes)
+        await self._call_adapters([item for item in fresh if item.answer is None])
+        await self._commit(fresh, outcomes)
+        assert all(outcome is not None for outcome in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    def _tokenize(self, batch: Sequence[Authorization], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
+        items = []
+        for index, authorization in enumerate(batch):
+            source = authorization.source
+            try:
+                if isinstance(source, Token):
+                    source = self._tokenizer.detokenize(source)
+            except SwitchError as error:
+                outcomes[index] = error
+                continue
+            card: Card | None = None
+            if isinstance(source, Account):
+                instrument = self._tokenizer.account(source)
+            else:
+                card, instrument = source, self._tokenizer.card(source)
+            items.append(
+                _Item(
+                    index=index,
+                    authorization=authorization,
+                    instrument=instrument,
+                    card=card,
+                    request_hash=idempotency.authorization_hash(authorization, instrument),
+                    counters=self._risk.counters(authorization, instrument, now),
+                    transaction_id=new_transaction_id(),
+                )
+            )
+        return items
+
+    async def _claim(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
+        """Claims every key in one call; returns the items this batch must answer itself."""
+        if not items:
+            return []
+        claims = [
+            Claim(
+                i.authorization.merchant_id,
+                i.authorization.idempotency_key,
+                i.request_hash,
+                i.authorization.amount.minor_units,
+                i.counters,
+            )
+            for i in items
+        ]
+        fresh = []
+        for item, claimed in zip(items, await self._state.claim(claims, now), strict=True):
+            status = claimed.status
+            if status is ClaimStatus.REPLAY:
+                assert claimed.response is not None
+                outcomes[item.index] = idempotency.decode_result(claimed.response, replayed=True)
+            elif status is ClaimStatus.CONFLICT:
+                outcomes[item.index] = _conflict(item)
+            elif status is ClaimStatus.IN_FLIGHT:
+                outcomes[item.index] = InFlight()
+            else:
+                item.counted = status is ClaimStatus.NEW
+                if status in _LIMIT_CODES:
+                    code = _LIMIT_CODES[status]
+                    item.answer = AdapterResult(code.code, code.message)
+                fresh.append(item)
+        return fresh
+
+    async def _call_adapters(self, items: list[_Item]) -> None:
+        by_route: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            route = self._router.route_of(item.authorization)
+            if route is None:
+                item.answer = AdapterResult(ResponseCode.NO_ROUTE.code, ResponseCode.NO_ROUTE.message)
+            else:
+                item.route = route
+                by_route[route].append(item)
+        await asyncio.gather(*(self._send(route, group) for route, group in by_route.items()))
+
+    async def _send(self, route: str, items: list[_Item]) -> None:
+        requests = [
+            AdapterRequest(
+                kind=OperationKind.AUTHORIZE,
+                transaction_id=i.transaction_id,
+                merchant_id=i.authorization.merchant_id,
+                amount=i.authorization.amount,
+                instrument=i.instrument,
+                card=i.card,
+                account=i.authorization.source if isinstance(i.authorization.source, Account) else None,
+                destination=i.authorization.destination,
+            )
+            for i in items
+        ]
+        try:
+            answers = await asyncio.wait_for(
+                self._router.adapter(route).send(requests, self._adapter_timeout), self._adapter_timeout
+            )
+        except AdapterUnavailable:
+            code = ResponseCode.ISSUER_UNAVAILABLE
+            answers = [AdapterResult(code.code, f"route {route} unavailable")] * len(items)
+        except Exception:  # timed out, or broke after sending: the outcome is unknown
+            log.exception("adapter %s failed on a batch of %d; outcomes unknown", route, len(items))
+            answers = [AdapterResult.timed_out()] * len(items)
+        for item, answer in zip(items, answers, strict=True):
+            item.answer = answer
+
+    async def _commit(self, items: list[_Item], outcomes: list[Outcome | None]) -> None:
+        """Journals every answer in one commit, then completes the claims."""
+        if not items:
+            return
+        now = self._clock()
+        rows = [(self._record(i, now), self._entry(i, now)) for i in items]
+        try:
+            earlier = await self._journal.record_authorizations(rows)
+        except Exception as exc:
+            log.exception("journal commit of %d authorizations failed", len(items))
+            await self._complete([_give_back(i) for i in items], now)
+            for item in items:
+                outcomes[item.index] = Unavailable(f"journal failed: {type(exc).__name__}; retry with the same key")
+            return
+        completions = []
+        for item, (_, entry), found in zip(items, rows, earlier, strict=True):
+            if found is None:
+                outcomes[item.index] = item.result
+                release = item.moved_counters if item.status is TransactionStatus.DECLINED else ()
+                completions.append(_completion(item, entry.request_hash, entry.response, release))
+                continue
+            # The journal already held this key: the state store had lost or expired it.
+            log.warning("duplicate of %s caught by the journal's unique guard", found.transaction_id)
+            same = found.request_hash == item.request_hash
+            outcomes[item.index] = idempotency.decode_result(found.response, replayed=True) if same else _conflict(item)
+            completions.append(_completion(item, found.request_hash, found.response, item.moved_counters))
+        await self._complete(completions, now)
+
+    async def _complete(self, completions: list[Completion], now: float) -> None:
+        # The journal already holds the truth; a failure here only delays replays until
+        # the claim's lease runs out and the journal's unique guard answers instead.
+        try:
+            await self._state.complete(completions, now)
+        except Exception:
+            log.exception("completing %d idempotency claims failed", len(completions))
+
+    def _record(self, item: _Item, now: float) -> TransactionRecord:
+        result = item.result
+        return TransactionRecord(
+            transaction_id=item.transaction_id,
+            merchant_id=item.authorization.merchant_id,
+            idempotency_key=item.authorization.idempotency_key,
+            status=item.status,
+            authorized=item.authorization.amount,
+            route=item.route,
+            masked_instrument=item.instrument.masked,
+            fingerprint=item.instrument.fingerprint,
+            token=item.instrument.token,
+            response_code=result.response_code,
+            authorization_code=result.authorization_code,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _entry(self, item: _Item, now: float) -> JournalEntry:
+        result = item.result
+        return JournalEntry(
+            transaction_id=item.transaction_id,
+            merchant_id=item.authorization.merchant_id,
+            idempotency_key=item.authorization.idempotency_key,
+            kind=OperationKind.AUTHORIZE,
+            amount=item.authorization.amount,
+            response_code=result.response_code,
+            status=item.status,
+            request_hash=item.request_hash,
+            response=idempotency.encode_result(result),
+            created_at=now,
+        )
+
+
+def _conflict(item: _Item) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"idempotency key {item.authorization.idempotency_key!r} was used for a different request"
+    )
+
+
+def _completion(item: _Item, request_hash: str, response: bytes | None, release: tuple[Counter, ...]) -> Completion:
+    authorization = item.authorization
+    return Completion(
+        authorization.merchant_id,
+        authorization.idempotency_key,
+        request_hash,
+        response,
+        authorization.amount.minor_units,
+        release,
+    )
+
+
+def _give_back(item: _Item) -> Completion:
+    """Frees the key and moves the counters back: the call failed and may be retried."""
+    return _completion(item, item.request_hash, None, item.moved_counters)

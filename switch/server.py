@@ -1,0 +1,139 @@
+"""The composition root: reads nothing itself, wires everything from Settings.
+
+build() opens the stores, loads the adapters named by the routes, assembles the
+pipeline, batcher and servicers, and starts a grpc.aio server (port 0 picks a
+free port: tests use it). RunningSwitch.stop() drains: health goes NOT_SERVING,
+in-flight calls finish, queued work is answered, then stores and adapters close.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from switch import adapter as adapter_contract
+from switch.adapter import Adapter
+from switch.batcher import MicroBatcher
+from switch.config import ConfigError, Settings
+from switch.operations import TransactionService
+from switch.pipeline import AuthorizationPipeline
+from switch.risk import RiskRules
+from switch.routing import Router
+from switch.servicer import SwitchServicer
+from switch.stores import open_stores
+from switch.stores.base import Journal, StateStore
+from switch.tokens import Tokenizer
+from switch.v1 import switch_pb2, switch_pb2_grpc
+
+SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Switch"].full_name
+
+# Until routing rules arrive: cards on the "card" route, account payments on the
+# "instant" rail, both answered by the built-in simulated issuer.
+DEFAULT_ROUTES = {"card": "simulated", "instant": "simulated"}
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class RunningSwitch:
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    batcher: MicroBatcher
+    state: StateStore
+    journal: Journal
+    adapters: list[Adapter]
+
+    async def stop(self, grace_seconds: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_seconds)
+        await self.batcher.close()
+        for adapter in self.adapters:
+            await adapter.close()
+        await self.state.close()
+        await self.journal.close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def build(settings: Settings) -> RunningSwitch:
+    state, journal = await open_stores(settings)
+    router = Router(_adapters(settings))
+    for adapter in router.adapters:
+        await adapter.start()
+    timeout = settings.adapters.timeout_ms / 1000.0
+    pipeline = AuthorizationPipeline(
+        tokenizer=Tokenizer(fingerprint_key(settings)),
+        state=state,
+        journal=journal,
+        router=router,
+        risk=RiskRules(settings.limits),
+        adapter_timeout=timeout,
+    )
+    batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds)
+    transactions = TransactionService(
+        state=state,
+        journal=journal,
+        router=router,
+        adapter_timeout=timeout,
+        in_flight_wait_seconds=settings.idempotency.lease_seconds,
+    )
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    switch_pb2_grpc.add_SwitchServicer_to_server(SwitchServicer(batcher, transactions), server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    batcher.start()
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return RunningSwitch(server, port, health_servicer, batcher, state, journal, router.adapters)
+
+
+def _adapters(settings: Settings) -> dict[str, Adapter]:
+    installed = adapter_contract.discover()
+    options = {"latency_ms": settings.adapters.simulator_latency_ms}
+    built: dict[str, Adapter] = {}
+    routes: dict[str, Adapter] = {}
+    for route, name in DEFAULT_ROUTES.items():
+        if name not in installed:
+            raise ConfigError(f"routes.{route}: no installed adapter named {name!r}")
+        if name not in built:
+            built[name] = installed[name](name, options)
+        routes[route] = built[name]
+    return routes
+
+
+def fingerprint_key(settings: Settings) -> bytes:
+    """The HMAC key for fingerprints. Every worker and instance must share it, so
+    production requires it; the embedded default keeps a random one beside its journal."""
+    security = settings.security
+    if security.fingerprint_key_hex:
+        return bytes.fromhex(security.fingerprint_key_hex)
+    if security.fingerprint_key_file:
+        return bytes.fromhex(Path(security.fingerprint_key_file).read_text().strip())
+    if not settings.stores.embedded:
+        raise ConfigError("security.fingerprint_key_hex: required with Redis and PostgreSQL (or fingerprint_key_file)")
+    path = Path(settings.stores.sqlite_path).parent / "fingerprint.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())

@@ -1,0 +1,140 @@
+"""The gRPC surface of switch.v1.Switch: proto in, domain call, proto out.
+
+Thin on purpose: parsing lives in switch.convert, the work in the batcher,
+pipeline and transaction service, and the mapping of errors to statuses in
+switch.status, applied once per call by @mapped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from switch import convert
+from switch.batcher import MicroBatcher
+from switch.errors import SwitchError
+from switch.models import Authorization, OperationKind
+from switch.operations import TransactionService
+from switch.status import as_switch_error, to_grpc_status
+from switch.v1 import switch_pb2 as pb
+from switch.v1 import switch_pb2_grpc
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+STREAM_WINDOW = 2048  # authorizations one stream may have in the pipeline at once
+
+
+def mapped(
+    method: Callable[[Any, Request, Context], Awaitable[Response]],
+) -> Callable[[Any, Request, Context], Awaitable[Response]]:
+    """Turns any exception into the call's gRPC status, in one place."""
+
+    @functools.wraps(method)
+    async def call(self: Any, request: Request, context: Context) -> Response:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            # grpc-stubs lags grpc.aio here; abort_with_status raises and never returns.
+            await context.abort_with_status(to_grpc_status(as_switch_error(exc)))  # type: ignore[attr-defined]
+            raise
+
+    return call
+
+
+class SwitchServicer(switch_pb2_grpc.SwitchServicer):
+    def __init__(self, batcher: MicroBatcher, transactions: TransactionService) -> None:
+        self._batcher = batcher
+        self._transactions = transactions
+
+    @mapped
+    async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
+        result = await self._batcher.submit(convert.authorization(request))
+        return convert.result_to_proto(result)
+
+    @mapped
+    async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Context) -> pb.AuthorizeBatchResponse:
+        responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * len(request.requests)
+        valid: list[tuple[int, Authorization]] = []
+        for index, item in enumerate(request.requests):
+            try:
+                valid.append((index, convert.authorization(item)))
+            except SwitchError as error:
+                responses[index] = convert.error_to_proto(item.idempotency_key, error)
+        answers = await self._batcher.submit_many([authorization for _, authorization in valid])
+        for (index, authorization), answer in zip(valid, answers, strict=True):
+            responses[index] = _to_response(authorization.idempotency_key, answer)
+        return pb.AuthorizeBatchResponse(responses=responses)
+
+    async def AuthorizeStream(
+        self, requests: AsyncIterator[pb.AuthorizeRequest], context: Context
+    ) -> AsyncIterator[pb.AuthorizeResponse]:
+        """Answers as they complete (not in request order); each carries its idempotency_key."""
+        answers: asyncio.Queue[pb.AuthorizeResponse | None] = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        reader = asyncio.create_task(self._read_stream(requests, answers, window))
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_stream(
+        self,
+        requests: AsyncIterator[pb.AuthorizeRequest],
+        answers: asyncio.Queue[pb.AuthorizeResponse | None],
+        window: asyncio.Semaphore,
+    ) -> None:
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            async for request in requests:
+                await window.acquire()
+                task = asyncio.create_task(self._answer_one(request, answers))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                task.add_done_callback(lambda _: window.release())
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            answers.put_nowait(None)
+
+    async def _answer_one(
+        self, request: pb.AuthorizeRequest, answers: asyncio.Queue[pb.AuthorizeResponse | None]
+    ) -> None:
+        try:
+            (answer,) = await self._batcher.submit_many([convert.authorization(request)])
+        except Exception as exc:
+            answer = as_switch_error(exc)
+        answers.put_nowait(_to_response(request.idempotency_key, answer))
+
+    @mapped
+    async def Capture(self, request: pb.CaptureRequest, context: Context) -> pb.Transaction:
+        return await self._operate(convert.operation(OperationKind.CAPTURE, request))
+
+    @mapped
+    async def Void(self, request: pb.VoidRequest, context: Context) -> pb.Transaction:
+        return await self._operate(convert.operation(OperationKind.VOID, request))
+
+    @mapped
+    async def Refund(self, request: pb.RefundRequest, context: Context) -> pb.Transaction:
+        return await self._operate(convert.operation(OperationKind.REFUND, request))
+
+    @mapped
+    async def GetTransaction(self, request: pb.GetTransactionRequest, context: Context) -> pb.Transaction:
+        return convert.record_to_proto(await self._transactions.get(convert.transaction_id(request)))
+
+    async def _operate(self, operation: Any) -> pb.Transaction:
+        record, replayed = await self._transactions.execute(operation)
+        return convert.record_to_proto(record, replayed=replayed)
+
+
+def _to_response(idempotency_key: str, answer: Any) -> pb.AuthorizeResponse:
+    if isinstance(answer, SwitchError):
+        return convert.error_to_proto(idempotency_key, answer)
+    return convert.result_to_proto(answer)

@@ -1,0 +1,32 @@
+"""The stores behind the switch: which pair runs is configuration, not code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from switch.config import Settings
+from switch.stores.base import Journal, StateStore
+
+
+async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
+    """Memory + SQLite for the embedded default; Redis + PostgreSQL when configured."""
+    idempotency = settings.idempotency
+    if settings.stores.embedded:
+        from switch.stores.memory import MemoryStateStore
+        from switch.stores.sqlite import SqliteJournal
+
+        path = Path(settings.stores.sqlite_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state: StateStore = MemoryStateStore(idempotency.retention_seconds, idempotency.lease_seconds)
+        return state, await SqliteJournal.open(path)
+
+    from switch.stores.postgres import PostgresJournal
+    from switch.stores.redis import RedisStateStore
+
+    state = RedisStateStore.from_url(
+        settings.stores.redis_url,
+        prefix=settings.stores.key_prefix,
+        retention_seconds=idempotency.retention_seconds,
+        lease_seconds=idempotency.lease_seconds,
+    )
+    return state, await PostgresJournal.open(settings.stores.postgres_dsn)

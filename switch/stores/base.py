@@ -1,0 +1,120 @@
+"""The two store contracts the pipeline talks to, and the values they exchange.
+
+StateStore holds short-lived state: idempotency claims and velocity counters
+(memory in the embedded default, Redis in production). Journal holds the durable
+record: journal entries and the current state of each transaction (SQLite in the
+embedded default, PostgreSQL in production). Every method takes a whole batch, so
+a batch costs one round trip to each store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from switch.models import JournalEntry, TransactionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One velocity counter an item must fit under, in one fixed time window.
+
+    subject says whose counter it is ("i:<fingerprint>" or "m:<merchant>"); stores
+    use it as the Redis Cluster hash tag. name is unique per subject and already
+    includes the window's bucket, so a claim and its release hit the same key.
+    """
+
+    subject: str
+    name: str
+    window_seconds: int
+    limit: int
+    by_amount: bool  # True: counts minor units (declines "61"); False: counts calls ("65")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    merchant_id: str
+    idempotency_key: str
+    request_hash: str
+    amount_minor: int
+    counters: tuple[Counter, ...] = ()
+
+
+class ClaimStatus(enum.Enum):
+    NEW = "new"  # claimed; counters moved; the caller must complete it
+    REPLAY = "replay"  # done before with the same request: response holds the answer
+    IN_FLIGHT = "in_flight"  # someone else holds the claim right now
+    CONFLICT = "conflict"  # the key was used for a different request
+    COUNT_LIMIT = "count_limit"  # claimed, but a count limit is reached: decline "65"
+    AMOUNT_LIMIT = "amount_limit"  # claimed, but an amount limit is reached: decline "61"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    status: ClaimStatus
+    response: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Finishes a claim. response None gives the key back (the call failed and may be
+    retried); release lists the counters to move back (the item was not approved)."""
+
+    merchant_id: str
+    idempotency_key: str
+    request_hash: str
+    response: bytes | None
+    amount_minor: int = 0
+    release: tuple[Counter, ...] = ()
+
+
+class StateStore(Protocol):
+    async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
+        """Claims each key and, for new claims, moves every counter or none of them.
+
+        Counters move only when all of an item's counters fit; a limit of N lets
+        exactly N through however many callers race. Items are applied in order,
+        so the same key twice in one batch yields NEW then IN_FLIGHT.
+        """
+        ...
+
+    async def complete(self, completions: Sequence[Completion], now: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ApplyStatus(enum.Enum):
+    APPLIED = "applied"
+    STALE = "stale"  # the transaction changed since it was read: re-read and retry
+    DUPLICATE = "duplicate"  # an entry with this (merchant, idempotency key) exists
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    status: ApplyStatus
+    existing: JournalEntry | None = None
+
+
+class Journal(Protocol):
+    async def record_authorizations(
+        self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
+    ) -> list[JournalEntry | None]:
+        """Commits every new transaction and its entry in one transaction.
+
+        Returns None for each one recorded, or the earlier entry holding the same
+        (merchant, idempotency key): the unique constraint is the last guard
+        against a duplicate that slipped past the state store.
+        """
+        ...
+
+    async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+        """Stores record (version n+1) if the stored one is still version n, with entry."""
+        ...
+
+    async def get_transaction(self, transaction_id: str) -> TransactionRecord | None: ...
+
+    async def find_entry(self, merchant_id: str, idempotency_key: str) -> JournalEntry | None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,91 @@
+"""The embedded StateStore: idempotency claims and velocity counters in this process.
+
+Right for one process (the embedded default, tests, demos). Several worker
+processes each have their own, so production uses the Redis store instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+
+_SWEEP_INTERVAL_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class _Key:
+    request_hash: str
+    response: bytes | None  # None while the claim is in flight
+    claimed_at: float
+    expires_at: float
+
+
+class MemoryStateStore:
+    def __init__(self, retention_seconds: float, lease_seconds: float) -> None:
+        self._retention = retention_seconds
+        self._lease = lease_seconds
+        self._keys: dict[tuple[str, str], _Key] = {}
+        self._counters: dict[tuple[str, str], tuple[int, float]] = {}  # value, expires_at
+        self._next_sweep = 0.0
+
+    async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
+        self._maybe_sweep(now)
+        return [self._claim_one(claim, now) for claim in claims]
+
+    async def complete(self, completions: Sequence[Completion], now: float) -> None:
+        for done in completions:
+            scope = (done.merchant_id, done.idempotency_key)
+            if done.response is None:
+                self._keys.pop(scope, None)
+            else:
+                self._keys[scope] = _Key(done.request_hash, done.response, now, now + self._retention)
+            for counter in done.release:
+                self._add(counter, -self._increment(counter, done.amount_minor), now)
+
+    async def close(self) -> None:
+        self._keys.clear()
+        self._counters.clear()
+
+    def _claim_one(self, claim: Claim, now: float) -> ClaimOutcome:
+        scope = (claim.merchant_id, claim.idempotency_key)
+        held = self._keys.get(scope)
+        if held is not None and held.expires_at > now:
+            if held.request_hash != claim.request_hash:
+                return ClaimOutcome(ClaimStatus.CONFLICT)
+            if held.response is not None:
+                return ClaimOutcome(ClaimStatus.REPLAY, held.response)
+            if now - held.claimed_at < self._lease:
+                return ClaimOutcome(ClaimStatus.IN_FLIGHT)
+            # The holder's lease ran out (it crashed): this caller takes the claim over.
+        self._keys[scope] = _Key(claim.request_hash, None, now, now + self._retention)
+        for counter in claim.counters:
+            if self._value(counter, now) + self._increment(counter, claim.amount_minor) > counter.limit:
+                return ClaimOutcome(ClaimStatus.AMOUNT_LIMIT if counter.by_amount else ClaimStatus.COUNT_LIMIT)
+        for counter in claim.counters:
+            self._add(counter, self._increment(counter, claim.amount_minor), now)
+        return ClaimOutcome(ClaimStatus.NEW)
+
+    @staticmethod
+    def _increment(counter: Counter, amount_minor: int) -> int:
+        return amount_minor if counter.by_amount else 1
+
+    def _value(self, counter: Counter, now: float) -> int:
+        value, expires_at = self._counters.get((counter.subject, counter.name), (0, 0.0))
+        return value if expires_at > now else 0
+
+    def _add(self, counter: Counter, delta: int, now: float) -> None:
+        key = (counter.subject, counter.name)
+        value, expires_at = self._counters.get(key, (0, 0.0))
+        if expires_at <= now:
+            value, expires_at = 0, now + counter.window_seconds
+        self._counters[key] = (max(value + delta, 0), expires_at)
+
+    def _maybe_sweep(self, now: float) -> None:
+        """Drops expired keys and counters now and then, so memory stays bounded."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_INTERVAL_SECONDS
+        self._keys = {k: v for k, v in self._keys.items() if v.expires_at > now}
+        self._counters = {k: v for k, v in self._counters.items() if v[1] > now}

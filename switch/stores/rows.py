@@ -1,0 +1,129 @@
+"""How transaction records and journal entries map to table rows, for every SQL journal.
+
+One column order per table, shared by the SQLite and PostgreSQL journals so the
+two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from switch.models import JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
+
+TRANSACTION_COLUMNS = (
+    "transaction_id",
+    "merchant_id",
+    "idempotency_key",
+    "status",
+    "currency",
+    "authorized_minor",
+    "captured_minor",
+    "refunded_minor",
+    "route",
+    "masked_instrument",
+    "fingerprint",
+    "token",
+    "response_code",
+    "authorization_code",
+    "fee_minor",
+    "created_at",
+    "updated_at",
+    "version",
+)
+
+ENTRY_COLUMNS = (
+    "transaction_id",
+    "merchant_id",
+    "idempotency_key",
+    "kind",
+    "currency",
+    "amount_minor",
+    "response_code",
+    "status",
+    "request_hash",
+    "response",
+    "fee_shares",
+    "created_at",
+)
+
+
+def transaction_row(record: TransactionRecord) -> tuple[Any, ...]:
+    return (
+        record.transaction_id,
+        record.merchant_id,
+        record.idempotency_key,
+        record.status.value,
+        record.authorized.currency,
+        record.authorized.minor_units,
+        record.captured_minor,
+        record.refunded_minor,
+        record.route,
+        record.masked_instrument,
+        record.fingerprint,
+        record.token,
+        record.response_code,
+        record.authorization_code,
+        record.fee_minor,
+        record.created_at,
+        record.updated_at,
+        record.version,
+    )
+
+
+def record_from_row(row: Any) -> TransactionRecord:
+    """row: a sequence in TRANSACTION_COLUMNS order (sqlite3.Row or asyncpg.Record)."""
+    return TransactionRecord(
+        transaction_id=row[0],
+        merchant_id=row[1],
+        idempotency_key=row[2],
+        status=TransactionStatus(row[3]),
+        authorized=Money(int(row[5]), row[4]),
+        captured_minor=int(row[6]),
+        refunded_minor=int(row[7]),
+        route=row[8],
+        masked_instrument=row[9],
+        fingerprint=row[10],
+        token=row[11],
+        response_code=row[12],
+        authorization_code=row[13],
+        fee_minor=int(row[14]),
+        created_at=float(row[15]),
+        updated_at=float(row[16]),
+        version=int(row[17]),
+    )
+
+
+def entry_row(entry: JournalEntry) -> tuple[Any, ...]:
+    return (
+        entry.transaction_id,
+        entry.merchant_id,
+        entry.idempotency_key,
+        entry.kind.value,
+        entry.amount.currency,
+        entry.amount.minor_units,
+        entry.response_code,
+        entry.status.value,
+        entry.request_hash,
+        entry.response,
+        orjson.dumps(entry.fee_shares).decode(),
+        entry.created_at,
+    )
+
+
+def entry_from_row(row: Any) -> JournalEntry:
+    """row: a sequence in ENTRY_COLUMNS order."""
+    return JournalEntry(
+        transaction_id=row[0],
+        merchant_id=row[1],
+        idempotency_key=row[2],
+        kind=OperationKind(row[3]),
+        amount=Money(int(row[5]), row[4]),
+        response_code=row[6],
+        status=TransactionStatus(row[7]),
+        request_hash=row[8],
+        response=bytes(row[9]),
+        fee_shares=tuple((party, int(amount)) for party, amount in orjson.loads(row[10])),
+        created_at=float(row[11]),
+    )

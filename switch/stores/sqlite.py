@@ -1,0 +1,207 @@
+"""The embedded Journal: a SQLite file in WAL mode, one transaction per batch.
+
+sqlite3 blocks, so every statement runs on one dedicated thread; that thread is
+also what serializes writers inside the process, and BEGIN IMMEDIATE does it
+across processes sharing the file. synchronous=FULL makes each commit durable
+before the switch answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from switch.models import JournalEntry, TransactionRecord
+from switch.stores.base import ApplyOutcome, ApplyStatus
+from switch.stores.rows import (
+    ENTRY_COLUMNS,
+    TRANSACTION_COLUMNS,
+    entry_from_row,
+    entry_row,
+    record_from_row,
+    transaction_row,
+)
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE transactions (
+        transaction_id TEXT PRIMARY KEY,
+        merchant_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        authorized_minor INTEGER NOT NULL,
+        captured_minor INTEGER NOT NULL,
+        refunded_minor INTEGER NOT NULL,
+        route TEXT NOT NULL,
+        masked_instrument TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        token TEXT NOT NULL,
+        response_code TEXT NOT NULL,
+        authorization_code TEXT NOT NULL,
+        fee_minor INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        version INTEGER NOT NULL
+    );
+    CREATE TABLE journal_entries (
+        entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        transaction_id TEXT NOT NULL REFERENCES transactions (transaction_id),
+        merchant_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        response_code TEXT NOT NULL,
+        status TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        response BLOB NOT NULL,
+        fee_shares TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (merchant_id, idempotency_key)
+    );
+    CREATE INDEX journal_entries_transaction ON journal_entries (transaction_id);
+    """,
+)
+
+_CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables
+
+_INSERT_TRANSACTION = (
+    f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES ({', '.join('?' * len(TRANSACTION_COLUMNS))})"
+)
+_INSERT_ENTRY = (
+    f"INSERT INTO journal_entries ({', '.join(ENTRY_COLUMNS)}) VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"
+)
+_UPDATE_TRANSACTION = (
+    f"UPDATE transactions SET {', '.join(f'{c} = ?' for c in TRANSACTION_COLUMNS[1:])} "
+    "WHERE transaction_id = ? AND version = ?"
+)
+_SELECT_ENTRY = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM journal_entries"
+
+
+class SqliteJournal:
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._db = connection
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SqliteJournal:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-journal")
+        loop = asyncio.get_running_loop()
+        connection = await loop.run_in_executor(executor, _connect, str(path))
+        return cls(connection, executor)
+
+    async def close(self) -> None:
+        await self._run(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    async def record_authorizations(
+        self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
+    ) -> list[JournalEntry | None]:
+        return await self._run(self._record_authorizations, batch)
+
+    async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+        return await self._run(self._apply, record, entry)
+
+    async def get_transaction(self, transaction_id: str) -> TransactionRecord | None:
+        return await self._run(self._get_transaction, transaction_id)
+
+    async def find_entry(self, merchant_id: str, idempotency_key: str) -> JournalEntry | None:
+        found = await self._run(self._existing_entries, [(merchant_id, idempotency_key)])
+        return found.get((merchant_id, idempotency_key))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # Everything below runs on the journal's thread.
+
+    def _record_authorizations(
+        self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
+    ) -> list[JournalEntry | None]:
+        with _transaction(self._db):
+            existing = self._existing_entries([(e.merchant_id, e.idempotency_key) for _, e in batch])
+            results: list[JournalEntry | None] = []
+            fresh: list[tuple[TransactionRecord, JournalEntry]] = []
+            for record, entry in batch:
+                scope = (entry.merchant_id, entry.idempotency_key)
+                earlier = existing.get(scope)
+                results.append(earlier)
+                if earlier is None:
+                    existing[scope] = entry  # a repeat later in this batch is a duplicate too
+                    fresh.append((record, entry))
+            self._db.executemany(_INSERT_TRANSACTION, [transaction_row(r) for r, _ in fresh])
+            self._db.executemany(_INSERT_ENTRY, [entry_row(e) for _, e in fresh])
+        return results
+
+    def _apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+        with _transaction(self._db):
+            earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
+            if earlier:
+                return ApplyOutcome(ApplyStatus.DUPLICATE, next(iter(earlier.values())))
+            row = transaction_row(record)
+            updated = self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1))
+            if updated.rowcount != 1:
+                return ApplyOutcome(ApplyStatus.STALE)
+            self._db.execute(_INSERT_ENTRY, entry_row(entry))
+        return ApplyOutcome(ApplyStatus.APPLIED)
+
+    def _get_transaction(self, transaction_id: str) -> TransactionRecord | None:
+        row = self._db.execute(
+            f"SELECT {', '.join(TRANSACTION_COLUMNS)} FROM transactions WHERE transaction_id = ?",
+            (transaction_id,),
+        ).fetchone()
+        return None if row is None else record_from_row(row)
+
+    def _existing_entries(self, scopes: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JournalEntry]:
+        found: dict[tuple[str, str], JournalEntry] = {}
+        for start in range(0, len(scopes), _CHUNK):
+            chunk = scopes[start : start + _CHUNK]
+            placeholders = ", ".join("(?, ?)" for _ in chunk)
+            rows = self._db.execute(
+                f"{_SELECT_ENTRY} WHERE (merchant_id, idempotency_key) IN (VALUES {placeholders})",
+                [value for scope in chunk for value in scope],
+            )
+            for row in rows:
+                entry = entry_from_row(row)
+                found[(entry.merchant_id, entry.idempotency_key)] = entry
+        return found
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("PRAGMA foreign_keys = ON")
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Applies the migrations this file has not seen yet; returns how many ran."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    with _transaction(db):
+        done = int(db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0])
+        for version, script in enumerate(MIGRATIONS[done:], start=done + 1):
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations VALUES (?, strftime('%s', 'now'))", (version,))
+    return len(MIGRATIONS) - done
