@@ -1,0 +1,287 @@
+"""The Journal contract, run against every implementation (SQLite and PostgreSQL).
+
+Each test is written once and takes a `backend` that opens journals over one
+store (a temporary SQLite file, or a fresh PostgreSQL schema), so a test can
+close a journal and open the same data again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from switch.models import (
+    INT64_MAX,
+    JournalEntry,
+    Money,
+    OperationKind,
+    TransactionRecord,
+    TransactionStatus,
+    mask_pan,
+)
+from switch.stores import postgres
+from switch.stores.base import ApplyOutcome, ApplyStatus, Journal
+from switch.stores.postgres import PostgresJournal
+from switch.stores.sqlite import SqliteJournal
+from tests.conftest import POSTGRES_DSN
+
+PAN = "4111111111111111"
+FINGERPRINT = hashlib.sha256(b"key" + PAN.encode()).hexdigest()
+T0 = 1_700_000_000.123456
+TABLES = ("transactions", "journal_entries", "schema_migrations")
+
+
+class Backend:
+    """Opens journals over one store, and dumps every row it holds."""
+
+    def __init__(self, kind: str, sqlite_path: Path, pg_schema: str) -> None:
+        self.kind = kind
+        self.sqlite_path = sqlite_path
+        self.pg_schema = pg_schema
+        self.open_journals: list[Journal] = []
+
+    async def open(self) -> Journal:
+        journal: Journal
+        if self.kind == "sqlite":
+            journal = await SqliteJournal.open(self.sqlite_path)
+        else:
+            journal = await PostgresJournal.open(POSTGRES_DSN, schema=self.pg_schema)
+        self.open_journals.append(journal)
+        return journal
+
+    async def close(self, journal: Journal) -> None:
+        self.open_journals.remove(journal)
+        await journal.close()
+
+    async def dump(self) -> str:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.sqlite_path) as db:
+                return repr([db.execute(f"SELECT * FROM {table}").fetchall() for table in TABLES])
+        connection = await asyncpg.connect(POSTGRES_DSN, server_settings={"search_path": self.pg_schema})
+        try:
+            return repr([[tuple(row) for row in await connection.fetch(f"SELECT * FROM {t}")] for t in TABLES])
+        finally:
+            await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path, pg_schema: str) -> AsyncIterator[Backend]:
+    made = Backend(str(request.param), tmp_path / "journal.sqlite3", pg_schema)
+    yield made
+    for journal in list(made.open_journals):
+        await made.close(journal)
+
+
+@pytest.fixture
+async def journal(backend: Backend) -> Journal:
+    return await backend.open()
+
+
+def record(n: int, merchant: str = "m-1", **changes: object) -> TransactionRecord:
+    """A transaction with every field set to something other than its default."""
+    made = TransactionRecord(
+        transaction_id=f"tx-{n}",
+        merchant_id=merchant,
+        idempotency_key=f"key-{n}",
+        status=TransactionStatus.AUTHORIZED,
+        authorized=Money(INT64_MAX - n, "EUR"),
+        captured_minor=0,
+        refunded_minor=0,
+        route="sim-visa",
+        masked_instrument=mask_pan(PAN),
+        fingerprint=FINGERPRINT,
+        token=f"tok_{n}",
+        response_code="00",
+        authorization_code=f"A{n:05d}",
+        fee_minor=37,
+        created_at=T0 + n,
+        updated_at=T0 + n + 0.5,
+        version=1,
+    )
+    return replace(made, **changes)  # type: ignore[arg-type]
+
+
+def entry(
+    rec: TransactionRecord, key: str | None = None, kind: OperationKind = OperationKind.AUTHORIZE
+) -> JournalEntry:
+    return JournalEntry(
+        transaction_id=rec.transaction_id,
+        merchant_id=rec.merchant_id,
+        idempotency_key=key or rec.idempotency_key,
+        kind=kind,
+        amount=rec.authorized,
+        response_code=rec.response_code,
+        status=rec.status,
+        request_hash=f"hash-{key or rec.idempotency_key}",
+        response=orjson.dumps({"masked": rec.masked_instrument, "code": rec.response_code}) + b"\x00\xff",
+        created_at=rec.updated_at,
+        fee_shares=(("acquirer", 20), ("scheme", 17)),
+    )
+
+
+def authorization(n: int, merchant: str = "m-1") -> tuple[TransactionRecord, JournalEntry]:
+    rec = record(n, merchant)
+    return rec, entry(rec)
+
+
+def captured(rec: TransactionRecord, key: str) -> tuple[TransactionRecord, JournalEntry]:
+    """The next version of rec after a full capture, and the capture's entry."""
+    after = replace(
+        rec,
+        status=TransactionStatus.CAPTURED,
+        captured_minor=rec.authorized.minor_units,
+        updated_at=rec.updated_at + 10,
+        version=rec.version + 1,
+    )
+    return after, entry(after, key, OperationKind.CAPTURE)
+
+
+async def test_an_empty_batch(journal: Journal) -> None:
+    assert await journal.record_authorizations([]) == []
+
+
+async def test_every_field_round_trips(journal: Journal) -> None:
+    batch = [authorization(n) for n in range(3)]
+    assert await journal.record_authorizations(batch) == [None, None, None]
+    for rec, ent in batch:
+        assert await journal.get_transaction(rec.transaction_id) == rec
+        assert (await journal.find_entries([(ent.merchant_id, ent.idempotency_key)])).get(
+            (ent.merchant_id, ent.idempotency_key)
+        ) == ent
+
+
+async def test_unknown_transactions_and_entries_are_none(journal: Journal) -> None:
+    assert await journal.get_transaction("tx-missing") is None
+    assert (await journal.find_entries([("m-1", "key-missing")])).get(("m-1", "key-missing")) is None
+
+
+async def test_a_duplicate_inside_a_batch_gets_the_first(journal: Journal) -> None:
+    first, other = authorization(1), authorization(2)
+    again = (record(3, idempotency_key="key-1"), replace(entry(record(3)), idempotency_key="key-1"))
+    assert await journal.record_authorizations([first, other, again]) == [None, None, first[1]]
+    assert await journal.get_transaction("tx-3") is None
+
+
+async def test_a_duplicate_of_an_earlier_batch_gets_the_stored_entry(journal: Journal) -> None:
+    stored = authorization(1)
+    await journal.record_authorizations([stored])
+    again = (record(2), replace(entry(record(2)), idempotency_key="key-1"))
+    results = await journal.record_authorizations([authorization(3), again, again])
+    assert results == [None, stored[1], stored[1]]
+    assert await journal.get_transaction("tx-2") is None
+    assert await journal.get_transaction("tx-3") is not None
+
+
+async def test_keys_are_scoped_by_merchant(journal: Journal) -> None:
+    one = authorization(1, merchant="m-1")
+    two = (record(2, merchant="m-2"), replace(entry(record(2, merchant="m-2")), idempotency_key="key-1"))
+    assert await journal.record_authorizations([one, two]) == [None, None]
+
+
+async def test_racing_batches_record_a_key_once(journal: Journal) -> None:
+    one = authorization(1)
+    two = (record(2), replace(entry(record(2)), idempotency_key="key-1"))
+    results = await asyncio.gather(journal.record_authorizations([one]), journal.record_authorizations([two]))
+    winners = [batch[0] for batch in results]
+    assert winners.count(None) == 1
+    stored = (await journal.find_entries([("m-1", "key-1")])).get(("m-1", "key-1"))
+    assert stored in (one[1], two[1])
+    assert stored in winners
+
+
+async def test_apply_stores_the_next_version(journal: Journal) -> None:
+    rec, ent = authorization(1)
+    await journal.record_authorizations([(rec, ent)])
+    after, capture = captured(rec, "cap-1")
+    assert await journal.apply(after, capture) == ApplyOutcome(ApplyStatus.APPLIED)
+    assert await journal.get_transaction(rec.transaction_id) == after
+    assert (await journal.find_entries([("m-1", "cap-1")])).get(("m-1", "cap-1")) == capture
+
+
+async def test_apply_over_a_changed_transaction_is_stale(journal: Journal) -> None:
+    rec, ent = authorization(1)
+    await journal.record_authorizations([(rec, ent)])
+    after, capture = captured(rec, "cap-1")
+    await journal.apply(after, capture)
+    late, late_capture = captured(rec, "cap-2")
+    assert await journal.apply(late, late_capture) == ApplyOutcome(ApplyStatus.STALE)
+    assert (await journal.find_entries([("m-1", "cap-2")])).get(("m-1", "cap-2")) is None
+    assert await journal.get_transaction(rec.transaction_id) == after
+
+
+async def test_apply_to_an_unknown_transaction_is_stale(journal: Journal) -> None:
+    after, capture = captured(record(1), "cap-1")
+    assert await journal.apply(after, capture) == ApplyOutcome(ApplyStatus.STALE)
+    assert (await journal.find_entries([("m-1", "cap-1")])).get(("m-1", "cap-1")) is None
+
+
+async def test_apply_with_a_used_key_is_a_duplicate(journal: Journal) -> None:
+    rec, ent = authorization(1)
+    await journal.record_authorizations([(rec, ent)])
+    after, capture = captured(rec, "key-1")
+    assert await journal.apply(after, capture) == ApplyOutcome(ApplyStatus.DUPLICATE, ent)
+    assert await journal.get_transaction(rec.transaction_id) == rec
+
+
+async def test_racing_applies_with_one_key_apply_once(journal: Journal) -> None:
+    one, two = authorization(1), authorization(2)
+    await journal.record_authorizations([one, two])
+    first, second = captured(one[0], "cap-x"), captured(two[0], "cap-x")
+    outcomes = await asyncio.gather(journal.apply(*first), journal.apply(*second))
+    statuses = sorted(outcome.status.value for outcome in outcomes)
+    assert statuses == ["applied", "duplicate"]
+    stored = (await journal.find_entries([("m-1", "cap-x")])).get(("m-1", "cap-x"))
+    assert stored is not None
+    assert [o.existing for o in outcomes if o.status is ApplyStatus.DUPLICATE] == [stored]
+
+
+async def test_data_survives_a_restart(backend: Backend, journal: Journal) -> None:
+    rec, ent = authorization(1)
+    await journal.record_authorizations([(rec, ent)])
+    after, capture = captured(rec, "cap-1")
+    await journal.apply(after, capture)
+    await backend.close(journal)
+    reopened = await backend.open()
+    assert await reopened.get_transaction(rec.transaction_id) == after
+    assert (await reopened.find_entries([("m-1", "key-1")])).get(("m-1", "key-1")) == ent
+    assert (await reopened.find_entries([("m-1", "cap-1")])).get(("m-1", "cap-1")) == capture
+
+
+async def test_no_card_number_is_stored(backend: Backend, journal: Journal) -> None:
+    rec, ent = authorization(1)
+    await journal.record_authorizations([(rec, ent)])
+    await journal.apply(*captured(rec, "cap-1"))
+    dump = await backend.dump()
+    assert mask_pan(PAN) in dump  # the dump does show what was stored
+    assert PAN not in dump
+
+
+# PostgreSQL only: migrations and choosing the schema.
+
+
+async def test_concurrent_migrators_apply_each_migration_once(pg_schema: str) -> None:
+    ran = await asyncio.gather(*(postgres.migrate(POSTGRES_DSN, schema=pg_schema) for _ in range(4)))
+    assert sorted(ran) == [0, 0, 0, len(postgres.MIGRATIONS)]
+    assert await postgres.migrate(POSTGRES_DSN, schema=pg_schema) == 0
+
+
+async def test_the_dsn_can_choose_the_schema(pg_schema: str) -> None:
+    await postgres.migrate(POSTGRES_DSN, schema=pg_schema)
+    journal = await PostgresJournal.open(f"{POSTGRES_DSN}?options=-csearch_path%3D{pg_schema}")
+    try:
+        await journal.record_authorizations([authorization(1)])
+    finally:
+        await journal.close()
+    connection = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        assert await connection.fetchval(f'SELECT COUNT(*) FROM "{pg_schema}".transactions') == 1
+    finally:
+        await connection.close()
