@@ -17,6 +17,7 @@ from switch.models import (
     Account,
     Authorization,
     AuthorizationResult,
+    Card,
     Instrument,
     Money,
     Operation,
@@ -26,7 +27,8 @@ from switch.stores.rows import record_from_row, transaction_row
 
 
 def authorization_hash(authorization: Authorization, instrument: Instrument) -> str:
-    destination = authorization.destination
+    source = authorization.source
+    card_details = [source.expiry_month, source.expiry_year, source.holder_name] if isinstance(source, Card) else None
     return _digest(
         [
             "authorize",
@@ -34,8 +36,10 @@ def authorization_hash(authorization: Authorization, instrument: Instrument) -> 
             authorization.amount.minor_units,
             authorization.amount.currency,
             instrument.kind.value,
-            instrument.fingerprint,
-            _account(destination),
+            instrument.fingerprint,  # the card or account itself, keyed: safe to hash and store
+            card_details,
+            _account(source) if isinstance(source, Account) else None,
+            _account(authorization.destination),
             sorted(authorization.metadata),
         ]
     )

@@ -31,7 +31,6 @@ from switch.stores.base import ApplyStatus, Claim, ClaimStatus, Completion, Jour
 
 log = logging.getLogger(__name__)
 
-_STALE_RETRIES = 3
 _IN_FLIGHT_POLL_SECONDS = 0.01
 
 
@@ -62,21 +61,21 @@ class TransactionService:
 
     async def execute(self, operation: Operation) -> tuple[TransactionRecord, bool]:
         """The transaction after the operation, and whether this answer is a replay."""
-        record = await self.get(operation.transaction_id)
+        merchant_id = (await self.get(operation.transaction_id)).merchant_id
         request_hash = idempotency.operation_hash(operation)
-        claim = Claim(record.merchant_id, operation.idempotency_key, request_hash, 0)
+        claim = Claim(merchant_id, operation.idempotency_key, request_hash, 0)
         replay = await self._claim(claim)
         if replay is not None:
             return idempotency.decode_record(replay), True
         try:
             async with self._lock(operation.transaction_id):
-                updated, entry, replayed = await self._apply(record, operation, request_hash)
+                updated, entry, replayed = await self._apply(merchant_id, operation, request_hash)
         except BaseException:
             # Nothing was recorded: give the key back so the caller may retry.
-            await self._state.complete([Completion(claim.merchant_id, claim.idempotency_key, request_hash, None)], 0)
+            await self._state.complete([Completion(merchant_id, claim.idempotency_key, request_hash, None)], 0)
             raise
         await self._state.complete(
-            [Completion(claim.merchant_id, claim.idempotency_key, entry.request_hash, entry.response)], self._clock()
+            [Completion(merchant_id, claim.idempotency_key, entry.request_hash, entry.response)], self._clock()
         )
         if entry.request_hash != request_hash:
             raise IdempotencyConflict(f"idempotency key {operation.idempotency_key!r} was used for a different request")
@@ -98,33 +97,45 @@ class TransactionService:
             await asyncio.sleep(_IN_FLIGHT_POLL_SECONDS)
 
     async def _apply(
-        self, record: TransactionRecord, operation: Operation, request_hash: str
+        self, merchant_id: str, operation: Operation, request_hash: str
     ) -> tuple[TransactionRecord, JournalEntry, bool]:
-        """Applies the operation; returns the result, its journal entry, and whether it is a replay."""
-        for _ in range(_STALE_RETRIES):
-            now = self._clock()
-            updated = lifecycle.apply(record, operation, now)
-            await self._notify_adapter(record, operation)
-            entry = JournalEntry(
-                transaction_id=record.transaction_id,
-                merchant_id=record.merchant_id,
-                idempotency_key=operation.idempotency_key,
-                kind=operation.kind,
-                amount=lifecycle.operation_amount(record, operation),
-                response_code=ResponseCode.APPROVED.code,
-                status=updated.status,
-                request_hash=request_hash,
-                response=idempotency.encode_record(updated),
-                created_at=now,
-            )
-            outcome = await self._journal.apply(updated, entry)
-            if outcome.status is ApplyStatus.APPLIED:
-                return updated, entry, False
-            if outcome.status is ApplyStatus.DUPLICATE:  # the state store had lost this key
-                assert outcome.existing is not None
-                return idempotency.decode_record(outcome.existing.response), outcome.existing, True
-            record = await self.get(record.transaction_id)
-        raise ConcurrentUpdate(f"{record.transaction_id} keeps changing under this call; retry")
+        """Applies the operation; returns the result, its journal entry, and whether it is a replay.
+
+        Runs under the transaction's lock: the journal is asked first (the state store
+        may have lost the key), the record is read afresh, and the route is told only
+        about a transition this process is about to write.
+        """
+        scope = (merchant_id, operation.idempotency_key)
+        done = (await self._journal.find_entries([scope])).get(scope)
+        if done is not None:
+            return idempotency.decode_record(done.response), done, True
+        record = await self.get(operation.transaction_id)
+        now = self._clock()
+        updated = lifecycle.apply(record, operation, now)
+        await self._notify_adapter(record, operation)
+        entry = JournalEntry(
+            transaction_id=record.transaction_id,
+            merchant_id=record.merchant_id,
+            idempotency_key=operation.idempotency_key,
+            kind=operation.kind,
+            amount=lifecycle.operation_amount(record, operation),
+            response_code=ResponseCode.APPROVED.code,
+            status=updated.status,
+            request_hash=request_hash,
+            response=idempotency.encode_record(updated),
+            created_at=now,
+        )
+        outcome = await self._journal.apply(updated, entry)
+        if outcome.status is ApplyStatus.APPLIED:
+            return updated, entry, False
+        if outcome.status is ApplyStatus.DUPLICATE:
+            assert outcome.existing is not None
+            return idempotency.decode_record(outcome.existing.response), outcome.existing, True
+        # Another process changed the transaction between our read and our write, after
+        # the route was told. Rare (one process serializes itself with the lock); the
+        # route's record needs reconciling, which the reversal queue will automate.
+        log.error("%s changed under a %s already sent to its route", record.transaction_id, operation.kind.value)
+        raise ConcurrentUpdate(f"{record.transaction_id} changed concurrently; read it and retry")
 
     async def _notify_adapter(self, record: TransactionRecord, operation: Operation) -> None:
         if not record.route:

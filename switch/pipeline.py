@@ -1,7 +1,8 @@
 """The authorization flow, top to bottom, on a batch.
 
     tokenize -> claim keys + move velocity counters (one state-store call)
-    -> route -> adapters (one call per route, concurrently)
+    -> drop keys the journal already holds (one read) -> route
+    -> adapters (one call per route, concurrently)
     -> journal (one commit) -> complete the claims (one state-store call)
 
 Every item gets exactly one outcome, in order: a result (approved or declined),
@@ -123,6 +124,7 @@ class AuthorizationPipeline:
         now = self._clock()
         items = self._tokenize(batch, now, outcomes)
         fresh = await self._claim(items, now, outcomes)
+        fresh = await self._skip_journaled(fresh, now, outcomes)
         await self._call_adapters([item for item in fresh if item.answer is None])
         await self._commit(fresh, outcomes)
         assert all(outcome is not None for outcome in outcomes)
@@ -188,6 +190,36 @@ class AuthorizationPipeline:
                 fresh.append(item)
         return fresh
 
+    async def _skip_journaled(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
+        """Answers from the journal any key it already holds, so nothing is sent twice.
+
+        The state store normally knows every key, but it may have lost some (a Redis
+        restart, the embedded store after a switch restart, a lease taken over after
+        a crash); the journal is the record of what was done.
+        """
+        if not items:
+            return []
+        scopes = [(i.authorization.merchant_id, i.authorization.idempotency_key) for i in items]
+        journaled = await self._journal.find_entries(scopes)
+        if not journaled:
+            return items
+        fresh, completions = [], []
+        for item, scope in zip(items, scopes, strict=True):
+            found = journaled.get(scope)
+            if found is None:
+                fresh.append(item)
+                continue
+            outcomes[item.index] = self._answer_from(found, item)
+            completions.append(_completion(item, found.request_hash, found.response, item.moved_counters))
+        await self._complete(completions, now)
+        return fresh
+
+    @staticmethod
+    def _answer_from(found: JournalEntry, item: _Item) -> Outcome:
+        if found.request_hash != item.request_hash:
+            return _conflict(item)
+        return idempotency.decode_result(found.response, replayed=True)
+
     async def _call_adapters(self, items: list[_Item]) -> None:
         by_route: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
@@ -249,8 +281,7 @@ class AuthorizationPipeline:
                 continue
             # The journal already held this key: the state store had lost or expired it.
             log.warning("duplicate of %s caught by the journal's unique guard", found.transaction_id)
-            same = found.request_hash == item.request_hash
-            outcomes[item.index] = idempotency.decode_result(found.response, replayed=True) if same else _conflict(item)
+            outcomes[item.index] = self._answer_from(found, item)
             completions.append(_completion(item, found.request_hash, found.response, item.moved_counters))
         await self._complete(completions, now)
 

@@ -29,7 +29,7 @@ class Tokenizer:
         return Instrument(InstrumentKind.ACCOUNT, self._fingerprint(identity), mask_account(account.id))
 
     def detokenize(self, token: Token) -> Card:
-        raise InvalidRequest([Violation("token", "unknown token")])
+        raise InvalidRequest([Violation("source.token", "unknown token")])
 
     def _fingerprint(self, identity: bytes) -> str:
         return hmac.new(self._key, identity, hashlib.sha256).hexdigest()

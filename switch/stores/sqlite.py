@@ -112,9 +112,8 @@ class SqliteJournal:
     async def get_transaction(self, transaction_id: str) -> TransactionRecord | None:
         return await self._run(self._get_transaction, transaction_id)
 
-    async def find_entry(self, merchant_id: str, idempotency_key: str) -> JournalEntry | None:
-        found = await self._run(self._existing_entries, [(merchant_id, idempotency_key)])
-        return found.get((merchant_id, idempotency_key))
+    async def find_entries(self, scopes: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JournalEntry]:
+        return await self._run(self._existing_entries, scopes)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -140,6 +139,8 @@ class SqliteJournal:
         return results
 
     def _apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+        # Nothing is written before either check fails, so returning inside the block
+        # (which commits an empty transaction) is as good as a rollback.
         with _transaction(self._db):
             earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
             if earlier:
