@@ -5,7 +5,8 @@ when every pipeline slot is busy, as soon as a slot frees up: under load batches
 grow by themselves (group commit) while a lone call waits at most max_delay.
 
 The queue is bounded: past max_pending a call is refused at once with
-Overloaded, before anything is claimed, journaled or sent. An item whose key is
+Overloaded, before anything is claimed, journaled or sent; max_pending bounds
+every admitted call not yet answered, wherever it waits. An item whose key is
 in flight elsewhere is queued again with backoff until that caller finishes.
 """
 
@@ -52,6 +53,7 @@ class MicroBatcher:
         self._has_items = asyncio.Event()
         self._full = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._admitted = 0  # answers owed: queued, in a running batch, or waiting to retry
         self._retrying = 0
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
@@ -60,8 +62,8 @@ class MicroBatcher:
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever(), name="batcher-flush")
 
     @property
-    def queued(self) -> int:
-        return len(self._pending) + self._retrying
+    def admitted(self) -> int:
+        return self._admitted
 
     async def submit(self, authorization: Authorization) -> AuthorizationResult:
         (answer,) = await self.submit_many([authorization])
@@ -73,10 +75,13 @@ class MicroBatcher:
         """Answers in order. Refuses the whole call, before any side effect, when full."""
         if self._closing:
             raise Unavailable("the switch is shutting down; retry on another instance")
-        if self.queued + len(authorizations) > self._max_pending:
+        if self._admitted + len(authorizations) > self._max_pending:
             raise Overloaded("the switch is at capacity; retry with backoff")
         loop = asyncio.get_running_loop()
         waiters = [_Waiter(a, loop.create_future(), first_seen=loop.time()) for a in authorizations]
+        self._admitted += len(waiters)
+        for waiter in waiters:
+            waiter.future.add_done_callback(self._answered)
         self._enqueue(waiters)
         return list(await asyncio.gather(*(w.future for w in waiters)))
 
@@ -88,6 +93,9 @@ class MicroBatcher:
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
+
+    def _answered(self, _: asyncio.Future[Answer]) -> None:
+        self._admitted -= 1
 
     def _enqueue(self, waiters: Sequence[_Waiter]) -> None:
         self._pending.extend(waiters)

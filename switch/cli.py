@@ -117,6 +117,7 @@ def migrate(settings: config.Settings) -> int:
     else:
         from switch.stores import postgres
 
-        applied = asyncio.run(postgres.migrate(settings.stores.postgres_dsn))
+        schema = settings.stores.postgres_schema or None
+        applied = asyncio.run(postgres.migrate(settings.stores.postgres_dsn, schema=schema))
     log.info("applied %d migration(s)", applied)
     return 0

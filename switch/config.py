@@ -58,8 +58,9 @@ class IdempotencySettings:
 class StoreSettings:
     redis_url: str = ""
     postgres_dsn: str = ""
+    postgres_schema: str = ""  # empty: the DSN's default search_path
     sqlite_path: str = "switch-data/journal.sqlite3"
-    key_prefix: str = "sw"  # Redis keys, and the PostgreSQL schema is chosen by the DSN
+    key_prefix: str = "sw"  # prefix of every Redis key
 
     @property
     def embedded(self) -> bool:
@@ -97,6 +98,7 @@ ENVIRONMENT = {
     "SWITCH_WORKERS": ("server", "workers"),
     "SWITCH_REDIS_URL": ("stores", "redis_url"),
     "SWITCH_POSTGRES_DSN": ("stores", "postgres_dsn"),
+    "SWITCH_POSTGRES_SCHEMA": ("stores", "postgres_schema"),
     "SWITCH_SQLITE_PATH": ("stores", "sqlite_path"),
     "SWITCH_KEY_PREFIX": ("stores", "key_prefix"),
     "SWITCH_FINGERPRINT_KEY": ("security", "fingerprint_key_hex"),

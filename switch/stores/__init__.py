@@ -29,4 +29,5 @@ async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
         retention_seconds=idempotency.retention_seconds,
         lease_seconds=idempotency.lease_seconds,
     )
-    return state, await PostgresJournal.open(settings.stores.postgres_dsn)
+    schema = settings.stores.postgres_schema or None
+    return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)

@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` runs the switch's demo on the
+# embedded default; `make test` passes the tests. Both set everything up first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo serve test protos lint bench clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/switch demo
+
+serve: install
+	$(VENV)/bin/switch serve
+
+test: install
+	$(PY) -m pytest -q
+
+protos: install
+	$(PY) protos/generate.py
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+bench: install
+	$(PY) loadtests/bench_core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so switch-data

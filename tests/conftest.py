@@ -1,0 +1,92 @@
+"""Shared fixtures: a running switch on port 0, on either store set.
+
+"embedded" is memory + SQLite in a temporary folder; "production" is the real
+Redis and PostgreSQL of this machine, isolated by a random key prefix and a
+random schema that are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from switch import config, server
+from switch.v1 import switch_pb2_grpc
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+FINGERPRINT_KEY = "0f" * 32
+STORE_SETS = ("embedded", "production")
+
+
+def store_settings(store_set: str, tmp_path: Path) -> dict[str, Any]:
+    """The [stores] and [security] tables for one store set, isolated for one test."""
+    if store_set == "embedded":
+        return {"stores": {"sqlite_path": str(tmp_path / "journal.sqlite3")}}
+    unique = secrets.token_hex(4)
+    return {
+        "stores": {
+            "redis_url": REDIS_URL,
+            "postgres_dsn": POSTGRES_DSN,
+            "postgres_schema": f"test_{unique}",
+            "key_prefix": f"test:{unique}",
+        },
+        "security": {"fingerprint_key_hex": FINGERPRINT_KEY},
+    }
+
+
+async def drop_production_state(settings: config.Settings) -> None:
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    if settings.stores.embedded:
+        return
+    client = aioredis.Redis.from_url(settings.stores.redis_url)
+    keys = [key async for key in client.scan_iter(match=f"{settings.stores.key_prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+    connection = await asyncpg.connect(settings.stores.postgres_dsn)
+    await connection.execute(f'DROP SCHEMA IF EXISTS "{settings.stores.postgres_schema}" CASCADE')
+    await connection.close()
+
+
+SwitchFactory = Callable[..., AbstractAsyncContextManager[tuple[server.RunningSwitch, switch_pb2_grpc.SwitchStub]]]
+
+
+@pytest.fixture(params=STORE_SETS)
+def store_set(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def switch_factory(tmp_path: Path) -> SwitchFactory:
+    """switch_factory(store_set, **tables) starts a switch and yields (running, stub)."""
+
+    @asynccontextmanager
+    async def start(
+        store_set: str = "embedded", **tables: Any
+    ) -> AsyncIterator[tuple[server.RunningSwitch, switch_pb2_grpc.SwitchStub]]:
+        raw = store_settings(store_set, tmp_path)
+        raw.setdefault("server", {})["port"] = 0
+        for section, values in tables.items():
+            if isinstance(values, dict):
+                raw.setdefault(section, {}).update(values)
+            else:
+                raw[section] = values
+        settings = config.from_mapping(raw)
+        running = await server.build(settings)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                yield running, switch_pb2_grpc.SwitchStub(channel)
+        finally:
+            await running.stop(1.0)
+            await drop_production_state(settings)
+
+    return start

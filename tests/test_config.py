@@ -1,0 +1,60 @@
+"""Configuration: TOML, environment and flags; every error names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switch import config
+
+
+def test_defaults_are_the_embedded_store_set() -> None:
+    settings = config.load()
+    assert settings.stores.embedded
+    assert settings.idempotency.retention_seconds == 86_400
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "switch.toml"
+    path.write_text(
+        '[server]\nport = 7000\nhost = "0.0.0.0"\n'
+        '[[limits]]\nscope = "instrument"\nwindow_seconds = 3600\nmax_count = 7\nmax_amount = 500000\n'
+    )
+    settings = config.load(path, {"SWITCH_PORT": "7100", "SWITCH_LOG_LEVEL": "debug"}, {"server": {"workers": 1}})
+    assert settings.server.port == 7100
+    assert settings.server.host == "0.0.0.0"
+    assert settings.log_level == "DEBUG"
+    (limit,) = settings.limits
+    assert limit == config.Limit(config.LimitScope.INSTRUMENT, 3600, 7, 500000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"batcher": {"max_items": 0}}, "batcher.max_items"),
+        ({"batcher": {"max_items": "many"}}, "batcher.max_items"),
+        ({"batcher": {"surprise": 1}}, "batcher.surprise"),
+        ({"nonsense": {}}, "nonsense"),
+        ({"server": {"port": 70000}}, "server.port"),
+        ({"limits": [{"scope": "planet", "window_seconds": 1, "max_count": 1}]}, "limits[0].scope"),
+        ({"limits": [{"scope": "merchant", "window_seconds": 0, "max_count": 1}]}, "limits[0].window_seconds"),
+        ({"limits": [{"scope": "merchant", "window_seconds": 5}]}, "limits[0]"),
+        ({"limits": [{"scope": "merchant", "window_seconds": 5, "max_amount": 1.5}]}, "limits[0].max_amount"),
+        ({"stores": {"redis_url": "redis://x"}}, "stores"),
+        ({"server": {"workers": 2}}, "server.workers"),
+        ({"security": {"fingerprint_key_hex": "abcd"}}, "security.fingerprint_key_hex"),
+        ({"log_level": "LOUD"}, "log_level"),
+    ],
+)
+def test_errors_name_the_key(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(config.ConfigError) as error:
+        config.from_mapping(raw)
+    assert str(error.value).startswith(key)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[server\n")
+    with pytest.raises(config.ConfigError, match=r"bad\.toml"):
+        config.load(path)

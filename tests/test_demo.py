@@ -1,0 +1,72 @@
+"""`switch demo` runs end to end, meets its own expectations, and never prints a PAN."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from switch import config, demo
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_PANS = ("4111111111111111", "4000000000000002", "4000000000009995", "4111111111111112")
+
+
+def check_summary(out: str) -> None:
+    assert "all expectations held" in out, out
+    assert re.search(r"^Authorize\s+approved\s+\d+\s", out, re.MULTILINE), out
+    assert re.search(r"^Authorize\s+declined 05\s+\d+\s", out, re.MULTILINE), out
+    assert re.search(r"^Authorize\s+declined 51\s+\d+\s", out, re.MULTILINE), out
+    assert re.search(r"^Authorize\s+approved \(replayed\)\s+1\s", out, re.MULTILINE), out
+    assert re.search(r"^Authorize\s+error ALREADY_EXISTS\s+1\s", out, re.MULTILINE), out
+    assert re.search(r"^Authorize\s+error INVALID_ARGUMENT\s+\d+\s", out, re.MULTILINE), out
+    assert re.search(r"^AuthorizeBatch item\s+approved\s", out, re.MULTILINE), out
+    assert re.search(r"^AuthorizeStream item\s+approved\s", out, re.MULTILINE), out
+    assert "replayed=true" in out
+    assert "INVALID_ARGUMENT: source.card.pan" in out
+    assert "declined 65" in out
+    for pan in TEST_PANS:
+        assert pan not in out
+    # No card number of any kind: the demo's generated PANs are 16 digits too.
+    assert not re.search(r"\d{12,}", out), re.search(r"\d{12,}", out)
+
+
+@pytest.mark.slow
+def test_demo_command_runs_and_masks_every_instrument() -> None:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "switch", "demo", "--calls", "120"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_summary(done.stdout)
+    assert "120 RPCs" in done.stdout
+    for pan in TEST_PANS:
+        assert pan not in done.stderr
+
+
+def test_demo_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = config.from_mapping({"server": {"port": 0}})
+    assert demo.main(settings, calls=120) == 0
+    check_summary(capsys.readouterr().out)
+
+
+def test_demo_ignores_production_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo always runs on the embedded default, whatever stores are configured."""
+    settings = config.from_mapping(
+        {
+            "stores": {"redis_url": "redis://127.0.0.1:1/0", "postgres_dsn": "postgresql://nobody@127.0.0.1:1/none"},
+            "security": {"fingerprint_key_hex": "ab" * 32},
+        }
+    )
+    assert demo.main(settings, calls=40) == 0
+    check_summary(capsys.readouterr().out)

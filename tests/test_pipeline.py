@@ -1,0 +1,122 @@
+"""The pipeline on a batch, with the embedded stores and a mock adapter.
+
+The paths end-to-end tests cannot reach easily: an adapter that times out or is
+down, a journal that fails, and a duplicate only the journal's unique guard sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from switch.adapter import AdapterResult
+from switch.errors import IdempotencyConflict, Unavailable
+from switch.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
+from switch.pipeline import AuthorizationPipeline, InFlight
+from switch.risk import RiskRules
+from switch.routing import Router
+from switch.stores.memory import MemoryStateStore
+from switch.stores.sqlite import SqliteJournal
+from switch.testing import MockAdapter
+from switch.tokens import Tokenizer
+
+CARD = Card("4111111111111111", 12, 2030)
+
+
+def authorization(key: str, amount: int = 1000, source: Card | Account = CARD) -> Authorization:
+    return Authorization(key, "m-1", Money(amount, "EUR"), source)
+
+
+@dataclass
+class Rig:
+    pipeline: AuthorizationPipeline
+    state: MemoryStateStore
+    journal: SqliteJournal
+    adapter: MockAdapter
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    state = MemoryStateStore(retention_seconds=3600, lease_seconds=30)
+    journal = await SqliteJournal.open(tmp_path / "j.sqlite3")
+    adapter = MockAdapter()
+    pipeline = AuthorizationPipeline(
+        tokenizer=Tokenizer(b"k" * 32),
+        state=state,
+        journal=journal,
+        router=Router({"card": adapter, "instant": adapter}),
+        risk=RiskRules(()),
+        adapter_timeout=0.2,
+    )
+    yield Rig(pipeline, state, journal, adapter)
+    await journal.close()
+
+
+def result(outcome: object) -> AuthorizationResult:
+    assert isinstance(outcome, AuthorizationResult), outcome
+    return outcome
+
+
+async def test_one_adapter_call_per_route_per_batch(rig: Rig) -> None:
+    batch = [authorization(f"k{i}") for i in range(5)] + [authorization("a", source=Account("instant", "+55"))]
+    outcomes = await rig.pipeline.run(batch)
+    assert [result(o).response_code for o in outcomes] == ["00"] * 6
+    assert sorted(rig.adapter.batches) == [1, 5]  # one call per route, each with its whole group
+    assert all(o.idempotency_key == b.idempotency_key for o, b in zip(outcomes, batch, strict=True))  # type: ignore[union-attr]
+
+
+async def test_same_key_twice_in_a_batch_runs_once(rig: Rig) -> None:
+    first, second = await rig.pipeline.run([authorization("dup"), authorization("dup")])
+    assert result(first).response_code == "00"
+    assert isinstance(second, InFlight)
+    (again,) = await rig.pipeline.run([authorization("dup")])
+    assert result(again).replayed and result(again).transaction_id == result(first).transaction_id
+
+
+async def test_adapter_timeout_is_an_unknown_outcome(rig: Rig) -> None:
+    rig.adapter.delay = 1.0
+    (outcome,) = await rig.pipeline.run([authorization("slow")])
+    assert result(outcome).response_code == "91"
+    record = await rig.journal.get_transaction(result(outcome).transaction_id)
+    assert record is not None and record.status is TransactionStatus.UNKNOWN
+
+
+async def test_route_down_is_a_decline_not_an_unknown(rig: Rig) -> None:
+    rig.adapter.down = True
+    (outcome,) = await rig.pipeline.run([authorization("down")])
+    record = await rig.journal.get_transaction(result(outcome).transaction_id)
+    assert result(outcome).response_code == "91"
+    assert record is not None and record.status is TransactionStatus.DECLINED
+
+
+async def test_issuer_decline_is_journaled(rig: Rig) -> None:
+    rig.adapter.handler = lambda _: AdapterResult("51", "insufficient funds")
+    (outcome,) = await rig.pipeline.run([authorization("poor")])
+    assert not result(outcome).approved
+    record = await rig.journal.get_transaction(result(outcome).transaction_id)
+    assert record is not None and record.status is TransactionStatus.DECLINED and record.response_code == "51"
+
+
+async def test_journal_failure_gives_the_keys_back(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: object) -> None:
+        raise ConnectionError("disk gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.journal, "record_authorizations", broken)
+        (outcome,) = await rig.pipeline.run([authorization("retry-me")])
+    assert isinstance(outcome, Unavailable)
+    (retried,) = await rig.pipeline.run([authorization("retry-me")])
+    assert result(retried).response_code == "00" and not result(retried).replayed
+
+
+async def test_journal_guard_catches_what_the_state_store_lost(rig: Rig) -> None:
+    (first,) = await rig.pipeline.run([authorization("lost")])
+    await rig.state.close()  # as if Redis restarted empty
+    (same,) = await rig.pipeline.run([authorization("lost")])
+    assert result(same).replayed and result(same).transaction_id == result(first).transaction_id
+    await rig.state.close()
+    (other,) = await rig.pipeline.run([authorization("lost", amount=5)])
+    assert isinstance(other, IdempotencyConflict)
