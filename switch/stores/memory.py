@@ -42,7 +42,8 @@ class MemoryStateStore:
             else:
                 self._keys[scope] = _Key(done.request_hash, done.response, now, now + self._retention)
             for counter in done.release:
-                self._add(counter, -self._increment(counter, done.amount_minor), now)
+                if self._value(counter, now):  # a window that ended has nothing to give back
+                    self._add(counter, -self._increment(counter, done.amount_minor), now)
 
     async def close(self) -> None:
         self._keys.clear()

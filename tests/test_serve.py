@@ -1,0 +1,129 @@
+"""`switch serve` as an operator runs it: SIGTERM drains, --workers forks and shares the port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from switch import config
+from switch.v1 import switch_pb2 as pb
+from switch.v1 import switch_pb2_grpc
+from tests.conftest import drop_production_state, store_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(raw: dict[str, dict[str, str]]) -> dict[str, str]:
+    stores, security = raw["stores"], raw.get("security", {})
+    env = dict(os.environ)
+    names = {
+        "redis_url": "SWITCH_REDIS_URL",
+        "postgres_dsn": "SWITCH_POSTGRES_DSN",
+        "postgres_schema": "SWITCH_POSTGRES_SCHEMA",
+        "key_prefix": "SWITCH_KEY_PREFIX",
+        "sqlite_path": "SWITCH_SQLITE_PATH",
+    }
+    env.update({names[key]: value for key, value in stores.items()})
+    if "fingerprint_key_hex" in security:
+        env["SWITCH_FINGERPRINT_KEY"] = security["fingerprint_key_hex"]
+    return env
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(store_set: str, *args: str, toml: str = "") -> tuple[subprocess.Popen[bytes], int, config.Settings]:
+        raw = store_settings(store_set, tmp_path)
+        port = free_port()
+        command = [sys.executable, "-m", "switch", "serve", "--port", str(port), *args]
+        if toml:
+            (tmp_path / "switch.toml").write_text(toml)
+            command += ["--config", str(tmp_path / "switch.toml")]
+        process = subprocess.Popen(command, env=environment(raw), stderr=subprocess.PIPE)
+        started.append(process)
+        wait_until_serving(port)
+        return process, port, config.from_mapping(raw)
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def wait_until_serving(port: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+
+def request(key: str) -> pb.AuthorizeRequest:
+    return pb.AuthorizeRequest(
+        idempotency_key=key,
+        merchant_id="m-serve",
+        amount=pb.Money(minor_units=500, currency="EUR"),
+        card=pb.Card(pan="4111111111111111", expiry_month=12, expiry_year=2031),
+    )
+
+
+async def test_sigterm_drains_in_flight_calls(serve: object) -> None:
+    # 300 ms at the issuer keeps calls in flight while the signal arrives.
+    process, port, _ = serve("embedded", toml="[adapters]\nsimulator_latency_ms = 300\n")  # type: ignore[operator]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = switch_pb2_grpc.SwitchStub(channel)
+        calls = [asyncio.ensure_future(stub.Authorize(request(f"drain-{i}"))) for i in range(20)]
+        await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        answers = await asyncio.gather(*calls)
+    assert [a.response_code for a in answers] == ["00"] * 20
+    assert process.wait(timeout=15) == 0
+    assert b'"draining' in process.stderr.read()
+
+
+def test_workers_share_the_port_and_stop_together(serve: object) -> None:
+    process, port, settings = serve("production", "--workers", "2")  # type: ignore[operator]
+    try:
+        children = subprocess.run(
+            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) == 2
+        listening = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout
+        assert all(f"pid={child}," in listening for child in children)  # each worker bound the port itself
+        for i in range(4):  # a channel each: SO_REUSEPORT spreads connections, not calls
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                answer = switch_pb2_grpc.SwitchStub(channel).Authorize(request(f"w-{i}"), timeout=10)
+            assert answer.response_code == "00"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert all(not Path(f"/proc/{child}").exists() for child in children)
+    finally:
+        asyncio.run(drop_production_state(settings))
