@@ -53,7 +53,7 @@ class _Violations:
             self.add(field, "is required")
         elif len(value) > max_length:
             self.add(field, f"must be at most {max_length} characters")
-        elif any(not c.isprintable() for c in value):
+        elif not value.isprintable():
             self.add(field, "must not contain control characters")
         return value
 

@@ -159,11 +159,22 @@ class PostgresJournal:
         for index, (_, entry) in enumerate(batch):
             first.setdefault(_scope(entry), index)
         fresh = [batch[index] for index in first.values()]
-        async with self._pool.acquire() as connection, connection.transaction():
-            await _stage(connection, fresh)
-            inserted = {(row[0], row[1]) for row in await connection.fetch(_MOVE_STAGED)}
-            conflicted = [_scope(e) for _, e in fresh if _scope(e) not in inserted]
-            earlier = await _entries(connection, conflicted)
+        async with self._pool.acquire() as connection:
+            try:
+                # The usual case: no key is in the journal yet (the pipeline asked just
+                # before), so the batch goes straight in with two COPYs and one commit.
+                async with connection.transaction():
+                    await _copy(connection, fresh, "transactions", "journal_entries")
+                inserted = {_scope(entry) for _, entry in fresh}
+                earlier: dict[Scope, JournalEntry] = {}
+            except asyncpg.UniqueViolationError:
+                # A key arrived meanwhile: stage the batch and keep what does not clash.
+                async with connection.transaction():
+                    await connection.execute(_CREATE_STAGING)
+                    await _copy(connection, fresh, "staged_transactions", "staged_entries")
+                    inserted = {(row[0], row[1]) for row in await connection.fetch(_MOVE_STAGED)}
+                    conflicted = [_scope(e) for _, e in fresh if _scope(e) not in inserted]
+                    earlier = await _entries(connection, conflicted)
         return [_earlier(batch, index, inserted, earlier, first) for index in range(len(batch))]
 
     async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
@@ -209,13 +220,14 @@ async def _migrate(connection: Any, schema: str | None) -> int:
     return len(MIGRATIONS) - int(done)
 
 
-async def _stage(connection: Any, fresh: Sequence[tuple[TransactionRecord, JournalEntry]]) -> None:
-    """COPYs the batch into this transaction's staging tables."""
-    await connection.execute(_CREATE_STAGING)
-    entries = [entry_row(entry) for _, entry in fresh]
-    await connection.copy_records_to_table("staged_entries", records=entries, columns=ENTRY_COLUMNS)
-    transactions = [transaction_row(record) for record, _ in fresh]
-    await connection.copy_records_to_table("staged_transactions", records=transactions, columns=TRANSACTION_COLUMNS)
+async def _copy(
+    connection: Any, fresh: Sequence[tuple[TransactionRecord, JournalEntry]], transactions: str, entries: str
+) -> None:
+    """COPYs the batch into the two tables named (transactions first: entries refer to them)."""
+    rows = [transaction_row(record) for record, _ in fresh]
+    await connection.copy_records_to_table(transactions, records=rows, columns=TRANSACTION_COLUMNS)
+    rows = [entry_row(entry) for _, entry in fresh]
+    await connection.copy_records_to_table(entries, records=rows, columns=ENTRY_COLUMNS)
 
 
 async def _apply(connection: Any, record: TransactionRecord, entry: JournalEntry) -> None:
