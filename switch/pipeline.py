@@ -78,6 +78,7 @@ class _Item:
 
     @property
     def result(self) -> AuthorizationResult:
+        """A new result each time: build it once per item."""
         answer = self.answer
         assert answer is not None
         return AuthorizationResult(
@@ -263,7 +264,8 @@ class AuthorizationPipeline:
         if not items:
             return
         now = self._clock()
-        rows = [(self._record(i, now), self._entry(i, now)) for i in items]
+        results = [item.result for item in items]
+        rows = [(self._record(i, r, now), self._entry(i, r, now)) for i, r in zip(items, results, strict=True)]
         try:
             earlier = await self._journal.record_authorizations(rows)
         except Exception as exc:
@@ -273,9 +275,9 @@ class AuthorizationPipeline:
                 outcomes[item.index] = Unavailable(f"journal failed: {type(exc).__name__}; retry with the same key")
             return
         completions = []
-        for item, (_, entry), found in zip(items, rows, earlier, strict=True):
+        for item, result, (_, entry), found in zip(items, results, rows, earlier, strict=True):
             if found is None:
-                outcomes[item.index] = item.result
+                outcomes[item.index] = result
                 release = item.moved_counters if item.status is TransactionStatus.DECLINED else ()
                 completions.append(_completion(item, entry.request_hash, entry.response, release))
                 continue
@@ -293,8 +295,7 @@ class AuthorizationPipeline:
         except Exception:
             log.exception("completing %d idempotency claims failed", len(completions))
 
-    def _record(self, item: _Item, now: float) -> TransactionRecord:
-        result = item.result
+    def _record(self, item: _Item, result: AuthorizationResult, now: float) -> TransactionRecord:
         return TransactionRecord(
             transaction_id=item.transaction_id,
             merchant_id=item.authorization.merchant_id,
@@ -311,8 +312,7 @@ class AuthorizationPipeline:
             updated_at=now,
         )
 
-    def _entry(self, item: _Item, now: float) -> JournalEntry:
-        result = item.result
+    def _entry(self, item: _Item, result: AuthorizationResult, now: float) -> JournalEntry:
         return JournalEntry(
             transaction_id=item.transaction_id,
             merchant_id=item.authorization.merchant_id,
