@@ -72,7 +72,8 @@ class TransactionService:
                 updated, entry, replayed = await self._apply(merchant_id, operation, request_hash)
         except BaseException:
             # Nothing was recorded: give the key back so the caller may retry.
-            await self._state.complete([Completion(merchant_id, claim.idempotency_key, request_hash, None)], 0)
+            give_back = Completion(merchant_id, claim.idempotency_key, request_hash, None)
+            await self._state.complete([give_back], self._clock())
             raise
         await self._state.complete(
             [Completion(merchant_id, claim.idempotency_key, entry.request_hash, entry.response)], self._clock()

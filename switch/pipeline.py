@@ -253,7 +253,12 @@ class AuthorizationPipeline:
         except AdapterUnavailable:
             code = ResponseCode.ISSUER_UNAVAILABLE
             answers = [AdapterResult(code.code, f"route {route} unavailable")] * len(items)
-        except Exception:  # timed out, or broke after sending: the outcome is unknown
+        except TimeoutError:
+            log.warning(
+                "route %s gave no answer in %.3f s for %d; outcomes unknown", route, self._adapter_timeout, len(items)
+            )
+            answers = [AdapterResult.timed_out()] * len(items)
+        except Exception:  # broke after sending: the outcome is unknown
             log.exception("adapter %s failed on a batch of %d; outcomes unknown", route, len(items))
             answers = [AdapterResult.timed_out()] * len(items)
         for item, answer in zip(items, answers, strict=True):
