@@ -1,41 +1,254 @@
 """The tokenizer boundary: the last place a PAN is seen before the pipeline's stores.
 
 It turns a card or an account into an Instrument: a keyed HMAC fingerprint (the
-only identity Redis keys, velocity counters and the journal ever see) and a
-masked form for display. Format-preserving tokens (FF1) arrive with the cext
-tokenizer; until then the switch issues no tokens and accepts none.
+only identity Redis keys, velocity counters and the journal ever see), a masked
+form for display and, when tokenization keys are configured, a card token.
+
+Card tokens (format-preserving, FF1 over AES, see switch.ff1):
+
+- A token has the PAN's length and is all digits. It keeps the PAN's last 4 and
+  its first ``head = min(6, length - 10)`` digits in clear (6 for 16-19 digits;
+  5, 4, 3, 2 for 15, 14, 13, 12): exactly what mask_pan shows. The ``length -
+  head - 4`` digits between (6 to 9, never fewer than 6, so the FF1 domain is at
+  least 10**6) are encrypted under the active key with the tweak
+  ``f"pan:{length}:{head digits}:{last 4}"``.
+- Every token fails the Luhn check, so a token can never be mistaken for a card
+  number. Making it fail takes two steps, and the first is not optional:
+  1. h: add 1 (mod 10) to the last encrypted digit. Changing one digit of a
+     Luhn-valid number always breaks its check, so h maps valid middles into
+     the Luhn-invalid set N, one to one.
+  2. Cycle-walk inside N: encrypt, and while the assembled number passes Luhn,
+     encrypt again. For a fixed tweak FF1 is a permutation E of the middles;
+     walking E until back in N is a permutation of N (each cycle of E visits
+     its N elements in order; the walk sends each to the next), and it always
+     ends: the start is in N, so its cycle holds one.
+  Detokenizing inverts both: decrypt while the number passes Luhn, then
+  subtract the 1; a result that fails Luhn was never issued: "unknown token".
+  Without h, walking from a valid PAN to the first invalid number is not one
+  to one (consecutive valid numbers on a cycle share the next invalid one) and
+  need not end (a Luhn-valid fixed point of E loops forever).
+- The token does not name its key: tokenize returns the key id beside it
+  (CardToken.key_id) and detokenize takes it back (empty: the active key), so
+  tokens made before a rotation keep working under their old key id.
+
+Keys come from the [tokenization] table (parse_key_ring): either inline,
+``{"active_key": "k2", "keys": {"k1": "<hex>", "k2": "<hex>"}}``, or
+``{"key_file": "/path"}`` naming a JSON file of the same shape (orjson; see
+write_key_file). Keys are 32, 48 or 64 hex digits (AES-128/192/256). No message,
+repr or log ever shows key material or a PAN.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
+import orjson
+
+from switch import ff1
+from switch.cards import luhn_valid
+from switch.config import ConfigError
 from switch.errors import InvalidRequest, Violation
 from switch.models import Account, Card, Instrument, InstrumentKind, Token, mask_pan
 
+MIN_PAN_LENGTH = 12
+MAX_PAN_LENGTH = 19
+KEPT_TAIL = 4
+MIN_ENCRYPTED = 6  # 10 ** 6: the FF1 minimum domain
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_HEX_LENGTHS = (32, 48, 64)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class KeyRing:
+    """Tokenization keys by id, and the id of the one new tokens are made with."""
+
+    keys: Mapping[str, bytes]
+    active_key: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
+        if self.active_key not in self.keys:
+            raise ValueError("the active key id names no key of the ring")
+        if any(len(key) not in ff1.KEY_SIZES for key in self.keys.values()):
+            raise ValueError("tokenization keys must be 16, 24 or 32 bytes")
+
+    def __repr__(self) -> str:
+        return f"KeyRing(active_key={self.active_key!r}, key_ids={sorted(self.keys)!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class CardToken:
+    """A card token, the key id it was made with, and the PAN's masked form."""
+
+    token: str
+    key_id: str
+    masked: str
+
 
 class Tokenizer:
-    def __init__(self, fingerprint_key: bytes) -> None:
+    def __init__(
+        self, fingerprint_key: bytes, key_ring: KeyRing | None = None, *, cipher: ff1.CipherFactory = ff1.FF1
+    ) -> None:
+        """cipher picks the FF1 implementation (tests pin the compiled one or the reference)."""
         if len(fingerprint_key) < 16:
             raise ValueError("the fingerprint key must be at least 16 bytes")
         self._key = fingerprint_key
+        self._ring = key_ring
+        # One cipher per key, made once: each holds its AES context.
+        self._ciphers = {} if key_ring is None else {key_id: cipher(key) for key_id, key in key_ring.keys.items()}
 
     def card(self, card: Card) -> Instrument:
-        return Instrument(InstrumentKind.CARD, self._fingerprint(b"card:" + card.pan.encode()), mask_pan(card.pan))
+        fingerprint = self._fingerprint(b"card:" + card.pan.encode())
+        token = "" if self._ring is None else self.tokenize(card).token
+        return Instrument(InstrumentKind.CARD, fingerprint, mask_pan(card.pan), token)
 
     def account(self, account: Account) -> Instrument:
         identity = f"account:{account.rail}:{account.id}".encode()
         return Instrument(InstrumentKind.ACCOUNT, self._fingerprint(identity), mask_account(account.id))
 
-    def detokenize(self, token: Token) -> Card:
-        raise InvalidRequest([Violation("source.token", "unknown token")])
+    def tokenize(self, card: Card) -> CardToken:
+        """The card's token under the active key; the same PAN and key give the same token."""
+        if self._ring is None:
+            raise ValueError("no tokenization keys are configured")
+        pan = card.pan
+        if not (_is_pan_shaped(pan) and luhn_valid(pan)):
+            raise InvalidRequest([Violation("source.card.pan", "must be 12 to 19 digits passing the Luhn check")])
+        key_id = self._ring.active_key
+        cipher = self._ciphers[key_id]
+        head, middle, tail = _split(pan)
+        tweak = _tweak(pan, head, tail)
+        middle = cipher.encrypt(tweak, _shift_last(middle, 1))
+        while luhn_valid(head + middle + tail):
+            middle = cipher.encrypt(tweak, middle)
+        return CardToken(head + middle + tail, key_id, mask_pan(pan))
+
+    def detokenize(self, token: Token, key_id: str = "") -> Card:
+        """The card a token stands for (PAN only: expiry 0/0, no holder); key_id "" is the active key."""
+        value = token.value
+        violations = []
+        if not _is_pan_shaped(value):
+            violations.append(Violation("source.token", "unknown token"))
+        elif luhn_valid(value):
+            violations.append(Violation("source.token", "passes the Luhn check: a card number, not a token"))
+        cipher = None
+        if self._ring is None:
+            violations = violations or [Violation("source.token", "unknown token")]
+        else:
+            cipher = self._ciphers.get(key_id or self._ring.active_key)
+            if cipher is None:
+                violations.append(Violation("source.token_key_id", "unknown token key id"))
+        if violations or cipher is None:
+            raise InvalidRequest(violations)
+        head, middle, tail = _split(value)
+        tweak = _tweak(value, head, tail)
+        middle = cipher.decrypt(tweak, middle)
+        while luhn_valid(head + middle + tail):
+            middle = cipher.decrypt(tweak, middle)
+        pan = head + _shift_last(middle, -1) + tail
+        if not luhn_valid(pan):
+            raise InvalidRequest([Violation("source.token", "unknown token")])
+        return Card(pan, 0, 0)
 
     def _fingerprint(self, identity: bytes) -> str:
         return hmac.new(self._key, identity, hashlib.sha256).hexdigest()
+
+
+def _is_pan_shaped(value: str) -> bool:
+    return MIN_PAN_LENGTH <= len(value) <= MAX_PAN_LENGTH and value.isascii() and value.isdigit()
+
+
+# Kept leading digits by PAN length: 6, fewer when fewer than 6 would be left to encrypt.
+_HEAD = {length: min(6, length - KEPT_TAIL - MIN_ENCRYPTED) for length in range(MIN_PAN_LENGTH, MAX_PAN_LENGTH + 1)}
+
+
+def _split(number: str) -> tuple[str, str, str]:
+    """(kept head, encrypted middle, kept last 4)."""
+    head = _HEAD[len(number)]
+    return number[:head], number[head:-KEPT_TAIL], number[-KEPT_TAIL:]
+
+
+def _tweak(number: str, head: str, tail: str) -> bytes:
+    return f"pan:{len(number)}:{head}:{tail}".encode()
+
+
+def _shift_last(digits: str, delta: int) -> str:
+    return digits[:-1] + str((ord(digits[-1]) - 48 + delta) % 10)
 
 
 def mask_account(account_id: str) -> str:
     """Shows the last four characters of an account id or alias, at most a third of it."""
     shown = min(4, len(account_id) // 3)
     return "*" * (len(account_id) - shown) + account_id[len(account_id) - shown :]
+
+
+def parse_key_ring(raw: Mapping[str, Any]) -> KeyRing:
+    """The [tokenization] table: active_key + keys inline, or key_file alone; ConfigError names the key."""
+    unknown = set(raw) - {"active_key", "keys", "key_file"}
+    if unknown:
+        raise ConfigError(f"tokenization.{sorted(unknown)[0]}: unknown key")
+    if "key_file" not in raw:
+        return _ring_from_table(raw, "tokenization.")
+    if "keys" in raw or "active_key" in raw:
+        raise ConfigError("tokenization.key_file: set key_file alone, or active_key and keys, not both")
+    path = raw["key_file"]
+    if not isinstance(path, str) or not path:
+        raise ConfigError("tokenization.key_file: must be a path")
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"tokenization.key_file: cannot read {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError:
+        # orjson's message may quote the file, and the file holds keys: say only where.
+        raise ConfigError(f"tokenization.key_file: {path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"tokenization.key_file: {path} must hold an object with active_key and keys")
+    unknown = set(data) - {"active_key", "keys"}
+    if unknown:
+        raise ConfigError(f"tokenization.key_file: {sorted(unknown)[0]}: unknown key")
+    return _ring_from_table(data, "tokenization.key_file: ")
+
+
+def _ring_from_table(table: Mapping[str, Any], where: str) -> KeyRing:
+    entries = table.get("keys")
+    if not isinstance(entries, Mapping) or not entries:
+        raise ConfigError(f"{where}keys: must be a table of key id = hex key, with at least one key")
+    keys: dict[str, bytes] = {}
+    for key_id, value in entries.items():
+        if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+            raise ConfigError(f"{where}keys: key ids are 1-32 letters, digits, '.', '_' or '-', starting alphanumeric")
+        if not isinstance(value, str) or len(value) not in _HEX_LENGTHS or not _HEX.fullmatch(value):
+            raise ConfigError(f"{where}keys.{key_id}: must be 32, 48 or 64 hex digits")
+        keys[key_id] = bytes.fromhex(value)
+    active = table.get("active_key")
+    if not isinstance(active, str):
+        raise ConfigError(f"{where}active_key: must name one of the keys")
+    if active not in keys:
+        shown = repr(active) if _KEY_ID.fullmatch(active) else "(not a key id)"  # never echo what may be a key
+        raise ConfigError(f"{where}active_key: no key named {shown}")
+    return KeyRing(keys, active)
+
+
+def write_key_file(path: Path, ring: KeyRing) -> None:
+    """Writes ring as a key file parse_key_ring reads: JSON, mode 0600, replaced atomically."""
+    data = orjson.dumps(
+        {"active_key": ring.active_key, "keys": {key_id: key.hex() for key_id, key in ring.keys.items()}},
+        option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
+    )
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)

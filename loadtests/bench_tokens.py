@@ -1,0 +1,119 @@
+"""Tokenization throughput: the compiled FF1 against the pure-Python twin, in the same run.
+
+    .venv/bin/python loadtests/bench_tokens.py [--seconds 0.4] [--repeats 5] [--cpu 0]
+
+Prints FF1 encryptions/s (the 6 middle digits of a 16-digit card, and a 16-digit
+string) and card tokenizations/s (Tokenizer.tokenize: checks, split, FF1, the
+Luhn cycle-walk, the CardToken) for cext and for pure Python, and their ratio.
+The pure-Python rows run in a child process with SWITCH_NO_EXTENSIONS=1, so
+nothing compiled (not even Luhn) helps them. Both processes are pinned to one
+core; each figure is the median of --repeats runs of about --seconds each.
+
+The issue's aims: cext >= 20x pure-Python FF1, >= 100,000 card tokenizations/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+
+KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+CASES = ("FF1 encrypt, 6 digits", "FF1 encrypt, 16 digits", "card tokenize, 16 digits")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.child:
+        print(orjson.dumps(_measure_all(args.seconds, args.repeats, args.cpu)).decode())
+        return 0
+    compiled = _run_child(args, extensions=True)
+    pure = _run_child(args, extensions=False)
+    if not compiled.pop("compiled"):
+        print("warning: switch._cext.ff1 is not built; the cext column is pure Python too", file=sys.stderr)
+    pure.pop("compiled")
+    print(f"one core (cpu {args.cpu}), median of {args.repeats} runs of ~{args.seconds} s")
+    print()
+    print("| operation | cext ops/s | pure Python ops/s | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for case in CASES:
+        print(f"| {case} | {compiled[case]:,.0f} | {pure[case]:,.0f} | {compiled[case] / pure[case]:,.1f}x |")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="FF1 and card tokenization throughput, cext vs pure Python")
+    parser.add_argument("--seconds", type=float, default=0.4, help="length of one run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is shown")
+    parser.add_argument("--cpu", type=int, default=0, help="the core both processes are pinned to")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _run_child(args: argparse.Namespace, *, extensions: bool) -> dict[str, float]:
+    env = {key: value for key, value in os.environ.items() if key != "SWITCH_NO_EXTENSIONS"}
+    if not extensions:
+        env["SWITCH_NO_EXTENSIONS"] = "1"
+    command = [sys.executable, __file__, "--child", f"--seconds={args.seconds}", f"--repeats={args.repeats}"]
+    command.append(f"--cpu={args.cpu}")
+    result = subprocess.run(command, env=env, capture_output=True, check=True, timeout=300)
+    figures: dict[str, float] = orjson.loads(result.stdout)
+    return figures
+
+
+def _measure_all(seconds: float, repeats: int, cpu: int) -> dict[str, float | bool]:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+    # Imported here so the child's SWITCH_NO_EXTENSIONS decides which implementation loads.
+    from switch import ff1
+    from switch.models import Card
+    from switch.tokens import KeyRing, Tokenizer
+
+    cipher = ff1.FF1(KEY)
+    tokenizer = Tokenizer(b"f" * 32, KeyRing({"k1": KEY}, "k1"))
+    rng = random.Random(1)
+    cards = [Card(_valid_pan(rng, 16), 12, 2030) for _ in range(1000)]
+    middles = [card.pan[6:12] for card in cards]
+    longs = [card.pan for card in cards]
+    tweak = b"pan:16:411111:1111"
+    operations: dict[str, Callable[[int], object]] = {
+        CASES[0]: lambda i: cipher.encrypt(tweak, middles[i]),
+        CASES[1]: lambda i: cipher.encrypt(tweak, longs[i]),
+        CASES[2]: lambda i: tokenizer.tokenize(cards[i]),
+    }
+    figures: dict[str, float | bool] = {"compiled": ff1.FF1 is ff1.CompiledFF1}
+    for name, operation in operations.items():
+        figures[name] = statistics.median(_rate(operation, seconds) for _ in range(repeats))
+    return figures
+
+
+def _rate(operation: Callable[[int], object], seconds: float) -> float:
+    """Operations per second over about `seconds`, in chunks of 1,000 (one pass over the inputs)."""
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for i in range(1000):
+            operation(i)
+        done += 1000
+        now = time.perf_counter()
+        if now >= deadline:
+            return done / (now - start)
+
+
+def _valid_pan(rng: random.Random, length: int) -> str:
+    from switch.cards import reference_luhn_valid
+
+    digits = "4" + "".join(rng.choice("0123456789") for _ in range(length - 2))
+    return next(digits + d for d in "0123456789" if reference_luhn_valid(digits + d))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
