@@ -209,7 +209,10 @@ def _orchestrate(args: argparse.Namespace) -> int:
 def _targets(folder: Path, stores: Sequence[str], schema: str, prefix: str) -> list[Target]:
     base_env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
     config_path = folder / "switch.toml"
-    config_path.write_text(SWITCH_CONFIG)
+    # Tokenization keys for this run only (production requires them; embedded reads them too).
+    config_path.write_text(
+        SWITCH_CONFIG + f'\n[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{secrets.token_hex(32)}" }}\n'
+    )
     targets = [
         Target(
             "echo",
@@ -471,6 +474,9 @@ async def _echo_serve(port: int) -> None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
 
         async def GetTransaction(self, request: Any, context: Any) -> Any:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
+
+        async def QuoteFee(self, request: Any, context: Any) -> Any:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
 
     # The same server options as switch.server.build, so only the service logic differs.

@@ -12,7 +12,11 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switch.fees import FeeSchedule, FxTable
+    from switch.tokens import KeyRing
 
 
 class ConfigError(ValueError):
@@ -88,6 +92,9 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
     limits: tuple[Limit, ...] = ()
+    tokenization: KeyRing | None = None  # None: cards are fingerprinted, not tokenized
+    fee_schedules: tuple[FeeSchedule, ...] = ()
+    fx: FxTable | None = None
     log_level: str = "INFO"
 
 
@@ -103,6 +110,7 @@ ENVIRONMENT = {
     "SWITCH_KEY_PREFIX": ("stores", "key_prefix"),
     "SWITCH_FINGERPRINT_KEY": ("security", "fingerprint_key_hex"),
     "SWITCH_FINGERPRINT_KEY_FILE": ("security", "fingerprint_key_file"),
+    "SWITCH_TOKENIZATION_KEY_FILE": ("tokenization", "key_file"),
     "SWITCH_LOG_LEVEL": ("", "log_level"),
 }
 
@@ -141,7 +149,7 @@ def load(
 
 
 def from_mapping(raw: Mapping[str, Any]) -> Settings:
-    unknown = set(raw) - set(_SECTIONS) - {"limits", "log_level"}
+    unknown = set(raw) - set(_SECTIONS) - {"limits", "log_level", "tokenization", "fee_schedule", "fx"}
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section or key")
     settings = Settings()
@@ -154,7 +162,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
     limits = tuple(_limit(i, item) for i, item in enumerate(_list(raw, "limits")))
-    settings = replace(settings, limits=limits, log_level=log_level)
+    settings = replace(settings, limits=limits, log_level=log_level, **_money_and_tokens(raw))
     _check(settings)
     return settings
 
@@ -211,6 +219,25 @@ def _limit(index: int, item: Mapping[str, Any]) -> Limit:
         max_count=None if max_count is None else _positive(f"{where}.max_count", max_count),
         max_amount=None if max_amount is None else _positive(f"{where}.max_amount", max_amount),
     )
+
+
+def _money_and_tokens(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The sections whose parsers live beside their engines (imported here, late,
+    because those modules raise ConfigError from this one)."""
+    from switch.fees import parse_fee_schedules, parse_fx
+    from switch.tokens import parse_key_ring
+
+    tokenization = raw.get("tokenization")
+    if tokenization is not None and not isinstance(tokenization, Mapping):
+        raise ConfigError("tokenization: must be a table")
+    fx = raw.get("fx", {})
+    if not isinstance(fx, Mapping):
+        raise ConfigError("fx: must be a table")
+    return {
+        "tokenization": None if tokenization is None else parse_key_ring(tokenization),
+        "fee_schedules": parse_fee_schedules(_list(raw, "fee_schedule")),
+        "fx": parse_fx(fx),
+    }
 
 
 def _positive(where: str, value: Any) -> int:

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from switch import cards, currency
 from switch.errors import InvalidRequest, SwitchError, Violation
+from switch.fees import FeeQuote, QuoteRequest
 from switch.models import (
     Account,
     Authorization,
@@ -90,29 +91,77 @@ def authorization(request: pb.AuthorizeRequest) -> Authorization:
 def _source(v: _Violations, request: pb.AuthorizeRequest) -> Source | None:
     which = request.WhichOneof("source")
     if which == "card":
-        return _card(v, request.card)
+        return _card(v, "source.card", request.card)
     if which == "token":
-        return Token(v.text("source.token", request.token, MAX_ID))
+        key_id = v.text("token_key_id", request.token_key_id, MAX_ID, required=False)
+        return Token(v.text("source.token", request.token, MAX_ID), key_id)
     if which == "account":
         return _account(v, "source.account", request.account)
     v.add("source", "set one of card, token or account")
     return None
 
 
-def _card(v: _Violations, card: pb.Card) -> Card:
+def _card(v: _Violations, where: str, card: pb.Card) -> Card:
     pan = card.pan
     if not pan.isascii() or not pan.isdigit():
-        v.add("source.card.pan", "must hold digits only")
+        v.add(f"{where}.pan", "must hold digits only")
     elif len(pan) not in PAN_LENGTHS:
-        v.add("source.card.pan", f"must be {PAN_LENGTHS.start} to {PAN_LENGTHS.stop - 1} digits")
+        v.add(f"{where}.pan", f"must be {PAN_LENGTHS.start} to {PAN_LENGTHS.stop - 1} digits")
     elif not cards.luhn_valid(pan):
-        v.add("source.card.pan", "fails the Luhn check")
+        v.add(f"{where}.pan", "fails the Luhn check")
     if not 1 <= card.expiry_month <= 12:
-        v.add("source.card.expiry_month", "must be 1 to 12")
+        v.add(f"{where}.expiry_month", "must be 1 to 12")
     if not 2000 <= card.expiry_year <= 2199:
-        v.add("source.card.expiry_year", "must be a four-digit year")
-    holder = v.text("source.card.holder_name", card.holder_name, MAX_NAME, required=False)
+        v.add(f"{where}.expiry_year", "must be a four-digit year")
+    holder = v.text(f"{where}.holder_name", card.holder_name, MAX_NAME, required=False)
     return Card(pan, card.expiry_month, card.expiry_year, holder)
+
+
+def card_to_tokenize(request: pb.TokenizeRequest) -> Card:
+    v = _Violations()
+    if not request.HasField("card"):
+        v.add("card", "is required")
+    card = _card(v, "card", request.card)
+    v.raise_if_any()
+    return card
+
+
+def quote_request(request: pb.QuoteFeeRequest) -> QuoteRequest:
+    v = _Violations()
+    merchant = v.text("merchant_id", request.merchant_id, MAX_ID)
+    amount = v.money("amount", request.amount) if request.HasField("amount") else None
+    if not request.HasField("amount"):
+        v.add("amount", "is required")
+    if request.rail and not _RAIL.fullmatch(request.rail):
+        v.add("rail", "must name a rail: lower-case letters, digits, '-' or '_', at most 32")
+    for field in ("card_country", "merchant_country"):
+        if getattr(request, field) and not _COUNTRY.fullmatch(getattr(request, field)):
+            v.add(field, "must be an ISO 3166-1 alpha-2 code, e.g. BR")
+    if request.settlement_currency and not currency.is_known(request.settlement_currency):
+        v.add("settlement_currency", "must be an ISO 4217 currency code, e.g. EUR")
+    v.raise_if_any()
+    assert amount is not None
+    return QuoteRequest(
+        merchant,
+        amount,
+        request.rail,
+        request.card_country,
+        request.merchant_country,
+        request.settlement_currency,
+    )
+
+
+def quote_to_proto(quote: FeeQuote) -> pb.FeeQuote:
+    currency_code = quote.fee.currency
+    return pb.FeeQuote(
+        fee=money_to_proto(quote.fee),
+        shares=[
+            pb.FeeShare(party=party, amount=pb.Money(minor_units=units, currency=currency_code))
+            for party, units in quote.shares
+        ],
+        schedule=quote.schedule,
+        settlement_amount=None if quote.settlement is None else money_to_proto(quote.settlement),
+    )
 
 
 def _account(v: _Violations, field: str, account: pb.Account) -> Account:

@@ -90,6 +90,7 @@ class Token:
     """A token the switch issued earlier, standing in for a card."""
 
     value: str
+    key_id: str = ""  # the tokenization key that made it; "": the active key
 
 
 Source = Card | Account | Token

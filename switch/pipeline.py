@@ -1,7 +1,7 @@
 """The authorization flow, top to bottom, on a batch.
 
     tokenize -> claim keys + move velocity counters (one state-store call)
-    -> drop keys the journal already holds (one read) -> route
+    -> drop keys the journal already holds (one read) -> route -> price (one fee-engine call)
     -> adapters (one call per route, concurrently)
     -> journal (one commit) -> complete the claims (one state-store call)
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from switch import idempotency
 from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
 from switch.codes import ResponseCode
-from switch.errors import IdempotencyConflict, SwitchError, Unavailable
+from switch.errors import IdempotencyConflict, InvalidRequest, SwitchError, Unavailable, Violation
+from switch.fees import FeeEngine, FeeQuote, QuoteRequest
 from switch.ids import new_transaction_id
 from switch.models import (
     Account,
@@ -31,6 +32,8 @@ from switch.models import (
     Card,
     Instrument,
     JournalEntry,
+    Money,
+    MoneyOverflow,
     OperationKind,
     Token,
     TransactionRecord,
@@ -70,6 +73,7 @@ class _Item:
     transaction_id: str
     route: str = ""
     answer: AdapterResult | None = None
+    quote: FeeQuote | None = None
     counted: bool = False  # the claim moved the velocity counters
 
     @property
@@ -89,7 +93,20 @@ class _Item:
             route=self.route,
             authorization_code=answer.authorization_code,
             token=self.instrument.token,
+            fee=self.fee,
         )
+
+    @property
+    def fee(self) -> Money:
+        """What the approved authorization costs the merchant; nothing for a decline."""
+        approved = self.answer is not None and self.answer.approved
+        if approved and self.quote is not None:
+            return self.quote.fee
+        return Money.zero(self.authorization.amount.currency)
+
+    @property
+    def fee_shares(self) -> tuple[tuple[str, int], ...]:
+        return self.quote.shares if self.quote is not None and self.fee.minor_units else ()
 
     @property
     def status(self) -> TransactionStatus:
@@ -109,6 +126,7 @@ class AuthorizationPipeline:
         journal: Journal,
         router: Router,
         risk: RiskRules,
+        fees: FeeEngine,
         adapter_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -117,6 +135,7 @@ class AuthorizationPipeline:
         self._journal = journal
         self._router = router
         self._risk = risk
+        self._fees = fees
         self._adapter_timeout = adapter_timeout
         self._clock = clock
 
@@ -126,6 +145,8 @@ class AuthorizationPipeline:
         items = self._tokenize(batch, now, outcomes)
         fresh = await self._claim(items, now, outcomes)
         fresh = await self._skip_journaled(fresh, now, outcomes)
+        self._route(fresh)
+        fresh = await self._price(fresh, now, outcomes)
         await self._call_adapters([item for item in fresh if item.answer is None])
         await self._commit(fresh, outcomes)
         assert all(outcome is not None for outcome in outcomes)
@@ -137,7 +158,7 @@ class AuthorizationPipeline:
             source = authorization.source
             try:
                 if isinstance(source, Token):
-                    source = self._tokenizer.detokenize(source)
+                    source = self._tokenizer.detokenize(source, source.key_id)
             except SwitchError as error:
                 outcomes[index] = error
                 continue
@@ -221,15 +242,48 @@ class AuthorizationPipeline:
             return _conflict(item)
         return idempotency.decode_result(found.response, replayed=True)
 
-    async def _call_adapters(self, items: list[_Item]) -> None:
-        by_route: dict[str, list[_Item]] = defaultdict(list)
+    def _route(self, items: list[_Item]) -> None:
         for item in items:
+            if item.answer is not None:  # declined by a limit: goes nowhere
+                continue
             route = self._router.route_of(item.authorization)
             if route is None:
                 item.answer = AdapterResult(ResponseCode.NO_ROUTE.code, ResponseCode.NO_ROUTE.message)
             else:
                 item.route = route
-                by_route[route].append(item)
+
+    async def _price(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
+        """Quotes every routed item's fee in one engine call, before anything is sent:
+        an amount whose fee cannot be computed fails alone, with its key given back."""
+        routed = [item for item in items if item.answer is None]
+        requests = [QuoteRequest(i.authorization.merchant_id, i.authorization.amount, i.route) for i in routed]
+        try:
+            quotes: list[FeeQuote | None] = list(self._fees.quote_many(requests))
+        except MoneyOverflow:
+            quotes = [self._quote_alone(request) for request in requests]
+        unpriced = []
+        for item, quote in zip(routed, quotes, strict=True):
+            if quote is None:
+                violation = Violation("amount.minor_units", "too large: its fee does not fit in int64 minor units")
+                outcomes[item.index] = InvalidRequest([violation])
+                unpriced.append(item)
+            item.quote = quote
+        if not unpriced:
+            return items
+        await self._complete([_give_back(item) for item in unpriced], now)
+        failed = {item.index for item in unpriced}
+        return [item for item in items if item.index not in failed]
+
+    def _quote_alone(self, request: QuoteRequest) -> FeeQuote | None:
+        try:
+            return self._fees.quote_many([request])[0]
+        except MoneyOverflow:
+            return None
+
+    async def _call_adapters(self, items: list[_Item]) -> None:
+        by_route: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_route[item.route].append(item)
         await asyncio.gather(*(self._send(route, group) for route, group in by_route.items()))
 
     async def _send(self, route: str, items: list[_Item]) -> None:
@@ -313,6 +367,7 @@ class AuthorizationPipeline:
             token=item.instrument.token,
             response_code=result.response_code,
             authorization_code=result.authorization_code,
+            fee_minor=item.fee.minor_units,
             created_at=now,
             updated_at=now,
         )
@@ -329,6 +384,7 @@ class AuthorizationPipeline:
             request_hash=item.request_hash,
             response=idempotency.encode_result(result),
             created_at=now,
+            fee_shares=item.fee_shares,
         )
 
 

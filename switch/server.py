@@ -22,17 +22,19 @@ from switch import adapter as adapter_contract
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
 from switch.config import ConfigError, Settings
+from switch.fees import FeeEngine
 from switch.operations import TransactionService
 from switch.pipeline import AuthorizationPipeline
 from switch.risk import RiskRules
 from switch.routing import Router
-from switch.servicer import SwitchServicer
+from switch.servicer import SwitchServicer, TokensServicer
 from switch.stores import open_stores
 from switch.stores.base import Journal, StateStore
-from switch.tokens import Tokenizer
+from switch.tokens import KeyRing, Tokenizer, parse_key_ring, write_key_file
 from switch.v1 import switch_pb2, switch_pb2_grpc
 
 SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Switch"].full_name
+TOKENS_SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name
 
 # Until routing rules arrive: cards on the "card" route, account payments on the
 # "instant" rail, both answered by the built-in simulated issuer.
@@ -70,12 +72,15 @@ async def build(settings: Settings) -> RunningSwitch:
     for adapter in router.adapters:
         await adapter.start()
     timeout = settings.adapters.timeout_ms / 1000.0
+    fees = FeeEngine(settings.fee_schedules, settings.fx)
+    tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
     pipeline = AuthorizationPipeline(
-        tokenizer=Tokenizer(fingerprint_key(settings)),
+        tokenizer=tokenizer,
         state=state,
         journal=journal,
         router=router,
         risk=RiskRules(settings.limits),
+        fees=fees,
         adapter_timeout=timeout,
     )
     batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds)
@@ -94,14 +99,16 @@ async def build(settings: Settings) -> RunningSwitch:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    switch_pb2_grpc.add_SwitchServicer_to_server(SwitchServicer(batcher, transactions), server)
+    switch_pb2_grpc.add_SwitchServicer_to_server(SwitchServicer(batcher, transactions, fees), server)
+    switch_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokenizer), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(services, server)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     batcher.start()
     await server.start()
-    for service in ("", SERVICE_NAME):
+    for service in ("", SERVICE_NAME, TOKENS_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningSwitch(server, port, health_servicer, batcher, state, journal, router.adapters)
 
@@ -137,3 +144,17 @@ def fingerprint_key(settings: Settings) -> bytes:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
+
+
+def token_keys(settings: Settings) -> KeyRing:
+    """The tokenization keys. Production must configure them (every instance shares
+    them); the embedded default keeps a random ring beside its journal."""
+    if settings.tokenization is not None:
+        return settings.tokenization
+    if not settings.stores.embedded:
+        raise ConfigError("tokenization: required with Redis and PostgreSQL (active_key and keys, or key_file)")
+    path = Path(settings.stores.sqlite_path).parent / "token-keys.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_key_file(path, KeyRing(keys={"k1": secrets.token_bytes(32)}, active_key="k1"))
+    return parse_key_ring({"key_file": str(path)})

@@ -16,10 +16,12 @@ import grpc
 
 from switch import convert
 from switch.batcher import MicroBatcher
-from switch.errors import SwitchError
-from switch.models import Authorization, OperationKind
+from switch.errors import InvalidRequest, SwitchError, Violation
+from switch.fees import FeeEngine, FxRateMissing
+from switch.models import Authorization, MoneyOverflow, OperationKind
 from switch.operations import TransactionService
 from switch.status import as_switch_error, to_grpc_status
+from switch.tokens import Tokenizer
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 
@@ -48,9 +50,10 @@ def mapped(
 
 
 class SwitchServicer(switch_pb2_grpc.SwitchServicer):
-    def __init__(self, batcher: MicroBatcher, transactions: TransactionService) -> None:
+    def __init__(self, batcher: MicroBatcher, transactions: TransactionService, fees: FeeEngine) -> None:
         self._batcher = batcher
         self._transactions = transactions
+        self._fees = fees
 
     @mapped
     async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
@@ -129,9 +132,33 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
     async def GetTransaction(self, request: pb.GetTransactionRequest, context: Context) -> pb.Transaction:
         return convert.record_to_proto(await self._transactions.get(convert.transaction_id(request)))
 
+    @mapped
+    async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:
+        quote = convert.quote_request(request)
+        try:
+            (answer,) = self._fees.quote_many([quote])
+        except MoneyOverflow:
+            raise InvalidRequest([Violation("amount.minor_units", "too large: its fee does not fit")]) from None
+        except FxRateMissing:
+            violation = Violation("settlement_currency", f"no FX rate is configured from {quote.amount.currency}")
+            raise InvalidRequest([violation]) from None
+        return convert.quote_to_proto(answer)
+
     async def _operate(self, operation: Any) -> pb.Transaction:
         record, replayed = await self._transactions.execute(operation)
         return convert.record_to_proto(record, replayed=replayed)
+
+
+class TokensServicer(switch_pb2_grpc.TokensServicer):
+    """switch.v1.Tokens: cards in, tokens out. Nothing here turns a token back into a card."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    @mapped
+    async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
+        token = self._tokenizer.tokenize(convert.card_to_tokenize(request))
+        return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
 
 
 def _to_response(idempotency_key: str, answer: Any) -> pb.AuthorizeResponse:

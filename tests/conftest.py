@@ -22,6 +22,7 @@ from switch.v1 import switch_pb2_grpc
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 FINGERPRINT_KEY = "0f" * 32
+TOKEN_KEY = "1e" * 32
 STORE_SETS = ("embedded", "production")
 
 
@@ -38,6 +39,7 @@ def store_settings(store_set: str, tmp_path: Path) -> dict[str, Any]:
             "key_prefix": f"test:{unique}",
         },
         "security": {"fingerprint_key_hex": FINGERPRINT_KEY},
+        "tokenization": {"active_key": "k1", "keys": {"k1": TOKEN_KEY}},
     }
 
 

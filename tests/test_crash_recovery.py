@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 FINGERPRINT_KEY = "5e" * 32
+TOKEN_KEY = "6f" * 32
 SERVICE = "switch.v1.Switch"
 
 PANS = (
@@ -285,7 +286,10 @@ async def production_switch(tmp_path: Path) -> AsyncIterator[tuple[Switch, str, 
         SWITCH_LOG_LEVEL="INFO",
     )
     config = tmp_path / "switch.toml"
-    config.write_text(f"[idempotency]\nlease_seconds = {LEASE_SECONDS}\n")
+    config.write_text(
+        f"[idempotency]\nlease_seconds = {LEASE_SECONDS}\n"
+        f'[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{TOKEN_KEY}" }}\n'
+    )
     switch = Switch(env, _free_port(), tmp_path / "switch.log", config)
     try:
         yield switch, schema, prefix

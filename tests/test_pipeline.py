@@ -14,6 +14,7 @@ import pytest
 
 from switch.adapter import AdapterResult
 from switch.errors import IdempotencyConflict, Unavailable
+from switch.fees import FeeEngine
 from switch.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
 from switch.pipeline import AuthorizationPipeline, InFlight
 from switch.risk import RiskRules
@@ -49,6 +50,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         journal=journal,
         router=Router({"card": adapter, "instant": adapter}),
         risk=RiskRules(()),
+        fees=FeeEngine(),
         adapter_timeout=0.2,
     )
     yield Rig(pipeline, state, journal, adapter)

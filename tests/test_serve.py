@@ -11,12 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switch import config
+from switch.tokens import parse_key_ring, write_key_file
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import drop_production_state, store_settings
@@ -28,7 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def environment(raw: dict[str, dict[str, str]]) -> dict[str, str]:
+def environment(raw: dict[str, Any], folder: Path) -> dict[str, str]:
     stores, security = raw["stores"], raw.get("security", {})
     env = dict(os.environ)
     names = {
@@ -41,6 +43,10 @@ def environment(raw: dict[str, dict[str, str]]) -> dict[str, str]:
     env.update({names[key]: value for key, value in stores.items()})
     if "fingerprint_key_hex" in security:
         env["SWITCH_FINGERPRINT_KEY"] = security["fingerprint_key_hex"]
+    if "tokenization" in raw:
+        path = folder / "token-keys.json"  # how production mounts its keys: a file
+        write_key_file(path, parse_key_ring(raw["tokenization"]))
+        env["SWITCH_TOKENIZATION_KEY_FILE"] = str(path)
     return env
 
 
@@ -55,7 +61,7 @@ def serve(tmp_path: Path) -> Iterator[object]:
         if toml:
             (tmp_path / "switch.toml").write_text(toml)
             command += ["--config", str(tmp_path / "switch.toml")]
-        process = subprocess.Popen(command, env=environment(raw), stderr=subprocess.PIPE)
+        process = subprocess.Popen(command, env=environment(raw, tmp_path), stderr=subprocess.PIPE)
         started.append(process)
         wait_until_serving(port)
         return process, port, config.from_mapping(raw)

@@ -57,7 +57,8 @@ class SimulatedIssuer:
         code = ResponseCode.APPROVED
         if request.card is not None:
             code = DECLINED_CARDS.get(request.card.pan, code)
-            if _expired(request.card.expiry_month, request.card.expiry_year):
+            # A card from a token carries no expiry (month 0): the token stands for the PAN.
+            if request.card.expiry_month and _expired(request.card.expiry_month, request.card.expiry_year):
                 code = ResponseCode.EXPIRED_CARD
         elif request.account is not None and request.account.id.endswith("-insufficient"):
             code = ResponseCode.INSUFFICIENT_FUNDS

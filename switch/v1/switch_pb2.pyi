@@ -185,9 +185,12 @@ class AuthorizeRequest(_message.Message):
     ACCOUNT_FIELD_NUMBER: _builtins.int
     DESTINATION_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    TOKEN_KEY_ID_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     merchant_id: _builtins.str
     token: _builtins.str
+    token_key_id: _builtins.str
+    """with a token source: the key that made it; empty: the active key"""
     @_builtins.property
     def amount(self) -> Global___Money: ...
     @_builtins.property
@@ -209,10 +212,11 @@ class AuthorizeRequest(_message.Message):
         account: Global___Account | None = ...,
         destination: Global___Account | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        token_key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "card", b"card", "destination", b"destination", "source", b"source", "token", b"token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "card", b"card", "destination", b"destination", "idempotency_key", b"idempotency_key", "merchant_id", b"merchant_id", "metadata", b"metadata", "source", b"source", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "card", b"card", "destination", b"destination", "idempotency_key", b"idempotency_key", "merchant_id", b"merchant_id", "metadata", b"metadata", "source", b"source", "token", b"token", "token_key_id", b"token_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["card", "token", "account"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
@@ -465,6 +469,148 @@ class GetTransactionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTransactionRequest: _TypeAlias = GetTransactionRequest  # noqa: Y015
+
+@_typing.final
+class QuoteFeeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    RAIL_FIELD_NUMBER: _builtins.int
+    CARD_COUNTRY_FIELD_NUMBER: _builtins.int
+    MERCHANT_COUNTRY_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_CURRENCY_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    rail: _builtins.str
+    """the route's rail, e.g. "card" or "instant" """
+    card_country: _builtins.str
+    """ISO 3166-1 alpha-2; with merchant_country: cross-border when they differ"""
+    merchant_country: _builtins.str
+    settlement_currency: _builtins.str
+    """empty: no conversion"""
+    @_builtins.property
+    def amount(self) -> Global___Money: ...
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        amount: Global___Money | None = ...,
+        rail: _builtins.str = ...,
+        card_country: _builtins.str = ...,
+        merchant_country: _builtins.str = ...,
+        settlement_currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_country", b"card_country", "merchant_country", b"merchant_country", "merchant_id", b"merchant_id", "rail", b"rail", "settlement_currency", b"settlement_currency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuoteFeeRequest: _TypeAlias = QuoteFeeRequest  # noqa: Y015
+
+@_typing.final
+class FeeShare(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    party: _builtins.str
+    @_builtins.property
+    def amount(self) -> Global___Money: ...
+    def __init__(
+        self,
+        *,
+        party: _builtins.str = ...,
+        amount: Global___Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "party", b"party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeeShare: _TypeAlias = FeeShare  # noqa: Y015
+
+@_typing.final
+class FeeQuote(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEE_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_AMOUNT_FIELD_NUMBER: _builtins.int
+    schedule: _builtins.str
+    """the matching schedule's name; empty: none matched, no fee"""
+    @_builtins.property
+    def fee(self) -> Global___Money: ...
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeShare]:
+        """sums exactly to fee"""
+
+    @_builtins.property
+    def settlement_amount(self) -> Global___Money:
+        """the amount in settlement_currency, when one was asked for"""
+
+    def __init__(
+        self,
+        *,
+        fee: Global___Money | None = ...,
+        shares: _abc.Iterable[Global___FeeShare] | None = ...,
+        schedule: _builtins.str = ...,
+        settlement_amount: Global___Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee", "settlement_amount", b"settlement_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee", "schedule", b"schedule", "settlement_amount", b"settlement_amount", "shares", b"shares"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeeQuote: _TypeAlias = FeeQuote  # noqa: Y015
+
+@_typing.final
+class TokenizeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def card(self) -> Global___Card: ...
+    def __init__(
+        self,
+        *,
+        card: Global___Card | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenizeRequest: _TypeAlias = TokenizeRequest  # noqa: Y015
+
+@_typing.final
+class TokenizeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MASKED_PAN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    key_id: _builtins.str
+    masked_pan: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        masked_pan: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "masked_pan", b"masked_pan", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenizeResponse: _TypeAlias = TokenizeResponse  # noqa: Y015
 
 @_typing.final
 class Transaction(_message.Message):

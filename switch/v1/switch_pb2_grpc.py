@@ -69,6 +69,11 @@ class SwitchStub:
                 request_serializer=switch_dot_v1_dot_switch__pb2.GetTransactionRequest.SerializeToString,
                 response_deserializer=switch_dot_v1_dot_switch__pb2.Transaction.FromString,
                 _registered_method=True)
+        self.QuoteFee = channel.unary_unary(
+                '/switch.v1.Switch/QuoteFee',
+                request_serializer=switch_dot_v1_dot_switch__pb2.QuoteFeeRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.FeeQuote.FromString,
+                _registered_method=True)
 
 
 class SwitchServicer:
@@ -120,6 +125,13 @@ class SwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QuoteFee(self, request, context):
+        """The fee and revenue shares an authorization of this amount would carry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SwitchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +169,11 @@ def add_SwitchServicer_to_server(servicer, server):
                     servicer.GetTransaction,
                     request_deserializer=switch_dot_v1_dot_switch__pb2.GetTransactionRequest.FromString,
                     response_serializer=switch_dot_v1_dot_switch__pb2.Transaction.SerializeToString,
+            ),
+            'QuoteFee': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuoteFee,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.QuoteFeeRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.FeeQuote.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +365,114 @@ class Switch:
             '/switch.v1.Switch/GetTransaction',
             switch_dot_v1_dot_switch__pb2.GetTransactionRequest.SerializeToString,
             switch_dot_v1_dot_switch__pb2.Transaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuoteFee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Switch/QuoteFee',
+            switch_dot_v1_dot_switch__pb2.QuoteFeeRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.FeeQuote.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class TokensStub:
+    """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
+    card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
+    card in AuthorizeRequest.token. No call turns a token back into a card.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Tokenize = channel.unary_unary(
+                '/switch.v1.Tokens/Tokenize',
+                request_serializer=switch_dot_v1_dot_switch__pb2.TokenizeRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.TokenizeResponse.FromString,
+                _registered_method=True)
+
+
+class TokensServicer:
+    """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
+    card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
+    card in AuthorizeRequest.token. No call turns a token back into a card.
+    """
+
+    def Tokenize(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TokensServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Tokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tokenize,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.TokenizeRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.TokenizeResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'switch.v1.Tokens', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('switch.v1.Tokens', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Tokens:
+    """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
+    card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
+    card in AuthorizeRequest.token. No call turns a token back into a card.
+    """
+
+    @staticmethod
+    def Tokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Tokens/Tokenize',
+            switch_dot_v1_dot_switch__pb2.TokenizeRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.TokenizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,8 @@ class SwitchStub:
     Void: _grpc.UnaryUnaryMultiCallable[_switch_pb2.VoidRequest, _switch_pb2.Transaction]
     Refund: _grpc.UnaryUnaryMultiCallable[_switch_pb2.RefundRequest, _switch_pb2.Transaction]
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_switch_pb2.GetTransactionRequest, _switch_pb2.Transaction]
+    QuoteFee: _grpc.UnaryUnaryMultiCallable[_switch_pb2.QuoteFeeRequest, _switch_pb2.FeeQuote]
+    """The fee and revenue shares an authorization of this amount would carry."""
 
 @_typing.type_check_only
 class SwitchAsyncStub(SwitchStub):
@@ -61,6 +63,8 @@ class SwitchAsyncStub(SwitchStub):
     Void: _aio.UnaryUnaryMultiCallable[_switch_pb2.VoidRequest, _switch_pb2.Transaction]  # type: ignore[assignment]
     Refund: _aio.UnaryUnaryMultiCallable[_switch_pb2.RefundRequest, _switch_pb2.Transaction]  # type: ignore[assignment]
     GetTransaction: _aio.UnaryUnaryMultiCallable[_switch_pb2.GetTransactionRequest, _switch_pb2.Transaction]  # type: ignore[assignment]
+    QuoteFee: _aio.UnaryUnaryMultiCallable[_switch_pb2.QuoteFeeRequest, _switch_pb2.FeeQuote]  # type: ignore[assignment]
+    """The fee and revenue shares an authorization of this amount would carry."""
 
 class SwitchServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -117,4 +121,49 @@ class SwitchServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_switch_pb2.Transaction, _abc.Awaitable[_switch_pb2.Transaction]]: ...
 
+    @_abc_1.abstractmethod
+    def QuoteFee(
+        self,
+        request: _switch_pb2.QuoteFeeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.FeeQuote, _abc.Awaitable[_switch_pb2.FeeQuote]]:
+        """The fee and revenue shares an authorization of this amount would carry."""
+
 def add_SwitchServicer_to_server(servicer: SwitchServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class TokensStub:
+    """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
+    card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
+    card in AuthorizeRequest.token. No call turns a token back into a card.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> TokensAsyncStub: ...
+    Tokenize: _grpc.UnaryUnaryMultiCallable[_switch_pb2.TokenizeRequest, _switch_pb2.TokenizeResponse]
+
+@_typing.type_check_only
+class TokensAsyncStub(TokensStub):
+    """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
+    card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
+    card in AuthorizeRequest.token. No call turns a token back into a card.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Tokenize: _aio.UnaryUnaryMultiCallable[_switch_pb2.TokenizeRequest, _switch_pb2.TokenizeResponse]  # type: ignore[assignment]
+
+class TokensServicer(metaclass=_abc_1.ABCMeta):
+    """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
+    card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
+    card in AuthorizeRequest.token. No call turns a token back into a card.
+    """
+
+    @_abc_1.abstractmethod
+    def Tokenize(
+        self,
+        request: _switch_pb2.TokenizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.TokenizeResponse, _abc.Awaitable[_switch_pb2.TokenizeResponse]]: ...
+
+def add_TokensServicer_to_server(servicer: TokensServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

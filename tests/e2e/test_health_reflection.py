@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from tests.e2e.support import Switch
 
 SWITCH_SERVICE = "switch.v1.Switch"
-METHODS = {"Authorize", "AuthorizeBatch", "AuthorizeStream", "Capture", "Void", "Refund", "GetTransaction"}
+METHODS = {"Authorize", "AuthorizeBatch", "AuthorizeStream", "Capture", "Void", "Refund", "GetTransaction", "QuoteFee"}
 
 
 async def test_health_check_serving(switch: Switch) -> None:
@@ -40,7 +40,7 @@ async def test_reflection_lists_the_switch(switch: Switch) -> None:
         answers = [answer async for answer in reflection.ServerReflectionInfo(iter(requests))]
 
     listed = {service.name for service in answers[0].list_services_response.service}
-    assert {SWITCH_SERVICE, "grpc.health.v1.Health"} <= listed
+    assert {SWITCH_SERVICE, "switch.v1.Tokens", "grpc.health.v1.Health"} <= listed
     assert answers[1].file_descriptor_response.file_descriptor_proto
 
 
