@@ -2,7 +2,8 @@
 
 The demo forces the embedded stores (memory + a fresh SQLite file in a temporary
 folder), listens on 127.0.0.1 with a free port, adds an instrument velocity limit
-so that a "65" decline can be shown, and sends a fixed script of calls followed by
+so that a "65" decline can be shown, uses DEMO_FEES when no fee schedule is
+configured (so fees and revenue shares show), and sends a fixed script of calls followed by
 a deterministic mix of filler calls up to `calls` RPCs in all. Every call has an
 expected outcome; the summary table on stdout lists, per RPC and outcome, the
 count and the median latency, then a few example lines. Instruments are printed
@@ -20,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -28,7 +30,8 @@ import uvloop
 from google.rpc import error_details_pb2, status_pb2
 
 from switch import cards
-from switch.config import Limit, LimitScope, Settings, StoreSettings
+from switch.config import Limit, LimitScope, Settings, StoreSettings, from_mapping
+from switch.currency import exponent
 from switch.models import mask_pan
 from switch.tokens import mask_account
 from switch.v1 import switch_pb2 as pb
@@ -52,19 +55,52 @@ VELOCITY = Limit(LimitScope.INSTRUMENT, window_seconds=365 * 86_400, max_count=V
 FILLER_CONCURRENCY = VELOCITY_MAX  # repeated decline cards never hold more claims than the limit
 CALL_TIMEOUT = 5.0
 DEMO_TIMEOUT = 60.0
-MAX_EXAMPLES = 14
+MAX_EXAMPLES = 16
 
-RPC_ORDER = ("Authorize", "AuthorizeBatch", "AuthorizeStream", "Capture", "Refund", "Void", "GetTransaction")
+RPC_ORDER = (
+    "Authorize",
+    "AuthorizeBatch",
+    "AuthorizeStream",
+    "Capture",
+    "Refund",
+    "Void",
+    "GetTransaction",
+    "Tokenize",
+    "QuoteFee",
+)
+
+# Cards pay 2.9 % + 0.30, shared platform / partner, the partner passing 40 % of its
+# half to an agent; the instant rail pays 0.5 %. Settlement in EUR is quoted once.
+DEMO_FEES = {
+    "fee_schedule": [
+        {
+            "name": "cards",
+            "rail": "card",
+            "percent": "2.9",
+            "fixed": 30,
+            "shares": [
+                {"party": "platform", "percent": "50"},
+                {"party": "partner", "percent": "50", "shares": [{"party": "agent", "percent": "40"}]},
+            ],
+        },
+        {"name": "instant", "rail": "instant", "percent": "0.5", "fixed": 0},
+    ],
+    "fx": {"USD/EUR": "0.9231"},
+}
 
 
 def main(settings: Settings, calls: int = 300) -> int:
     """Runs the demo on a private embedded switch; 0 when every expectation held."""
     with tempfile.TemporaryDirectory(prefix="switch-demo-") as folder:
+        fees = settings if settings.fee_schedules else from_mapping(DEMO_FEES)
         demo_settings = replace(
             settings,
             server=replace(settings.server, host="127.0.0.1", port=0, workers=1),
             stores=StoreSettings(sqlite_path=str(Path(folder) / "journal.sqlite3")),
             limits=(*settings.limits, VELOCITY),
+            tokenization=None,  # the embedded default makes its own key ring in the folder
+            fee_schedules=fees.fee_schedules,
+            fx=fees.fx,
         )
         return uvloop.run(_run(demo_settings, calls))
 
@@ -78,8 +114,9 @@ async def _run(settings: Settings, calls: int) -> int:
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = switch_pb2_grpc.SwitchStub(channel)
+            tokens = switch_pb2_grpc.TokensStub(channel)
             async with asyncio.timeout(DEMO_TIMEOUT):
-                await _Script(stub, demo).run(calls)
+                await _Script(stub, tokens, demo).run(calls)
     except TimeoutError:
         demo.fail(f"the demo did not finish within {DEMO_TIMEOUT:.0f} s")
     finally:
@@ -229,8 +266,11 @@ def _account(account_id: str) -> _Instrument:
 class _Script:
     """The calls, in order: a fixed script that shows every feature, then fillers."""
 
-    def __init__(self, stub: switch_pb2_grpc.SwitchAsyncStub, demo: _Demo) -> None:
+    def __init__(
+        self, stub: switch_pb2_grpc.SwitchAsyncStub, tokens: switch_pb2_grpc.TokensAsyncStub, demo: _Demo
+    ) -> None:
         self._stub = stub
+        self._tokens = tokens
         self._demo = demo
         self._serial = 0
 
@@ -339,7 +379,10 @@ class _Script:
             demo.fail("the first approval returned no transaction; the rest of the script depends on it")
             return ""
         first = answer.transaction_id
-        demo.example(f"Authorize {approve.masked} {_display(10_000)} -> approved {answer.response_code}: {first}")
+        demo.example(
+            f"Authorize {approve.masked} {_display(10_000)} -> approved {answer.response_code}: {first}, "
+            f"token {answer.token}, fee {_display(answer.fee.minor_units)}"
+        )
         await self.authorize(_card(DO_NOT_HONOR_CARD), 2_500, "declined 05", note=" (test card)")
         await self.authorize(_card(INSUFFICIENT_CARD), 2_500, "declined 51", note=" (test card)")
         await self.authorize(_account("acct-demo-0001"), 1_999, "approved", note=" (rail account)")
@@ -363,7 +406,56 @@ class _Script:
         await self._void_flow()
         await self._velocity()
         await self.get("tx_DOESNOTEXIST0000000000000000", "error NOT_FOUND")
+        await self._pay_by_token(approve)
+        await self._quote_fee()
         return first
+
+    async def _pay_by_token(self, card: _Instrument) -> None:
+        """Tokenize a card, then pay with the token alone."""
+        request = pb.TokenizeRequest(card=pb.Card(pan=card.pan, expiry_month=EXPIRY_MONTH, expiry_year=EXPIRY_YEAR))
+        token, latency = await self._timed(lambda: self._tokens.Tokenize(request, timeout=CALL_TIMEOUT))
+        if isinstance(token, grpc.aio.AioRpcError):
+            self._demo.record("Tokenize", f"error {token.code().name}", latency)
+            self._demo.fail(f"Tokenize {card.masked}: {token.code().name}")
+            return
+        self._demo.record("Tokenize", "ok", latency)
+        self._demo.expect(
+            "token keeps BIN and last 4", token.token[:6] + token.token[-4:], card.pan[:6] + card.pan[-4:]
+        )
+        self._demo.expect("token is no card number", str(cards.luhn_valid(token.token)), "False")
+        pay = pb.AuthorizeRequest(
+            idempotency_key=self._key("token"), merchant_id=MERCHANT, amount=_money(4_200), token=token.token
+        )
+        answer, latency = await self._timed(lambda: self._stub.Authorize(pay, timeout=CALL_TIMEOUT))
+        outcome = (
+            f"error {answer.code().name}" if isinstance(answer, grpc.aio.AioRpcError) else _authorize_outcome(answer)
+        )
+        self._demo.record("Authorize", outcome, latency)
+        if self._demo.expect(f"Authorize with token {token.token}", outcome, "approved"):
+            self._demo.example(
+                f"Tokenize {token.masked_pan} -> token {token.token} (key {token.key_id}, fails Luhn); "
+                f"Authorize with the token {_display(4_200)} -> {outcome}"
+            )
+
+    async def _quote_fee(self) -> None:
+        """The fee, its revenue shares and a settlement amount, as a quote."""
+        request = pb.QuoteFeeRequest(
+            merchant_id=MERCHANT, amount=_money(10_000), rail="card", settlement_currency="EUR"
+        )
+        quote, latency = await self._timed(lambda: self._stub.QuoteFee(request, timeout=CALL_TIMEOUT))
+        if isinstance(quote, grpc.aio.AioRpcError):
+            self._demo.record("QuoteFee", f"error {quote.code().name}", latency)
+            self._demo.fail(f"QuoteFee: {quote.code().name} {quote.details()}")
+            return
+        self._demo.record("QuoteFee", f"ok schedule {quote.schedule or '(none)'}", latency)
+        total = sum(share.amount.minor_units for share in quote.shares)
+        self._demo.expect("shares sum to the fee", str(total), str(quote.fee.minor_units))
+        shares = ", ".join(f"{share.party} {_display(share.amount.minor_units)}" for share in quote.shares)
+        settlement = quote.settlement_amount
+        self._demo.example(
+            f"QuoteFee {_display(10_000)} on card -> fee {_display(quote.fee.minor_units)} [{shares}], "
+            f"settles as {Decimal(settlement.minor_units).scaleb(-exponent(settlement.currency))} {settlement.currency}"
+        )
 
     async def _batch(self) -> None:
         plan: list[tuple[_Instrument, int, str]] = [
