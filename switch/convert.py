@@ -229,7 +229,7 @@ def error_to_proto(idempotency_key: str, error: SwitchError) -> pb.AuthorizeResp
         decision=pb.DECISION_UNSPECIFIED,
         message=error.message,
         error=pb.ItemError(
-            code=error.status_code.value[0],
+            code=error.code,
             message=error.message,
             field_violations=[pb.FieldViolation(field=x.field, description=x.description) for x in violations],
         ),

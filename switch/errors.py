@@ -13,13 +13,30 @@
 A decline is not an error: it is a normal result with a response code. Errors
 are mapped to gRPC statuses once, in switch.status. Messages never contain a card
 number; callers build them from masked values only.
+
+This module does not import grpc: configuration (which `switch serve` reads before
+it forks its workers) raises through modules that import it, and gRPC must not be
+loaded before the fork.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-import grpc
+
+class Code(enum.IntEnum):
+    """The google.rpc.Code (= gRPC status code) values the switch answers with."""
+
+    DEADLINE_EXCEEDED = 4
+    INVALID_ARGUMENT = 3
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    INTERNAL = 13
+    UNAVAILABLE = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +48,7 @@ class Violation:
 
 
 class SwitchError(Exception):
-    status_code = grpc.StatusCode.INTERNAL
+    code = Code.INTERNAL
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -39,7 +56,7 @@ class SwitchError(Exception):
 
 
 class InvalidRequest(SwitchError):
-    status_code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
 
     def __init__(self, violations: list[Violation]) -> None:
         detail = "; ".join(f"{v.field}: {v.description}" for v in violations)
@@ -48,28 +65,28 @@ class InvalidRequest(SwitchError):
 
 
 class NotFound(SwitchError):
-    status_code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
 
 
 class FailedPrecondition(SwitchError):
-    status_code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
 
 
 class IdempotencyConflict(SwitchError):
-    status_code = grpc.StatusCode.ALREADY_EXISTS
+    code = Code.ALREADY_EXISTS
 
 
 class ConcurrentUpdate(SwitchError):
-    status_code = grpc.StatusCode.ABORTED
+    code = Code.ABORTED
 
 
 class Overloaded(SwitchError):
-    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
 
 
 class DeadlineExceeded(SwitchError):
-    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = Code.DEADLINE_EXCEEDED
 
 
 class Unavailable(SwitchError):
-    status_code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE

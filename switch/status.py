@@ -39,6 +39,5 @@ def to_grpc_status(error: SwitchError) -> grpc.Status:
         detail = any_pb2.Any()
         detail.Pack(bad_request)
         details.append(detail)
-    code: int = error.status_code.value[0]
-    assert code_pb2.Code.Name(code)  # every status code of ours is a google.rpc.Code
-    return rpc_status.to_status(status_pb2.Status(code=code, message=error.message, details=details))
+    assert code_pb2.Code.Name(error.code) == error.code.name  # our table agrees with google.rpc.Code
+    return rpc_status.to_status(status_pb2.Status(code=error.code, message=error.message, details=details))

@@ -133,3 +133,20 @@ def test_workers_share_the_port_and_stop_together(serve: object) -> None:
         assert all(not Path(f"/proc/{child}").exists() for child in children)
     finally:
         asyncio.run(drop_production_state(settings))
+
+
+def test_configuration_loads_without_importing_grpc(tmp_path: Path) -> None:
+    """`serve --workers N` reads its configuration, then forks: gRPC must not be loaded yet."""
+    path = tmp_path / "switch.toml"
+    path.write_text(
+        '[tokenization]\nactive_key = "k1"\nkeys = { k1 = "' + "ab" * 32 + '" }\n'
+        '[[fee_schedule]]\nname = "cards"\npercent = "2.9"\nfixed = 30\n'
+        '[[limits]]\nscope = "merchant"\nwindow_seconds = 60\nmax_count = 5\n'
+    )
+    probe = (
+        "import sys\nfrom switch import cli, config\n"
+        f"config.load({str(path)!r}, {{}})\n"
+        "loaded = sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)
