@@ -12,6 +12,8 @@ import time
 
 import orjson
 
+from switch.call_context import caller_id, request_id
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -21,6 +23,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        # Set while a call's handler runs (switch.interceptors); empty elsewhere.
+        if request := request_id.get():
+            entry["request_id"] = request
+        if caller := caller_id.get():
+            entry["caller"] = caller
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

@@ -23,6 +23,7 @@ from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
 from switch.config import ConfigError, Settings
 from switch.fees import FeeEngine
+from switch.interceptors import CallContextInterceptor
 from switch.operations import TransactionService
 from switch.pipeline import AuthorizationPipeline
 from switch.risk import RiskRules
@@ -93,11 +94,12 @@ async def build(settings: Settings) -> RunningSwitch:
     )
 
     server = grpc.aio.server(
+        interceptors=[CallContextInterceptor()],
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
     )
     switch_pb2_grpc.add_SwitchServicer_to_server(SwitchServicer(batcher, transactions, fees), server)
     switch_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokenizer), server)
