@@ -73,7 +73,7 @@ class _Violations:
             raise InvalidRequest(self.found)
 
 
-def authorization(request: pb.AuthorizeRequest) -> Authorization:
+def authorization(request: pb.AuthorizeRequest, deadline: float | None = None) -> Authorization:
     v = _Violations()
     key = v.text("idempotency_key", request.idempotency_key, MAX_KEY)
     merchant = v.text("merchant_id", request.merchant_id, MAX_ID)
@@ -85,7 +85,7 @@ def authorization(request: pb.AuthorizeRequest) -> Authorization:
     metadata = _metadata(v, request.metadata.items())
     v.raise_if_any()
     assert amount is not None and source is not None
-    return Authorization(key, merchant, amount, source, destination, metadata)
+    return Authorization(key, merchant, amount, source, destination, metadata, deadline)
 
 
 def _source(v: _Violations, request: pb.AuthorizeRequest) -> Source | None:

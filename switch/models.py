@@ -106,6 +106,9 @@ class Authorization:
     source: Source
     destination: Account | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    # When the caller stops waiting, in event-loop time; None: no deadline. Not part
+    # of what the request means (idempotency ignores it), only of how long to try.
+    deadline: float | None = field(default=None, compare=False)
 
 
 class InstrumentKind(enum.Enum):

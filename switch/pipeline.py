@@ -54,6 +54,13 @@ class InFlight:
 
 Outcome = AuthorizationResult | SwitchError | InFlight
 
+# What an authorization still needs after its adapter answers: the journal commit
+# and the response. The adapter gets the caller's deadline less this.
+DEADLINE_RESERVE_SECONDS = 0.02
+# Below this budget a request is not sent at all: it would only become an unknown
+# outcome (and a reversal) for a caller that has stopped waiting.
+MIN_ADAPTER_SECONDS = 0.005
+
 _LIMIT_CODES = {
     ClaimStatus.COUNT_LIMIT: ResponseCode.EXCEEDS_COUNT_LIMIT,
     ClaimStatus.AMOUNT_LIMIT: ResponseCode.EXCEEDS_AMOUNT_LIMIT,
@@ -300,23 +307,34 @@ class AuthorizationPipeline:
             )
             for i in items
         ]
+        time_left = self._time_left(items)
+        if time_left < MIN_ADAPTER_SECONDS:  # the callers are gone or nearly: send nothing
+            code = ResponseCode.ISSUER_UNAVAILABLE
+            for item in items:
+                item.answer = AdapterResult(code.code, "no time left to reach the route before the deadline")
+            return
         try:
-            answers = await asyncio.wait_for(
-                self._router.adapter(route).send(requests, self._adapter_timeout), self._adapter_timeout
-            )
+            answers = await asyncio.wait_for(self._router.adapter(route).send(requests, time_left), time_left)
         except AdapterUnavailable:
             code = ResponseCode.ISSUER_UNAVAILABLE
             answers = [AdapterResult(code.code, f"route {route} unavailable")] * len(items)
         except TimeoutError:
-            log.warning(
-                "route %s gave no answer in %.3f s for %d; outcomes unknown", route, self._adapter_timeout, len(items)
-            )
+            log.warning("route %s gave no answer in %.3f s for %d; outcomes unknown", route, time_left, len(items))
             answers = [AdapterResult.timed_out()] * len(items)
         except Exception:  # broke after sending: the outcome is unknown
             log.exception("adapter %s failed on a batch of %d; outcomes unknown", route, len(items))
             answers = [AdapterResult.timed_out()] * len(items)
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
+
+    def _time_left(self, items: list[_Item]) -> float:
+        """The adapter's budget: the configured timeout, cut to the nearest caller's
+        deadline less what the journal commit and the answer still need."""
+        now = asyncio.get_running_loop().time()
+        deadlines = [i.authorization.deadline for i in items if i.authorization.deadline is not None]
+        if not deadlines:
+            return self._adapter_timeout
+        return min(self._adapter_timeout, min(deadlines) - now - DEADLINE_RESERVE_SECONDS)
 
     async def _commit(self, items: list[_Item], outcomes: list[Outcome | None]) -> None:
         """Journals every answer in one commit, then completes the claims."""

@@ -57,16 +57,17 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 
     @mapped
     async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
-        result = await self._batcher.submit(convert.authorization(request))
+        result = await self._batcher.submit(convert.authorization(request, _deadline(context)))
         return convert.result_to_proto(result)
 
     @mapped
     async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Context) -> pb.AuthorizeBatchResponse:
         responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * len(request.requests)
         valid: list[tuple[int, Authorization]] = []
+        deadline = _deadline(context)
         for index, item in enumerate(request.requests):
             try:
-                valid.append((index, convert.authorization(item)))
+                valid.append((index, convert.authorization(item, deadline)))
             except SwitchError as error:
                 responses[index] = convert.error_to_proto(item.idempotency_key, error)
         answers = await self._batcher.submit_many([authorization for _, authorization in valid])
@@ -80,7 +81,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         """Answers as they complete (not in request order); each carries its idempotency_key."""
         answers: asyncio.Queue[pb.AuthorizeResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
-        reader = asyncio.create_task(self._read_stream(requests, answers, window))
+        reader = asyncio.create_task(self._read_stream(requests, answers, window, _deadline(context)))
         try:
             while (answer := await answers.get()) is not None:
                 yield answer
@@ -93,12 +94,13 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         requests: AsyncIterator[pb.AuthorizeRequest],
         answers: asyncio.Queue[pb.AuthorizeResponse | None],
         window: asyncio.Semaphore,
+        deadline: float | None,
     ) -> None:
         pending: set[asyncio.Task[None]] = set()
         try:
             async for request in requests:
                 await window.acquire()
-                task = asyncio.create_task(self._answer_one(request, answers))
+                task = asyncio.create_task(self._answer_one(request, answers, deadline))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 task.add_done_callback(lambda _: window.release())
@@ -108,10 +110,13 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
             answers.put_nowait(None)
 
     async def _answer_one(
-        self, request: pb.AuthorizeRequest, answers: asyncio.Queue[pb.AuthorizeResponse | None]
+        self,
+        request: pb.AuthorizeRequest,
+        answers: asyncio.Queue[pb.AuthorizeResponse | None],
+        deadline: float | None,
     ) -> None:
         try:
-            (answer,) = await self._batcher.submit_many([convert.authorization(request)])
+            (answer,) = await self._batcher.submit_many([convert.authorization(request, deadline)])
         except Exception as exc:
             answer = as_switch_error(exc)
         answers.put_nowait(_to_response(request.idempotency_key, answer))
@@ -159,6 +164,12 @@ class TokensServicer(switch_pb2_grpc.TokensServicer):
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
         token = self._tokenizer.tokenize(convert.card_to_tokenize(request))
         return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
+
+
+def _deadline(context: Context) -> float | None:
+    """The call's deadline in event-loop time, or None when the caller set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
 def _to_response(idempotency_key: str, answer: Any) -> pb.AuthorizeResponse:

@@ -6,8 +6,9 @@ down, a journal that fails, and a duplicate only the journal's unique guard sees
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,22 @@ async def test_journal_guard_catches_what_the_state_store_lost(rig: Rig) -> None
     await rig.state.close()
     (other,) = await rig.pipeline.run([authorization("lost", amount=5)])
     assert isinstance(other, IdempotencyConflict)
+
+
+async def test_the_callers_deadline_cuts_the_adapters_time(rig: Rig) -> None:
+    rig.adapter.delay = 1.0  # answers after the caller's deadline, well within adapter_timeout
+    rig.pipeline._adapter_timeout = 5.0
+    soon = asyncio.get_running_loop().time() + 0.1
+    (outcome,) = await rig.pipeline.run([replace(authorization("hurry"), deadline=soon)])
+    assert result(outcome).response_code == "91"  # sent, not answered in the caller's time: unknown
+    record = await rig.journal.get_transaction(result(outcome).transaction_id)
+    assert record is not None and record.status is TransactionStatus.UNKNOWN
+
+
+async def test_nothing_is_sent_once_the_deadline_has_passed(rig: Rig) -> None:
+    gone = asyncio.get_running_loop().time() - 1.0
+    (outcome,) = await rig.pipeline.run([replace(authorization("late"), deadline=gone)])
+    assert result(outcome).response_code == "91"
+    assert rig.adapter.seen == []
+    record = await rig.journal.get_transaction(result(outcome).transaction_id)
+    assert record is not None and record.status is TransactionStatus.DECLINED  # known: never sent
