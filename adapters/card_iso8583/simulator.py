@@ -1,0 +1,160 @@
+"""An issuer on the far side of the ISO 8583 link, for tests and local runs.
+
+It answers 0100 with the built-in simulated issuer's rules (the same test
+cards), 0220, 0400 and 0420 with approvals, and 0800 sign-ons and echoes. One
+more test card, 4000000000000119, approves but only after late_delay seconds,
+to exercise unknown outcomes. Options make the network misbehave: latency and jitter
+(every answer), drop_rate (no answer at all), slow_rate (answer after late_delay) and
+disconnect_after (close each connection after that many requests).
+
+    simulator, port = await start_simulator("127.0.0.1", 0, latency=0.01)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from typing import Any
+
+from switch.adapter import AdapterRequest
+from switch.models import Card, Money, OperationKind
+
+from ..simulated import SimulatedIssuer
+from . import framing, mapping, spec
+from .framing import Message
+
+log = logging.getLogger(__name__)
+
+LATE_CARD = "4000000000000119"
+
+
+class IssuerSimulator:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        late_delay: float = 5.0,
+        drop_rate: float = 0.0,
+        slow_rate: float = 0.0,
+        disconnect_after: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        self.latency = latency
+        self.jitter = jitter
+        self.late_delay = late_delay
+        self.drop_rate = drop_rate
+        self.slow_rate = slow_rate
+        self.disconnect_after = disconnect_after
+        self.received: Counter[str] = Counter()  # by MTI, and "echo" / "sign-on" for 0800s
+        self.server: asyncio.Server | None = None
+        self._issuer = SimulatedIssuer("iso8583-simulator")
+        self._random = random.Random(seed)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._serve, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.disconnect_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    def disconnect_all(self) -> None:
+        """Drop every client connection, as a network restart would."""
+        for writer in list(self._writers):
+            writer.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._writers)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        requests = 0
+        try:
+            while True:
+                message = await framing.read_message(reader)
+                self._count(message)
+                if message.get("t") != spec.NETWORK:
+                    requests += 1
+                    if self.disconnect_after and requests >= self.disconnect_after:
+                        log.info("disconnecting a client after %d requests", requests)
+                        break
+                task = asyncio.create_task(self._answer(message, writer))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError, framing.FramingError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    def _count(self, message: Message) -> None:
+        kind = message.get("t", "?")
+        if kind == spec.NETWORK:
+            kind = "echo" if message.get("70") == spec.ECHO else "sign-on"
+        self.received[kind] += 1
+        log.debug("received %s", mapping.describe(message))
+
+    async def _answer(self, request: Message, writer: asyncio.StreamWriter) -> None:
+        # Jitter makes answers overtake each other, as they do on a real network.
+        delay = self.latency + self._random.uniform(0.0, self.jitter)
+        if request.get("t") != spec.NETWORK:
+            if self._random.random() < self.drop_rate:
+                log.debug("dropping %s", mapping.describe(request))
+                return
+            if request.get("2") == LATE_CARD or self._random.random() < self.slow_rate:
+                delay += self.late_delay
+        answer = await self._decide(request)
+        if delay:
+            await asyncio.sleep(delay)
+        if writer.is_closing():
+            return
+        writer.write(framing.encode(answer))
+        log.debug("answered %s", mapping.describe(answer))
+
+    async def _decide(self, request: Message) -> Message:
+        kind = request["t"]
+        answer = {key: value for key, value in request.items() if key not in ("p", "1", "14", "90")}
+        answer["t"] = spec.RESPONSE_TO.get(kind, kind[:2] + "10")
+        if kind != spec.AUTHORIZATION:
+            answer["39"] = "00" if kind in spec.RESPONSE_TO else "12"
+            return answer
+        (result,) = await self._issuer.send([_adapter_request(request)], time_left=60.0)
+        answer["39"] = result.response_code
+        if result.authorization_code:
+            answer["38"] = result.authorization_code
+        return answer
+
+
+def _adapter_request(message: Message) -> AdapterRequest:
+    """The authorization the simulated issuer decides on, rebuilt from an 0100."""
+    expiry = message.get("14", "0000")
+    card = Card(message["2"], expiry_month=int(expiry[2:]), expiry_year=2000 + int(expiry[:2]))
+    currency = mapping.ALPHA_CURRENCY.get(message.get("49", ""), "USD")
+    return AdapterRequest(
+        kind=OperationKind.AUTHORIZE,
+        transaction_id=message.get("37", ""),
+        merchant_id=message.get("42", "").strip(),
+        amount=Money(int(message.get("4", "0")), currency),
+        card=card,
+    )
+
+
+async def start_simulator(host: str = "127.0.0.1", port: int = 0, **options: Any) -> tuple[IssuerSimulator, int]:
+    """A running simulator and the port it listens on (port 0: any free port)."""
+    simulator = IssuerSimulator(**options)
+    return simulator, await simulator.start(host, port)

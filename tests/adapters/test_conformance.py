@@ -1,0 +1,63 @@
+"""Every adapter in the tree runs the conformance suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from adapters.card_iso8583 import Iso8583CardAdapter
+from adapters.card_iso8583.simulator import LATE_CARD, start_simulator
+from adapters.simulated import SimulatedIssuer
+from switch.adapter import Adapter, AdapterRequest
+from tests.adapters.conformance import AdapterConformance, card_request
+
+APPROVING_CARD = "4111111111111111"
+DECLINING_CARD = "4000000000000002"
+
+
+class CardRequests:
+    def approving(self, transaction_id: str) -> AdapterRequest:
+        return card_request(APPROVING_CARD, transaction_id)
+
+    def declining(self, transaction_id: str) -> tuple[AdapterRequest, str]:
+        return card_request(DECLINING_CARD, transaction_id), "05"
+
+
+class TestSimulatedIssuer(CardRequests, AdapterConformance):
+    @pytest.fixture
+    async def adapter(self) -> AsyncIterator[Adapter]:
+        issuer = SimulatedIssuer()
+        await issuer.start()
+        yield issuer
+        await issuer.close()
+
+    @pytest.fixture
+    async def slow(self) -> AsyncIterator[tuple[Adapter, AdapterRequest]]:
+        issuer = SimulatedIssuer(options={"latency_ms": 2000})
+        yield issuer, self.approving("tx-slow")
+        await issuer.close()
+
+
+class TestIso8583CardAdapter(CardRequests, AdapterConformance):
+    @pytest.fixture
+    async def adapter(self) -> AsyncIterator[Adapter]:
+        simulator, port = await start_simulator(late_delay=1.0)
+        adapter = Iso8583CardAdapter("iso", {"port": port, "timeout": 0.5})
+        await adapter.start()
+        yield adapter
+        await adapter.close()
+        await simulator.close()
+
+    @pytest.fixture
+    async def slow(self, adapter: Adapter) -> AsyncIterator[tuple[Adapter, AdapterRequest]]:
+        yield adapter, card_request(LATE_CARD, "tx-late")
+
+    @pytest.fixture
+    async def down(self) -> AsyncIterator[tuple[Adapter, Callable[[], int]]]:
+        simulator, port = await start_simulator()
+        await simulator.close()  # the port is now free and nothing listens on it
+        adapter = Iso8583CardAdapter("iso", {"port": port, "timeout": 0.2})
+        await adapter.start()
+        yield adapter, lambda: adapter.client.requests_sent
+        await adapter.close()
