@@ -240,6 +240,30 @@ def _money_and_tokens(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Validators shared by the parsers of the sections that live beside their engines
+# (switch.fees, switch.routes): one wording for the same mistake everywhere.
+
+
+def no_unknown_keys(where: str, item: Mapping[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+
+
+def optional_text(where: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where}: must be a non-empty string")
+    return value
+
+
+def optional_currency(where: str, value: Any) -> str | None:
+    from switch import currency
+
+    if value is not None and not (isinstance(value, str) and currency.is_known(value)):
+        raise ConfigError(f"{where}: unknown ISO 4217 currency {value!r}")
+    return value
+
+
 def _positive(where: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{where}: must be an integer >= 1")

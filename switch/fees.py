@@ -45,7 +45,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from switch import currency, fees_core, native
-from switch.config import ConfigError
+from switch.config import ConfigError, no_unknown_keys, optional_currency, optional_text
 from switch.models import INT64_MAX, Money
 
 PERCENT_SCALE = fees_core.PERCENT_SCALE
@@ -208,12 +208,12 @@ def _schedule(index: int, item: Mapping[str, Any]) -> FeeSchedule:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"fee_schedule[{index}].name: must be a non-empty string")
     where = f"fee_schedule[{name}]"
-    _no_unknown_keys(where, item, _SCHEDULE_KEYS)
+    no_unknown_keys(where, item, _SCHEDULE_KEYS)
     schedule = FeeSchedule(
         name=name,
-        rail=_optional_string(f"{where}.rail", item.get("rail")),
-        merchant_id=_optional_string(f"{where}.merchant_id", item.get("merchant_id")),
-        currency=_currency(f"{where}.currency", item.get("currency")),
+        rail=optional_text(f"{where}.rail", item.get("rail")),
+        merchant_id=optional_text(f"{where}.merchant_id", item.get("merchant_id")),
+        currency=optional_currency(f"{where}.currency", item.get("currency")),
         percent=_percent(f"{where}.percent", item.get("percent", "0")),
         fixed=_minor_units(f"{where}.fixed", item.get("fixed", 0)),
         min_fee=None if item.get("min") is None else _minor_units(f"{where}.min", item["min"]),
@@ -232,7 +232,7 @@ def _tiers(where: str, raw: Any) -> tuple[Tier, ...]:
     tiers: list[Tier] = []
     for index, item in enumerate(_tables(where, raw)):
         here = f"{where}[{index}]"
-        _no_unknown_keys(here, item, _TIER_KEYS)
+        no_unknown_keys(here, item, _TIER_KEYS)
         up_to = None if item.get("up_to") is None else _minor_units(f"{here}.up_to", item["up_to"])
         if tiers and tiers[-1].up_to is None:
             raise ConfigError(f"{where}[{index - 1}].up_to: only the last tier may leave it out")
@@ -257,7 +257,7 @@ def _shares(where: str, raw: Any, total: Decimal | None) -> tuple[Share, ...]:
     shares: list[Share] = []
     for index, item in enumerate(_tables(where, raw)):
         here = f"{where}[{index}]"
-        _no_unknown_keys(here, item, _SHARE_KEYS)
+        no_unknown_keys(here, item, _SHARE_KEYS)
         party = item.get("party")
         if not isinstance(party, str) or not party:
             raise ConfigError(f"{here}.party: must be a non-empty string")
@@ -317,12 +317,6 @@ def _minor_units(where: str, value: Any) -> int:
     return value
 
 
-def _currency(where: str, value: Any) -> str | None:
-    if value is not None and not (isinstance(value, str) and currency.is_known(value)):
-        raise ConfigError(f"{where}: unknown ISO 4217 currency {value!r}")
-    return value
-
-
 def _rounding(where: str, value: Any) -> Rounding:
     try:
         return Rounding(value)
@@ -330,22 +324,10 @@ def _rounding(where: str, value: Any) -> Rounding:
         raise ConfigError(f"{where}: must be one of {', '.join(r.value for r in Rounding)}") from None
 
 
-def _optional_string(where: str, value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{where}: must be a non-empty string")
-    return value
-
-
 def _tables(where: str, raw: Any) -> list[Mapping[str, Any]]:
     if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
         raise ConfigError(f"{where}: must be an array of tables")
     return raw
-
-
-def _no_unknown_keys(where: str, item: Mapping[str, Any], known: frozenset[str]) -> None:
-    unknown = sorted(set(item) - known)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
 
 
 def _show(percent: Decimal) -> str:

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from switch import currency
 from switch.breaker import BreakerSettings, parse_breaker_settings
-from switch.config import ConfigError
+from switch.config import ConfigError, no_unknown_keys, optional_currency, optional_text
 from switch.models import Account, Authorization
 
 CARD_ROUTE = "card"
@@ -228,7 +227,7 @@ def parse_routing(raw: Mapping[str, Any], bin_table: BinTable | None, rng: rando
     (a path it resolves); rng: the weighted draws' source (seed it in tests)."""
     if not isinstance(raw, Mapping):
         raise ConfigError("routing: must be a table")
-    _no_unknown_keys("routing", raw, _ROUTING_KEYS)
+    no_unknown_keys("routing", raw, _ROUTING_KEYS)
     path = raw.get("bin_table")
     if path is not None and (not isinstance(path, str) or not path):
         raise ConfigError("routing.bin_table: must be a non-empty string (a CSV file's path)")
@@ -251,7 +250,7 @@ def parse_routing(raw: Mapping[str, Any], bin_table: BinTable | None, rng: rando
 
 
 def _rule(where: str, item: Mapping[str, Any], bin_table: BinTable | None) -> Rule:
-    _no_unknown_keys(where, item, _RULE_KEYS)
+    no_unknown_keys(where, item, _RULE_KEYS)
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name: must be a non-empty string")
@@ -268,13 +267,13 @@ def _rule(where: str, item: Mapping[str, Any], bin_table: BinTable | None) -> Ru
         name=name,
         candidates=candidates,
         source=source,
-        rail=_string(f"{where}.rail", item.get("rail")),
+        rail=optional_text(f"{where}.rail", item.get("rail")),
         bin_ranges=_bin_ranges(f"{where}.bin_ranges", item.get("bin_ranges", [])),
         card_country=card_country,
-        currency=_currency(f"{where}.currency", item.get("currency")),
+        currency=optional_currency(f"{where}.currency", item.get("currency")),
         min_amount=min_amount,
         max_amount=max_amount,
-        merchant_id=_string(f"{where}.merchant_id", item.get("merchant_id")),
+        merchant_id=optional_text(f"{where}.merchant_id", item.get("merchant_id")),
     )
     _consistent_source(where, rule)
     return rule
@@ -297,8 +296,8 @@ def _candidates(where: str, raw: Any) -> tuple[Candidate, ...]:
         here = f"{where}[{index}]"
         if not isinstance(item, Mapping):
             raise ConfigError(f"{here}: must be a table {{ route = ..., weight = ... }}")
-        _no_unknown_keys(here, item, _CANDIDATE_KEYS)
-        route = _string(f"{here}.route", item.get("route"))
+        no_unknown_keys(here, item, _CANDIDATE_KEYS)
+        route = optional_text(f"{here}.route", item.get("route"))
         if route is None:
             raise ConfigError(f"{here}.route: must be a non-empty string")
         if any(c.route == route for c in candidates):
@@ -352,28 +351,10 @@ def _country(where: str, value: Any) -> str | None:
     return value
 
 
-def _currency(where: str, value: Any) -> str | None:
-    if value is not None and not (isinstance(value, str) and currency.is_known(value)):
-        raise ConfigError(f"{where}: unknown ISO 4217 currency {value!r}")
-    return value
-
-
 def _amount(where: str, value: Any) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ConfigError(f"{where}: must be an integer of minor units >= 0")
     return value
-
-
-def _string(where: str, value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{where}: must be a non-empty string")
-    return value
-
-
-def _no_unknown_keys(where: str, item: Mapping[str, Any], known: frozenset[str]) -> None:
-    unknown = sorted(set(item) - known)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
 
 
 def _unique_names(rules: tuple[Rule, ...]) -> None:
