@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from switch.fees import FeeSchedule, FxTable
+    from switch.routes import RoutingTable
     from switch.tokens import KeyRing
 
 
@@ -34,6 +35,23 @@ class Limit:
     window_seconds: int
     max_count: int | None
     max_amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """A route: its name (in responses and the journal), the installed adapter that
+    serves it (entry point in "switch.adapters"), its rail (for fee schedules), and
+    the adapter's own options. Only adapters named by a route are ever started."""
+
+    name: str
+    adapter: str
+    rail: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Without [routes]: cards on "card", account payments on the "instant" rail, both
+# answered by the built-in simulated issuer.
+DEFAULT_ROUTES = (RouteSettings("card", "simulated", "card"), RouteSettings("instant", "simulated", "instant"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +110,9 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
     limits: tuple[Limit, ...] = ()
-    tokenization: KeyRing | None = None  # None: cards are fingerprinted, not tokenized
+    routes: tuple[RouteSettings, ...] = DEFAULT_ROUTES
+    routing: RoutingTable | None = None  # None: the default rules (cards -> "card", accounts -> their rail)
+    tokenization: KeyRing | None = None  # None: the embedded default makes its own keys
     fee_schedules: tuple[FeeSchedule, ...] = ()
     fx: FxTable | None = None
     log_level: str = "INFO"
@@ -149,7 +169,9 @@ def load(
 
 
 def from_mapping(raw: Mapping[str, Any]) -> Settings:
-    unknown = set(raw) - set(_SECTIONS) - {"limits", "log_level", "tokenization", "fee_schedule", "fx"}
+    unknown = (
+        set(raw) - set(_SECTIONS) - {"limits", "log_level", "tokenization", "fee_schedule", "fx", "routes", "routing"}
+    )
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section or key")
     settings = Settings()
@@ -163,6 +185,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
     limits = tuple(_limit(i, item) for i, item in enumerate(_list(raw, "limits")))
     settings = replace(settings, limits=limits, log_level=log_level, **_money_and_tokens(raw))
+    settings = replace(settings, **_routes_and_routing(raw))
     _check(settings)
     return settings
 
@@ -262,6 +285,40 @@ def optional_currency(where: str, value: Any) -> str | None:
     if value is not None and not (isinstance(value, str) and currency.is_known(value)):
         raise ConfigError(f"{where}: unknown ISO 4217 currency {value!r}")
     return value
+
+
+def _routes_and_routing(raw: Mapping[str, Any]) -> dict[str, Any]:
+    from switch.routes import load_bin_table, parse_routing
+
+    routes = _routes(raw.get("routes")) if "routes" in raw else DEFAULT_ROUTES
+    routing_raw = raw.get("routing", {})
+    if not isinstance(routing_raw, Mapping):
+        raise ConfigError("routing: must be a table")
+    bin_path = routing_raw.get("bin_table")
+    bin_table = load_bin_table(bin_path) if isinstance(bin_path, str) and bin_path else None
+    routing = parse_routing(routing_raw, bin_table)
+    routing.check_routes({route.name for route in routes})
+    return {"routes": routes, "routing": routing}
+
+
+def _routes(raw: Any) -> tuple[RouteSettings, ...]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError("routes: must be a table of routes ([routes.<name>])")
+    routes = []
+    for name, table in raw.items():
+        where = f"routes.{name}"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: must be a table")
+        no_unknown_keys(where, table, frozenset({"adapter", "rail", "options"}))
+        adapter = optional_text(f"{where}.adapter", table.get("adapter"))
+        if adapter is None:
+            raise ConfigError(f"{where}.adapter: name the installed adapter that serves this route")
+        rail = optional_text(f"{where}.rail", table.get("rail")) or name
+        options = table.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{where}.options: must be a table")
+        routes.append(RouteSettings(name, adapter, rail, dict(options)))
+    return tuple(routes)
 
 
 def _positive(where: str, value: Any) -> int:

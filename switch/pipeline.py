@@ -17,7 +17,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from switch import idempotency
 from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
@@ -40,6 +40,7 @@ from switch.models import (
     TransactionStatus,
 )
 from switch.risk import RiskRules
+from switch.route_plan import outcome_of
 from switch.routing import Router
 from switch.stores.base import Claim, ClaimStatus, Completion, Counter, Journal, StateStore
 from switch.tokens import Tokenizer
@@ -79,6 +80,7 @@ class _Item:
     counters: tuple[Counter, ...]
     transaction_id: str
     route: str = ""
+    plan: list[str] = field(default_factory=list)
     answer: AdapterResult | None = None
     quote: FeeQuote | None = None
     counted: bool = False  # the claim moved the velocity counters
@@ -250,20 +252,25 @@ class AuthorizationPipeline:
         return idempotency.decode_result(found.response, replayed=True)
 
     def _route(self, items: list[_Item]) -> None:
+        """Each item's plan of routes; it starts on the first."""
         for item in items:
             if item.answer is not None:  # declined by a limit: goes nowhere
                 continue
-            route = self._router.route_of(item.authorization)
-            if route is None:
-                item.answer = AdapterResult(ResponseCode.NO_ROUTE.code, ResponseCode.NO_ROUTE.message)
+            card_bin = item.card.pan[:6] if item.card is not None else None  # inside the tokenizer boundary
+            plan = self._router.plan(item.authorization, card_bin)
+            if plan:
+                item.plan, item.route = plan, plan[0]
+            elif self._router.routable(item.authorization, card_bin):  # every breaker is open
+                code = ResponseCode.ISSUER_UNAVAILABLE
+                item.answer = AdapterResult(code.code, "no route can take it now")
             else:
-                item.route = route
+                item.answer = AdapterResult(ResponseCode.NO_ROUTE.code, ResponseCode.NO_ROUTE.message)
 
     async def _price(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
         """Quotes every routed item's fee in one engine call, before anything is sent:
         an amount whose fee cannot be computed fails alone, with its key given back."""
         routed = [item for item in items if item.answer is None]
-        requests = [QuoteRequest(i.authorization.merchant_id, i.authorization.amount, i.route) for i in routed]
+        requests = [self._quote_request(item) for item in routed]
         try:
             quotes: list[FeeQuote | None] = list(self._fees.quote_many(requests))
         except MoneyOverflow:
@@ -281,6 +288,9 @@ class AuthorizationPipeline:
         failed = {item.index for item in unpriced}
         return [item for item in items if item.index not in failed]
 
+    def _quote_request(self, item: _Item) -> QuoteRequest:
+        return QuoteRequest(item.authorization.merchant_id, item.authorization.amount, self._router.rail(item.route))
+
     def _quote_alone(self, request: QuoteRequest) -> FeeQuote | None:
         try:
             return self._fees.quote_many([request])[0]
@@ -288,12 +298,35 @@ class AuthorizationPipeline:
             return None
 
     async def _call_adapters(self, items: list[_Item]) -> None:
-        by_route: dict[str, list[_Item]] = defaultdict(list)
-        for item in items:
-            by_route[item.route].append(item)
-        await asyncio.gather(*(self._send(route, group) for route, group in by_route.items()))
+        """Sends each route its group at once; items a route did not take (nothing was
+        sent) move to the next route of their plan, re-priced if its rail differs."""
+        pending = items
+        while pending:
+            by_route: dict[str, list[_Item]] = defaultdict(list)
+            for item in pending:
+                by_route[item.route].append(item)
+            untaken = await asyncio.gather(*(self._send(route, group) for route, group in by_route.items()))
+            pending = [item for group in untaken for item in group if self._fail_over(item)]
 
-    async def _send(self, route: str, items: list[_Item]) -> None:
+    def _fail_over(self, item: _Item) -> bool:
+        """Moves the item to its next route; False (and a decline) when there is none."""
+        following = self._router.next_route(item.plan, item.route)
+        if following is None:
+            code = ResponseCode.ISSUER_UNAVAILABLE
+            item.answer = AdapterResult(code.code, f"route {item.route} unavailable and no other route can take it")
+            return False
+        rail_changed = self._router.rail(following) != self._router.rail(item.route)
+        item.route = following
+        if rail_changed:
+            item.quote = self._quote_alone(self._quote_request(item))
+            if item.quote is None:
+                code = ResponseCode.INVALID_AMOUNT
+                item.answer = AdapterResult(code.code, f"the fee on route {following} does not fit")
+                return False
+        return True
+
+    async def _send(self, route: str, items: list[_Item]) -> list[_Item]:
+        """Sends one route its items; returns them untouched when nothing was sent."""
         requests = [
             AdapterRequest(
                 kind=OperationKind.AUTHORIZE,
@@ -312,20 +345,26 @@ class AuthorizationPipeline:
             code = ResponseCode.ISSUER_UNAVAILABLE
             for item in items:
                 item.answer = AdapterResult(code.code, "no time left to reach the route before the deadline")
-            return
+            return []
+        if not self._router.acquire(route):  # its breaker is open: nothing sent
+            return items
+        error: BaseException | None = None
         try:
             answers = await asyncio.wait_for(self._router.adapter(route).send(requests, time_left), time_left)
-        except AdapterUnavailable:
-            code = ResponseCode.ISSUER_UNAVAILABLE
-            answers = [AdapterResult(code.code, f"route {route} unavailable")] * len(items)
-        except TimeoutError:
+        except AdapterUnavailable as unavailable:
+            self._router.record(route, outcome_of(None, unavailable))
+            log.warning("route %s unavailable for %d: %s", route, len(items), unavailable)
+            return items
+        except TimeoutError as timeout:
             log.warning("route %s gave no answer in %.3f s for %d; outcomes unknown", route, time_left, len(items))
-            answers = [AdapterResult.timed_out()] * len(items)
-        except Exception:  # broke after sending: the outcome is unknown
+            answers, error = [AdapterResult.timed_out()] * len(items), timeout
+        except Exception as broken:  # broke after sending: the outcome is unknown
             log.exception("adapter %s failed on a batch of %d; outcomes unknown", route, len(items))
-            answers = [AdapterResult.timed_out()] * len(items)
+            answers, error = [AdapterResult.timed_out()] * len(items), broken
+        self._router.record(route, outcome_of(answers, error))
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
+        return []
 
     def _time_left(self, items: list[_Item]) -> float:
         """The adapter's budget: the configured timeout, cut to the nearest caller's

@@ -1,32 +1,63 @@
-"""Picks the route of an authorization: cards go to the card route, accounts to their rail.
+"""The routes a switch runs: each one's adapter and rail, the plan of routes to try
+for an authorization, and a circuit breaker per route.
 
-A route is a name (shown in AuthorizeResponse.route and the journal) bound to one
-adapter. Rule-based routing, failover and circuit breaking build on this.
+Which routes an authorization may take comes from the routing rules
+(switch.routes); which of them to try, in what order, from switch.route_plan;
+whether a route takes calls right now, from its breaker (switch.breaker). The
+pipeline asks for a plan, sends to its first route, reports every send's outcome
+here, and fails over along the plan only when nothing was sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from switch.adapter import Adapter
-from switch.models import Account, Authorization
-
-CARD_ROUTE = "card"
+from switch.breaker import Breakers, CallOutcome
+from switch.models import Authorization
+from switch.route_plan import Cost, RoutePlanner
+from switch.routes import RoutingTable
 
 
 class Router:
-    def __init__(self, routes: Mapping[str, Adapter]) -> None:
-        self._routes = dict(routes)
+    def __init__(
+        self,
+        adapters: Mapping[str, Adapter],
+        rails: Mapping[str, str],
+        table: RoutingTable,
+        breakers: Breakers,
+        cost: Cost | None = None,
+    ) -> None:
+        self._adapters = dict(adapters)
+        self._rails = dict(rails)
+        self._table = table
+        self._breakers = breakers
+        self._planner = RoutePlanner(table, breakers, self._adapters, cost)
 
-    def route_of(self, authorization: Authorization) -> str | None:
-        """The route's name, or None when no route serves this source."""
-        source = authorization.source
-        name = source.rail if isinstance(source, Account) else CARD_ROUTE
-        return name if name in self._routes else None
+    def plan(self, authorization: Authorization, card_bin: str | None) -> list[str]:
+        """The routes to try, best first; empty when none can take it now."""
+        return self._planner.plan(authorization, card_bin)
+
+    def routable(self, authorization: Authorization, card_bin: str | None) -> bool:
+        """Whether any route serves this authorization at all (open breakers aside)."""
+        return any(route in self._adapters for route in self._table.candidates(authorization, card_bin))
+
+    def next_route(self, plan: Sequence[str], failed: str) -> str | None:
+        return self._planner.next_route(plan, failed)
+
+    def acquire(self, route: str) -> bool:
+        """Asks the route's breaker for one call; False: send nothing there now."""
+        return self._breakers.acquire(route)
+
+    def record(self, route: str, outcome: CallOutcome) -> None:
+        self._breakers.record(route, outcome)
 
     def adapter(self, route: str) -> Adapter:
-        return self._routes[route]
+        return self._adapters[route]
+
+    def rail(self, route: str) -> str:
+        return self._rails[route]
 
     @property
     def adapters(self) -> list[Adapter]:
-        return list({id(a): a for a in self._routes.values()}.values())
+        return list({id(a): a for a in self._adapters.values()}.values())

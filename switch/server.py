@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,15 @@ from grpc_reflection.v1alpha import reflection
 from switch import adapter as adapter_contract
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
+from switch.breaker import Breakers
 from switch.config import ConfigError, Settings
 from switch.fees import FeeEngine
 from switch.interceptors import CallContextInterceptor
+from switch.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.operations import TransactionService
 from switch.pipeline import AuthorizationPipeline
 from switch.risk import RiskRules
+from switch.routes import parse_routing
 from switch.routing import Router
 from switch.servicer import SwitchServicer, TokensServicer
 from switch.stores import open_stores
@@ -36,10 +40,6 @@ from switch.v1 import switch_pb2, switch_pb2_grpc
 
 SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Switch"].full_name
 TOKENS_SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name
-
-# Until routing rules arrive: cards on the "card" route, account payments on the
-# "instant" rail, both answered by the built-in simulated issuer.
-DEFAULT_ROUTES = {"card": "simulated", "instant": "simulated"}
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -69,11 +69,11 @@ class RunningSwitch:
 
 async def build(settings: Settings) -> RunningSwitch:
     state, journal = await open_stores(settings)
-    router = Router(_adapters(settings))
+    fees = FeeEngine(settings.fee_schedules, settings.fx)
+    router = _router(settings, fees)
     for adapter in router.adapters:
         await adapter.start()
     timeout = settings.adapters.timeout_ms / 1000.0
-    fees = FeeEngine(settings.fee_schedules, settings.fx)
     tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
@@ -115,18 +115,28 @@ async def build(settings: Settings) -> RunningSwitch:
     return RunningSwitch(server, port, health_servicer, batcher, state, journal, router.adapters)
 
 
-def _adapters(settings: Settings) -> dict[str, Adapter]:
+def _router(settings: Settings, fees: FeeEngine) -> Router:
+    """One adapter per configured route, started by name: installed is not enabled."""
     installed = adapter_contract.discover()
-    options = {"latency_ms": settings.adapters.simulator_latency_ms}
-    built: dict[str, Adapter] = {}
-    routes: dict[str, Adapter] = {}
-    for route, name in DEFAULT_ROUTES.items():
-        if name not in installed:
-            raise ConfigError(f"routes.{route}: no installed adapter named {name!r}")
-        if name not in built:
-            built[name] = installed[name](name, options)
-        routes[route] = built[name]
-    return routes
+    adapters: dict[str, Adapter] = {}
+    for route in settings.routes:
+        if route.adapter not in installed:
+            raise ConfigError(f"routes.{route.name}.adapter: no installed adapter named {route.adapter!r}")
+        options = dict(route.options)
+        if route.adapter == "simulated":  # the simulator's latency has its own setting
+            options.setdefault("latency_ms", settings.adapters.simulator_latency_ms)
+        adapters[route.name] = installed[route.adapter](route.name, options)
+    table = settings.routing or parse_routing({}, None)
+    rails = {route.name: route.rail for route in settings.routes}
+
+    def cost(route: str, authorization: Authorization) -> int:
+        """What the merchant would pay on this route: its rail's fee schedule."""
+        try:
+            return fees.quote(authorization.merchant_id, authorization.amount, rails[route]).fee.minor_units
+        except MoneyOverflow:
+            return INT64_MAX
+
+    return Router(adapters, rails, table, Breakers(table.breaker, time.monotonic), cost)
 
 
 def fingerprint_key(settings: Settings) -> bytes:

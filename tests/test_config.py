@@ -45,6 +45,14 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         ({"server": {"workers": 2}}, "server.workers"),
         ({"security": {"fingerprint_key_hex": "abcd"}}, "security.fingerprint_key_hex"),
         ({"log_level": "LOUD"}, "log_level"),
+        ({"routes": {"card": {}}}, "routes.card.adapter"),
+        ({"routes": {"card": {"adapter": "simulated", "surprise": 1}}}, "routes.card.surprise"),
+        ({"routes": {"card": {"adapter": "simulated", "options": 3}}}, "routes.card.options"),
+        (
+            {"routing": {"rules": [{"name": "x", "candidates": [{"route": "zzz"}]}]}},
+            "routing.rules[0].candidates[0].route",
+        ),
+        ({"routing": {"order_by": "luck"}}, "routing.order_by"),
     ],
 )
 def test_errors_name_the_key(raw: dict[str, object], key: str) -> None:

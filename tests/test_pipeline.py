@@ -7,6 +7,7 @@ down, a journal that fails, and a duplicate only the journal's unique guard sees
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from switch.adapter import AdapterResult
+from switch.breaker import Breakers, BreakerSettings
 from switch.errors import IdempotencyConflict, Unavailable
 from switch.fees import FeeEngine
 from switch.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
 from switch.pipeline import AuthorizationPipeline, InFlight
 from switch.risk import RiskRules
+from switch.routes import parse_routing
 from switch.routing import Router
 from switch.stores.memory import MemoryStateStore
 from switch.stores.sqlite import SqliteJournal
@@ -49,7 +52,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         tokenizer=Tokenizer(b"k" * 32),
         state=state,
         journal=journal,
-        router=Router({"card": adapter, "instant": adapter}),
+        router=Router(
+            {"card": adapter, "instant": adapter},
+            {"card": "card", "instant": "instant"},
+            parse_routing({}, None),
+            Breakers(BreakerSettings(), time.monotonic),
+        ),
         risk=RiskRules(()),
         fees=FeeEngine(),
         adapter_timeout=0.2,
