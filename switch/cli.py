@@ -1,4 +1,4 @@
-"""`switch serve | demo | migrate`: the command line.
+"""`switch serve | demo | migrate | sim`: the command line.
 
 Nothing here imports gRPC at module level: `serve --workers N` forks its worker
 processes first, as gRPC Python requires, and each worker builds its own server
@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main(settings, calls=args.calls)
     if args.command == "migrate":
         return migrate(settings)
+    if args.command == "sim":
+        return simulate(args)
     raise AssertionError(args.command)
 
 
@@ -51,7 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     demo_cmd = commands.add_parser("demo", help="start the switch on the embedded default and drive it")
     demo_cmd.add_argument("--calls", type=int, default=300, help="how many calls the demo sends")
     commands.add_parser("migrate", help="apply the journal's schema migrations")
-    for command in (serve_cmd, demo_cmd, commands.choices["migrate"]):
+    sim = commands.add_parser("sim", help="run a network simulator an adapter can talk to (e.g. card)")
+    sim.add_argument("kind", help="a simulator installed under the 'switch.simulators' entry points, e.g. card")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9583)
+    sim.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    sim.add_argument("--drop-rate", type=float, default=0.0, help="share of requests never answered")
+    sim.add_argument("--slow-rate", type=float, default=0.0, help="share of requests answered too late")
+    sim.add_argument("--late-delay", type=float, default=5.0, help="seconds a late answer takes")
+    for command in (serve_cmd, demo_cmd, commands.choices["migrate"], sim):
         command.add_argument("--config", help="a TOML configuration file")
     return parser
 
@@ -120,4 +130,37 @@ def migrate(settings: config.Settings) -> int:
         schema = settings.stores.postgres_schema or None
         applied = asyncio.run(postgres.migrate(settings.stores.postgres_dsn, schema=schema))
     log.info("applied %d migration(s)", applied)
+    return 0
+
+
+SIMULATORS = "switch.simulators"
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Runs one simulator until SIGTERM; found by entry point, like adapters."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=SIMULATORS)}
+    if args.kind not in found:
+        print(f"no simulator named {args.kind!r}; installed: {', '.join(sorted(found)) or 'none'}", file=sys.stderr)
+        return 2
+    start = found[args.kind].load()
+    options = {
+        "latency": args.latency,
+        "drop_rate": args.drop_rate,
+        "slow_rate": args.slow_rate,
+        "late_delay": args.late_delay,
+    }
+
+    async def run() -> None:
+        simulator, port = await start(args.host, args.port, **options)
+        log.info("%s simulator listening on %s:%d", args.kind, args.host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await simulator.close()
+
+    asyncio.run(run())
     return 0
