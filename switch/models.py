@@ -161,6 +161,7 @@ class OperationKind(enum.Enum):
     CAPTURE = "capture"
     VOID = "void"
     REFUND = "refund"
+    REVERSE = "reverse"  # undoes an authorization whose outcome is unknown
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from switch.interceptors import CallContextInterceptor
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.operations import TransactionService
 from switch.pipeline import AuthorizationPipeline
+from switch.reversals import ReversalWorker
 from switch.risk import RiskRules
 from switch.routes import parse_routing
 from switch.routing import Router
@@ -50,6 +51,7 @@ class RunningSwitch:
     port: int
     health: HealthServicer
     batcher: MicroBatcher
+    reversals: ReversalWorker
     state: StateStore
     journal: Journal
     adapters: list[Adapter]
@@ -58,6 +60,7 @@ class RunningSwitch:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_seconds)
         await self.batcher.close()
+        await self.reversals.close()
         for adapter in self.adapters:
             await adapter.close()
         await self.state.close()
@@ -108,11 +111,13 @@ async def build(settings: Settings) -> RunningSwitch:
     services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, server)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    reversals = ReversalWorker(journal, router, time_left=timeout)
     batcher.start()
+    reversals.start()
     await server.start()
     for service in ("", SERVICE_NAME, TOKENS_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningSwitch(server, port, health_servicer, batcher, state, journal, router.adapters)
+    return RunningSwitch(server, port, health_servicer, batcher, reversals, state, journal, router.adapters)
 
 
 def _router(settings: Settings, fees: FeeEngine) -> Router:

@@ -12,6 +12,7 @@ field 90), backoff_max (seconds between reconnect attempts, at most).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -56,7 +57,20 @@ class Iso8583CardAdapter:
         await self.client.close()
 
     async def send(self, requests: Sequence[AdapterRequest], time_left: float) -> list[AdapterResult]:
-        return await self._exchange(requests, time_left, reversal_advice=False)
+        """Reversals (kind REVERSE) go out as 0420 advices, everything else as itself."""
+        reversals = [i for i, r in enumerate(requests) if r.kind is OperationKind.REVERSE]
+        if not reversals:
+            return await self._exchange(requests, time_left, reversal_advice=False)
+        others = [i for i, r in enumerate(requests) if r.kind is not OperationKind.REVERSE]
+        answered = await asyncio.gather(
+            self._exchange([requests[i] for i in reversals], time_left, reversal_advice=True),
+            self._exchange([requests[i] for i in others], time_left, reversal_advice=False),
+        )
+        results: list[AdapterResult | None] = [None] * len(requests)
+        for indices, answers in zip((reversals, others), answered, strict=True):
+            for index, answer in zip(indices, answers, strict=True):
+                results[index] = answer
+        return [result for result in results if result is not None]
 
     async def reverse(self, requests: Sequence[AdapterRequest], time_left: float) -> list[AdapterResult]:
         """Reversal advices (0420) for authorizations whose outcome is unknown: the network

@@ -97,6 +97,16 @@ class ApplyOutcome:
     existing: JournalEntry | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingReversal:
+    """An authorization with an unknown outcome, to reverse on its route until acknowledged."""
+
+    transaction_id: str
+    route: str
+    attempts: int
+    next_attempt_at: float
+
+
 class Journal(Protocol):
     async def record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
@@ -105,8 +115,21 @@ class Journal(Protocol):
 
         Returns None for each one recorded, or the earlier entry holding the same
         (merchant, idempotency key): the unique constraint is the last guard
-        against a duplicate that slipped past the state store.
+        against a duplicate that slipped past the state store. A transaction whose
+        outcome is UNKNOWN gets a pending reversal in the same commit, so the
+        reversal is durable before the caller hears anything.
         """
+        ...
+
+    async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:
+        """Pending reversals whose next attempt is due, oldest first."""
+        ...
+
+    async def reschedule_reversal(self, transaction_id: str, attempts: int, next_attempt_at: float) -> None: ...
+
+    async def finish_reversal(self, record: TransactionRecord, entry: JournalEntry) -> bool:
+        """Marks the reversal done and stores record (REVERSED, version n+1) with entry, in
+        one commit; False, changing nothing, when it was done already or the record moved."""
         ...
 
     async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:

@@ -22,13 +22,14 @@ from typing import Any
 import asyncpg
 
 from switch.models import JournalEntry, TransactionRecord
-from switch.stores.base import ApplyOutcome, ApplyStatus
+from switch.stores.base import ApplyOutcome, ApplyStatus, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
     TRANSACTION_COLUMNS,
     entry_from_row,
     entry_row,
     record_from_row,
+    reversal_rows,
     transaction_row,
 )
 
@@ -72,6 +73,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX journal_entries_transaction ON journal_entries (transaction_id);
     """,
+    """
+    CREATE TABLE reversals (
+        transaction_id TEXT PRIMARY KEY REFERENCES transactions (transaction_id),
+        route TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        done BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    CREATE INDEX reversals_due ON reversals (next_attempt_at) WHERE NOT done;
+    """,
 )
 
 # Any constant works: it only has to be the same for every switch migrating this database.
@@ -113,6 +124,10 @@ _UPDATE_TRANSACTION = (
     "UPDATE transactions SET "
     + ", ".join(f"{column} = ${n}" for n, column in enumerate(TRANSACTION_COLUMNS[1:], start=2))
     + f" WHERE transaction_id = $1 AND version = ${len(TRANSACTION_COLUMNS) + 1}"
+)
+_INSERT_REVERSAL = (
+    "INSERT INTO reversals (transaction_id, route, attempts, next_attempt_at) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (transaction_id) DO NOTHING"
 )
 _INSERT_ENTRY = (
     f"INSERT INTO journal_entries ({_ENTRY_LIST}) "
@@ -165,6 +180,7 @@ class PostgresJournal:
                 # before), so the batch goes straight in with two COPYs and one commit.
                 async with connection.transaction():
                     await _copy(connection, fresh, "transactions", "journal_entries")
+                    await _pend_reversals(connection, [record for record, _ in fresh])
                 inserted = {_scope(entry) for _, entry in fresh}
                 earlier: dict[Scope, JournalEntry] = {}
             except asyncpg.UniqueViolationError:
@@ -173,6 +189,7 @@ class PostgresJournal:
                     await connection.execute(_CREATE_STAGING)
                     await _copy(connection, fresh, "staged_transactions", "staged_entries")
                     inserted = {(row[0], row[1]) for row in await connection.fetch(_MOVE_STAGED)}
+                    await _pend_reversals(connection, [r for r, e in fresh if _scope(e) in inserted])
                     conflicted = [_scope(e) for _, e in fresh if _scope(e) not in inserted]
                     earlier = await _entries(connection, conflicted)
         return [_earlier(batch, index, inserted, earlier, first) for index in range(len(batch))]
@@ -185,6 +202,38 @@ class PostgresJournal:
             except _Rollback as rollback:
                 return rollback.outcome
         return ApplyOutcome(ApplyStatus.APPLIED)
+
+    async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:
+        rows = await self._pool.fetch(
+            "SELECT transaction_id, route, attempts, next_attempt_at FROM reversals "
+            "WHERE NOT done AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+            now,
+            limit,
+        )
+        return [PendingReversal(row[0], row[1], int(row[2]), float(row[3])) for row in rows]
+
+    async def reschedule_reversal(self, transaction_id: str, attempts: int, next_attempt_at: float) -> None:
+        await self._pool.execute(
+            "UPDATE reversals SET attempts = $2, next_attempt_at = $3 WHERE transaction_id = $1 AND NOT done",
+            transaction_id,
+            attempts,
+            next_attempt_at,
+        )
+
+    async def finish_reversal(self, record: TransactionRecord, entry: JournalEntry) -> bool:
+        async with self._pool.acquire() as connection:
+            try:
+                async with connection.transaction():
+                    done = await connection.execute(
+                        "UPDATE reversals SET done = TRUE WHERE transaction_id = $1 AND NOT done",
+                        record.transaction_id,
+                    )
+                    if done != "UPDATE 1":
+                        raise _Rollback(ApplyOutcome(ApplyStatus.DUPLICATE))
+                    await _apply(connection, record, entry)
+            except _Rollback:
+                return False
+        return True
 
     async def get_transaction(self, transaction_id: str) -> TransactionRecord | None:
         row = await self._pool.fetchrow(_SELECT_TRANSACTION, transaction_id)
@@ -218,6 +267,12 @@ async def _migrate(connection: Any, schema: str | None) -> int:
             await connection.execute(script)
             await connection.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, time.time())
     return len(MIGRATIONS) - int(done)
+
+
+async def _pend_reversals(connection: Any, records: Sequence[TransactionRecord]) -> None:
+    rows = reversal_rows(records)
+    if rows:
+        await connection.executemany(_INSERT_REVERSAL, rows)
 
 
 async def _copy(

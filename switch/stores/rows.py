@@ -6,6 +6,7 @@ two cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -127,3 +128,12 @@ def entry_from_row(row: Any) -> JournalEntry:
         fee_shares=tuple((party, int(amount)) for party, amount in orjson.loads(row[10])),
         created_at=float(row[11]),
     )
+
+
+def reversal_rows(records: Iterable[TransactionRecord]) -> list[tuple[str, str, int, float]]:
+    """A pending reversal for each record whose outcome is unknown, due at once."""
+    return [
+        (record.transaction_id, record.route, 0, record.created_at)
+        for record in records
+        if record.status is TransactionStatus.UNKNOWN
+    ]

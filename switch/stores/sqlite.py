@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from switch.models import JournalEntry, TransactionRecord
-from switch.stores.base import ApplyOutcome, ApplyStatus
+from switch.stores.base import ApplyOutcome, ApplyStatus, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
     TRANSACTION_COLUMNS,
     entry_from_row,
     entry_row,
     record_from_row,
+    reversal_rows,
     transaction_row,
 )
 
@@ -69,12 +70,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX journal_entries_transaction ON journal_entries (transaction_id);
     """,
+    """
+    CREATE TABLE reversals (
+        transaction_id TEXT PRIMARY KEY REFERENCES transactions (transaction_id),
+        route TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX reversals_due ON reversals (done, next_attempt_at);
+    """,
 )
 
 _CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables
 
 _INSERT_TRANSACTION = (
     f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES ({', '.join('?' * len(TRANSACTION_COLUMNS))})"
+)
+_INSERT_REVERSAL = (
+    "INSERT INTO reversals (transaction_id, route, attempts, next_attempt_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (transaction_id) DO NOTHING"
 )
 _INSERT_ENTRY = (
     f"INSERT INTO journal_entries ({', '.join(ENTRY_COLUMNS)}) VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"
@@ -127,21 +142,53 @@ class SqliteJournal:
                     fresh.append((record, entry))
             self._db.executemany(_INSERT_TRANSACTION, [transaction_row(r) for r, _ in fresh])
             self._db.executemany(_INSERT_ENTRY, [entry_row(e) for _, e in fresh])
+            self._db.executemany(_INSERT_REVERSAL, reversal_rows(r for r, _ in fresh))
         return results
 
     def _apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
         # Nothing is written before either check fails, so returning inside the block
         # (which commits an empty transaction) is as good as a rollback.
         with _transaction(self._db):
-            earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
-            if earlier:
-                return ApplyOutcome(ApplyStatus.DUPLICATE, next(iter(earlier.values())))
-            row = transaction_row(record)
-            updated = self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1))
-            if updated.rowcount != 1:
-                return ApplyOutcome(ApplyStatus.STALE)
-            self._db.execute(_INSERT_ENTRY, entry_row(entry))
+            return self._apply_within(record, entry)
+
+    def _apply_within(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+        """_apply's work, inside the caller's transaction."""
+        earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
+        if earlier:
+            return ApplyOutcome(ApplyStatus.DUPLICATE, next(iter(earlier.values())))
+        row = transaction_row(record)
+        updated = self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1))
+        if updated.rowcount != 1:
+            return ApplyOutcome(ApplyStatus.STALE)
+        self._db.execute(_INSERT_ENTRY, entry_row(entry))
         return ApplyOutcome(ApplyStatus.APPLIED)
+
+    async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:
+        rows = self._db.execute(
+            "SELECT transaction_id, route, attempts, next_attempt_at FROM reversals "
+            "WHERE done = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (now, limit),
+        )
+        return [PendingReversal(row[0], row[1], int(row[2]), float(row[3])) for row in rows]
+
+    async def reschedule_reversal(self, transaction_id: str, attempts: int, next_attempt_at: float) -> None:
+        with _transaction(self._db):
+            self._db.execute(
+                "UPDATE reversals SET attempts = ?, next_attempt_at = ? WHERE transaction_id = ? AND done = 0",
+                (attempts, next_attempt_at, transaction_id),
+            )
+
+    async def finish_reversal(self, record: TransactionRecord, entry: JournalEntry) -> bool:
+        try:
+            with _transaction(self._db):
+                done = self._db.execute(
+                    "UPDATE reversals SET done = 1 WHERE transaction_id = ? AND done = 0", (record.transaction_id,)
+                )
+                if done.rowcount != 1 or self._apply_within(record, entry).status is not ApplyStatus.APPLIED:
+                    raise _Undo
+        except _Undo:
+            return False
+        return True
 
     def _get_transaction(self, transaction_id: str) -> TransactionRecord | None:
         row = self._db.execute(
@@ -166,6 +213,10 @@ class SqliteJournal:
                 entry = entry_from_row(row)
                 found[(entry.merchant_id, entry.idempotency_key)] = entry
         return found
+
+
+class _Undo(Exception):
+    """Leaves a _transaction block with a rollback."""
 
 
 class _transaction:

@@ -285,3 +285,61 @@ async def test_the_dsn_can_choose_the_schema(pg_schema: str) -> None:
         assert await connection.fetchval(f'SELECT COUNT(*) FROM "{pg_schema}".transactions') == 1
     finally:
         await connection.close()
+
+
+# --- the reversal queue ----------------------------------------------------------------------------------------
+
+
+def unknown(n: int) -> tuple[TransactionRecord, JournalEntry]:
+    rec = record(n, status=TransactionStatus.UNKNOWN, response_code="91")
+    return rec, entry(rec)
+
+
+def reversed_(rec: TransactionRecord) -> tuple[TransactionRecord, JournalEntry]:
+    done = replace(rec, status=TransactionStatus.REVERSED, version=rec.version + 1)
+    return done, entry(done, key=f"reversal:{rec.transaction_id}", kind=OperationKind.REVERSE)
+
+
+async def test_an_unknown_outcome_is_journaled_with_a_pending_reversal(journal: Journal) -> None:
+    await journal.record_authorizations([authorization(1), unknown(2)])
+    (pending,) = await journal.due_reversals(T0 + 100, 10)
+    assert (pending.transaction_id, pending.route, pending.attempts) == ("tx-2", "sim-visa", 0)
+    assert await journal.due_reversals(T0, 10) == []  # not due before the outcome was recorded
+
+
+async def test_a_rescheduled_reversal_waits_for_its_time(journal: Journal) -> None:
+    await journal.record_authorizations([unknown(3)])
+    await journal.reschedule_reversal("tx-3", 1, T0 + 500)
+    assert await journal.due_reversals(T0 + 499, 10) == []
+    (pending,) = await journal.due_reversals(T0 + 500, 10)
+    assert pending.attempts == 1
+
+
+async def test_a_reversal_finishes_exactly_once(journal: Journal) -> None:
+    rec, ent = unknown(4)
+    await journal.record_authorizations([(rec, ent)])
+    done, done_entry = reversed_(rec)
+    assert await journal.finish_reversal(done, done_entry) is True
+    assert await journal.finish_reversal(done, done_entry) is False  # a second acknowledgement changes nothing
+    stored = await journal.get_transaction("tx-4")
+    assert stored is not None and (stored.status, stored.version) == (TransactionStatus.REVERSED, 2)
+    assert await journal.due_reversals(T0 + 10_000, 10) == []
+
+
+async def test_a_stale_finish_changes_nothing(journal: Journal) -> None:
+    rec, ent = unknown(5)
+    await journal.record_authorizations([(rec, ent)])
+    done, done_entry = reversed_(replace(rec, version=7))  # read from a version that is not stored
+    assert await journal.finish_reversal(done, done_entry) is False
+    assert len(await journal.due_reversals(T0 + 10_000, 10)) == 1  # still pending
+
+
+async def test_pending_reversals_survive_a_restart(backend: Backend) -> None:
+    journal = await backend.open()
+    await journal.record_authorizations([unknown(6)])
+    await backend.close(journal)
+    reopened = await backend.open()
+    try:
+        assert [p.transaction_id for p in await reopened.due_reversals(T0 + 100, 10)] == ["tx-6"]
+    finally:
+        await backend.close(reopened)

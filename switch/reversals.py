@@ -1,0 +1,132 @@
+"""The reversal queue: authorizations whose outcome is unknown are undone on their route.
+
+The pipeline journals a pending reversal in the same commit as the unknown outcome,
+so it survives any crash after the caller was told. This worker sends the route
+a reversal for each due one, with exponential backoff, until the route answers;
+then, in one commit, it marks the reversal done and the transaction REVERSED. The
+network may see a reversal twice (a crash between its answer and that commit):
+networks match reversals to the original by its reference and apply them once, and
+the switch applies the REVERSED status exactly once (finish_reversal is
+conditional). A late approval changes nothing here: the reversal undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+
+from switch import idempotency
+from switch.adapter import AdapterRequest, AdapterResult
+from switch.models import JournalEntry, OperationKind, TransactionRecord, TransactionStatus
+from switch.routing import Router
+from switch.stores.base import Journal, PendingReversal
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 60.0
+BATCH = 100
+
+
+class ReversalWorker:
+    def __init__(
+        self,
+        journal: Journal,
+        router: Router,
+        *,
+        interval: float = 0.2,
+        time_left: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._journal = journal
+        self._router = router
+        self._interval = interval
+        self._time_left = time_left
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="reversals")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run_once(self) -> int:
+        """Sends every due reversal once; returns how many the routes acknowledged."""
+        due = await self._journal.due_reversals(self._clock(), BATCH)
+        by_route: dict[str, list[PendingReversal]] = defaultdict(list)
+        for pending in due:
+            by_route[pending.route].append(pending)
+        done = await asyncio.gather(*(self._reverse(route, group) for route, group in by_route.items()))
+        return sum(done)
+
+    async def _run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a store hiccup: the queue is durable, try again later
+                log.exception("reversal pass failed")
+            await asyncio.sleep(self._interval)
+
+    async def _reverse(self, route: str, group: list[PendingReversal]) -> int:
+        records = [await self._journal.get_transaction(p.transaction_id) for p in group]
+        live = [(p, r) for p, r in zip(group, records, strict=True) if r is not None]
+        requests = [_reversal_request(record) for _, record in live]
+        try:
+            answers = await asyncio.wait_for(
+                self._router.adapter(route).send(requests, self._time_left), self._time_left
+            )
+        except Exception as exc:  # unavailable, timed out or broken: all of them again later
+            log.warning("reversals on %s not sent (%s); retrying with backoff", route, type(exc).__name__)
+            answers = [AdapterResult.timed_out()] * len(requests)
+        acknowledged = 0
+        for (pending, record), answer in zip(live, answers, strict=True):
+            if answer.unknown:
+                await self._retry_later(pending)
+            elif await self._finish(record, answer):
+                acknowledged += 1
+        return acknowledged
+
+    async def _finish(self, record: TransactionRecord, answer: AdapterResult) -> bool:
+        now = self._clock()
+        reversed_record = replace(record, status=TransactionStatus.REVERSED, updated_at=now, version=record.version + 1)
+        entry = JournalEntry(
+            transaction_id=record.transaction_id,
+            merchant_id=record.merchant_id,
+            idempotency_key=f"reversal:{record.transaction_id}",
+            kind=OperationKind.REVERSE,
+            amount=record.authorized,
+            response_code=answer.response_code,
+            status=TransactionStatus.REVERSED,
+            request_hash="",
+            response=idempotency.encode_record(reversed_record),
+            created_at=now,
+        )
+        finished = await self._journal.finish_reversal(reversed_record, entry)
+        if finished:
+            log.info("reversed %s on %s (%s)", record.transaction_id, record.route, answer.response_code)
+        return finished
+
+    async def _retry_later(self, pending: PendingReversal) -> None:
+        attempts = pending.attempts + 1
+        delay = min(FIRST_RETRY_SECONDS * 2 ** (attempts - 1), MAX_RETRY_SECONDS)
+        await self._journal.reschedule_reversal(pending.transaction_id, attempts, self._clock() + delay)
+
+
+def _reversal_request(record: TransactionRecord) -> AdapterRequest:
+    """The original authorization, referred to by its id and code: no card needed."""
+    return AdapterRequest(
+        kind=OperationKind.REVERSE,
+        transaction_id=record.transaction_id,
+        merchant_id=record.merchant_id,
+        amount=record.authorized,
+        authorization_code=record.authorization_code,
+    )

@@ -1,0 +1,73 @@
+"""Unknown outcomes are reversed: the late test card declines "91" at once, reads
+UNKNOWN, and becomes REVERSED once its route acknowledges the reversal, exactly
+once, even across a restart of the switch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from adapters.card_iso8583.simulator import start_simulator
+from switch.v1 import switch_pb2 as pb
+from tests.conftest import SwitchFactory
+from tests.e2e.support import Switch, card_request, serve
+
+LATE_CARD = "4000000000000119"  # the ISO simulator approves it, too late
+
+
+def iso_routes(port: int) -> dict[str, Any]:
+    return {
+        "routes": {
+            "card": {"adapter": "card_iso8583", "options": {"host": "127.0.0.1", "port": port, "backoff_max": 0.1}},
+            "instant": {"adapter": "simulated"},
+        },
+        "adapters": {"timeout_ms": 300},
+    }
+
+
+async def status_after(switch: Switch, transaction_id: str, wanted: int, seconds: float = 8.0) -> int:
+    deadline = time.monotonic() + seconds
+    while True:
+        stored = await switch.stub.GetTransaction(pb.GetTransactionRequest(transaction_id=transaction_id))
+        if stored.status == wanted or time.monotonic() > deadline:
+            return int(stored.status)
+        await asyncio.sleep(0.1)
+
+
+async def test_a_late_approval_is_reversed(store_set: str, switch_factory: SwitchFactory) -> None:
+    simulator, port = await start_simulator("127.0.0.1", 0, late_delay=2.0)
+    try:
+        async with serve(switch_factory, store_set, **iso_routes(port)) as switch:
+            answer = await switch.stub.Authorize(card_request(pan=LATE_CARD))
+            assert (answer.decision, answer.response_code) == (pb.DECISION_DECLINED, "91")
+            reversed_status = pb.TRANSACTION_STATUS_REVERSED
+            assert await status_after(switch, answer.transaction_id, reversed_status) == reversed_status
+        assert simulator.received["0420"] == 1
+    finally:
+        await simulator.close()
+
+
+async def test_a_pending_reversal_survives_a_restart_and_applies_once(switch_factory: SwitchFactory) -> None:
+    simulator, port = await start_simulator("127.0.0.1", 0, late_delay=2.0)
+    async with serve(switch_factory, "embedded", **iso_routes(port)) as switch:
+        await switch.running.reversals.close()  # drive the queue by hand in this first life
+        answer = await switch.stub.Authorize(card_request(pan=LATE_CARD))
+        await simulator.close()  # the network goes away before the reversal gets through
+        assert await switch.running.reversals.run_once() == 0  # route down: tried, not acknowledged
+        (pending,) = await switch.running.journal.due_reversals(time.time() + 60, 10)
+        assert (pending.transaction_id, pending.attempts) == (answer.transaction_id, 1)  # backing off
+        stored = await switch.stub.GetTransaction(pb.GetTransactionRequest(transaction_id=answer.transaction_id))
+        assert stored.status == pb.TRANSACTION_STATUS_UNKNOWN
+    # The switch restarts on the same journal; the network is back on the same port.
+    simulator, _ = await start_simulator("127.0.0.1", port)
+    try:
+        async with serve(switch_factory, "embedded", **iso_routes(port)) as switch:
+            reversed_status = pb.TRANSACTION_STATUS_REVERSED
+            assert await status_after(switch, answer.transaction_id, reversed_status) == reversed_status
+            scope = (stored.merchant_id, f"reversal:{answer.transaction_id}")
+            assert len(await switch.running.journal.find_entries([scope])) == 1  # the status changed once
+            await asyncio.sleep(0.5)  # later passes find nothing left to do
+        assert simulator.received["0420"] == 1
+    finally:
+        await simulator.close()
