@@ -70,6 +70,14 @@ DEFAULT_MAX_CALLS = {"unary": 200_000, "batch": 12_000}
 SWITCH_CONFIG = """
 log_level = "WARNING"
 
+# The switch's own work: the in-process simulated issuer answers, so no simulator's
+# CPU is counted (the embedded default would route cards through ISO 8583 instead).
+[routes.card]
+adapter = "simulated"
+
+[routes.instant]
+adapter = "simulated"
+
 [[limits]]
 scope = "instrument"
 window_seconds = 3600

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +25,7 @@ from switch import adapter as adapter_contract
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
 from switch.breaker import Breakers
-from switch.config import ConfigError, Settings
+from switch.config import DEFAULT_ROUTES, ConfigError, RouteSettings, Settings
 from switch.fees import FeeEngine
 from switch.interceptors import CallContextInterceptor
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
@@ -39,6 +41,7 @@ from switch.stores.base import Journal, StateStore
 from switch.tokens import KeyRing, Tokenizer, parse_key_ring, write_key_file
 from switch.v1 import switch_pb2, switch_pb2_grpc
 
+SIMULATORS = "switch.simulators"  # entry points: name -> async start(host, port, **options)
 SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Switch"].full_name
 TOKENS_SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name
 
@@ -55,6 +58,7 @@ class RunningSwitch:
     state: StateStore
     journal: Journal
     adapters: list[Adapter]
+    simulators: list[Simulator]
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -63,6 +67,8 @@ class RunningSwitch:
         await self.reversals.close()
         for adapter in self.adapters:
             await adapter.close()
+        for simulator in self.simulators:
+            await simulator.close()
         await self.state.close()
         await self.journal.close()
 
@@ -71,6 +77,7 @@ class RunningSwitch:
 
 
 async def build(settings: Settings) -> RunningSwitch:
+    simulators, settings = await _start_default_simulators(settings)
     state, journal = await open_stores(settings)
     fees = FeeEngine(settings.fee_schedules, settings.fx)
     router = _router(settings, fees)
@@ -117,7 +124,26 @@ async def build(settings: Settings) -> RunningSwitch:
     await server.start()
     for service in ("", SERVICE_NAME, TOKENS_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningSwitch(server, port, health_servicer, batcher, reversals, state, journal, router.adapters)
+    return RunningSwitch(server, port, health_servicer, batcher, reversals, state, journal, router.adapters, simulators)
+
+
+class Simulator(Protocol):
+    async def close(self) -> None: ...
+
+
+async def _start_default_simulators(settings: Settings) -> tuple[list[Simulator], Settings]:
+    """The embedded default runs the real card path: it starts the installed card
+    simulator on loopback and routes cards to it through its adapter (ISO 8583).
+    Configured routes, and the production stores, start nothing."""
+    if settings.routes != DEFAULT_ROUTES or not settings.stores.embedded:
+        return [], settings
+    found = {ep.name: ep for ep in entry_points(group=SIMULATORS)}
+    if "card" not in found:
+        return [], settings
+    simulator, port = await found["card"].load()("127.0.0.1", 0)
+    card = RouteSettings("card", "card_iso8583", "card", {"host": "127.0.0.1", "port": port})
+    routes = tuple(card if route.name == "card" else route for route in settings.routes)
+    return [simulator], replace(settings, routes=routes)
 
 
 def _router(settings: Settings, fees: FeeEngine) -> Router:

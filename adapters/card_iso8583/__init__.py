@@ -31,7 +31,9 @@ __all__ = ["Iso8583CardAdapter"]
 
 
 class Iso8583CardAdapter:
-    capabilities = frozenset({Capability.AUTHORIZE, Capability.CAPTURE, Capability.VOID, Capability.REVERSE})
+    capabilities = frozenset(
+        {Capability.AUTHORIZE, Capability.CAPTURE, Capability.VOID, Capability.REFUND, Capability.REVERSE}
+    )
 
     def __init__(self, name: str = "card_iso8583", options: Mapping[str, Any] | None = None) -> None:
         options = options or {}

@@ -69,6 +69,7 @@ _REQUEST_TYPE: Final = {
     OperationKind.AUTHORIZE: spec.AUTHORIZATION,
     OperationKind.CAPTURE: spec.COMPLETION,
     OperationKind.VOID: spec.REVERSAL,
+    OperationKind.REFUND: spec.COMPLETION,  # a refund advice: 0220 with processing code 20
 }
 
 
@@ -108,7 +109,7 @@ def to_message(
         mti = spec.REVERSAL_ADVICE
     message: Message = {
         "t": mti,
-        "3": spec.PURCHASE,
+        "3": spec.REFUND if request.kind is OperationKind.REFUND else spec.PURCHASE,
         "4": _digits(request.amount.minor_units, 12, "amount"),
         **_stamp(stan, now),
         "37": retrieval_reference(request.transaction_id),

@@ -26,6 +26,7 @@ SIGN_ON = "001"
 ECHO = "301"
 
 PURCHASE = "000000"  # field 3: goods and services, default accounts
+REFUND = "200000"  # field 3: a return of goods, credited to the card
 
 
 def _fixed(length: int, desc: str) -> dict[str, Any]:

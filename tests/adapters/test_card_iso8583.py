@@ -94,9 +94,12 @@ def test_the_stan_wraps_at_999999_and_skips_zero() -> None:
     assert mapping.next_stan(999_999) == 1
 
 
+def test_a_refund_is_a_completion_advice_with_processing_code_20() -> None:
+    message = mapping.to_message(operation(OperationKind.REFUND, "tx"), stan=1, terminal=TERMINAL, now=NOW)
+    assert (message["t"], message["3"]) == ("0220", "200000")
+
+
 def test_requests_the_route_cannot_carry_are_refused() -> None:
-    with pytest.raises(ValueError, match="refund"):
-        mapping.to_message(operation(OperationKind.REFUND, "tx"), stan=1, terminal=TERMINAL, now=NOW)
     with pytest.raises(ValueError, match="merchant id"):
         request = AdapterRequest(OperationKind.CAPTURE, "tx", "m" * 16, Money(1, "USD"))
         mapping.to_message(request, stan=1, terminal=TERMINAL, now=NOW)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
-from adapters.card_iso8583.simulator import start_simulator
+from adapters.card_iso8583.simulator import IssuerSimulator, start_simulator
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
 from tests.e2e.support import Switch, card_request, serve
@@ -71,3 +71,20 @@ async def test_a_pending_reversal_survives_a_restart_and_applies_once(switch_fac
         assert simulator.received["0420"] == 1
     finally:
         await simulator.close()
+
+
+async def test_the_default_run_sends_cards_as_iso8583_and_reverses_the_late_card(
+    switch_factory: SwitchFactory,
+) -> None:
+    async with serve(switch_factory, "embedded") as switch:  # no routes configured
+        (started,) = switch.running.simulators
+        # Loaded through the entry point as switch_adapters.*, a twin of the adapters.* class.
+        received = cast(IssuerSimulator, started).received
+        approved = await switch.stub.Authorize(card_request())
+        assert (approved.decision, approved.route) == (pb.DECISION_APPROVED, "card")
+        late = await switch.stub.Authorize(card_request(pan=LATE_CARD))
+        assert (late.decision, late.response_code) == (pb.DECISION_DECLINED, "91")  # within adapters.timeout_ms
+        reversed_status = pb.TRANSACTION_STATUS_REVERSED
+        assert await status_after(switch, late.transaction_id, reversed_status) == reversed_status
+        assert received["0100"] == 2  # both travelled as ISO 8583
+        assert received["0420"] == 1
