@@ -131,19 +131,30 @@ class Simulator(Protocol):
     async def close(self) -> None: ...
 
 
+# The real adapters the embedded default puts behind its routes: route -> (simulator,
+# adapter), both by entry-point name. A pair not installed leaves its route on the
+# in-process simulated issuer.
+DEFAULT_SIMULATED_ROUTES = {"card": ("card", "card_iso8583"), "instant": ("rail", "rail_iso20022")}
+
+
 async def _start_default_simulators(settings: Settings) -> tuple[list[Simulator], Settings]:
-    """The embedded default runs the real card path: it starts the installed card
-    simulator on loopback and routes cards to it through its adapter (ISO 8583).
-    Configured routes, and the production stores, start nothing."""
+    """The embedded default runs the real paths: it starts the installed simulators on
+    loopback and routes to them through their adapters (ISO 8583 cards, ISO 20022
+    rails). Configured routes, and the production stores, start nothing."""
     if settings.routes != DEFAULT_ROUTES or not settings.stores.embedded:
         return [], settings
-    found = {ep.name: ep for ep in entry_points(group=SIMULATORS)}
-    if "card" not in found:
-        return [], settings
-    simulator, port = await found["card"].load()("127.0.0.1", 0)
-    card = RouteSettings("card", "card_iso8583", "card", {"host": "127.0.0.1", "port": port})
-    routes = tuple(card if route.name == "card" else route for route in settings.routes)
-    return [simulator], replace(settings, routes=routes)
+    simulators = {ep.name: ep for ep in entry_points(group=SIMULATORS)}
+    adapters = adapter_contract.discover()
+    started: list[Simulator] = []
+    routes = list(settings.routes)
+    for index, route in enumerate(routes):
+        simulator_name, adapter_name = DEFAULT_SIMULATED_ROUTES.get(route.name, ("", ""))
+        if simulator_name not in simulators or adapter_name not in adapters:
+            continue
+        simulator, port = await simulators[simulator_name].load()("127.0.0.1", 0)
+        started.append(simulator)
+        routes[index] = RouteSettings(route.name, adapter_name, route.rail, {"host": "127.0.0.1", "port": port})
+    return started, replace(settings, routes=tuple(routes))
 
 
 def _router(settings: Settings, fees: FeeEngine) -> Router:
