@@ -8,8 +8,11 @@ import pytest
 
 from adapters.card_iso8583 import Iso8583CardAdapter
 from adapters.card_iso8583.simulator import LATE_CARD, start_simulator
+from adapters.rail_iso20022 import Iso20022RailAdapter
+from adapters.rail_iso20022.simulator import start_simulator as start_rail_simulator
 from adapters.simulated import SimulatedIssuer
 from switch.adapter import Adapter, AdapterRequest
+from switch.models import Account, Money, OperationKind
 from tests.adapters.conformance import AdapterConformance, card_request
 
 APPROVING_CARD = "4111111111111111"
@@ -58,6 +61,46 @@ class TestIso8583CardAdapter(CardRequests, AdapterConformance):
         simulator, port = await start_simulator()
         await simulator.close()  # the port is now free and nothing listens on it
         adapter = Iso8583CardAdapter("iso", {"port": port, "timeout": 0.2})
+        await adapter.start()
+        yield adapter, lambda: adapter.client.requests_sent
+        await adapter.close()
+
+
+def account_request(account_id: str, transaction_id: str) -> AdapterRequest:
+    return AdapterRequest(
+        kind=OperationKind.AUTHORIZE,
+        transaction_id=transaction_id,
+        merchant_id="merchant-1",
+        amount=Money(1000, "USD"),
+        account=Account("rail", account_id),
+    )
+
+
+class TestIso20022RailAdapter(AdapterConformance):
+    def approving(self, transaction_id: str) -> AdapterRequest:
+        return account_request("ana@bank", transaction_id)
+
+    def declining(self, transaction_id: str) -> tuple[AdapterRequest, str]:
+        return account_request("1234-insufficient", transaction_id), "51"
+
+    @pytest.fixture
+    async def adapter(self) -> AsyncIterator[Adapter]:
+        simulator, port = await start_rail_simulator(late_delay=1.0)
+        adapter = Iso20022RailAdapter("rail", {"host": "127.0.0.1", "port": port, "timeout": 0.5})
+        await adapter.start()
+        yield adapter
+        await adapter.close()
+        await simulator.close()
+
+    @pytest.fixture
+    async def slow(self, adapter: Adapter) -> AsyncIterator[tuple[Adapter, AdapterRequest]]:
+        yield adapter, account_request("1234-timeout", "tx-late")
+
+    @pytest.fixture
+    async def down(self) -> AsyncIterator[tuple[Adapter, Callable[[], int]]]:
+        simulator, port = await start_rail_simulator()
+        await simulator.close()  # the port is now free and nothing listens on it
+        adapter = Iso20022RailAdapter("rail", {"host": "127.0.0.1", "port": port, "timeout": 0.2})
         await adapter.start()
         yield adapter, lambda: adapter.client.requests_sent
         await adapter.close()

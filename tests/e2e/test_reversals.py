@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any, cast
 
 from adapters.card_iso8583.simulator import IssuerSimulator, start_simulator
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
-from tests.e2e.support import Switch, card_request, serve
+from tests.e2e.support import Switch, account_request, card_request, serve
 
 LATE_CARD = "4000000000000119"  # the ISO simulator approves it, too late
 
@@ -24,6 +25,13 @@ def iso_routes(port: int) -> dict[str, Any]:
         },
         "adapters": {"timeout_ms": 300},
     }
+
+
+def simulator_of(switch: Switch, kind: str) -> Counter[str]:
+    """What the default run's simulator of this class has received. (Loaded through the
+    entry points as switch_adapters.*, a twin of the adapters.* class: match by name.)"""
+    (found,) = [s for s in switch.running.simulators if type(s).__name__ == kind]
+    return cast(IssuerSimulator, found).received
 
 
 async def status_after(switch: Switch, transaction_id: str, wanted: int, seconds: float = 8.0) -> int:
@@ -77,9 +85,7 @@ async def test_the_default_run_sends_cards_as_iso8583_and_reverses_the_late_card
     switch_factory: SwitchFactory,
 ) -> None:
     async with serve(switch_factory, "embedded") as switch:  # no routes configured
-        (started,) = switch.running.simulators
-        # Loaded through the entry point as switch_adapters.*, a twin of the adapters.* class.
-        received = cast(IssuerSimulator, started).received
+        received = simulator_of(switch, "IssuerSimulator")
         approved = await switch.stub.Authorize(card_request())
         assert (approved.decision, approved.route) == (pb.DECISION_APPROVED, "card")
         late = await switch.stub.Authorize(card_request(pan=LATE_CARD))
@@ -88,3 +94,20 @@ async def test_the_default_run_sends_cards_as_iso8583_and_reverses_the_late_card
         assert await status_after(switch, late.transaction_id, reversed_status) == reversed_status
         assert received["0100"] == 2  # both travelled as ISO 8583
         assert received["0420"] == 1
+
+
+async def test_the_default_run_sends_account_payments_as_iso20022_and_reverses_a_late_one(
+    switch_factory: SwitchFactory,
+) -> None:
+    async with serve(switch_factory, "embedded", adapters={"timeout_ms": 500}) as switch:
+        paid = await switch.stub.Authorize(account_request(account_id="+5511999990000"))
+        assert (paid.decision, paid.route) == (pb.DECISION_APPROVED, "instant")
+        poor = await switch.stub.Authorize(account_request(account_id="acct-1-insufficient"))
+        assert poor.response_code == "51"
+        late = await switch.stub.Authorize(account_request(account_id="acct-2-timeout"))  # the rail answers too late
+        assert (late.decision, late.response_code) == (pb.DECISION_DECLINED, "91")
+        reversed_status = pb.TRANSACTION_STATUS_REVERSED
+        assert await status_after(switch, late.transaction_id, reversed_status) == reversed_status
+        received = simulator_of(switch, "RailSimulator")
+        assert received["pacs.008"] == 3  # every payment travelled as an ISO 20022 credit transfer
+        assert received["camt.056"] + received["pacs.004"] == 1  # one recall for the unknown one

@@ -1,0 +1,137 @@
+"""A local instant-payment rail in the shape of ISO 20022: alias resolution, credit
+transfers, recalls and returns, over one persistent multiplexed TCP connection.
+
+An authorization first resolves the debtor's account id or alias (acmt.023 ->
+acmt.024; not found: decline "14"), then sends a pacs.008 credit transfer whose
+pacs.002 status report approves or declines it. A reversal (REVERSE) is a
+camt.056 recall and a refund a pacs.004 return, both naming the original
+EndToEndId (the switch's transaction id) and answered by a pacs.002.
+
+client.py does the I/O, mapping.py the pure translation, simulator.py plays the
+rail for tests and local runs.
+
+Options: host, port (required), timeout (connect, seconds), backoff_max (seconds
+between reconnect attempts, at most).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
+from switch.codes import ResponseCode
+from switch.models import OperationKind
+
+from . import mapping
+from .client import Build, RailClient
+from .framing import Message
+
+__all__ = ["Iso20022RailAdapter"]
+
+_UNDO = (OperationKind.REVERSE, OperationKind.REFUND)
+
+
+class Iso20022RailAdapter:
+    capabilities = frozenset({Capability.AUTHORIZE, Capability.REVERSE, Capability.REFUND})
+
+    def __init__(self, name: str = "rail_iso20022", options: Mapping[str, Any] | None = None) -> None:
+        options = options or {}
+        for required in ("host", "port"):
+            if required not in options:
+                raise ValueError(f"adapter {name!r} needs a {required} option: where the rail listens")
+        self.name = name
+        self.client = RailClient(
+            str(options["host"]),
+            int(options["port"]),
+            timeout=float(options.get("timeout", 2.0)),
+            backoff_max=float(options.get("backoff_max", 5.0)),
+        )
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def send(self, requests: Sequence[AdapterRequest], time_left: float) -> list[AdapterResult]:
+        """Resolve and undo in a first round, transfer what resolved in a second, all within time_left."""
+        if not requests:
+            return []
+        now = datetime.now(UTC)
+        loop_time = asyncio.get_running_loop().time
+        deadline = loop_time() + time_left
+        results: list[AdapterResult | None] = [None] * len(requests)
+        first: list[tuple[int, Build]] = []
+        for index, request in enumerate(requests):
+            build = _first_build(request, now)
+            if isinstance(build, AdapterResult):
+                results[index] = build  # refused unsent: a definite decline
+            else:
+                first.append((index, build))
+        undone = any(requests[i].kind in _UNDO for i, _ in first)
+        answers = await self.client.exchange([build for _, build in first], time_left) if first else []
+        second: list[tuple[int, Build]] = []
+        for (index, _), answer in zip(first, answers, strict=True):
+            request = requests[index]
+            if request.kind in _UNDO:
+                results[index] = mapping.to_result(answer) if answer is not None else AdapterResult.timed_out()
+            elif answer is None:
+                code = ResponseCode.ISSUER_UNAVAILABLE  # the transfer itself was never sent
+                results[index] = AdapterResult(code.code, f"{code.message}: alias resolution not answered")
+            elif (account := mapping.resolved_account(answer)) is None:
+                results[index] = mapping.not_found()
+            else:
+                second.append((index, partial(_transfer, request, account, now=now)))
+        if second:
+            try:
+                transfers = await self.client.exchange([build for _, build in second], deadline - loop_time())
+            except AdapterUnavailable:
+                if not undone:
+                    raise  # only inquiries went out: nothing of value was sent
+                code = ResponseCode.ISSUER_UNAVAILABLE
+                transfers = [None] * len(second)
+                for index, _ in second:
+                    results[index] = AdapterResult(code.code, f"{code.message}: transfer not sent")
+            for (index, _), answer in zip(second, transfers, strict=True):
+                if results[index] is None:
+                    results[index] = mapping.to_result(answer) if answer is not None else AdapterResult.timed_out()
+        return [result for result in results if result is not None]
+
+
+def _first_build(request: AdapterRequest, now: datetime) -> Build | AdapterResult:
+    """The first message for a request, or the decline it gets unsent. Mapping is pure, so
+    building once here fails a request the rail cannot carry before anything is sent."""
+    build: Build
+    try:
+        if request.kind in _UNDO:
+            build = partial(_undo, request, now=now)
+        elif request.kind is OperationKind.AUTHORIZE and request.account is not None:
+            build = partial(_identify, request.account.id, now=now)
+            _transfer(request, request.account.id, "CHECK", now=now)
+        else:
+            return _invalid("an ISO 20022 rail authorizes from an account, and reverses or refunds")
+        build("CHECK")
+    except ValueError as error:
+        return _invalid(str(error))
+    return build
+
+
+def _invalid(reason: str) -> AdapterResult:
+    code = ResponseCode.INVALID_TRANSACTION
+    return AdapterResult(code.code, f"{code.message}: {reason}")
+
+
+def _identify(account_id: str, msg_id: str, *, now: datetime) -> Message:
+    return mapping.identification_request(msg_id, account_id, now=now)
+
+
+def _transfer(request: AdapterRequest, account: str, msg_id: str, *, now: datetime) -> Message:
+    return mapping.credit_transfer(msg_id, request, account, now=now)
+
+
+def _undo(request: AdapterRequest, msg_id: str, *, now: datetime) -> Message:
+    return mapping.undo(msg_id, request, now=now)

@@ -1,0 +1,159 @@
+"""An instant-payment rail on the far side of the ISO 20022 link, for tests and local runs.
+
+It resolves acmt.023 identification requests (an alias "unknown@..." is not
+found; other aliases resolve to an account that keeps the alias's test suffix),
+and answers pacs.008 transfers by the debtor account's suffix: "-insufficient"
+RJCT AM04, "-closed" RJCT AC04, "-timeout" approved after late_delay seconds,
+anything else ACSC. pacs.004 returns and camt.056 recalls are acknowledged ACSC.
+Options make the network misbehave on payment messages (not on inquiries):
+latency (every answer), drop_rate (no answer at all), slow_rate (answer after
+late_delay); seed makes them repeatable.
+
+    simulator, port = await start_simulator("127.0.0.1", 0, latency=0.01)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import string
+from collections import Counter
+from datetime import UTC, datetime
+
+from . import framing, mapping, spec
+from .framing import Message
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = ("-insufficient", "-closed", "-timeout")
+_REJECTIONS = {"-insufficient": "AM04", "-closed": "AC04"}
+_REFERENCE_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class RailSimulator:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        drop_rate: float = 0.0,
+        slow_rate: float = 0.0,
+        late_delay: float = 5.0,
+        seed: int | None = None,
+    ) -> None:
+        self.latency = latency
+        self.drop_rate = drop_rate
+        self.slow_rate = slow_rate
+        self.late_delay = late_delay
+        self.received: Counter[str] = Counter()  # by message type: "acmt.023", "pacs.008", ...
+        self.server: asyncio.Server | None = None
+        self._random = random.Random(seed)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sequence = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._serve, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.disconnect_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    def disconnect_all(self) -> None:
+        """Drop every client connection, as a rail restart would."""
+        for writer in list(self._writers):
+            writer.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._writers)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                message = await framing.read_message(reader)
+                self.received[message.type] += 1
+                log.debug("received %s", mapping.describe(message))
+                task = asyncio.create_task(self._answer(message, writer))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError, framing.FramingError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _answer(self, request: Message, writer: asyncio.StreamWriter) -> None:
+        delay = self.latency
+        if request.type != spec.IDENTIFICATION_REQUEST:
+            if self._random.random() < self.drop_rate:
+                log.debug("dropping %s", mapping.describe(request))
+                return
+            debtor = request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id")
+            if debtor.endswith("-timeout") or self._random.random() < self.slow_rate:
+                delay += self.late_delay
+        answer = self._decide(request)
+        if delay:
+            await asyncio.sleep(delay)
+        if writer.is_closing():
+            return
+        writer.write(framing.encode(answer))
+        log.debug("answered %s", mapping.describe(answer))
+
+    def _decide(self, request: Message) -> Message:
+        now = datetime.now(UTC)
+        msg_id = self._next_id()
+        if request.type == spec.IDENTIFICATION_REQUEST:
+            return mapping.identification_report(msg_id, request, _resolve(request), now=now)
+        if request.type not in (spec.CREDIT_TRANSFER, spec.PAYMENT_RETURN, spec.RECALL):
+            return mapping.status_report(msg_id, request, spec.REJECTED, reason="FF01", now=now)
+        debtor = request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id")
+        for suffix, reason in _REJECTIONS.items():
+            if debtor.endswith(suffix):
+                return mapping.status_report(msg_id, request, spec.REJECTED, reason=reason, now=now)
+        reference = "".join(self._random.choice(_REFERENCE_ALPHABET) for _ in range(16))
+        return mapping.status_report(msg_id, request, "ACSC", reference=reference, now=now)
+
+    def _next_id(self) -> str:
+        self._sequence += 1
+        return f"RAIL{self._sequence:012d}"
+
+
+def _resolve(request: Message) -> str | None:
+    """The account an alias or account id stands for; None for "unknown@..." aliases."""
+    alias = request.text("Vrfctn/PtyAndAcctId/Acct/Prxy/Id")
+    if not alias:
+        return request.text("Vrfctn/PtyAndAcctId/Acct/Id/Othr/Id") or None
+    if alias.startswith("unknown@"):
+        return None
+    suffix = next((suffix for suffix in SUFFIXES if alias.endswith(suffix)), "")
+    return "ACC" + hashlib.sha256(alias.encode()).hexdigest()[:10].upper() + suffix
+
+
+async def start_simulator(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    latency: float = 0.0,
+    drop_rate: float = 0.0,
+    slow_rate: float = 0.0,
+    late_delay: float = 5.0,
+    seed: int | None = None,
+) -> tuple[RailSimulator, int]:
+    """A running simulator and the port it listens on (port 0: any free port)."""
+    simulator = RailSimulator(
+        latency=latency, drop_rate=drop_rate, slow_rate=slow_rate, late_delay=late_delay, seed=seed
+    )
+    return simulator, await simulator.start(host, port)
