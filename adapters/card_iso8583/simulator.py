@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
 from typing import Any
 
 from switch.adapter import AdapterRequest
 from switch.models import Card, Money, OperationKind
 
 from ..simulated import SimulatedIssuer
+from ..simulator_server import SimulatorServer
 from . import framing, mapping, spec
 from .framing import Message
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 LATE_CARD = "4000000000000119"
 
 
-class IssuerSimulator:
+class IssuerSimulator(SimulatorServer):
     def __init__(
         self,
         *,
@@ -49,40 +49,13 @@ class IssuerSimulator:
         self.drop_rate = drop_rate
         self.slow_rate = slow_rate
         self.disconnect_after = disconnect_after
-        self.received: Counter[str] = Counter()  # by MTI, and "echo" / "sign-on" for 0800s
-        self.server: asyncio.Server | None = None
+        super().__init__()  # received: by MTI, and "echo" / "sign-on" for 0800s
         self._issuer = SimulatedIssuer("iso8583-simulator")
         self._random = random.Random(seed)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._serve, host, port)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        self.disconnect_all()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
-
-    def disconnect_all(self) -> None:
-        """Drop every client connection, as a network restart would."""
-        for writer in list(self._writers):
-            writer.close()
-
-    @property
-    def connections(self) -> int:
-        return len(self._writers)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         requests = 0
-        try:
+        with contextlib.suppress(framing.FramingError):
             while True:
                 message = await framing.read_message(reader)
                 self._count(message)
@@ -90,17 +63,8 @@ class IssuerSimulator:
                     requests += 1
                     if self.disconnect_after and requests >= self.disconnect_after:
                         log.info("disconnecting a client after %d requests", requests)
-                        break
-                task = asyncio.create_task(self._answer(message, writer))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError, framing.FramingError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+                        return
+                self.answer_later(self._answer(message, writer))
 
     def _count(self, message: Message) -> None:
         kind = message.get("t", "?")

@@ -20,9 +20,9 @@ import hashlib
 import logging
 import random
 import string
-from collections import Counter
 from datetime import UTC, datetime
 
+from ..simulator_server import SimulatorServer
 from . import framing, mapping, spec
 from .framing import Message
 
@@ -33,7 +33,7 @@ _REJECTIONS = {"-insufficient": "AM04", "-closed": "AC04"}
 _REFERENCE_ALPHABET = string.ascii_uppercase + string.digits
 
 
-class RailSimulator:
+class RailSimulator(SimulatorServer):
     def __init__(
         self,
         *,
@@ -47,53 +47,17 @@ class RailSimulator:
         self.drop_rate = drop_rate
         self.slow_rate = slow_rate
         self.late_delay = late_delay
-        self.received: Counter[str] = Counter()  # by message type: "acmt.023", "pacs.008", ...
-        self.server: asyncio.Server | None = None
+        super().__init__()  # received: by message type, "acmt.023", "pacs.008", ...
         self._random = random.Random(seed)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._sequence = 0
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._serve, host, port)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        self.disconnect_all()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
-
-    def disconnect_all(self) -> None:
-        """Drop every client connection, as a rail restart would."""
-        for writer in list(self._writers):
-            writer.close()
-
-    @property
-    def connections(self) -> int:
-        return len(self._writers)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(framing.FramingError):
             while True:
                 message = await framing.read_message(reader)
                 self.received[message.type] += 1
                 log.debug("received %s", mapping.describe(message))
-                task = asyncio.create_task(self._answer(message, writer))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError, framing.FramingError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+                self.answer_later(self._answer(message, writer))
 
     async def _answer(self, request: Message, writer: asyncio.StreamWriter) -> None:
         delay = self.latency

@@ -1,0 +1,65 @@
+"""What every network simulator shares: a TCP server, its client connections, and
+the answers in flight. A simulator subclasses it and says how one connection's
+messages are read and answered (_session); everything else is here, once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+
+class SimulatorServer:
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()  # messages by kind, for tests and operators
+        self.server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listens on host:port (0: any free port); returns the port."""
+        self.server = await asyncio.start_server(self._serve, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.disconnect_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    def disconnect_all(self) -> None:
+        """Drops every client connection, as a network restart would."""
+        for writer in list(self._writers):
+            writer.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._writers)
+
+    def answer_later(self, answering: Coroutine[Any, Any, None]) -> None:
+        """Answers without holding up the next request on the connection."""
+        task = asyncio.create_task(answering)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Reads one connection's requests until it ends; raising ends it too."""
+        raise NotImplementedError
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await self._session(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
