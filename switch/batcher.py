@@ -61,10 +61,6 @@ class MicroBatcher:
     def start(self) -> None:
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever(), name="batcher-flush")
 
-    @property
-    def admitted(self) -> int:
-        return self._admitted
-
     async def submit(self, authorization: Authorization) -> AuthorizationResult:
         (answer,) = await self.submit_many([authorization])
         if isinstance(answer, SwitchError):
