@@ -10,9 +10,12 @@ from adapters.card_iso8583 import Iso8583CardAdapter
 from adapters.card_iso8583.simulator import LATE_CARD, start_simulator
 from adapters.rail_iso20022 import Iso20022RailAdapter
 from adapters.rail_iso20022.simulator import start_simulator as start_rail_simulator
+from adapters.remote_issuer import start_simulator as start_remote_issuer
+from adapters.remote_issuer.issuer import LATE_CARD as REMOTE_LATE_CARD
 from adapters.simulated import SimulatedIssuer
 from switch.adapter import Adapter, AdapterRequest
 from switch.models import Account, Money, OperationKind
+from switch.remote_adapter import RemoteAdapter
 from tests.adapters.conformance import AdapterConformance, card_request
 
 APPROVING_CARD = "4111111111111111"
@@ -103,4 +106,30 @@ class TestIso20022RailAdapter(AdapterConformance):
         adapter = Iso20022RailAdapter("rail", {"host": "127.0.0.1", "port": port, "timeout": 0.2})
         await adapter.start()
         yield adapter, lambda: adapter.client.requests_sent
+        await adapter.close()
+
+
+class TestRemoteAdapter(CardRequests, AdapterConformance):
+    """The bridge to an adapter process, against the example process's service."""
+
+    @pytest.fixture
+    async def adapter(self) -> AsyncIterator[Adapter]:
+        issuer, port = await start_remote_issuer(late_delay=1.0)
+        adapter = RemoteAdapter("remote", {"address": f"127.0.0.1:{port}", "connect_timeout": 0.5})
+        await adapter.start()
+        yield adapter
+        await adapter.close()
+        await issuer.close()
+
+    @pytest.fixture
+    async def slow(self, adapter: Adapter) -> AsyncIterator[tuple[Adapter, AdapterRequest]]:
+        yield adapter, card_request(REMOTE_LATE_CARD, "tx-late")
+
+    @pytest.fixture
+    async def down(self) -> AsyncIterator[tuple[Adapter, Callable[[], int]]]:
+        issuer, port = await start_remote_issuer()
+        await issuer.close()  # the port is now free and nothing listens on it
+        adapter = RemoteAdapter("remote", {"address": f"127.0.0.1:{port}", "connect_timeout": 0.2})
+        await adapter.start()
+        yield adapter, lambda: adapter.calls_sent
         await adapter.close()
