@@ -12,8 +12,8 @@ import pytest
 from adapters.card_iso8583 import Iso8583CardAdapter, framing, mapping, spec
 from adapters.card_iso8583.simulator import LATE_CARD, IssuerSimulator, start_simulator
 from switch.adapter import AdapterRequest, AdapterUnavailable
+from switch.conformance import card_request
 from switch.models import Card, Money, OperationKind
-from tests.adapters.conformance import card_request
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 TERMINAL = mapping.Terminal("TERM0001", "12345")

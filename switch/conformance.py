@@ -1,4 +1,9 @@
-"""The promises every adapter makes, as one suite each adapter's tests subclass.
+"""The promises every adapter makes, as one pytest suite each adapter's tests subclass.
+
+It ships with the switch (it needs pytest and pytest-asyncio), so an adapter in
+its own package subclasses it the way the adapters in this tree do:
+
+    from switch.conformance import AdapterConformance
 
 A subclass provides three fixtures and two requests:
 
@@ -12,6 +17,7 @@ A subclass provides three fixtures and two requests:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -93,3 +99,16 @@ class AdapterConformance:
         with pytest.raises(AdapterUnavailable):
             await adapter.send([self.approving("tx-down")], time_left=0.5)
         assert sent() == 0
+
+    async def test_no_card_number_reaches_a_log(
+        self, adapter: Adapter, slow: tuple[Adapter, AdapterRequest], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        slow_adapter, late = slow
+        requests = [self.approving("tx-log-1"), self.declining("tx-log-2")[0]]
+        await adapter.send(requests, time_left=2.0)
+        await slow_adapter.send([late], time_left=SLOW_TIME_LEFT)
+        cards = [r.card.pan for r in (*requests, late) if r.card is not None]
+        if not cards:
+            pytest.skip("this adapter's requests carry no card")
+        assert not [pan for pan in cards if pan in caplog.text]
