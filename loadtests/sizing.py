@@ -1,0 +1,411 @@
+"""The standard sizing run: one command starts a switch, loads it with Locust, stops it, sums up.
+
+    .venv/bin/python loadtests/sizing.py [--stores embedded|production] [--users 20]
+        [--run-time 15] [--processes -1] [--batch-size 100] [--out loadtests/reports/latest]
+        [--real-routes] [UserClass ...]
+
+1. Starts `python -m switch serve` on a free loopback port:
+   - embedded (default): memory + SQLite in a temporary folder;
+   - production: this machine's Redis and PostgreSQL (SWITCH_REDIS_URL /
+     SWITCH_POSTGRES_DSN, default redis://127.0.0.1:6379/0 and
+     postgresql://postgres@127.0.0.1:5432/test) in a fresh schema and key prefix,
+     removed at the end.
+   Routes are the in-process simulated issuer, so the run measures the switch, not the
+   network simulators (--real-routes: the embedded default's ISO 8583 / ISO 20022
+   simulators instead). Velocity limits are set far above what a run reaches.
+2. Waits until its health service says SERVING.
+3. Runs Locust headless with every scenario of loadtests/locustfile.py (or the named
+   user classes): --users users, all spawned in the first second, for --run-time
+   seconds, --processes worker processes (-1: one per core; 0: a single process), CSV
+   and HTML reports in --out (switch_stats.csv, switch_failures.csv, switch.html, ...).
+4. Stops the switch (SIGTERM: it drains), prints one row per scenario and exits 1 when
+   any request failed, Locust failed, or no authorization was answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
+DEFAULT_OUT = ROOT / "loadtests" / "reports" / "latest"
+REPORT_PREFIX = "switch"  # switch_stats.csv, switch_failures.csv, switch.html, ...
+REDIS_URL = os.environ.get("SWITCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_DSN = os.environ.get("SWITCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+HEALTH_SERVICE = "switch.v1.Switch"
+READY_TIMEOUT_S = 60.0
+
+# The routes carry an explicit option so they differ from the built-in defaults: routes
+# equal to the defaults would be swapped for the network simulators on the embedded store.
+SIMULATED_ROUTES = """
+[routes.card]
+adapter = "simulated"
+options = { latency_ms = 0 }
+
+[routes.instant]
+adapter = "simulated"
+options = { latency_ms = 0 }
+"""
+
+LIMITS = """
+[[limits]]
+scope = "instrument"
+window_seconds = 3600
+max_count = 100000000
+
+[[limits]]
+scope = "merchant"
+window_seconds = 3600
+max_amount = 1000000000000000
+"""
+
+
+# --- the switch ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT_S) -> None:
+    """Blocks until the gRPC health service at target answers SERVING; raises if it never does."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{target}: the server exited with {process.returncode}")
+            try:
+                answer = health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=1.0)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = f"health status {answer.status}"
+            except grpc.RpcError as error:
+                last = error.code().name if isinstance(error, grpc.Call) else str(error)
+            time.sleep(0.1)
+    raise RuntimeError(f"{target}: not serving after {timeout:.0f} s ({last})")
+
+
+@contextlib.contextmanager
+def serving(command: Sequence[str], env: dict[str, str], log: Path, port: int) -> Iterator[str]:
+    """Runs a gRPC server process until the block ends (SIGTERM, then kill); yields its target.
+    On an error its log's tail goes to stderr."""
+    target = f"127.0.0.1:{port}"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            list(command), cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_serving(target, process)
+        yield target
+    except BaseException:
+        with contextlib.suppress(OSError):
+            print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running_switch(stores: str = "embedded", real_routes: bool = False) -> Iterator[str]:
+    """A switch on a free loopback port, isolated in a temporary folder (and, for production,
+    a fresh PostgreSQL schema and Redis key prefix, dropped afterwards); yields its target."""
+    folder = Path(tempfile.mkdtemp(prefix="switch-sizing-"))
+    unique = secrets.token_hex(4)
+    schema, prefix = f"sizing_{unique}", f"sizing:{unique}"
+    config = folder / "switch.toml"
+    config.write_text(
+        'log_level = "WARNING"\n'
+        + ("" if real_routes else SIMULATED_ROUTES)
+        + LIMITS
+        + f'\n[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{secrets.token_hex(32)}" }}\n'
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+    if stores == "production":
+        env |= {
+            "SWITCH_REDIS_URL": REDIS_URL,
+            "SWITCH_POSTGRES_DSN": POSTGRES_DSN,
+            "SWITCH_POSTGRES_SCHEMA": schema,
+            "SWITCH_KEY_PREFIX": prefix,
+            "SWITCH_FINGERPRINT_KEY": secrets.token_hex(32),
+        }
+    elif stores == "embedded":
+        env["SWITCH_SQLITE_PATH"] = str(folder / "journal.sqlite3")
+    else:
+        raise ValueError(f"stores: embedded or production, not {stores!r}")
+    port = free_port()
+    command = [sys.executable, "-m", "switch", "serve", "--config", str(config), "--port", str(port)]
+    try:
+        with serving(command, env, folder / "switch.log", port) as target:
+            yield target
+    finally:
+        if stores == "production":
+            _drop_production_state(schema, prefix)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop_production_state(schema: str, prefix: str) -> None:
+    import asyncpg
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+# --- Locust ----------------------------------------------------------------------------------------
+
+
+def run_locust(
+    target: str,
+    out: Path,
+    *,
+    users: int,
+    run_time_s: float,
+    processes: int = 0,
+    batch_size: int = 100,
+    user_classes: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Locust headless against target, reports in out/switch_*; its exit status and output."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        target,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{run_time_s:g}s",
+        "--batch-size",
+        str(batch_size),
+        "--csv",
+        str(out / REPORT_PREFIX),
+        "--html",
+        str(out / f"{REPORT_PREFIX}.html"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        *(["--processes", str(processes)] if processes else []),
+        *extra,
+        *user_classes,
+    ]
+    # Locust stops at --run-time; the margin covers start-up, forking and the reports.
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=run_time_s + 90, check=False)
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    kind: str  # Locust's request_type: grpc (calls), auth (authorizations), decline, check
+    name: str
+    requests: int
+    failures: int
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def scenario(self) -> str:
+        return self.name.split(" ", 1)[0]
+
+
+def read_stats(out: Path) -> list[StatsRow]:
+    """The per-name rows of out/switch_stats.csv (the Aggregated row left out)."""
+    with (out / f"{REPORT_PREFIX}_stats.csv").open(newline="") as source:
+        return [
+            StatsRow(
+                kind=row["Type"],
+                name=row["Name"],
+                requests=int(row["Request Count"]),
+                failures=int(row["Failure Count"]),
+                per_s=float(row["Requests/s"]),
+                p50_ms=_number(row["50%"]),
+                p99_ms=_number(row["99%"]),
+            )
+            for row in csv.DictReader(source)
+            if row["Name"] != "Aggregated"
+        ]
+
+
+def read_exceptions(out: Path) -> int:
+    """How many exceptions the users' tasks raised (out/switch_exceptions.csv): bugs, never load."""
+    path = out / f"{REPORT_PREFIX}_exceptions.csv"
+    if not path.exists():
+        return 0
+    with path.open(newline="") as source:
+        return sum(int(row["Count"]) for row in csv.DictReader(source))
+
+
+def _number(cell: str) -> float:
+    return float(cell) if cell not in ("", "N/A") else 0.0
+
+
+@dataclass(frozen=True)
+class ScenarioSummary:
+    scenario: str
+    calls_per_s: float
+    authorizations: int
+    authorizations_per_s: float
+    declined: int
+    failures: int
+    p50_ms: float  # how long an authorization waited for its answer
+    p99_ms: float
+
+
+def summarize(rows: Sequence[StatsRow]) -> list[ScenarioSummary]:
+    summaries = []
+    for scenario in dict.fromkeys(row.scenario for row in rows):
+        mine = [row for row in rows if row.scenario == scenario]
+        auth = next((row for row in mine if row.kind == "auth"), None)
+        summaries.append(
+            ScenarioSummary(
+                scenario=scenario,
+                calls_per_s=sum(row.per_s for row in mine if row.kind == "grpc"),
+                authorizations=auth.requests - auth.failures if auth else 0,
+                authorizations_per_s=auth.per_s if auth else 0.0,
+                declined=sum(row.requests for row in mine if row.kind == "decline"),
+                failures=sum(row.failures for row in mine),
+                p50_ms=auth.p50_ms if auth else 0.0,
+                p99_ms=auth.p99_ms if auth else 0.0,
+            )
+        )
+    return summaries
+
+
+def format_table(summaries: Sequence[ScenarioSummary]) -> str:
+    header = ("scenario", "calls/s", "auth/s", "declined", "failures", "p50 ms/auth", "p99 ms/auth")
+    total = ScenarioSummary(
+        "total",
+        sum(s.calls_per_s for s in summaries),
+        sum(s.authorizations for s in summaries),
+        sum(s.authorizations_per_s for s in summaries),
+        sum(s.declined for s in summaries),
+        sum(s.failures for s in summaries),
+        0.0,
+        0.0,
+    )
+    lines = [
+        (
+            s.scenario,
+            f"{s.calls_per_s:,.1f}",
+            f"{s.authorizations_per_s:,.1f}",
+            f"{s.declined / s.authorizations:.0%}" if s.authorizations else "-",
+            str(s.failures),
+            f"{s.p50_ms:,.0f}" if s is not total else "",
+            f"{s.p99_ms:,.0f}" if s is not total else "",
+        )
+        for s in (*summaries, total)
+    ]
+    widths = [max(len(row[i]) for row in (header, *lines)) for i in range(len(header))]
+    rule = "  ".join("-" * width for width in widths)
+    render = [
+        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        for row in (header, *lines)
+    ]
+    return "\n".join([render[0], rule, *render[1:-1], rule, render[-1]])
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--stores", choices=("embedded", "production"), default="embedded")
+    parser.add_argument("--users", type=int, default=20, help="simulated users (one channel each)")
+    parser.add_argument("--run-time", type=float, default=15.0, help="seconds of load")
+    parser.add_argument("--processes", type=int, default=-1, help="Locust workers: -1 one per core, 0 none")
+    parser.add_argument("--batch-size", type=int, default=100, help="items per AuthorizeBatch / AuthorizeStream")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the CSV and HTML reports")
+    parser.add_argument("--real-routes", action="store_true", help="route through the ISO 8583/20022 simulators")
+    parser.add_argument("user_classes", nargs="*", help="only these user classes (default: all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.users < 1 or args.run_time <= 0 or args.batch_size < 1:
+        raise SystemExit("--users, --run-time and --batch-size must be positive")
+    started = time.monotonic()
+    with running_switch(args.stores, args.real_routes) as target:
+        print(f"# switch ({args.stores}) serving on {target}; Locust: {args.users} users, {args.run_time:g} s")
+        done = run_locust(
+            target,
+            args.out,
+            users=args.users,
+            run_time_s=args.run_time,
+            processes=args.processes,
+            batch_size=args.batch_size,
+            user_classes=args.user_classes,
+        )
+    summaries = summarize(read_stats(args.out))
+    print(
+        f"sizing: {args.stores} stores, {'network simulators' if args.real_routes else 'simulated routes'}, "
+        f"{args.users} users, {args.run_time:g} s, Locust processes {args.processes}, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs, {time.monotonic() - started:.0f} s in all"
+    )
+    print(format_table(summaries))
+    print(f"reports: {args.out / (REPORT_PREFIX + '_stats.csv')}, {args.out / (REPORT_PREFIX + '.html')}")
+    failures = sum(s.failures for s in summaries)
+    exceptions = read_exceptions(args.out)
+    answered = sum(s.authorizations for s in summaries)
+    ok = not failures and not exceptions and answered and done.returncode == 0
+    if not ok:
+        print(done.stderr[-4000:], file=sys.stderr)
+        print(
+            f"FAILED: {failures} failed requests, {exceptions} task exceptions, {answered} authorizations, "
+            f"Locust exit status {done.returncode} (see {args.out}/{REPORT_PREFIX}_failures.csv, _exceptions.csv)",
+            file=sys.stderr,
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
