@@ -111,6 +111,8 @@ class Settings:
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
     limits: tuple[Limit, ...] = ()
     routes: tuple[RouteSettings, ...] = DEFAULT_ROUTES
+    # False: no [routes] table; the embedded default may then run its simulators behind them.
+    routes_configured: bool = False
     routing: RoutingTable | None = None  # None: the default rules (cards -> "card", accounts -> their rail)
     tokenization: KeyRing | None = None  # None: the embedded default makes its own keys
     fee_schedules: tuple[FeeSchedule, ...] = ()
@@ -298,7 +300,7 @@ def _routes_and_routing(raw: Mapping[str, Any]) -> dict[str, Any]:
     bin_table = load_bin_table(bin_path) if isinstance(bin_path, str) and bin_path else None
     routing = parse_routing(routing_raw, bin_table)
     routing.check_routes({route.name for route in routes})
-    return {"routes": routes, "routing": routing}
+    return {"routes": routes, "routes_configured": "routes" in raw, "routing": routing}
 
 
 def _routes(raw: Any) -> tuple[RouteSettings, ...]:

@@ -25,7 +25,7 @@ from switch import adapter as adapter_contract
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
 from switch.breaker import Breakers
-from switch.config import DEFAULT_ROUTES, ConfigError, RouteSettings, Settings
+from switch.config import ConfigError, RouteSettings, Settings
 from switch.fees import FeeEngine
 from switch.interceptors import CallContextInterceptor
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
@@ -141,7 +141,7 @@ async def _start_default_simulators(settings: Settings) -> tuple[list[Simulator]
     """The embedded default runs the real paths: it starts the installed simulators on
     loopback and routes to them through their adapters (ISO 8583 cards, ISO 20022
     rails). Configured routes, and the production stores, start nothing."""
-    if settings.routes != DEFAULT_ROUTES or not settings.stores.embedded:
+    if settings.routes_configured or not settings.stores.embedded:
         return [], settings
     simulators = {ep.name: ep for ep in entry_points(group=SIMULATORS)}
     adapters = adapter_contract.discover()

@@ -111,3 +111,13 @@ async def test_the_default_run_sends_account_payments_as_iso20022_and_reverses_a
         received = simulator_of(switch, "RailSimulator")
         assert received["pacs.008"] == 3  # every payment travelled as an ISO 20022 credit transfer
         assert received["camt.056"] + received["pacs.004"] == 1  # one recall for the unknown one
+
+
+async def test_routes_written_out_run_as_written_even_when_they_equal_the_defaults(
+    switch_factory: SwitchFactory,
+) -> None:
+    routes = {"card": {"adapter": "simulated"}, "instant": {"adapter": "simulated"}}
+    async with serve(switch_factory, "embedded", routes=routes) as switch:
+        assert switch.running.simulators == []
+        answer = await switch.stub.Authorize(card_request(pan=LATE_CARD))  # the in-process issuer approves it
+        assert (answer.decision, answer.route) == (pb.DECISION_APPROVED, "card")
