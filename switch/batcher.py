@@ -1,13 +1,17 @@
 """Micro-batching: concurrent authorizations are coalesced into pipeline batches.
 
-A batch leaves when it holds max_items, or max_delay after its first item, or,
-when every pipeline slot is busy, as soon as a slot frees up: under load batches
-grow by themselves (group commit) while a lone call waits at most max_delay.
+Group commit, sized by the load itself: when no batch is running, what is queued
+leaves at once, so a lone call never waits. While batches run, arrivals gather
+until a running batch finishes, the queue holds max_items, or the oldest has
+waited max_delay (then a further batch starts, up to max_concurrent_batches, so
+slow I/O does not hold everything up). The busier the switch, the larger its
+batches, and per-batch costs (store round trips, commits) are shared by more items.
 
 The queue is bounded: past max_pending a call is refused at once with
 Overloaded, before anything is claimed, journaled or sent; max_pending bounds
-every admitted call not yet answered, wherever it waits. An item whose key is
+every admitted item not yet answered, wherever it waits. An item whose key is
 in flight elsewhere is queued again with backoff until that caller finishes.
+Each call waits on one future, however many items it holds.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from switch.config import BatcherSettings
 from switch.errors import ConcurrentUpdate, Overloaded, SwitchError, Unavailable
@@ -33,12 +36,29 @@ _FIRST_RETRY_SECONDS = 0.002
 _MAX_RETRY_SECONDS = 0.1
 
 
-@dataclass(slots=True)
+class _Call:
+    """One caller's items and the future it waits on, settled when the last item is."""
+
+    __slots__ = ("answers", "future", "unanswered")
+
+    def __init__(self, future: asyncio.Future[list[Answer]], size: int) -> None:
+        self.future = future
+        self.answers: list[Answer | None] = [None] * size
+        self.unanswered = size
+
+
 class _Waiter:
-    authorization: Authorization
-    future: asyncio.Future[Answer]
-    attempts: int = 0
-    first_seen: float = field(default=0.0)
+    """One item in the queue: which call and place it answers."""
+
+    __slots__ = ("attempts", "authorization", "call", "first_seen", "index", "queued_at")
+
+    def __init__(self, authorization: Authorization, call: _Call, index: int, now: float) -> None:
+        self.authorization = authorization
+        self.call = call
+        self.index = index
+        self.attempts = 0
+        self.first_seen = now
+        self.queued_at = now
 
 
 class MicroBatcher:
@@ -47,13 +67,13 @@ class MicroBatcher:
         self._max_items = settings.max_items
         self._max_delay = settings.max_delay_ms / 1000.0
         self._max_pending = settings.max_pending
-        self._slots = asyncio.Semaphore(settings.max_concurrent_batches)
+        self._max_batches = settings.max_concurrent_batches
         self._in_flight_wait = in_flight_wait_seconds
         self._pending: deque[_Waiter] = deque()
         self._has_items = asyncio.Event()
-        self._full = asyncio.Event()
+        self._wake = asyncio.Event()  # a batch finished, or the queue filled up
         self._running: set[asyncio.Task[None]] = set()
-        self._admitted = 0  # answers owed: queued, in a running batch, or waiting to retry
+        self._admitted = 0  # items owed an answer: queued, in a running batch, or waiting to retry
         self._retrying = 0
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
@@ -73,13 +93,14 @@ class MicroBatcher:
             raise Unavailable("the switch is shutting down; retry on another instance")
         if self._admitted + len(authorizations) > self._max_pending:
             raise Overloaded("the switch is at capacity; retry with backoff")
+        if not authorizations:
+            return []
         loop = asyncio.get_running_loop()
-        waiters = [_Waiter(a, loop.create_future(), first_seen=loop.time()) for a in authorizations]
-        self._admitted += len(waiters)
-        for waiter in waiters:
-            waiter.future.add_done_callback(self._answered)
-        self._enqueue(waiters)
-        return list(await asyncio.gather(*(w.future for w in waiters)))
+        call = _Call(loop.create_future(), len(authorizations))
+        now = loop.time()
+        self._admitted += len(authorizations)
+        self._enqueue([_Waiter(a, call, index, now) for index, a in enumerate(authorizations)])
+        return await call.future  # every slot is filled before it resolves
 
     async def close(self) -> None:
         """Stops taking calls, answers everything queued, then stops the flusher."""
@@ -90,37 +111,50 @@ class MicroBatcher:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
 
-    def _answered(self, _: asyncio.Future[Answer]) -> None:
-        self._admitted -= 1
-
     def _enqueue(self, waiters: Sequence[_Waiter]) -> None:
         self._pending.extend(waiters)
         self._has_items.set()
         if len(self._pending) >= self._max_items:
-            self._full.set()
+            self._wake.set()
 
     async def _flush_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._has_items.wait()
-            if len(self._pending) < self._max_items and self._max_delay > 0:
-                self._full.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._max_delay)
-            await self._slots.acquire()
-            count = min(self._max_items, len(self._pending))
-            batch = [self._pending.popleft() for _ in range(count)]
-            if not self._pending:
-                self._has_items.clear()
-            if not batch:
-                self._slots.release()
+            if len(self._running) >= self._max_batches:
+                await self._sleep_until_woken(None)  # every slot busy: wait for a batch to finish
                 continue
-            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
-            self._running.add(task)
-            task.add_done_callback(self._batch_done)
+            if self._running and len(self._pending) < self._max_items:
+                waited = loop.time() - self._pending[0].queued_at
+                if waited < self._max_delay:  # gather more while the running batches work
+                    await self._sleep_until_woken(self._max_delay - waited)
+                    continue
+            self._dispatch(loop)
+
+    async def _sleep_until_woken(self, seconds: float | None) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch: list[_Waiter] = []
+        while self._pending and len(batch) < self._max_items:
+            waiter = self._pending.popleft()
+            if waiter.call.future.done():  # the caller went away: nothing to do for it
+                self._admitted -= 1
+            else:
+                batch.append(waiter)
+        if not self._pending:
+            self._has_items.clear()
+        if not batch:
+            return
+        task = loop.create_task(self._run_batch(batch))
+        self._running.add(task)
+        task.add_done_callback(self._batch_done)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._slots.release()
+        self._wake.set()
 
     async def _run_batch(self, batch: list[_Waiter]) -> None:
         try:
@@ -132,16 +166,25 @@ class MicroBatcher:
         for waiter, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, InFlight):
                 self._retry_later(waiter)
-            elif not waiter.future.done():
-                waiter.future.set_result(outcome)
+            else:
+                self._settle(waiter, outcome)
+
+    def _settle(self, waiter: _Waiter, answer: Answer) -> None:
+        self._admitted -= 1
+        call = waiter.call
+        call.answers[waiter.index] = answer
+        call.unanswered -= 1
+        if not call.unanswered and not call.future.done():
+            call.future.set_result(call.answers)  # type: ignore[arg-type]
 
     def _retry_later(self, waiter: _Waiter) -> None:
-        if waiter.future.done():  # the caller went away
+        if waiter.call.future.done():  # the caller went away
+            self._admitted -= 1
             return
         loop = asyncio.get_running_loop()
         if loop.time() - waiter.first_seen > self._in_flight_wait:
-            waiter.future.set_result(
-                ConcurrentUpdate("a request with this idempotency key is still in flight; retry later")
+            self._settle(
+                waiter, ConcurrentUpdate("a request with this idempotency key is still in flight; retry later")
             )
             return
         delay = min(_FIRST_RETRY_SECONDS * 2**waiter.attempts, _MAX_RETRY_SECONDS)
@@ -151,4 +194,5 @@ class MicroBatcher:
 
     def _requeue(self, waiter: _Waiter) -> None:
         self._retrying -= 1
+        waiter.queued_at = asyncio.get_running_loop().time()
         self._enqueue([waiter])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -100,6 +101,7 @@ def _run_worker(settings: config.Settings) -> int:
 
     async def run() -> None:
         running = await server.build(settings)
+        _tune_garbage_collector()
         log.info("serving on %s:%d (pid %d)", settings.server.host, running.port, os.getpid())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -112,6 +114,21 @@ def _run_worker(settings: config.Settings) -> int:
 
     uvloop.run(run())
     return 0
+
+
+# Objects made per request (protobufs, results, rows) hold no reference cycles, so
+# the young generation only needs collecting now and then; at the default
+# threshold (700) the collector ran every few batches and took ~6% of the CPU.
+YOUNG_GENERATION_THRESHOLD = 50_000
+
+
+def _tune_garbage_collector() -> None:
+    """Moves everything built at start-up (modules, settings, key rings, pools) out of
+    the collector's sight, and collects the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
 def migrate(settings: config.Settings) -> int:

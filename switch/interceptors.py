@@ -2,9 +2,11 @@
 
 The id comes from the caller's `x-request-id` metadata or is made here; the
 caller is its `x-caller-id` (mutual TLS or a mesh identity would set it). Both
-go back to the caller as `x-request-id` initial metadata, and into every log
-line written while the call's handler runs (switch.logs reads them from
-switch.call_context). At DEBUG level each call also writes one access line.
+go into every log line written while the call's handler runs (switch.logs reads
+them from switch.call_context), and the id goes back to the caller: in the
+trailing metadata of a unary call, errors included (it rides with the status, where
+initial metadata would cost a message of its own on every call), and in the
+initial metadata of a stream. At DEBUG level each call also writes one access line.
 """
 
 from __future__ import annotations
@@ -52,10 +54,9 @@ class _Call:
         self.request_id = request_id
         self.caller = caller
 
-    async def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+    def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         request_id.set(self.request_id)
         caller_id.set(self.caller)
-        await context.send_initial_metadata((("x-request-id", self.request_id),))
         return time.perf_counter()
 
     def leave(self, context: grpc.aio.ServicerContext[Any, Any], started: float) -> None:
@@ -88,7 +89,8 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], call: _Call) -> grpc.RpcMeth
 
 def _unary(behaviour: Any, call: _Call) -> Any:
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = await call.enter(context)
+        started = call.enter(context)
+        context.set_trailing_metadata((("x-request-id", call.request_id),))
         try:
             return await behaviour(request, context)
         finally:
@@ -99,7 +101,8 @@ def _unary(behaviour: Any, call: _Call) -> Any:
 
 def _streaming(behaviour: Any, call: _Call) -> Any:
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        started = await call.enter(context)
+        started = call.enter(context)
+        await context.send_initial_metadata((("x-request-id", call.request_id),))
         try:
             async for response in behaviour(request, context):
                 yield response

@@ -84,16 +84,26 @@ class _Item:
     answer: AdapterResult | None = None
     quote: FeeQuote | None = None
     counted: bool = False  # the claim moved the velocity counters
+    # Fixed once by settle(), when the answer is final.
+    status: TransactionStatus = TransactionStatus.UNKNOWN
+    fee: Money | None = None  # what the approved authorization costs the merchant; zero for a decline
 
     @property
     def moved_counters(self) -> tuple[Counter, ...]:
         return self.counters if self.counted else ()
 
-    @property
-    def result(self) -> AuthorizationResult:
-        """A new result each time: build it once per item."""
+    def settle(self) -> AuthorizationResult:
+        """Fixes the item's status and fee from its final answer; returns its result."""
         answer = self.answer
         assert answer is not None
+        approved = answer.approved
+        if answer.unknown:
+            self.status = TransactionStatus.UNKNOWN
+        else:
+            self.status = TransactionStatus.AUTHORIZED if approved else TransactionStatus.DECLINED
+        quote = self.quote
+        fee = quote.fee if approved and quote is not None else Money.zero(self.authorization.amount.currency)
+        self.fee = fee
         return AuthorizationResult(
             idempotency_key=self.authorization.idempotency_key,
             transaction_id=self.transaction_id,
@@ -102,28 +112,12 @@ class _Item:
             route=self.route,
             authorization_code=answer.authorization_code,
             token=self.instrument.token,
-            fee=self.fee,
+            fee=fee,
         )
 
     @property
-    def fee(self) -> Money:
-        """What the approved authorization costs the merchant; nothing for a decline."""
-        approved = self.answer is not None and self.answer.approved
-        if approved and self.quote is not None:
-            return self.quote.fee
-        return Money.zero(self.authorization.amount.currency)
-
-    @property
     def fee_shares(self) -> tuple[tuple[str, int], ...]:
-        return self.quote.shares if self.quote is not None and self.fee.minor_units else ()
-
-    @property
-    def status(self) -> TransactionStatus:
-        answer = self.answer
-        assert answer is not None
-        if answer.unknown:
-            return TransactionStatus.UNKNOWN
-        return TransactionStatus.AUTHORIZED if answer.approved else TransactionStatus.DECLINED
+        return self.quote.shares if self.quote is not None and self.fee and self.fee.minor_units else ()
 
 
 class AuthorizationPipeline:
@@ -380,7 +374,7 @@ class AuthorizationPipeline:
         if not items:
             return
         now = self._clock()
-        results = [item.result for item in items]
+        results = [item.settle() for item in items]
         rows = [(self._record(i, r, now), self._entry(i, r, now)) for i, r in zip(items, results, strict=True)]
         try:
             earlier = await self._journal.record_authorizations(rows)
@@ -424,7 +418,7 @@ class AuthorizationPipeline:
             token=item.instrument.token,
             response_code=result.response_code,
             authorization_code=result.authorization_code,
-            fee_minor=item.fee.minor_units,
+            fee_minor=item.fee.minor_units if item.fee else 0,
             created_at=now,
             updated_at=now,
         )

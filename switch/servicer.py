@@ -42,8 +42,10 @@ def mapped(
         try:
             return await method(self, request, context)
         except Exception as exc:
-            # grpc-stubs lags grpc.aio here; abort_with_status raises and never returns.
-            await context.abort_with_status(to_grpc_status(as_switch_error(exc)))  # type: ignore[attr-defined]
+            status = to_grpc_status(as_switch_error(exc))
+            # Aborting replaces the trailing metadata: keep what the call set (its request id).
+            trailing = (*(context.trailing_metadata() or ()), *status.trailing_metadata)
+            await context.abort(status.code, status.details, trailing)
             raise
 
     return call

@@ -127,3 +127,55 @@ async def test_close_answers_what_is_queued_then_refuses() -> None:
     run.gate.set()
     await closing
     assert (await queued).idempotency_key == "queued"
+
+
+async def test_a_lone_call_leaves_at_once_whatever_max_delay() -> None:
+    batcher = await started(Recorder(), max_delay_ms=10_000)
+    answered = await asyncio.wait_for(batcher.submit(item("alone")), timeout=1.0)
+    assert answered.idempotency_key == "alone"
+    await batcher.close()
+
+
+async def test_arrivals_gather_while_a_batch_runs_and_leave_together_when_it_ends() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher = await started(run, max_delay_ms=10_000)
+    first = asyncio.ensure_future(batcher.submit(item("first")))
+    await asyncio.sleep(0.01)
+    later = [asyncio.ensure_future(batcher.submit(item(f"later{i}"))) for i in range(5)]
+    await asyncio.sleep(0.05)
+    assert run.batches == [["first"]]  # the others wait for the running batch, not for a slot
+    run.gate.set()
+    await asyncio.gather(first, *later)
+    assert run.batches == [["first"], [f"later{i}" for i in range(5)]]
+    await batcher.close()
+
+
+async def test_a_second_batch_starts_once_the_oldest_has_waited_max_delay() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher = await started(run, max_delay_ms=20)
+    first = asyncio.ensure_future(batcher.submit(item("first")))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(batcher.submit(item("second")))
+    await asyncio.sleep(0.1)
+    assert run.batches == [["first"], ["second"]]  # slow I/O does not hold everything up
+    run.gate.set()
+    await asyncio.gather(first, second)
+    await batcher.close()
+
+
+async def test_items_of_a_caller_that_went_away_are_not_sent_and_free_their_room() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher = await started(run, max_delay_ms=10_000, max_pending=3)
+    first = asyncio.ensure_future(batcher.submit(item("first")))
+    await asyncio.sleep(0.01)
+    gone = asyncio.ensure_future(batcher.submit_many([item("gone1"), item("gone2")]))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    run.gate.set()
+    await first
+    assert await batcher.submit(item("after")) is not None
+    assert all("gone1" not in batch for batch in run.batches)
+    await batcher.close()

@@ -1,5 +1,6 @@
 """Every call gets a request id (the caller's or a new one) and a caller identity,
-echoed in initial metadata and carried by every log line written during the call."""
+echoed in metadata (trailing for unary calls, initial for streams) and carried by
+every log line written during the call."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def access_log() -> Iterator[_Lines]:
 
 async def _request_id(call: grpc.aio.UnaryUnaryCall[pb.AuthorizeRequest, pb.AuthorizeResponse]) -> str:
     await call
-    metadata = dict(await call.initial_metadata())
+    metadata = dict(await call.trailing_metadata())
     return str(metadata["x-request-id"])
 
 
@@ -72,7 +73,7 @@ async def test_errors_carry_the_request_id_too(switch_factory: SwitchFactory, ac
         )
         with pytest.raises(grpc.aio.AioRpcError):
             await call
-        assert dict(await call.initial_metadata())["x-request-id"] == "req-404"
+        assert dict(await call.trailing_metadata())["x-request-id"] == "req-404"
     (line,) = [x for x in access_log.lines if "GetTransaction" in x["msg"]]
     assert line["request_id"] == "req-404"
 
