@@ -65,7 +65,7 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class BatcherSettings:
     max_items: int = 256
-    max_delay_ms: float = 1.0
+    max_delay_ms: float = 5.0  # only a busy pipeline makes arrivals wait (see switch.batcher)
     max_concurrent_batches: int = 4
     max_pending: int = 20_000  # queued items beyond this are shed with RESOURCE_EXHAUSTED
 
