@@ -78,6 +78,11 @@ class MicroBatcher:
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
 
+    @property
+    def owed(self) -> int:
+        """Items admitted and not yet answered: never more than max_pending."""
+        return self._admitted
+
     def start(self) -> None:
         self._flusher = asyncio.get_running_loop().create_task(self._flush_forever(), name="batcher-flush")
 
