@@ -28,21 +28,33 @@ from switch.stores.rows import record_from_row, transaction_row
 
 def authorization_hash(authorization: Authorization, instrument: Instrument) -> str:
     source = authorization.source
-    card_details = [source.expiry_month, source.expiry_year, source.holder_name] if isinstance(source, Card) else None
-    return _digest(
+    metadata = authorization.metadata
+    if isinstance(source, Card):
+        card_details: list[Any] | None = [source.expiry_month, source.expiry_year, source.holder_name]
+        account = None
+    else:
+        card_details = None
+        account = _account(source) if isinstance(source, Account) else None
+    destination = authorization.destination
+    amount = authorization.amount
+    # The exact list hashed since the first version (stored hashes must keep matching):
+    # only how its parts are fetched is cheaper (kind._value_ is kind.value, without the
+    # enum property's call; an empty metadata is sorted as []).
+    data = orjson.dumps(
         [
             "authorize",
             authorization.merchant_id,
-            authorization.amount.minor_units,
-            authorization.amount.currency,
-            instrument.kind.value,
+            amount.minor_units,
+            amount.currency,
+            instrument.kind._value_,
             instrument.fingerprint,  # the card or account itself, keyed: safe to hash and store
             card_details,
-            _account(source) if isinstance(source, Account) else None,
-            _account(authorization.destination),
-            sorted(authorization.metadata),
+            account,
+            None if destination is None else _account(destination),
+            sorted(metadata) if metadata else [],
         ]
     )
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def operation_hash(operation: Operation) -> str:

@@ -20,19 +20,16 @@ import time
 # the order of values, so ids still sort by time.
 _TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
-_ALPHABET = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PREFIX = b"tx_"
 _MS_MASK = 0xFFFF_FFFF_FFFF
-# One id as bytes before the alphabet is applied: "tx_" (bytes the table leaves
-# alone), then one byte per character holding its 5-bit value. 26 characters of 5
-# bits are 130 bits: chars 0-8 are 45 bits of the time, char 9 is its last 3 bits
-# and 2 random bits, chars 10-24 are 75 random bits, char 25 is 3 random bits
-# followed by the 2 zero bits. 2 + 75 + 3 = 80 random bits, as new_transaction_id.
-_RECORD = len(_PREFIX) + 26
-_RANDOM_MASK = bytes(len(_PREFIX) + 9) + b"\x03" + b"\x1f" * 15 + b"\x1c"
-# Values 0-31 become the alphabet; every other byte (the "tx_" prefix) stays itself.
-_ENCODE = bytes(range(256)).translate(None, b"")  # identity, replaced below
-_ENCODE = _ALPHABET + _ENCODE[32:]
+# Values 0-31 become Crockford's alphabet (the other 224 bytes never occur).
+_ENCODE = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ" + bytes(range(32, 256))
+# 26 characters of 5 bits are 130 bits: characters 0-8 are the time's first 45
+# bits, the same for a whole batch. The other 17 are one byte each, holding its
+# 5-bit value: character 9 is the time's last 3 bits and 2 random bits, 10-24 are
+# 75 random bits, 25 is 3 random bits and the 2 zero bits. 2 + 75 + 3 = 80 random
+# bits, as in new_transaction_id.
+_TAIL = 17
+_RANDOM_BITS = b"\x03" + b"\x1f" * 15 + b"\x1c"
 
 
 def new_transaction_id() -> str:
@@ -46,11 +43,9 @@ def new_transaction_ids(count: int) -> list[str]:
     if count <= 0:
         return []
     ms = int(time.time() * 1000) & _MS_MASK
-    # The fixed part of every record: the prefix, the 9 characters of the time's
-    # first 45 bits, and the time's last 3 bits at the top of character 9.
-    fixed = _PREFIX + bytes((ms >> shift) & 31 for shift in range(43, -1, -5)) + bytes([(ms & 7) << 2]) + bytes(16)
-    size = _RECORD * count
-    value = int.from_bytes(os.urandom(size), "big") & int.from_bytes(_RANDOM_MASK * count, "big")
-    value |= int.from_bytes(fixed * count, "big")
-    text = value.to_bytes(size, "big").translate(_ENCODE).decode("ascii")
-    return [text[start : start + _RECORD] for start in range(0, size, _RECORD)]
+    head = "tx_" + bytes((ms >> shift) & 31 for shift in range(43, -1, -5)).translate(_ENCODE).decode("ascii")
+    size = _TAIL * count
+    value = int.from_bytes(os.urandom(size), "big") & int.from_bytes(_RANDOM_BITS * count, "big")
+    value |= int.from_bytes((bytes([(ms & 7) << 2]) + bytes(_TAIL - 1)) * count, "big")
+    tails = value.to_bytes(size, "big").translate(_ENCODE).decode("ascii")
+    return [head + tails[start : start + _TAIL] for start in range(0, size, _TAIL)]

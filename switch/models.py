@@ -8,7 +8,9 @@ a store: past the tokenizer the pipeline carries an Instrument instead.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from switch import currency
 from switch.codes import ResponseCode
@@ -124,6 +126,85 @@ class Instrument:
     fingerprint: str  # keyed HMAC of the PAN or account: the only identity stores see
     masked: str
     token: str = ""
+
+
+# ---- unchecked constructors, for hot paths whose values are already checked ----
+#
+# A frozen dataclass's __init__ sets each field through object.__setattr__, and
+# Money's __post_init__ checks again what the parser has just checked. These build
+# the very same values (equal, same hash, same type) slot by slot, and check
+# nothing: call them only with values that the ordinary constructor accepts.
+
+_new = object.__new__
+
+
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The slots' own setters, in the order of the class's fields (which they must all be)."""
+    if names != tuple(f.name for f in fields(cls)):
+        raise TypeError(f"{cls.__name__}'s fields are not {names}")
+    return tuple(vars(cls)[name].__set__ for name in names)
+
+
+_money_units, _money_currency = slot_setters(Money, "minor_units", "currency")
+_card_pan, _card_month, _card_year, _card_holder = slot_setters(
+    Card, "pan", "expiry_month", "expiry_year", "holder_name"
+)
+_auth_key, _auth_merchant, _auth_amount, _auth_source, _auth_destination, _auth_metadata, _auth_deadline = slot_setters(
+    Authorization, "idempotency_key", "merchant_id", "amount", "source", "destination", "metadata", "deadline"
+)
+_instrument_kind, _instrument_fingerprint, _instrument_masked, _instrument_token = slot_setters(
+    Instrument, "kind", "fingerprint", "masked", "token"
+)
+
+
+def unchecked_money(minor_units: int, currency_code: str) -> Money:
+    """Money(minor_units, currency_code) for an int in int64 and a known ISO 4217 code, unchecked."""
+    money: Money = _new(Money)
+    _money_units(money, minor_units)
+    _money_currency(money, currency_code)
+    return money
+
+
+def unchecked_card(pan: str, expiry_month: int, expiry_year: int, holder_name: str = "") -> Card:
+    """Card(...), built without the frozen __init__."""
+    card: Card = _new(Card)
+    _card_pan(card, pan)
+    _card_month(card, expiry_month)
+    _card_year(card, expiry_year)
+    _card_holder(card, holder_name)
+    return card
+
+
+def unchecked_authorization(
+    idempotency_key: str,
+    merchant_id: str,
+    amount: Money,
+    source: Source,
+    *,
+    destination: Account | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
+    deadline: float | None = None,
+) -> Authorization:
+    """Authorization(...), built without the frozen __init__."""
+    authorization: Authorization = _new(Authorization)
+    _auth_key(authorization, idempotency_key)
+    _auth_merchant(authorization, merchant_id)
+    _auth_amount(authorization, amount)
+    _auth_source(authorization, source)
+    _auth_destination(authorization, destination)
+    _auth_metadata(authorization, metadata)
+    _auth_deadline(authorization, deadline)
+    return authorization
+
+
+def unchecked_instrument(kind: InstrumentKind, fingerprint: str, masked: str, token: str = "") -> Instrument:
+    """Instrument(...), built without the frozen __init__."""
+    instrument: Instrument = _new(Instrument)
+    _instrument_kind(instrument, kind)
+    _instrument_fingerprint(instrument, fingerprint)
+    _instrument_masked(instrument, masked)
+    _instrument_token(instrument, token)
+    return instrument
 
 
 @dataclass(frozen=True, slots=True)

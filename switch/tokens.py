@@ -41,7 +41,6 @@ repr or log ever shows key material or a PAN.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -56,15 +55,19 @@ from switch import ff1
 from switch.cards import luhn_valid
 from switch.config import ConfigError
 from switch.errors import InvalidRequest, Violation
-from switch.models import Account, Card, Instrument, InstrumentKind, Token, mask_pan
+from switch.models import Account, Card, Instrument, InstrumentKind, Token, mask_pan, unchecked_instrument
 
 MIN_PAN_LENGTH = 12
 MAX_PAN_LENGTH = 19
 KEPT_TAIL = 4
 MIN_ENCRYPTED = 6  # 10 ** 6: the FF1 minimum domain
+_SHA256_BLOCK = 64
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _HEX_LENGTHS = (32, 48, 64)
+_CARD, _ACCOUNT = InstrumentKind.CARD, InstrumentKind.ACCOUNT
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -103,35 +106,55 @@ class Tokenizer:
         """cipher picks the FF1 implementation (tests pin the compiled one or the reference)."""
         if len(fingerprint_key) < 16:
             raise ValueError("the fingerprint key must be at least 16 bytes")
-        self._key = fingerprint_key
         self._ring = key_ring
         # One cipher per key, made once: each holds its AES context.
         self._ciphers = {} if key_ring is None else {key_id: cipher(key) for key_id, key in key_ring.keys.items()}
+        self._active: tuple[str, ff1.FF1Cipher] | None = None
+        if key_ring is not None:
+            self._active = (key_ring.active_key, self._ciphers[key_ring.active_key])
+        # HMAC-SHA256 (RFC 2104) with both keyed states hashed once: a fingerprint is
+        # then two copies and two one-block hashes, the same digest as hmac.new's.
+        block = fingerprint_key if len(fingerprint_key) <= _SHA256_BLOCK else hashlib.sha256(fingerprint_key).digest()
+        block = block.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
 
     def card(self, card: Card) -> Instrument:
-        fingerprint = self._fingerprint(b"card:" + card.pan.encode())
-        token = "" if self._ring is None else self.tokenize(card).token
-        return Instrument(InstrumentKind.CARD, fingerprint, mask_pan(card.pan), token)
+        pan = card.pan
+        fingerprint = self._fingerprint(b"card:" + pan.encode())
+        if self._active is None:
+            return unchecked_instrument(_CARD, fingerprint, mask_pan(pan))
+        token, masked = self._token(pan, *self._active)
+        return unchecked_instrument(_CARD, fingerprint, masked, token)
 
     def account(self, account: Account) -> Instrument:
         identity = f"account:{account.rail}:{account.id}".encode()
-        return Instrument(InstrumentKind.ACCOUNT, self._fingerprint(identity), mask_account(account.id))
+        return unchecked_instrument(_ACCOUNT, self._fingerprint(identity), mask_account(account.id))
 
     def tokenize(self, card: Card) -> CardToken:
         """The card's token under the active key; the same PAN and key give the same token."""
-        if self._ring is None:
+        if self._active is None:
             raise ValueError("no tokenization keys are configured")
-        pan = card.pan
-        if not (_is_pan_shaped(pan) and luhn_valid(pan)):
+        key_id, cipher = self._active
+        token, masked = self._token(card.pan, key_id, cipher)
+        return CardToken(token, key_id, masked)
+
+    @staticmethod
+    def _token(pan: str, key_id: str, cipher: ff1.FF1Cipher) -> tuple[str, str]:
+        """(token, masked PAN) under the cipher of key_id; InvalidRequest for what is not a card number."""
+        length = len(pan)
+        if not (MIN_PAN_LENGTH <= length <= MAX_PAN_LENGTH and pan.isascii() and pan.isdigit() and luhn_valid(pan)):
             raise InvalidRequest([Violation("source.card.pan", "must be 12 to 19 digits passing the Luhn check")])
-        key_id = self._ring.active_key
-        cipher = self._ciphers[key_id]
-        head, middle, tail = _split(pan)
-        tweak = _tweak(pan, head, tail)
-        middle = cipher.encrypt(tweak, _shift_last(middle, 1))
-        while luhn_valid(head + middle + tail):
+        kept = _HEAD[length]
+        head, tail = pan[:kept], pan[-KEPT_TAIL:]
+        tweak = f"pan:{length}:{head}:{tail}".encode()
+        middle = cipher.encrypt(tweak, pan[kept : -KEPT_TAIL - 1] + _NEXT_DIGIT[pan[-KEPT_TAIL - 1]])
+        token = head + middle + tail
+        while luhn_valid(token):
             middle = cipher.encrypt(tweak, middle)
-        return CardToken(head + middle + tail, key_id, mask_pan(pan))
+            token = head + middle + tail
+        # mask_pan(pan): its kept head is _HEAD for every card-number length.
+        return token, head + _STARS[length] + tail
 
     def detokenize(self, token: Token, key_id: str = "") -> Card:
         """The card a token stands for (PAN only: expiry 0/0, no holder); key_id "" is the active key."""
@@ -161,7 +184,12 @@ class Tokenizer:
         return Card(pan, 0, 0)
 
     def _fingerprint(self, identity: bytes) -> str:
-        return hmac.new(self._key, identity, hashlib.sha256).hexdigest()
+        """hmac.new(fingerprint_key, identity, hashlib.sha256).hexdigest()"""
+        inner = self._inner.copy()
+        inner.update(identity)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 def _is_pan_shaped(value: str) -> bool:
@@ -176,6 +204,12 @@ def _split(number: str) -> tuple[str, str, str]:
     """(kept head, encrypted middle, kept last 4)."""
     head = _HEAD[len(number)]
     return number[:head], number[head:-KEPT_TAIL], number[-KEPT_TAIL:]
+
+
+# What tokenizing shows of a PAN by length: mask_pan's stars between _HEAD and the last 4.
+_STARS = {length: "*" * (length - _HEAD[length] - KEPT_TAIL) for length in _HEAD}
+# h, step 1 of tokenizing: the last encrypted digit plus 1 (mod 10).
+_NEXT_DIGIT = {str(digit): str((digit + 1) % 10) for digit in range(10)}
 
 
 def _tweak(number: str, head: str, tail: str) -> bytes:

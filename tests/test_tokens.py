@@ -24,7 +24,7 @@ from switch.cards import luhn_valid, reference_luhn_valid
 from switch.config import ConfigError
 from switch.errors import InvalidRequest
 from switch.ff1 import CipherFactory, ReferenceFF1
-from switch.models import Account, Card, InstrumentKind, Token, mask_pan
+from switch.models import Account, Card, Instrument, InstrumentKind, Token, mask_pan
 from switch.tokens import CardToken, KeyRing, Tokenizer, mask_account, parse_key_ring, write_key_file
 
 FINGERPRINT_KEY = b"f" * 32
@@ -277,6 +277,45 @@ def test_fingerprints_and_masks_are_unchanged(ring: KeyRing | None) -> None:
     assert mask_account("abc") == "**c"
 
 
+def first_card_instrument(key: bytes, ring: KeyRing | None, make: CipherFactory, card: Card) -> Instrument:
+    """Tokenizer.card as first written (hmac.new, split, walk, mask_pan), to hold the quick one to."""
+    fingerprint = hmac.new(key, b"card:" + card.pan.encode(), hashlib.sha256).hexdigest()
+    if ring is None:
+        return Instrument(InstrumentKind.CARD, fingerprint, mask_pan(card.pan))
+    pan, cipher = card.pan, make(ring.keys[ring.active_key])
+    kept = head_length(len(pan))
+    head, middle, tail = pan[:kept], pan[kept:-4], pan[-4:]
+    tweak = f"pan:{len(pan)}:{head}:{tail}".encode()
+    middle = cipher.encrypt(tweak, middle[:-1] + str((int(middle[-1]) + 1) % 10))
+    while reference_luhn_valid(head + middle + tail):
+        middle = cipher.encrypt(tweak, middle)
+    return Instrument(InstrumentKind.CARD, fingerprint, mask_pan(pan), head + middle + tail)
+
+
+@each_implementation
+@settings(max_examples=60, deadline=None)
+@given(pans(), st.sampled_from([None, RING, ROTATED]))
+def test_card_instruments_are_what_they_were(make: CipherFactory, pan: str, ring: KeyRing | None) -> None:
+    card = Card(pan, 1, 2030, "A HOLDER")
+    made = Tokenizer(FINGERPRINT_KEY, ring, cipher=make).card(card)
+    assert made == first_card_instrument(FINGERPRINT_KEY, ring, make, card)
+    assert type(made) is Instrument and hash(made) == hash(first_card_instrument(FINGERPRINT_KEY, ring, make, card))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=16, max_size=200), st.binary(max_size=300))
+def test_fingerprints_are_hmac_sha256_for_any_key_and_identity(key: bytes, identity: bytes) -> None:
+    """The precomputed inner and outer states give hmac.new's digest, keys past SHA-256's block included."""
+    assert Tokenizer(key)._fingerprint(identity) == hmac.new(key, identity, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("pan", ["", "4111", "41111111111111111111111", "4111-1111-1111-1111", "4111111111111112"])
+def test_without_keys_any_card_still_gets_an_instrument(pan: str) -> None:
+    """No ring, no token, no check (as before): a fingerprint and mask_pan's form."""
+    made = Tokenizer(FINGERPRINT_KEY).card(Card(pan, 1, 2030))
+    assert made == first_card_instrument(FINGERPRINT_KEY, None, ReferenceFF1, Card(pan, 1, 2030))
+
+
 def test_fingerprint_key_must_be_long_enough() -> None:
     with pytest.raises(ValueError):
         Tokenizer(b"short")
@@ -368,3 +407,10 @@ def test_key_ring_checks_itself() -> None:
     ring = KeyRing(keys, "k1")
     keys["k2"] = K2  # the ring keeps its own copy
     assert set(ring.keys) == {"k1"}
+
+
+@pytest.mark.parametrize("pan", ["4111111111111112", "41111111111", "4" * 20, "4111-1111-1111-1111"])
+def test_card_with_keys_rejects_what_is_not_a_card_number(pan: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        Tokenizer(FINGERPRINT_KEY, RING).card(Card(pan, 1, 2030))
+    assert field_of(caught.value) == {"source.card.pan"}
