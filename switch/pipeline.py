@@ -24,7 +24,8 @@ from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
 from switch.codes import ResponseCode
 from switch.errors import IdempotencyConflict, InvalidRequest, SwitchError, Unavailable, Violation
 from switch.fees import FeeEngine, FeeQuote, QuoteRequest
-from switch.ids import new_transaction_id
+from switch.ids import new_transaction_ids
+from switch.metrics import SwitchMetrics
 from switch.models import (
     Account,
     Authorization,
@@ -132,7 +133,9 @@ class AuthorizationPipeline:
         fees: FeeEngine,
         adapter_timeout: float,
         clock: Callable[[], float] = time.time,
+        metrics: SwitchMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or SwitchMetrics()
         self._tokenizer = tokenizer
         self._state = state
         self._journal = journal
@@ -156,32 +159,39 @@ class AuthorizationPipeline:
         return outcomes  # type: ignore[return-value]
 
     def _tokenize(self, batch: Sequence[Authorization], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
-        items = []
+        """Past this point only instruments travel, except the card an adapter needs."""
+        tokenizer = self._tokenizer
+        resolved: list[tuple[int, Authorization, Card | None, Instrument]] = []
         for index, authorization in enumerate(batch):
             source = authorization.source
             try:
                 if isinstance(source, Token):
-                    source = self._tokenizer.detokenize(source, source.key_id)
+                    source = tokenizer.detokenize(source, source.key_id)
             except SwitchError as error:
                 outcomes[index] = error
                 continue
-            card: Card | None = None
             if isinstance(source, Account):
-                instrument = self._tokenizer.account(source)
+                resolved.append((index, authorization, None, tokenizer.account(source)))
             else:
-                card, instrument = source, self._tokenizer.card(source)
-            items.append(
-                _Item(
-                    index=index,
-                    authorization=authorization,
-                    instrument=instrument,
-                    card=card,
-                    request_hash=idempotency.authorization_hash(authorization, instrument),
-                    counters=self._risk.counters(authorization, instrument, now),
-                    transaction_id=new_transaction_id(),
-                )
+                resolved.append((index, authorization, source, tokenizer.card(source)))
+        # Per batch: counters are shared by a merchant's items, ids come from one random read.
+        counters = self._risk.counters_many([r[1] for r in resolved], [r[3] for r in resolved], now)
+        transaction_ids = new_transaction_ids(len(resolved))
+        authorization_hash = idempotency.authorization_hash
+        return [
+            _Item(
+                index=index,
+                authorization=authorization,
+                instrument=instrument,
+                card=card,
+                request_hash=authorization_hash(authorization, instrument),
+                counters=item_counters,
+                transaction_id=transaction_id,
             )
-        return items
+            for (index, authorization, card, instrument), item_counters, transaction_id in zip(
+                resolved, counters, transaction_ids, strict=True
+            )
+        ]
 
     async def _claim(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
         """Claims every key in one call; returns the items this batch must answer itself."""
@@ -202,6 +212,7 @@ class AuthorizationPipeline:
             status = claimed.status
             if status is ClaimStatus.REPLAY:
                 assert claimed.response is not None
+                self._metrics.replays.inc()
                 outcomes[item.index] = idempotency.decode_result(claimed.response, replayed=True)
             elif status is ClaimStatus.CONFLICT:
                 outcomes[item.index] = _conflict(item)
@@ -239,10 +250,10 @@ class AuthorizationPipeline:
         await self._complete(completions, now)
         return fresh
 
-    @staticmethod
-    def _answer_from(found: JournalEntry, item: _Item) -> Outcome:
+    def _answer_from(self, found: JournalEntry, item: _Item) -> Outcome:
         if found.request_hash != item.request_hash:
             return _conflict(item)
+        self._metrics.replays.inc()
         return idempotency.decode_result(found.response, replayed=True)
 
     def _route(self, items: list[_Item]) -> None:
@@ -343,6 +354,7 @@ class AuthorizationPipeline:
         if not self._router.acquire(route):  # its breaker is open: nothing sent
             return items
         error: BaseException | None = None
+        started = time.perf_counter()
         try:
             answers = await asyncio.wait_for(self._router.adapter(route).send(requests, time_left), time_left)
         except AdapterUnavailable as unavailable:
@@ -356,6 +368,7 @@ class AuthorizationPipeline:
             log.exception("adapter %s failed on a batch of %d; outcomes unknown", route, len(items))
             answers, error = [AdapterResult.timed_out()] * len(items), broken
         self._router.record(route, outcome_of(answers, error))
+        self._metrics.adapter_seconds.observe(time.perf_counter() - started, (("route", route),))
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
         return []
@@ -385,9 +398,11 @@ class AuthorizationPipeline:
                 outcomes[item.index] = Unavailable(f"journal failed: {type(exc).__name__}; retry with the same key")
             return
         completions = []
+        answered: defaultdict[tuple[str, str], int] = defaultdict(int)
         for item, result, (_, entry), found in zip(items, results, rows, earlier, strict=True):
             if found is None:
                 outcomes[item.index] = result
+                answered[item.route, item.status.value] += 1
                 release = item.moved_counters if item.status is TransactionStatus.DECLINED else ()
                 completions.append(_completion(item, entry.request_hash, entry.response, release))
                 continue
@@ -395,6 +410,8 @@ class AuthorizationPipeline:
             log.warning("duplicate of %s caught by the journal's unique guard", found.transaction_id)
             outcomes[item.index] = self._answer_from(found, item)
             completions.append(_completion(item, found.request_hash, found.response, item.moved_counters))
+        for (route, status), count in answered.items():
+            self._metrics.authorizations.inc((("route", route or "none"), ("status", status)), count)
         await self._complete(completions, now)
 
     async def _complete(self, completions: list[Completion], now: float) -> None:
