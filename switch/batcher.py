@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from switch.config import BatcherSettings
 from switch.errors import ConcurrentUpdate, Overloaded, SwitchError, Unavailable
+from switch.metrics import SwitchMetrics
 from switch.models import Authorization, AuthorizationResult
 from switch.pipeline import InFlight, Outcome
 
@@ -62,8 +64,15 @@ class _Waiter:
 
 
 class MicroBatcher:
-    def __init__(self, run: RunBatch, settings: BatcherSettings, in_flight_wait_seconds: float) -> None:
+    def __init__(
+        self,
+        run: RunBatch,
+        settings: BatcherSettings,
+        in_flight_wait_seconds: float,
+        metrics: SwitchMetrics | None = None,
+    ) -> None:
         self._run = run
+        self._metrics = metrics or SwitchMetrics()
         self._max_items = settings.max_items
         self._max_delay = settings.max_delay_ms / 1000.0
         self._max_pending = settings.max_pending
@@ -97,6 +106,7 @@ class MicroBatcher:
         if self._closing:
             raise Unavailable("the switch is shutting down; retry on another instance")
         if self._admitted + len(authorizations) > self._max_pending:
+            self._metrics.shed.inc((), len(authorizations))
             raise Overloaded("the switch is at capacity; retry with backoff")
         if not authorizations:
             return []
@@ -162,12 +172,15 @@ class MicroBatcher:
         self._wake.set()
 
     async def _run_batch(self, batch: list[_Waiter]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = await self._run([w.authorization for w in batch])
         except Exception as exc:  # a store failed before anything was decided
             log.exception("a batch of %d failed", len(batch))
             error = exc if isinstance(exc, SwitchError) else Unavailable(f"a store failed: {type(exc).__name__}")
             outcomes = [error] * len(batch)
+        self._metrics.batch_items.observe(len(batch))
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
         for waiter, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, InFlight):
                 self._retry_later(waiter)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from switch import config, logs
 
@@ -75,10 +76,10 @@ def serve(settings: config.Settings) -> int:
         print("configuration error: server.port: name a port when running several workers", file=sys.stderr)
         return 2
     children = []
-    for _ in range(workers):
+    for index in range(workers):
         pid = os.fork()
         if pid == 0:  # the worker: gRPC is imported only now, after the fork
-            os._exit(_run_worker(settings))
+            os._exit(_run_worker(_as_worker(settings, index)))
         children.append(pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -92,6 +93,14 @@ def serve(settings: config.Settings) -> int:
         _, code = os.waitpid(child, 0)
         status = status or os.waitstatus_to_exitcode(code)
     return status
+
+
+def _as_worker(settings: config.Settings, index: int) -> config.Settings:
+    """Worker i's settings: its own metrics port, so each process is scraped on its own."""
+    if not settings.server.metrics_port:
+        return settings
+    server = replace(settings.server, metrics_port=settings.server.metrics_port + index)
+    return replace(settings, server=server)
 
 
 def _run_worker(settings: config.Settings) -> int:

@@ -60,6 +60,7 @@ class ServerSettings:
     port: int = 50051
     workers: int = 1
     drain_seconds: float = 10.0
+    metrics_port: int = 0  # Prometheus text on GET /metrics; 0: off. Worker i uses metrics_port + i.
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,7 @@ ENVIRONMENT = {
     "SWITCH_HOST": ("server", "host"),
     "SWITCH_PORT": ("server", "port"),
     "SWITCH_WORKERS": ("server", "workers"),
+    "SWITCH_METRICS_PORT": ("server", "metrics_port"),
     "SWITCH_REDIS_URL": ("stores", "redis_url"),
     "SWITCH_POSTGRES_DSN": ("stores", "postgres_dsn"),
     "SWITCH_POSTGRES_SCHEMA": ("stores", "postgres_schema"),
@@ -344,6 +346,8 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{where}: must be an integer >= {0 if where == 'server.port' else 1}")
     if settings.server.port > 65535:
         raise ConfigError("server.port: must be <= 65535")
+    if not 0 <= settings.server.metrics_port <= 65535 - settings.server.workers:
+        raise ConfigError("server.metrics_port: must be 0 (off) or a port with room for one per worker")
     if settings.batcher.max_delay_ms < 0:
         raise ConfigError("batcher.max_delay_ms: must be >= 0")
     if bool(settings.stores.redis_url) != bool(settings.stores.postgres_dsn):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from switch.adapter import Adapter
-from switch.breaker import Breakers, CallOutcome
+from switch.breaker import Breakers, BreakerState, CallOutcome
 from switch.models import Authorization
 from switch.route_plan import Cost, RoutePlanner
 from switch.routes import RoutingTable
@@ -51,6 +51,10 @@ class Router:
 
     def record(self, route: str, outcome: CallOutcome) -> None:
         self._breakers.record(route, outcome)
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Every route's breaker state, for operators."""
+        return {route: self._breakers.state(route) for route in self._adapters}
 
     def adapter(self, route: str) -> Adapter:
         return self._adapters[route]

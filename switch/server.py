@@ -8,6 +8,7 @@ in-flight calls finish, queued work is answered, then stores and adapters close.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -22,12 +23,14 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from switch import adapter as adapter_contract
+from switch import metrics as metrics_endpoint
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
-from switch.breaker import Breakers
+from switch.breaker import Breakers, BreakerState
 from switch.config import ConfigError, RouteSettings, Settings
 from switch.fees import FeeEngine
 from switch.interceptors import CallContextInterceptor
+from switch.metrics import SwitchMetrics
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.operations import TransactionService
 from switch.pipeline import AuthorizationPipeline
@@ -59,9 +62,13 @@ class RunningSwitch:
     journal: Journal
     adapters: list[Adapter]
     simulators: list[Simulator]
+    metrics: SwitchMetrics
+    metrics_server: asyncio.Server | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         await self.server.stop(grace_seconds)
         await self.batcher.close()
         await self.reversals.close()
@@ -85,6 +92,7 @@ async def build(settings: Settings) -> RunningSwitch:
         await adapter.start()
     timeout = settings.adapters.timeout_ms / 1000.0
     tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
+    metrics = SwitchMetrics()
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,
@@ -93,8 +101,10 @@ async def build(settings: Settings) -> RunningSwitch:
         risk=RiskRules(settings.limits),
         fees=fees,
         adapter_timeout=timeout,
+        metrics=metrics,
     )
-    batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds)
+    batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds, metrics)
+    _watch(metrics, batcher, router)
     transactions = TransactionService(
         state=state,
         journal=journal,
@@ -122,9 +132,35 @@ async def build(settings: Settings) -> RunningSwitch:
     batcher.start()
     reversals.start()
     await server.start()
+    exporter = None
+    if settings.server.metrics_port:
+        exporter = await metrics_endpoint.serve(metrics, settings.server.host, settings.server.metrics_port)
     for service in ("", SERVICE_NAME, TOKENS_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningSwitch(server, port, health_servicer, batcher, reversals, state, journal, router.adapters, simulators)
+    return RunningSwitch(
+        server,
+        port,
+        health_servicer,
+        batcher,
+        reversals,
+        state,
+        journal,
+        router.adapters,
+        simulators,
+        metrics,
+        exporter,
+    )
+
+
+def _watch(metrics: SwitchMetrics, batcher: MicroBatcher, router: Router) -> None:
+    """The gauges: read when scraped, never on the hot path."""
+    metrics.gauge("switch_pending_items", "Items admitted and not yet answered", lambda: [((), batcher.owed)])
+    levels = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+    metrics.gauge(
+        "switch_route_breaker",
+        "Each route's circuit breaker: 0 closed, 1 half-open, 2 open",
+        lambda: [((("route", route),), levels[state]) for route, state in sorted(router.breaker_states().items())],
+    )
 
 
 class Simulator(Protocol):
