@@ -36,7 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: install
-	$(PY) loadtests/bench_core.py
+	$(PY) loadtests/capacity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so switch-data

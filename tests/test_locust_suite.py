@@ -151,10 +151,10 @@ def test_tags_select_scenarios_across_worker_processes(switch_target: str, tmp_p
 
 @pytest.mark.slow
 def test_wrong_answers_and_grpc_errors_are_failures(tmp_path: Path) -> None:
-    """bench_core's echo server approves everything (declining cards too), never marks a replay,
-    and answers AuthorizeStream and Capture with UNIMPLEMENTED: every scenario must fail."""
+    """The capacity benchmark's echo server approves everything (declining cards too), never
+    marks a replay, and answers Capture with UNIMPLEMENTED: every scenario must fail."""
     port = sizing.free_port()
-    echo = [sys.executable, str(sizing.ROOT / "loadtests" / "bench_core.py"), "--role", "echo", "--port", str(port)]
+    echo = [sys.executable, str(sizing.ROOT / "loadtests" / "capacity.py"), "--role", "echo", "--port", str(port)]
     with sizing.serving(echo, dict(os.environ), tmp_path / "echo.log", port) as target:
         done = sizing.run_locust(
             target,

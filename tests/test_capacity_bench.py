@@ -1,0 +1,61 @@
+"""A smoke test of loadtests/capacity.py: a tiny run against the embedded store set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from loadtests import capacity
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = ("echo", "embedded (a) simulated", "embedded (b) ISO 8583")
+MODES = ("unary", "batch x20", "stream")
+
+
+def test_a_tiny_run_prints_the_table_with_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "capacity.json"
+    command = [sys.executable, str(ROOT / "loadtests" / "capacity.py"), "--quick", "--duration", "0.4"]
+    command += ["--warmup", "0.1", "--stores", "embedded", "--batch-items", "20", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=28, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    printed = done.stdout
+    assert "### Capacity" in printed and "- command: `python loadtests/capacity.py --quick" in printed
+    assert "| row | mode | auth/s | p50 ms | p99 ms | p99 @80% ms | vs echo |" in printed
+    table = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith(("| row", "| ---"))]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
+    assert [(c[0], c[1]) for c in cells] == [(row, mode) for mode in MODES for row in ROWS]
+    for c in cells:
+        assert float(c[2].replace(",", "")) > 0, c  # auth/s
+        assert c[5] != "-", c  # p99 @80%
+    assert "Targets (row (a) on Redis + PostgreSQL):" in printed
+    report = orjson.loads(out.read_bytes())
+    assert len(report["rows"]) == 9
+    assert all(row["failed_calls"] == 0 and row["item_errors"] == 0 for row in report["rows"])
+    assert all(row["sim_cores"] is not None for row in report["rows"] if row["target"] == "embedded-b")
+
+
+def test_row_b_puts_the_card_route_on_the_iso8583_adapter() -> None:
+    import tomllib
+
+    config_a = capacity.CONFIG.read_text()
+    assert tomllib.loads(config_a)["routes"]["card"]["adapter"] == "simulated"
+    routes = tomllib.loads(capacity.config_b(config_a, 12345))["routes"]
+    assert routes["card"] == {
+        "adapter": "card_iso8583",
+        "rail": "card",
+        "options": {"host": "127.0.0.1", "port": 12345},
+    }
+    assert routes["instant"] == {"adapter": "simulated"}
+
+
+def test_payloads_carry_unique_keys() -> None:
+    from switch.v1 import switch_pb2 as pb
+
+    payloads = capacity.build_payloads("stream", "abcd1234", 300)
+    keys = {pb.AuthorizeRequest.FromString(p).idempotency_key for p in payloads}
+    assert len(keys) == 300
+    (batch,) = capacity.build_payloads("batch", "abcd1234", 1, batch_items=7)
+    assert len(pb.AuthorizeBatchRequest.FromString(batch).requests) == 7
