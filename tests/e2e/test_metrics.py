@@ -69,5 +69,5 @@ async def test_shed_items_are_counted(switch_factory: SwitchFactory) -> None:
 
 
 def test_metrics_port_needs_room_for_every_worker() -> None:
-    with pytest.raises(ConfigError, match="server.metrics_port"):
+    with pytest.raises(ConfigError, match=r"server\.metrics_port"):
         config.from_mapping({"server": {"metrics_port": 65535, "workers": 2}})

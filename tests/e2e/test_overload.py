@@ -68,8 +68,9 @@ async def test_twice_the_capacity_is_shed_fast_and_without_side_effects(
         assert len(shed) >= 0.3 * len(calls)  # about half is beyond capacity
         # What the switch holds stays bounded, however long the storm.
         assert max(owed) <= MAX_PENDING
-        # Shed fast: no waiting in a queue for a refusal.
-        assert statistics.median(latency for _, latency in shed) < 0.05
+        # Shed fast: a refusal waits in no queue and for no issuer, so it takes a fraction
+        # of an admitted call (compared, not timed, so a busy machine cannot fail it).
+        assert statistics.median(latency for _, latency in shed) < statistics.median(approved) / 2
         # The admitted keep their latency: at worst a full queue ahead of them.
         assert max(approved) < MAX_PENDING / CAPACITY + 4 * ADAPTER_MS / 1000 + 0.5
 
