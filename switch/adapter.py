@@ -52,7 +52,7 @@ class AdapterRequest:
         return f"AdapterRequest({self.kind.value} {self.transaction_id} {shown} {self.amount})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class AdapterResult:
     response_code: str
     message: str = ""

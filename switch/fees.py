@@ -139,7 +139,7 @@ class FxTable:
         return next((r for r in self.rates if (r.base, r.quote) == (base, quote)), None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class FeeQuote:
     fee: Money  # in the amount's currency; zero when no schedule matched
     shares: tuple[tuple[str, int], ...]  # (party, minor units), depth-first; they sum to fee
@@ -147,7 +147,7 @@ class FeeQuote:
     settlement: Money | None  # the amount converted to the settlement currency; None if none asked
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class QuoteRequest:
     merchant_id: str
     amount: Money
@@ -357,7 +357,7 @@ def _flatten(shares: tuple[Share, ...], parent: int = -1, start: int = 0) -> lis
     return nodes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class _Priced:
     schedule: FeeSchedule
     pricing: Any  # CORE.Pricing

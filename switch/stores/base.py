@@ -33,7 +33,7 @@ class Counter:
     by_amount: bool  # True: counts minor units (declines "61"); False: counts calls ("65")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class Claim:
     merchant_id: str
     idempotency_key: str
@@ -51,13 +51,13 @@ class ClaimStatus(enum.Enum):
     AMOUNT_LIMIT = "amount_limit"  # claimed, but an amount limit is reached: decline "61"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class ClaimOutcome:
     status: ClaimStatus
     response: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
 class Completion:
     """Finishes a claim. response None gives the key back (the call failed and may be
     retried); release lists the counters to move back (the item was not approved)."""
