@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The one command on a lent 16-core machine: loadtests/scaling.py with the switch on
+# Redis + PostgreSQL that it starts itself, against a bare N-process gRPC echo.
+#
+#   OUT=/tmp/out bash loadtests/device_scaling.sh
+#
+# It needs the ignored folder .device/ (carried beside the working tree), made on a
+# developer machine:
+#   .device/site.tar.xz    site-packages for CPython 3.12 (the switch's dependencies and
+#                          payment_switch's dist-info, whose entry points name its adapters)
+#   .device/stores.tar.xz  stores/: Debian bookworm PostgreSQL 15 and Redis 7 binaries, and
+#                          stores/lib, the shared libraries they need (their LD_LIBRARY_PATH only)
+#   .device/cext312/       switch._cext built for CPython 3.12, and the sha256 of its sources
+# The switch's Python code is this working tree's switch/ and adapters/, copied beside
+# the compiled cext into $SCALING_RUNTIME/app.
+#
+# Settings (environment): SCALING_WORKERS (1,2,4,8,12), SCALING_MODES (batch,unary),
+# SCALING_DURATION (5), SCALING_WARMUP (1), SCALING_MAX_SECONDS (300: no point starts
+# later), SCALING_PYTHON (python3), SCALING_RUNTIME (/tmp/switch-scaling).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEV=$REPO/.device
+OUT=${OUT:-/tmp/switch-scaling-out}
+WORKERS=${SCALING_WORKERS:-1,2,4,8,12}
+MODES=${SCALING_MODES:-batch,unary}
+DURATION=${SCALING_DURATION:-5}
+WARMUP=${SCALING_WARMUP:-1}
+MAX_SECONDS=${SCALING_MAX_SECONDS:-300}
+PY=${SCALING_PYTHON:-python3}
+RT=${SCALING_RUNTIME:-/tmp/switch-scaling}
+
+mkdir -p "$OUT" || { echo "DEVICE-SCALING FAILED: cannot create OUT=$OUT"; exit 2; }
+exec > >(tee -a "$OUT/device.log") 2>&1
+die() {
+    echo
+    echo "DEVICE-SCALING FAILED at preflight: $*"
+    exit 2
+}
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+started=$SECONDS
+
+step "preflight: $(uname -srm), nproc $(nproc), $(id -un 2>/dev/null || id -u), repo $REPO"
+command -v "$PY" >/dev/null || die "no $PY on PATH ($PATH)"
+"$PY" -c 'import sys; print("python", sys.version.replace("\n", " "), sys.executable)' || die "$PY does not run"
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' || die "$PY is not CPython 3.12 (the carried wheels are cp312)"
+for f in site.tar.xz stores.tar.xz cext312/SOURCES.sha256; do
+    [ -e "$DEV/$f" ] || die "missing $DEV/$f: carry .device"
+done
+
+step "unpacking .device into $RT"
+rm -rf "$RT" && mkdir -p "$RT/app/switch/_cext" || die "cannot make $RT"
+chmod 755 "$RT"
+"$PY" - "$DEV" "$RT" <<'EOF' || die "unpacking the tarballs failed"
+import sys, tarfile
+for name in ("site.tar.xz", "stores.tar.xz"):
+    with tarfile.open(f"{sys.argv[1]}/{name}") as archive:
+        archive.extractall(sys.argv[2], filter="tar")
+EOF
+cp -r "$REPO/switch/." "$RT/app/switch/" || die "copying switch/"
+cp "$REPO"/cext/*.py "$REPO"/cext/*.pyi "$DEV"/cext312/*.so "$RT/app/switch/_cext/" || die "copying the cext"
+cp -r "$REPO/adapters" "$RT/app/switch_adapters" || die "copying adapters/"
+find "$RT/app" -name __pycache__ -prune -exec rm -rf {} +
+if ! (cd "$REPO" && sha256sum --quiet -c "$DEV/cext312/SOURCES.sha256" >/dev/null 2>&1); then
+    echo "WARNING: cext/*.pyx or *.pxd changed since .device/cext312 was built: the compiled cext may not match"
+fi
+
+export PYTHONPATH="$RT/app:$RT/site"
+export PYTHONNOUSERSITE=1 PYTHONUNBUFFERED=1
+unset SWITCH_NO_EXTENSIONS
+imports='
+import importlib.metadata as md, os, socket, sys
+import grpc, uvloop, asyncpg, redis, orjson, cryptography, google.protobuf
+import switch, switch._cext.cards, switch._cext.fees, switch._cext.ff1
+from switch import native
+assert native.active(), "switch.native.active() is False"
+assert switch.__file__.startswith(os.environ["PYTHONPATH"].split(":")[0]), switch.__file__
+carried = os.environ["PYTHONPATH"].split(":")[1]
+for module in (grpc, uvloop, asyncpg, redis, orjson, cryptography, google.protobuf):
+    assert module.__file__.startswith(carried), f"{module.__name__} from {module.__file__}, not {carried}"
+names = {e.name for e in md.entry_points(group="switch.adapters")}
+assert "simulated" in names, f"switch.adapters entry points: {names}"
+print("imports ok: switch", switch.__file__, "grpcio", grpc.__version__, "protobuf", google.protobuf.__version__,
+      "uvloop", uvloop.__version__, "asyncpg", asyncpg.__version__)
+a, b = (socket.socket() for _ in range(2))
+for s in (a, b):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+a.bind(("127.0.0.1", 0)); b.bind(a.getsockname()); a.listen(); b.listen()
+print("SO_REUSEPORT: two listeners on one port ok")
+'
+if ! (cd /tmp && "$PY" -c "$imports"); then
+    # switch._cext.ff1 links libcrypto.so.3: try the carried one (bookworm's OpenSSL 3.0)
+    mkdir -p "$RT/pylib" && ln -sf "$RT/stores/lib/libcrypto.so.3" "$RT/pylib/libcrypto.so.3"
+    export LD_LIBRARY_PATH="$RT/pylib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "retrying the imports with LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    (cd /tmp && "$PY" -c "$imports") || die "Python imports (above)"
+fi
+
+PG_BIN=$RT/stores/usr/lib/postgresql/15/bin
+missing=$(for f in "$PG_BIN/postgres" "$PG_BIN/initdb" "$RT/stores/usr/bin/redis-check-rdb"; do
+    LD_LIBRARY_PATH=$RT/stores/lib ldd "$f" 2>&1 | grep -i "not found"
+done | sort -u)
+[ -z "$missing" ] || die "store binaries miss libraries: $missing"
+LD_LIBRARY_PATH=$RT/stores/lib "$PG_BIN/postgres" --version || die "postgres does not run"
+LD_LIBRARY_PATH=$RT/stores/lib "$RT/stores/usr/bin/redis-server" --version || die "redis-server does not run"
+if [ "$(id -u)" = 0 ]; then
+    id nobody || echo "WARNING: no user nobody; PostgreSQL will run as uid 65534"
+fi
+step "preflight ok in $((SECONDS - started)) s; scaling: workers $WORKERS, modes $MODES, ${DURATION} s per point"
+
+cd "$RT" || die "cd $RT"
+"$PY" "$REPO/loadtests/scaling.py" --workers "$WORKERS" --modes "$MODES" --duration "$DURATION" \
+    --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --start-stores "$RT/stores" --out "$OUT"
+rc=$?
+step "scaling.py exited $rc after $((SECONDS - started)) s in all"
+if [ -s "$OUT/scaling.txt" ]; then
+    echo
+    echo "================ TABLE ($OUT/scaling.txt) ================"
+    cat "$OUT/scaling.txt"
+else
+    echo "DEVICE-SCALING FAILED: no table written (see above and $OUT/logs.tar.gz)"
+fi
+exit $rc
