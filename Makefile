@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test protos lint bench clean
+.PHONY: install demo serve test protos lint bench sizing clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ lint: install
 
 bench: install
 	$(PY) loadtests/capacity.py
+
+sizing: install
+	$(PY) loadtests/sizing.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so switch-data
