@@ -1,11 +1,18 @@
-"""The production Journal: PostgreSQL through an asyncpg pool, one transaction per batch.
+"""The production Journal: PostgreSQL through an asyncpg pool, one statement per batch.
 
-A batch of authorizations is COPYed into two temporary tables and moved into the
-real ones by one INSERT ... ON CONFLICT DO NOTHING, so a batch of hundreds costs a
-handful of round trips, and the unique (merchant_id, idempotency_key) constraint
-still catches a duplicate that slipped past the state store, even one racing in
-from another process. Every method commits before it returns: the switch only
-answers once the record is durable.
+A batch of authorizations goes in as one prepared statement: its journal entries,
+transactions and reversals travel as three JSON arrays (asyncpg encodes one JSON
+text far more cheaply than arrays of typed values), are expanded server-side, and
+data-modifying CTEs insert the entries (ON CONFLICT DO NOTHING), the transactions
+whose entry went in and their pending reversals. A single statement is its own transaction, so there is no
+BEGIN or COMMIT to send: a batch of hundreds costs one round trip, and the unique
+(merchant_id, idempotency_key) constraint still catches a duplicate that slipped
+past the state store, even one racing in from another process. Every method
+commits before it returns: the switch only answers once the record is durable.
+
+The journal sets no session state on its connections (no SET, LISTEN, cursors or
+session-level advisory locks), so the pool skips asyncpg's reset query on release
+and only rolls back a transaction left open.
 
 The schema is chosen by the DSN (options=-csearch_path=... or a search_path query
 parameter) or by the schema argument, which also creates it. Migrations are
@@ -20,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from switch.models import JournalEntry, TransactionRecord
 from switch.stores.base import ApplyOutcome, ApplyStatus, PendingReversal
@@ -90,29 +98,83 @@ _MIGRATION_LOCK = 0x5357_4A4E_4C  # "SWJNL"
 
 _ENTRY_LIST = ", ".join(ENTRY_COLUMNS)
 _TRANSACTION_LIST = ", ".join(TRANSACTION_COLUMNS)
+_REVERSAL_COLUMNS = ("transaction_id", "route", "attempts", "next_attempt_at")
 
-# Temporary tables with the real tables' column types and none of their
-# constraints: COPY fills them, and they vanish at commit.
-_CREATE_STAGING = (
-    f"CREATE TEMP TABLE staged_entries ON COMMIT DROP AS SELECT {_ENTRY_LIST} FROM journal_entries WITH NO DATA;"
-    f"CREATE TEMP TABLE staged_transactions ON COMMIT DROP AS "
-    f"SELECT {_TRANSACTION_LIST} FROM transactions WITH NO DATA"
-)
-# One statement moves both: the foreign key from entries to transactions is checked
-# at the end of the statement, when both rows are in. Only transactions whose entry
-# went in are kept, so a duplicate leaves no orphan transaction behind.
-_MOVE_STAGED = f"""
-    WITH inserted AS (
+# Each column's type, as the migrations declare it.
+_TYPES = {
+    "transaction_id": "text",
+    "merchant_id": "text",
+    "idempotency_key": "text",
+    "status": "text",
+    "currency": "text",
+    "authorized_minor": "bigint",
+    "captured_minor": "bigint",
+    "refunded_minor": "bigint",
+    "route": "text",
+    "masked_instrument": "text",
+    "fingerprint": "text",
+    "token": "text",
+    "response_code": "text",
+    "authorization_code": "text",
+    "fee_minor": "bigint",
+    "created_at": "double precision",
+    "updated_at": "double precision",
+    "version": "integer",
+    "kind": "text",
+    "amount_minor": "bigint",
+    "request_hash": "text",
+    "response": "bytea",
+    "fee_shares": "text",
+    "attempts": "integer",
+    "next_attempt_at": "double precision",
+}
+
+
+def _rows(columns: tuple[str, ...], parameter: int) -> str:
+    """The rows of a JSON parameter (an array of arrays, one value per column, in order),
+    each value cast to its column's type, with its position (1-based) in the batch."""
+    values = ", ".join(f"{_value(column, n)} AS {column}" for n, column in enumerate(columns))
+    source = f"jsonb_array_elements(${parameter}::jsonb) WITH ORDINALITY AS batch (row, position)"
+    return f"SELECT position, {values} FROM {source}"
+
+
+def _value(column: str, n: int) -> str:
+    if _TYPES[column] == "bytea":
+        return f"decode(row ->> {n}, 'hex')"
+    return f"(row ->> {n})::{_TYPES[column]}"
+
+
+# One statement records a batch: $1 the entries, $2 their transactions, $3 the
+# pending reversals, each one JSON text (one parameter costs the client far less to
+# encode than an array per column). The foreign keys (entries and reversals to
+# transactions) are checked at the end of the statement, when every row is in.
+# Only the transactions whose entry went in are kept, with their reversals, so a
+# duplicate leaves no orphan behind; a clashing transaction_id still fails the
+# whole statement. It returns the positions of the entries that did not go in:
+# empty in the usual case.
+_RECORD = f"""
+    WITH entries AS MATERIALIZED (
+        {_rows(ENTRY_COLUMNS, 1)}
+    ), inserted AS (
         INSERT INTO journal_entries ({_ENTRY_LIST})
-        SELECT {_ENTRY_LIST} FROM staged_entries
+        SELECT {_ENTRY_LIST} FROM entries
         ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
-        RETURNING transaction_id, merchant_id, idempotency_key
-    ), moved AS (
+        RETURNING transaction_id
+    ), transactions_in AS (
         INSERT INTO transactions ({_TRANSACTION_LIST})
-        SELECT {_TRANSACTION_LIST} FROM staged_transactions
+        SELECT {_TRANSACTION_LIST} FROM ({_rows(TRANSACTION_COLUMNS, 2)}) AS batch
         WHERE transaction_id IN (SELECT transaction_id FROM inserted)
+    ), reversals_in AS (
+        INSERT INTO reversals ({", ".join(_REVERSAL_COLUMNS)})
+        SELECT {", ".join(_REVERSAL_COLUMNS)} FROM ({_rows(_REVERSAL_COLUMNS, 3)}) AS batch
+        WHERE transaction_id IN (SELECT transaction_id FROM inserted)
+        ON CONFLICT (transaction_id) DO NOTHING
     )
-    SELECT merchant_id, idempotency_key FROM inserted
+    SELECT ARRAY(
+        SELECT position FROM entries
+        WHERE transaction_id NOT IN (SELECT transaction_id FROM inserted)
+        ORDER BY position
+    )
 """
 _SELECT_ENTRIES = f"""
     SELECT {_ENTRY_LIST} FROM journal_entries
@@ -152,7 +214,9 @@ class PostgresJournal:
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None) -> PostgresJournal:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, server_settings=_server_settings(schema))
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=8, server_settings=_server_settings(schema), reset=_keep_session
+        )
         try:
             async with pool.acquire() as connection:
                 await _migrate(connection, schema)
@@ -174,25 +238,17 @@ class PostgresJournal:
         for index, (_, entry) in enumerate(batch):
             first.setdefault(_scope(entry), index)
         fresh = [batch[index] for index in first.values()]
+        entries = _json([entry_row(entry) for _, entry in fresh])
+        transactions = _json([transaction_row(record) for record, _ in fresh])
+        reversals = _json(reversal_rows(record for record, _ in fresh))
         async with self._pool.acquire() as connection:
-            try:
-                # The usual case: no key is in the journal yet (the pipeline asked just
-                # before), so the batch goes straight in with two COPYs and one commit.
-                async with connection.transaction():
-                    await _copy(connection, fresh, "transactions", "journal_entries")
-                    await _pend_reversals(connection, [record for record, _ in fresh])
-                inserted = {_scope(entry) for _, entry in fresh}
-                earlier: dict[Scope, JournalEntry] = {}
-            except asyncpg.UniqueViolationError:
-                # A key arrived meanwhile: stage the batch and keep what does not clash.
-                async with connection.transaction():
-                    await connection.execute(_CREATE_STAGING)
-                    await _copy(connection, fresh, "staged_transactions", "staged_entries")
-                    inserted = {(row[0], row[1]) for row in await connection.fetch(_MOVE_STAGED)}
-                    await _pend_reversals(connection, [r for r, e in fresh if _scope(e) in inserted])
-                    conflicted = [_scope(e) for _, e in fresh if _scope(e) not in inserted]
-                    earlier = await _entries(connection, conflicted)
-        return [_earlier(batch, index, inserted, earlier, first) for index in range(len(batch))]
+            # Committed when it returns; usually no key is in the journal yet (the
+            # pipeline asked just before), and nothing comes back.
+            missed = await connection.fetchval(_RECORD, entries, transactions, reversals)
+            # A key arrived meanwhile: its earlier entry answers for it.
+            conflicted = {_scope(fresh[position - 1][1]) for position in missed}
+            earlier = await _entries(connection, list(conflicted))
+        return [_earlier(batch, index, conflicted, earlier, first) for index in range(len(batch))]
 
     async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
         async with self._pool.acquire() as connection:
@@ -244,6 +300,12 @@ class PostgresJournal:
             return await _entries(connection, scopes)
 
 
+async def _keep_session(connection: Any) -> None:
+    """The pool's reset on release, in place of asyncpg's reset query (pg_advisory_unlock_all,
+    CLOSE ALL, UNLISTEN *, RESET ALL: one more round trip per batch). The journal leaves no
+    session state to undo; the pool still rolls back a transaction left open before this."""
+
+
 async def migrate(dsn: str, *, schema: str | None = None) -> int:
     """Applies the migrations the database has not seen yet; returns how many ran."""
     connection = await asyncpg.connect(dsn, server_settings=_server_settings(schema))
@@ -269,20 +331,9 @@ async def _migrate(connection: Any, schema: str | None) -> int:
     return len(MIGRATIONS) - int(done)
 
 
-async def _pend_reversals(connection: Any, records: Sequence[TransactionRecord]) -> None:
-    rows = reversal_rows(records)
-    if rows:
-        await connection.executemany(_INSERT_REVERSAL, rows)
-
-
-async def _copy(
-    connection: Any, fresh: Sequence[tuple[TransactionRecord, JournalEntry]], transactions: str, entries: str
-) -> None:
-    """COPYs the batch into the two tables named (transactions first: entries refer to them)."""
-    rows = [transaction_row(record) for record, _ in fresh]
-    await connection.copy_records_to_table(transactions, records=rows, columns=TRANSACTION_COLUMNS)
-    rows = [entry_row(entry) for _, entry in fresh]
-    await connection.copy_records_to_table(entries, records=rows, columns=ENTRY_COLUMNS)
+def _json(rows: Sequence[tuple[Any, ...]]) -> str:
+    """Rows as one JSON array of arrays; bytes (a response) as hex, which the statement decodes."""
+    return orjson.dumps(rows, default=bytes.hex).decode()
 
 
 async def _apply(connection: Any, record: TransactionRecord, entry: JournalEntry) -> None:
@@ -312,13 +363,13 @@ async def _entries(connection: Any, scopes: Sequence[Scope]) -> dict[Scope, Jour
 def _earlier(
     batch: Sequence[tuple[TransactionRecord, JournalEntry]],
     index: int,
-    inserted: set[Scope],
+    conflicted: set[Scope],
     stored: dict[Scope, JournalEntry],
     first: dict[Scope, int],
 ) -> JournalEntry | None:
     """None when batch[index] went in; else the entry that holds its key."""
     scope = _scope(batch[index][1])
-    if scope not in inserted:
+    if scope in conflicted:
         return stored[scope]
     return None if first[scope] == index else batch[first[scope]][1]
 

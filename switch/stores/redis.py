@@ -5,11 +5,23 @@ round trip: claim() is one Lua script call (EVALSHA; redis-py loads the script
 again on NOSCRIPT) and so is complete(). A script runs atomically, which is what
 makes "a limit of N lets exactly N through" hold across processes.
 
+A batch travels as a few compact arguments rather than a dozen per item: the
+fields of every item joined by one separator (\x1f, a control character no key,
+hash or counter name holds: the gRPC surface refuses control characters, and the
+store checks again), and the batch's distinct counters once, which the items refer
+to by number. The script builds the full key names from the prefix, so a key's
+long common prefix is not sent for every item, and answers with one status
+character per item plus the replayed responses: a batch of a hundred costs a few
+arguments to pack and a few replies to parse instead of over a thousand.
+
 Keys are hash-tagged by subject, so on a Redis Cluster an item's idempotency key
 lives on its merchant's slot and each counter on its subject's slot. A batch
 still touches many slots, and one script call may only touch one, so on a
 Cluster the batch would have to be split by slot: a known limit, not
 implemented now (this store expects a single primary, with replicas or Sentinel).
+The scripts declare no KEYS (they build the names), which a single primary
+allows; a per-slot split would pass one key of its slot so a cluster client
+routes the call there.
 
 An idempotency key is a Redis hash: h (request hash), t (claim time, while in
 flight) and r (the response, once done). It only ever holds what the caller
@@ -22,98 +34,176 @@ minor units, far beyond any real velocity limit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 
-# KEYS, per claim: the idempotency key, then one key per counter.
-# ARGV: now, lease seconds, retention ms; then per claim: request hash, counter
-# count, and per counter: window seconds, limit, increment, status when over the limit.
-# Returns one element per claim: the response (a string) for a replay, else a status number.
-_CLAIM_LUA = """
+# The field separator inside a payload: ASCII unit separator, Lua's '\31'.
+_SEP = "\x1f"
+
+# Shared by both scripts: a payload back into its fields.
+_SPLIT_LUA = r"""
+-- Splits a payload at every \31 (ASCII unit separator) into its list of fields.
+local function split(payload)
+    local fields, start = {}, 1
+    if payload == '' then
+        return fields
+    end
+    while true do
+        local stop = string.find(payload, '\31', start, true)
+        if stop == nil then
+            fields[#fields + 1] = string.sub(payload, start)
+            return fields
+        end
+        fields[#fields + 1] = string.sub(payload, start, stop - 1)
+        start = stop + 1
+    end
+end
+"""
+
+# ARGV: now, lease seconds, retention ms, key prefix, then two payloads:
+#   counters: the batch's distinct counters, 5 fields each: subject, name, window
+#             seconds, limit, '1' if it counts amounts (else it counts calls);
+#   claims:   per claim: merchant, idempotency key, request hash, amount, counter
+#             count, then that many counter numbers (1-based, into the counters).
+# Returns {statuses, responses...}: one status character per claim ('0' new,
+# '2' in flight, '3' conflict, '4' count limit, '5' amount limit, 'R' replay), then
+# the stored response of each replay, in order.
+_CLAIM_LUA = (
+    _SPLIT_LUA
+    + r"""
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local retention_ms = ARGV[3]
-local results = {}
-local k, a = 1, 4
-while a <= #ARGV do
-    local key, hash, n = KEYS[k], ARGV[a], tonumber(ARGV[a + 1])
-    local counters, args = k + 1, a + 2
-    k, a = counters + n, args + 4 * n
+local prefix = ARGV[4]
+
+-- The counters once per batch: key name, window, limit, status when over it.
+local counters, fields = {}, split(ARGV[5])
+for f = 1, #fields, 5 do
+    local by_amount = fields[f + 4] == '1'
+    counters[#counters + 1] = {
+        key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1],
+        window = fields[f + 2],
+        limit = tonumber(fields[f + 3]),
+        by_amount = by_amount,
+        over = by_amount and 5 or 4,
+    }
+end
+
+local statuses, replies = {}, {}
+fields = split(ARGV[6])
+local f = 1
+while f <= #fields do
+    local key = prefix .. ':{m:' .. fields[f] .. '}:k:' .. fields[f + 1]
+    local hash, amount, n = fields[f + 2], fields[f + 3], tonumber(fields[f + 4])
+    -- This claim's counters, each with the increment it adds: the amount
+    -- (kept a string, so INCRBY gets it exactly) or one call.
+    local mine, increments = {}, {}
+    for i = 1, n do
+        local counter = counters[tonumber(fields[f + 4 + i])]
+        mine[i] = counter
+        increments[i] = counter.by_amount and amount or '1'
+    end
+    f = f + 5 + n
+
     local held = redis.call('HMGET', key, 'h', 't', 'r')
     local status
     if held[1] and held[1] ~= hash then
-        status = 3
+        status = '3'
     elseif held[1] and held[3] then
-        status = held[3]
+        status = 'R'
+        replies[#replies + 1] = held[3]
     elseif held[1] and now - tonumber(held[2]) < lease then
-        status = 2
+        status = '2'
     else
         -- Absent, or in flight past its lease (the holder crashed): claim it.
         redis.call('HSET', key, 'h', hash, 't', ARGV[1])
         redis.call('PEXPIRE', key, retention_ms)
-        status = 0
-        for i = 0, n - 1 do
-            local c = args + 4 * i
-            local value = tonumber(redis.call('GET', KEYS[counters + i]) or '0')
-            if value + tonumber(ARGV[c + 2]) > tonumber(ARGV[c + 1]) then
-                status = tonumber(ARGV[c + 3])
+        status = '0'
+        -- The counters move only if every one of them fits; the first one over
+        -- its limit names the decline.
+        for i = 1, n do
+            local value = tonumber(redis.call('GET', mine[i].key) or '0')
+            if value + tonumber(increments[i]) > mine[i].limit then
+                status = tostring(mine[i].over)
                 break
             end
         end
-        if status == 0 then
-            for i = 0, n - 1 do
-                local c, counter = args + 4 * i, KEYS[counters + i]
-                redis.call('INCRBY', counter, ARGV[c + 2])
+        if status == '0' then
+            for i = 1, n do
+                local counter = mine[i].key
+                redis.call('INCRBY', counter, increments[i])
                 -- Only a counter this claim created gets a window; later claims keep it.
                 if redis.call('PTTL', counter) < 0 then
-                    redis.call('EXPIRE', counter, ARGV[c])
+                    redis.call('EXPIRE', counter, mine[i].window)
                 end
             end
         end
     end
-    results[#results + 1] = status
+    statuses[#statuses + 1] = status
 end
-return results
+table.insert(replies, 1, table.concat(statuses))
+return replies
 """
+)
 
-# KEYS, per completion: the idempotency key, then one key per released counter.
-# ARGV: retention ms; then per completion: '1' to store the response or '0' to give
-# the key back, request hash, response, counter count, and one decrement per counter.
-_COMPLETE_LUA = """
+# ARGV: retention ms, key prefix, then:
+#   counters:    the distinct counters released, 3 fields each: subject, name,
+#                '1' if it counts amounts (else it counts calls);
+#   completions: per completion: merchant, idempotency key, request hash, response
+#                length (-1 gives the key back instead), amount, counter count, then
+#                that many counter numbers (1-based, into the counters);
+#   responses:   every stored response, concatenated in order (binary-safe: cut by length).
+_COMPLETE_LUA = (
+    _SPLIT_LUA
+    + r"""
 local retention_ms = ARGV[1]
-local k, a = 1, 2
-while a <= #ARGV do
-    local key, n = KEYS[k], tonumber(ARGV[a + 3])
-    if ARGV[a] == '1' then
-        redis.call('DEL', key)
-        redis.call('HSET', key, 'h', ARGV[a + 1], 'r', ARGV[a + 2])
+local prefix = ARGV[2]
+local responses = ARGV[5]
+
+local counters, fields = {}, split(ARGV[3])
+for f = 1, #fields, 3 do
+    counters[#counters + 1] = {
+        key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1],
+        by_amount = fields[f + 2] == '1',
+    }
+end
+
+fields = split(ARGV[4])
+local f, at = 1, 1
+while f <= #fields do
+    local key = prefix .. ':{m:' .. fields[f] .. '}:k:' .. fields[f + 1]
+    local length, amount, n = tonumber(fields[f + 3]), fields[f + 4], tonumber(fields[f + 5])
+    redis.call('DEL', key)
+    if length >= 0 then
+        redis.call('HSET', key, 'h', fields[f + 2], 'r', string.sub(responses, at, at + length - 1))
         redis.call('PEXPIRE', key, retention_ms)
-    else
-        redis.call('DEL', key)
+        at = at + length
     end
     for i = 1, n do
-        local counter = KEYS[k + i]
+        local counter = counters[tonumber(fields[f + 5 + i])]
         -- A counter whose window already ended stays gone rather than coming back
         -- negative; the decrement stays a string so Lua's doubles never round it.
-        if redis.call('EXISTS', counter) == 1 and redis.call('DECRBY', counter, ARGV[a + 3 + i]) < 0 then
-            redis.call('SET', counter, '0', 'KEEPTTL')
+        local decrement = counter.by_amount and amount or '1'
+        if redis.call('EXISTS', counter.key) == 1 and redis.call('DECRBY', counter.key, decrement) < 0 then
+            redis.call('SET', counter.key, '0', 'KEEPTTL')
         end
     end
-    k, a = k + 1 + n, a + 4 + n
+    f = f + 6 + n
 end
 return 0
 """
+)
 
-_COUNT_LIMIT, _AMOUNT_LIMIT = 4, 5
+_REPLAY = ord("R")
+# The status each character of the script's answer stands for, but a replay's.
 _STATUSES = {
-    0: ClaimStatus.NEW,
-    2: ClaimStatus.IN_FLIGHT,
-    3: ClaimStatus.CONFLICT,
-    _COUNT_LIMIT: ClaimStatus.COUNT_LIMIT,
-    _AMOUNT_LIMIT: ClaimStatus.AMOUNT_LIMIT,
+    ord("0"): ClaimStatus.NEW,
+    ord("2"): ClaimStatus.IN_FLIGHT,
+    ord("3"): ClaimStatus.CONFLICT,
+    ord("4"): ClaimStatus.COUNT_LIMIT,
+    ord("5"): ClaimStatus.AMOUNT_LIMIT,
 }
 
 
@@ -144,34 +234,60 @@ class RedisStateStore:
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
             return []
-        keys: list[str] = []
-        args: list[str | int | bytes] = [repr(float(now)), self._lease, self._retention_ms]
+        # Each counter's number in the payload, by identity: a batch's items share
+        # their merchant's counter objects, and an id costs less to hash than a
+        # dataclass (two equal counters sent twice are still checked correctly).
+        numbers: dict[int, str] = {}
+        counters: list[str] = []
+        fields: list[str] = []
         for claim in claims:
-            keys.append(self.idempotency_key(claim.merchant_id, claim.idempotency_key))
-            args += (claim.request_hash, len(claim.counters))
+            fields += (claim.merchant_id, claim.idempotency_key, claim.request_hash, str(claim.amount_minor))
+            fields.append(str(len(claim.counters)))
             for counter in claim.counters:
-                keys.append(self.counter_key(counter))
-                over = _AMOUNT_LIMIT if counter.by_amount else _COUNT_LIMIT
-                args += (counter.window_seconds, counter.limit, _increment(counter, claim.amount_minor), over)
-        results = await self._claim_script(keys=keys, args=args)
-        return [_outcome(result) for result in results]
+                number = numbers.get(id(counter))
+                if number is None:
+                    number = numbers[id(counter)] = str(len(numbers) + 1)
+                    counters += (counter.subject, counter.name, str(counter.window_seconds), str(counter.limit))
+                    counters.append("1" if counter.by_amount else "0")
+                fields.append(number)
+        args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, _joined(counters), _joined(fields))
+        statuses, *responses = await self._claim_script(args=args)
+        replayed = iter(responses)
+        return [
+            ClaimOutcome(ClaimStatus.REPLAY, next(replayed)) if s == _REPLAY else ClaimOutcome(_STATUSES[s])
+            for s in statuses
+        ]
 
     async def complete(self, completions: Sequence[Completion], now: float) -> None:
         if not completions:
             return
-        keys: list[str] = []
-        args: list[str | int | bytes] = [self._retention_ms]
+        numbers: dict[int, str] = {}  # as in claim()
+        counters: list[str] = []
+        fields: list[str] = []
+        responses: list[bytes] = []
         for done in completions:
-            keys.append(self.idempotency_key(done.merchant_id, done.idempotency_key))
-            store = done.response is not None
-            args += ("1" if store else "0", done.request_hash, done.response or b"", len(done.release))
-            for counter in done.release:
-                keys.append(self.counter_key(counter))
-                args.append(_increment(counter, done.amount_minor))
-        await self._complete_script(keys=keys, args=args)
+            response = done.response
+            if response is None:
+                length = "-1"
+            else:
+                length = str(len(response))
+                responses.append(response)
+            release = done.release
+            fields += (done.merchant_id, done.idempotency_key, done.request_hash, length, str(done.amount_minor))
+            fields.append(str(len(release)))
+            for counter in release:
+                number = numbers.get(id(counter))
+                if number is None:
+                    number = numbers[id(counter)] = str(len(numbers) + 1)
+                    counters += (counter.subject, counter.name, "1" if counter.by_amount else "0")
+                fields.append(number)
+        args = (self._retention_ms, self._prefix, _joined(counters), _joined(fields), b"".join(responses))
+        await self._complete_script(args=args)
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    # The key names the scripts build, for tests and tools that look at Redis directly.
 
     def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
         return f"{self._prefix}:{{m:{merchant_id}}}:k:{idempotency_key}"
@@ -180,11 +296,11 @@ class RedisStateStore:
         return f"{self._prefix}:{{{counter.subject}}}:v:{counter.name}"
 
 
-def _increment(counter: Counter, amount_minor: int) -> int:
-    return amount_minor if counter.by_amount else 1
-
-
-def _outcome(result: Any) -> ClaimOutcome:
-    if isinstance(result, bytes):
-        return ClaimOutcome(ClaimStatus.REPLAY, result)
-    return ClaimOutcome(_STATUSES[int(result)])
+def _joined(fields: list[str]) -> str:
+    """The fields as one payload; refuses a field that holds the separator itself."""
+    if not fields:
+        return ""
+    payload = _SEP.join(fields)
+    if payload.count(_SEP) != len(fields) - 1:
+        raise ValueError("a key, request hash or counter name holds the control character \\x1f")
+    return payload

@@ -1,0 +1,108 @@
+"""The production stores' batch encodings: what the contract suites do not reach.
+
+The Redis store sends a batch as separator-joined payloads and lets its scripts
+build the key names; the PostgreSQL journal sends a batch as JSON to one
+statement. These tests pin the edges of those encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from switch.models import TransactionStatus
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.stores.postgres import PostgresJournal
+from switch.stores.redis import RedisStateStore
+from tests.conftest import POSTGRES_DSN, REDIS_URL
+from tests.stores.test_journal import T0, authorization, entry, record, unknown
+
+NEW = ClaimOutcome(ClaimStatus.NEW)
+
+
+@pytest.fixture
+async def redis_store(redis_prefix: str) -> AsyncIterator[RedisStateStore]:
+    made = RedisStateStore.from_url(REDIS_URL, prefix=redis_prefix, retention_seconds=600, lease_seconds=30)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def journal(pg_schema: str) -> AsyncIterator[PostgresJournal]:
+    made = await PostgresJournal.open(POSTGRES_DSN, schema=pg_schema)
+    yield made
+    await made.close()
+
+
+async def test_the_scripts_build_the_key_names_the_store_documents(redis_store: RedisStateStore) -> None:
+    merchant, key = "m:{ü}", "order: {42} é"
+    counter = Counter("i:fp {x}", "c60:ünï", 60, 5, by_amount=False)
+    await redis_store.claim([Claim(merchant, key, "h1", 100, (counter,))], T0)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert await client.hget(redis_store.idempotency_key(merchant, key), "h") == b"h1"
+        assert await client.get(redis_store.counter_key(counter)) == b"1"
+    finally:
+        await client.aclose()
+
+
+async def test_a_mixed_batch_answers_in_order(redis_store: RedisStateStore) -> None:
+    shared = Counter("m:m-1", "a60", 60, 1_000, by_amount=True)
+    equal = Counter("m:m-1", "a60", 60, 1_000, by_amount=True)  # the same counter, another object
+    await redis_store.claim([Claim("m-1", "done-1", "h", 100), Claim("m-1", "done-2", "h", 100)], T0)
+    await redis_store.complete(
+        [Completion("m-1", "done-1", "h", b"one\x1f\x00"), Completion("m-1", "done-2", "h", b"")], T0
+    )
+    batch = [
+        Claim("m-1", "new-1", "h", 400, (shared,)),
+        Claim("m-1", "done-1", "h", 100),
+        Claim("m-1", "new-1", "h", 100),
+        Claim("m-1", "done-2", "other", 100),
+        Claim("m-1", "new-2", "h", 500, (equal,)),
+        Claim("m-1", "done-2", "h", 100),
+        Claim("m-1", "new-3", "h", 200, (shared, equal)),
+    ]
+    assert await redis_store.claim(batch, T0) == [
+        NEW,
+        ClaimOutcome(ClaimStatus.REPLAY, b"one\x1f\x00"),
+        ClaimOutcome(ClaimStatus.IN_FLIGHT),
+        ClaimOutcome(ClaimStatus.CONFLICT),
+        NEW,
+        ClaimOutcome(ClaimStatus.REPLAY, b""),
+        ClaimOutcome(ClaimStatus.AMOUNT_LIMIT),  # 900 + 200 does not fit under 1,000
+    ]
+
+
+async def test_a_value_holding_the_separator_is_refused(redis_store: RedisStateStore) -> None:
+    with pytest.raises(ValueError, match="x1f"):
+        await redis_store.claim([Claim("m-1", "ok", "h", 1), Claim("m-1", "bad\x1fkey", "h", 1)], T0)
+    with pytest.raises(ValueError, match="x1f"):
+        await redis_store.complete([Completion("m-1", "k", "h\x1f", b"x")], T0)
+    assert await redis_store.claim([Claim("m-1", "ok", "h", 1)], T0) == [NEW]  # nothing was sent
+
+
+async def test_conflicting_items_leave_no_transaction_or_reversal(journal: PostgresJournal) -> None:
+    stored = unknown(1)
+    await journal.record_authorizations([stored])
+    clash = replace(record(2, status=TransactionStatus.UNKNOWN), idempotency_key="key-1")
+    clash_entry = replace(entry(clash), idempotency_key="key-1")
+    results = await journal.record_authorizations([unknown(3), (clash, clash_entry), authorization(4)])
+    assert results == [None, stored[1], None]
+    assert await journal.get_transaction("tx-2") is None
+    pending = await journal.due_reversals(T0 + 100, 10)
+    assert sorted(p.transaction_id for p in pending) == ["tx-1", "tx-3"]
+
+
+async def test_a_clashing_transaction_id_fails_the_whole_batch(journal: PostgresJournal) -> None:
+    await journal.record_authorizations([authorization(1)])
+    same_id = replace(authorization(2)[0], transaction_id="tx-1")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await journal.record_authorizations(
+            [authorization(3), (same_id, replace(entry(same_id), idempotency_key="key-2"))]
+        )
+    assert await journal.get_transaction("tx-3") is None
+    assert await journal.find_entries([("m-1", "key-2"), ("m-1", "key-3")]) == {}
