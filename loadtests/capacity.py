@@ -63,12 +63,10 @@ import gc
 import os
 import platform
 import re
-import resource
 import secrets
 import select
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -76,25 +74,31 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING or __package__:
+    from loadtests import echo, harness, payloads
+else:  # run as a script (python loadtests/capacity.py): loadtests/ is sys.path[0]
+    import echo
+    import harness
+    import payloads
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve()
 CONFIG = HERE.parent / "capacity.toml"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-SERVICE = "switch.v1.Switch"
+DEFAULT_REDIS_URL = harness.DEFAULT_REDIS_URL
+DEFAULT_POSTGRES_DSN = harness.DEFAULT_POSTGRES_DSN
+SERVICE = harness.SERVICE
 MODES = ("unary", "batch", "stream")
 STORE_SETS = ("embedded", "production")
 ROWS = ("a", "b")
-KEY_LENGTH = 24  # every idempotency key has this length, so templates can be spliced
-CARD_POOL = 512
-MERCHANTS = 16
+KEY_LENGTH = payloads.KEY_LENGTH  # every idempotency key has this length, so templates can be spliced
+KEY_TAG = payloads.KEY_TAG
 READY_TIMEOUT = 60.0
 CALL_TIMEOUT = 30.0
 MAX_OPEN_IN_FLIGHT = 50_000  # open loop: calls outstanding before the schedule waits
@@ -149,7 +153,7 @@ class RunResult:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.role == "echo":
-        return _echo_main(args.port)
+        return echo.main(args.port)
     if args.role == "drive":
         return _drive_main()
     if args.role == "probe":
@@ -350,9 +354,8 @@ def _meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def _targets(
     args: argparse.Namespace, folder: Path, *, stores: Sequence[str], rows: Sequence[str], schema: str, prefix: str
 ) -> list[Target]:
-    base_env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
-    key_file = folder / "tokenization-keys.json"
-    key_file.write_bytes(orjson.dumps({"active_key": "k1", "keys": {"k1": secrets.token_hex(32)}}))
+    base_env = harness.clean_env()
+    key_file = harness.write_tokenization_keys(folder / "tokenization-keys.json")
     key_file.chmod(0o600)
     base_env["SWITCH_TOKENIZATION_KEY_FILE"] = str(key_file)
     config_a = args.config.read_text()
@@ -363,7 +366,7 @@ def _targets(
             [sys.executable, str(HERE), "--role", "echo", "--port", "{port}"],
             {k: v for k, v in base_env.items() if k != "SWITCH_TOKENIZATION_KEY_FILE"},
             folder / "echo.log",
-            _free_port(),
+            harness.free_port(),
         )
     ]
     for store in stores:
@@ -371,20 +374,14 @@ def _targets(
         if store == "embedded":
             env["SWITCH_SQLITE_PATH"] = str(folder / "embedded" / "journal.sqlite3")
         else:
-            env.update(
-                SWITCH_REDIS_URL=args.redis_url,
-                SWITCH_POSTGRES_DSN=args.postgres_dsn,
-                SWITCH_POSTGRES_SCHEMA=schema,
-                SWITCH_KEY_PREFIX=prefix,
-                SWITCH_FINGERPRINT_KEY=secrets.token_hex(32),
-            )
+            env.update(harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix))
         for row in rows:
             key = f"{store}-{row}"
             sim: Target | None = None
             if row == "a":
                 text = config_a
             else:
-                sim_port = _free_port()
+                sim_port = harness.free_port()
                 sim = Target(
                     f"{key}-sim",
                     f"ISO 8583 simulator for {store} (b)",
@@ -398,7 +395,7 @@ def _targets(
             config_path.write_text(text)
             serve = [sys.executable, "-m", "switch", "serve", "--config", str(config_path), "--port", "{port}"]
             label = f"{store} (a) simulated" if row == "a" else f"{store} (b) ISO 8583"
-            targets.append(Target(key, label, serve, dict(env), folder / f"{key}.log", _free_port(), sim))
+            targets.append(Target(key, label, serve, dict(env), folder / f"{key}.log", harness.free_port(), sim))
     return targets
 
 
@@ -421,20 +418,10 @@ def config_b(config_a: str, sim_port: int) -> str:
     return text
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _start(target: Target) -> None:
     command = [part.replace("{port}", str(target.port)) for part in target.command]
     target.log.parent.mkdir(parents=True, exist_ok=True)
-    with target.log.open("wb") as log:
-        target.process = subprocess.Popen(
-            command, cwd=ROOT, env=target.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    target.process = harness.spawn(command, log=target.log, cwd=ROOT, env=target.env)
 
 
 def _wait_listening(target: Target) -> None:
@@ -577,26 +564,12 @@ class Generator:
         with contextlib.suppress(OSError, ValueError):
             if self.process.stdin is not None:
                 self.process.stdin.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        harness.reap(self.process, 10)
         self._log_file.close()
 
 
 def _stop(target: Target) -> None:
-    process = target.process
-    if process is None or process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        process.wait(timeout=5)
+    harness.stop(target.process, timeout=15)
 
 
 def _print_log_tail(target: Target) -> None:
@@ -611,25 +584,7 @@ def _print_tail(name: str, path: Path) -> None:
 
 
 def _drop_production_state(args: argparse.Namespace, schema: str, prefix: str) -> None:
-    import asyncpg
-    import redis
-
-    client = redis.Redis.from_url(args.redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(args.postgres_dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    harness.drop_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
 
 
 # --- the report ------------------------------------------------------------------------------------
@@ -816,89 +771,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --- the bare echo server --------------------------------------------------------------------------
-
-
-def _echo_main(port: int) -> int:
-    import uvloop
-
-    uvloop.run(_echo_serve(port))
-    return 0
-
-
-async def _echo_serve(port: int) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from grpc_health.v1._async import HealthServicer
-
-    from switch.v1 import switch_pb2 as pb
-    from switch.v1 import switch_pb2_grpc
-
-    fixed = pb.AuthorizeResponse(
-        idempotency_key="echo",
-        transaction_id="tx_" + "0" * 26,
-        decision=pb.DECISION_APPROVED,
-        response_code="00",
-        message="approved",
-        route="card",
-        authorization_code="ECHO00",
-    )
-
-    class Echo(switch_pb2_grpc.SwitchServicer):
-        async def Authorize(self, request: pb.AuthorizeRequest, context: Any) -> pb.AuthorizeResponse:
-            return fixed
-
-        async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Any) -> pb.AuthorizeBatchResponse:
-            return pb.AuthorizeBatchResponse(responses=[fixed] * len(request.requests))
-
-        async def AuthorizeStream(
-            self, request_iterator: AsyncIterator[pb.AuthorizeRequest], context: Any
-        ) -> AsyncIterator[pb.AuthorizeResponse]:
-            # One answer per request, carrying its key (clients match answers by key).
-            async for request in request_iterator:
-                answer = pb.AuthorizeResponse()
-                answer.CopyFrom(fixed)
-                answer.idempotency_key = request.idempotency_key
-                yield answer
-
-        async def Capture(self, request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
-
-        async def Void(self, request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
-
-        async def Refund(self, request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
-
-        async def GetTransaction(self, request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
-
-        async def QuoteFee(self, request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
-
-    # The same server options as switch.server.build, so only the service logic differs.
-    server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 1),
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", 16 * 1024 * 1024),
-        ]
-    )
-    switch_pb2_grpc.add_SwitchServicer_to_server(Echo(), server)
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    for service in ("", SERVICE):
-        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.stop(1.0)
-
-
 # --- readiness --------------------------------------------------------------------------------------
 
 
@@ -927,51 +799,6 @@ def _probe_main(target: str, timeout: float) -> int:
 # --- the load generator -----------------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _luhn_pan(serial: int) -> str:
-    from switch import cards
-
-    body = f"52{serial:013d}"
-    return next(body + d for d in "0123456789" if cards.reference_luhn_valid(body + d))
-
-
-def _templates() -> list[bytes]:
-    """Serialized AuthorizeRequests without their idempotency key (field 1), varied in
-    card, account, merchant and amount. A key is spliced in front of each one."""
-    from switch.v1 import switch_pb2 as pb
-
-    templates: list[bytes] = []
-    for serial in range(CARD_POOL * 2):
-        request = pb.AuthorizeRequest(
-            merchant_id=f"cap-merchant-{serial % MERCHANTS:02d}",  # fits ISO 8583 field 42 (15)
-            amount=pb.Money(minor_units=100 + (serial * 7919) % 99_900, currency="USD"),
-        )
-        if serial % 20 == 7:
-            request.card.CopyFrom(pb.Card(pan="4000000000000002", expiry_month=12, expiry_year=2031))
-        elif serial % 40 == 13:
-            request.card.CopyFrom(pb.Card(pan="4000000000009995", expiry_month=12, expiry_year=2031))
-        elif serial % 10 == 3:
-            suffix = "-insufficient" if serial % 30 == 3 else ""
-            request.account.CopyFrom(pb.Account(rail="instant", id=f"acct-{serial % CARD_POOL:05d}{suffix}"))
-        else:
-            request.card.CopyFrom(
-                pb.Card(pan=_luhn_pan(serial % CARD_POOL), expiry_month=1 + serial % 12, expiry_year=2030)
-            )
-        templates.append(request.SerializeToString())
-    return templates
-
-
 def _keys(run_id: str, count: int) -> Iterator[bytes]:
     head = f"b{run_id}-".encode()
     width = KEY_LENGTH - len(head)
@@ -979,40 +806,24 @@ def _keys(run_id: str, count: int) -> Iterator[bytes]:
         yield head + str(index).zfill(width).encode()
 
 
-KEY_TAG = b"\x0a" + _varint(KEY_LENGTH)  # AuthorizeRequest/AuthorizeResponse field 1, length-delimited
-
-
 def build_payloads(mode: str, run_id: str, calls: int, batch_items: int = 100) -> list[bytes]:
     """Serialized requests (unary and stream: AuthorizeRequest; batch: AuthorizeBatchRequest
     of batch_items), each authorization with its own idempotency key."""
-    templates = _templates()
+    # merchant ids "cap-merchant-NN" fit ISO 8583 field 42 (15 characters)
+    templates = payloads.templates("cap-merchant")
     per_call = batch_items if mode == "batch" else 1
     count = len(templates)
     items = (KEY_TAG + key + templates[n % count] for n, key in enumerate(_keys(run_id, calls * per_call)))
     if mode != "batch":
         return list(items)
-    payloads = []
+    batches = []
     for _ in range(calls):
         parts = []
         for _ in range(batch_items):
             item = next(items)
-            parts.append(b"\x0a" + _varint(len(item)) + item)  # AuthorizeBatchRequest.requests
-        payloads.append(b"".join(parts))
-    return payloads
-
-
-def _check_payload(mode: str, payload: bytes, run_id: str, batch_items: int) -> None:
-    from switch.v1 import switch_pb2 as pb
-
-    if mode == "batch":
-        requests = list(pb.AuthorizeBatchRequest.FromString(payload).requests)
-        assert len(requests) == batch_items
-    else:
-        requests = [pb.AuthorizeRequest.FromString(payload)]
-    for request in requests:
-        assert request.idempotency_key.startswith(f"b{run_id}-"), request.idempotency_key
-        assert request.merchant_id and request.amount.minor_units > 0
-        assert request.WhichOneof("source") in ("card", "account")
+            parts.append(b"\x0a" + payloads.varint(len(item)) + item)  # AuthorizeBatchRequest.requests
+        batches.append(b"".join(parts))
+    return batches
 
 
 def _drive_main() -> int:
@@ -1057,48 +868,16 @@ class DrivePlan:
 
 async def drive(command: dict[str, Any]) -> dict[str, Any]:
     plan = DrivePlan(**command)
-    payloads = build_payloads(plan.mode, plan.run_id, plan.pool, plan.batch_items)
-    _check_payload(plan.mode, payloads[0], plan.run_id, plan.batch_items)
+    built = build_payloads(plan.mode, plan.run_id, plan.pool, plan.batch_items)
+    payloads.check_payload(plan.mode, built[0], plan.run_id, plan.batch_items)
     gc.collect()
     gc.freeze()
     try:
-        return await Driver(plan, payloads).run()
+        return await Driver(plan, built).run()
     finally:
-        del payloads
+        del built
         gc.unfreeze()
         gc.collect()
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process, its threads and its live children."""
-    if not pid:
-        return 0.0
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, CPU seconds), from /proc (Linux)
-    ticks = os.sysconf("SC_CLK_TCK")
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    family, total = {pid}, 0.0
-    grew = True
-    while grew:
-        grew = False
-        for child, (parent, _) in stats.items():
-            if parent in family and child not in family:
-                family.add(child)
-                grew = True
-    for member in family:
-        total += stats.get(member, (0, 0.0))[1]
-    return total
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Driver:
@@ -1121,8 +900,7 @@ class Driver:
         import grpc
 
         plan = self.plan
-        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 16 * 1024 * 1024)]
-        opened = [grpc.aio.insecure_channel(plan.target, options=options) for _ in range(plan.channels)]
+        opened = [grpc.aio.insecure_channel(plan.target, options=harness.CHANNEL_OPTIONS) for _ in range(plan.channels)]
         try:
             await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in opened)), 30)
             self.start = time.perf_counter() + 0.01
@@ -1131,12 +909,12 @@ class Driver:
             self.last_done = self.measure_from
             work = asyncio.ensure_future(self._work(opened))
             await asyncio.sleep(max(0.0, self.measure_from - time.perf_counter()))
-            server_cpu, sim_cpu = tree_cpu_seconds(plan.server_pid), tree_cpu_seconds(plan.sim_pid)
-            own_cpu = _own_cpu_seconds()
+            server_cpu, sim_cpu = harness.tree_cpu_seconds(plan.server_pid), harness.tree_cpu_seconds(plan.sim_pid)
+            own_cpu = harness.own_cpu_seconds()
             await work
-            server_cpu = tree_cpu_seconds(plan.server_pid) - server_cpu
-            sim_cpu = tree_cpu_seconds(plan.sim_pid) - sim_cpu
-            own_cpu = _own_cpu_seconds() - own_cpu
+            server_cpu = harness.tree_cpu_seconds(plan.server_pid) - server_cpu
+            sim_cpu = harness.tree_cpu_seconds(plan.sim_pid) - sim_cpu
+            own_cpu = harness.own_cpu_seconds() - own_cpu
             count_bound = self.next_index >= len(self.payloads) and self.last_done < self.deadline
         finally:
             await asyncio.gather(*(c.close(None) for c in opened))

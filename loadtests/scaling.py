@@ -43,12 +43,10 @@ import math
 import os
 import platform
 import pwd
-import resource
 import secrets
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -58,25 +56,30 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+if TYPE_CHECKING or __package__:
+    from loadtests import echo, harness, payloads
+else:  # run as a script (python loadtests/scaling.py): loadtests/ is sys.path[0]
+    import echo
+    import harness
+    import payloads
+
 HERE = Path(__file__).resolve()
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-SERVICE = "switch.v1.Switch"
+DEFAULT_REDIS_URL = harness.DEFAULT_REDIS_URL
+DEFAULT_POSTGRES_DSN = harness.DEFAULT_POSTGRES_DSN
+SERVICE = harness.SERVICE
 MODES = ("batch", "unary")
 BATCH_ITEMS = 100
-KEY_LENGTH = 24  # every idempotency key has this length, so templates can be spliced
-CARD_POOL = 512
-MERCHANTS = 16
+KEY_LENGTH = payloads.KEY_LENGTH  # every idempotency key has this length, so templates can be spliced
+KEY_TAG = payloads.KEY_TAG  # AuthorizeRequest.idempotency_key: field 1, length-delimited
 READY_TIMEOUT = 90.0
 CALL_TIMEOUT = 30.0
 SAMPLE_EVERY = 8  # parse every 8th answer item by item
 RING_CALLS = {"batch": 256, "unary": 8192}  # the echo's pre-built requests, cycled
 HISTOGRAM_STEPS = 100.0  # latency buckets per e-fold: ~1 % wide
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INITDB_FLAGS = ("--locale=C", "--no-sync")
 
 SWITCH_CONFIG = """
@@ -93,17 +96,9 @@ adapter = "simulated"
 adapter = "simulated"
 
 # Velocity: every authorization moves the instrument and merchant counters; the limits
-# sit far above what a run reaches, so nothing is declined by them.
-[[limits]]
-scope = "instrument"
-window_seconds = 3600
-max_count = 100000000
-
-[[limits]]
-scope = "merchant"
-window_seconds = 3600
-max_amount = 1000000000000000
-
+# sit far above what a run reaches, so nothing is declined by them."""
+SWITCH_CONFIG += harness.VELOCITY_LIMITS
+SWITCH_CONFIG += """
 [[fee_schedule]]
 name = "cards"
 rail = "card"
@@ -157,7 +152,7 @@ class Point:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.role == "echo":
-        return _echo_main(args.port)
+        return echo.main(args.port)
     if args.role == "drive":
         return _drive_main(args)
     return _orchestrate(args)
@@ -263,7 +258,7 @@ class Stores:
             )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{_tail(log)}")
-        pg_port, redis_port = _free_port(), _free_port()
+        pg_port, redis_port = harness.free_port(), harness.free_port()
         shm = "posix" if os.access("/dev/shm", os.W_OK) else "mmap"
         settings = {
             "listen_addresses": "127.0.0.1",
@@ -296,16 +291,7 @@ class Stores:
         print(f"# stores started: {self.postgres_dsn} {self.redis_url}", flush=True)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], log: Path, extra: dict[str, Any]) -> None:
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=self.folder,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **extra,
-            )
+        process = harness.spawn(command, log=log, cwd=self.folder, env=env, append=True, **extra)
         self.started.append((name, process))
 
     def _wait_ready(self, pg_log: Path, redis_log: Path) -> None:
@@ -345,38 +331,14 @@ class Stores:
             if process.poll() is not None:
                 continue
             # PostgreSQL: SIGINT is the fast shutdown; Redis: SIGTERM.
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+            harness.send(process, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+            harness.reap(process, 20, group=True)
 
     def drop(self, schema: str, prefix: str) -> None:
         """Remove one point's schema and keys (stores this run did not start)."""
         if self.owned:
             return
-        import asyncpg
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-            for start in range(0, len(keys), 1000):
-                client.delete(*keys[start : start + 1000])
-        finally:
-            client.close()
-
-        async def drop_schema() -> None:
-            connection = await asyncpg.connect(self.postgres_dsn)
-            try:
-                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await connection.close()
-
-        asyncio.run(drop_schema())
+        harness.drop_production_state(self.redis_url, self.postgres_dsn, schema, prefix)
 
 
 def _find(root: Path, name: str) -> Path:
@@ -395,13 +357,6 @@ def _tail(path: Path, size: int = 3000) -> str:
         return path.read_text(errors="replace")[-size:]
     except OSError:
         return f"({path}: unreadable)"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _orchestrate(args: argparse.Namespace) -> int:
@@ -494,27 +449,18 @@ def _run_workers(
 
 
 def _python_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+    env = harness.clean_env()
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def _start_echo(folder: Path, count: int, mode: str) -> Server:
-    port = _free_port()
+    port = harness.free_port()
     processes, logs = [], []
     for index in range(count):
         log = folder / f"echo-{mode}-{count}w-{index}.log"
-        with log.open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, str(HERE), "--role", "echo", "--port", str(port)],
-                    cwd=folder,
-                    env=_python_env(),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+        command = [sys.executable, str(HERE), "--role", "echo", "--port", str(port)]
+        processes.append(harness.spawn(command, log=log, cwd=folder, env=_python_env()))
         logs.append(log)
     return Server("echo", port, processes, logs)
 
@@ -522,28 +468,20 @@ def _start_echo(folder: Path, count: int, mode: str) -> Server:
 def _start_switch(folder: Path, stores: Stores, count: int, mode: str, *, schema: str, prefix: str) -> Server:
     config = folder / "switch.toml"
     config.write_text(SWITCH_CONFIG)
-    keys = folder / "tokenization.json"
-    keys.write_bytes(orjson.dumps({"active_key": "k1", "keys": {"k1": secrets.token_hex(32)}}))
+    keys = harness.write_tokenization_keys(folder / "tokenization.json")
     env = dict(
         _python_env(),
-        SWITCH_REDIS_URL=stores.redis_url,
-        SWITCH_POSTGRES_DSN=stores.postgres_dsn,
-        SWITCH_POSTGRES_SCHEMA=schema,
-        SWITCH_KEY_PREFIX=prefix,
-        SWITCH_FINGERPRINT_KEY=secrets.token_hex(32),
+        **harness.production_env(stores.redis_url, stores.postgres_dsn, schema, prefix),
         SWITCH_TOKENIZATION_KEY_FILE=str(keys),
         SWITCH_LOG_LEVEL="INFO",  # one "serving on" line per worker tells it is up
     )
-    port = _free_port()
+    port = harness.free_port()
     log = folder / f"switch-{mode}-{count}w.log"
     command = [sys.executable, "-m", "switch", "serve", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(count)]
-    with log.open("wb") as out:
-        # cwd is not the repository: `-m` puts cwd first on sys.path, and the switch must
-        # come from PYTHONPATH / the installed package (where its compiled cext lives).
-        process = subprocess.Popen(
-            command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    # cwd is not the repository: `-m` puts cwd first on sys.path, and the switch must
+    # come from PYTHONPATH / the installed package (where its compiled cext lives).
+    process = harness.spawn(command, log=log, cwd=folder, env=env)
     return Server("switch", port, [process], [log])
 
 
@@ -567,16 +505,9 @@ def _wait_serving(server: Server, count: int) -> None:
 
 def _stop(server: Server) -> None:
     for process in server.processes:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+        harness.send(process, signal.SIGTERM, group=True)
     for process in server.processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        harness.reap(process, 20, group=True)
 
 
 def _client_count(args: argparse.Namespace, workers: int) -> int:
@@ -615,9 +546,11 @@ def _drive(args: argparse.Namespace, server: Server, stores: Stores, *, workers:
         server_pids = [p.pid for p in server.processes]
         time.sleep(max(0.0, window_open - time.time()))
         groups = [server_pids, stores.pids("postgres"), stores.pids("redis")]
-        before = [_tree_cpu_seconds(pids) for pids in groups]
+        before = [harness.tree_cpu_seconds(*pids) for pids in groups]
         time.sleep(max(0.0, window_open + args.duration - time.time()))
-        server_cpu, postgres_cpu, redis_cpu = (_tree_cpu_seconds(p) - b for p, b in zip(groups, before, strict=True))
+        server_cpu, postgres_cpu, redis_cpu = (
+            harness.tree_cpu_seconds(*p) - b for p, b in zip(groups, before, strict=True)
+        )
         reports = []
         for proc in procs:
             stdout, stderr = proc.communicate(timeout=args.duration + CALL_TIMEOUT + 30)
@@ -690,34 +623,6 @@ def _await_lines(procs: Sequence[subprocess.Popen[bytes]], line: bytes, timeout:
                 raise RuntimeError(f"load generator exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
             if got.strip() == line:
                 del waiting[fd]
-
-
-def _tree_cpu_seconds(roots: Sequence[int]) -> float:
-    """user + system CPU seconds of these processes and all their descendants, from /proc."""
-    if not roots:
-        return 0.0
-    stats: dict[int, tuple[int, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    total, todo, seen = 0.0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid not in stats:
-            continue
-        seen.add(pid)
-        total += stats[pid][1]
-        todo += children.get(pid, [])
-    return total
 
 
 def _histogram_ms(histogram: Counter[int], fraction: float) -> float:
@@ -867,124 +772,7 @@ def _pack_logs(folder: Path, path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-# --- the bare echo server ------------------------------------------------------------------------
-
-
-def _echo_main(port: int) -> int:
-    import uvloop
-
-    uvloop.run(_echo_serve(port))
-    return 0
-
-
-async def _echo_serve(port: int) -> None:
-    import grpc
-
-    from switch.v1 import switch_pb2 as pb
-
-    fixed = pb.AuthorizeResponse(
-        idempotency_key="echo",
-        transaction_id="tx_" + "0" * 26,
-        decision=pb.DECISION_APPROVED,
-        response_code="00",
-        message="approved",
-        route="card",
-        authorization_code="ECHO00",
-    )
-
-    async def authorize(request: Any, context: Any) -> Any:
-        return fixed
-
-    async def authorize_batch(request: Any, context: Any) -> Any:
-        return pb.AuthorizeBatchResponse(responses=[fixed] * len(request.requests))
-
-    handlers = {
-        "Authorize": grpc.unary_unary_rpc_method_handler(
-            authorize,
-            request_deserializer=pb.AuthorizeRequest.FromString,
-            response_serializer=pb.AuthorizeResponse.SerializeToString,
-        ),
-        "AuthorizeBatch": grpc.unary_unary_rpc_method_handler(
-            authorize_batch,
-            request_deserializer=pb.AuthorizeBatchRequest.FromString,
-            response_serializer=pb.AuthorizeBatchResponse.SerializeToString,
-        ),
-    }
-    # The switch's server options, so only the service logic differs.
-    server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 1),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-    )
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
-    if not server.add_insecure_port(f"127.0.0.1:{port}"):
-        raise SystemExit(f"echo: could not bind 127.0.0.1:{port}")
-    await server.start()
-    print(f"echo ready pid {os.getpid()} port {port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.stop(1.0)
-
-
 # --- the load generator --------------------------------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-KEY_TAG = b"\x0a" + _varint(KEY_LENGTH)  # AuthorizeRequest.idempotency_key: field 1, length-delimited
-
-
-def _luhn_pan(serial: int) -> str:
-    body = f"52{serial:013d}"
-    for digit in "0123456789":
-        total = 0
-        for index, char in enumerate(reversed(body + digit)):
-            value = int(char) * (2 if index % 2 else 1)
-            total += value - 9 if value > 9 else value
-        if total % 10 == 0:
-            return body + digit
-    raise AssertionError("unreachable")
-
-
-def _templates() -> list[bytes]:
-    """Serialized AuthorizeRequests without their idempotency key (field 1), varied in
-    card, account, merchant and amount. A key is spliced in front of each one."""
-    from switch.v1 import switch_pb2 as pb
-
-    templates: list[bytes] = []
-    for serial in range(CARD_POOL * 2):
-        request = pb.AuthorizeRequest(
-            merchant_id=f"bench-merchant-{serial % MERCHANTS:02d}",
-            amount=pb.Money(minor_units=100 + (serial * 7919) % 99_900, currency="USD"),
-        )
-        if serial % 20 == 7:
-            request.card.CopyFrom(pb.Card(pan="4000000000000002", expiry_month=12, expiry_year=2031))
-        elif serial % 40 == 13:
-            request.card.CopyFrom(pb.Card(pan="4000000000009995", expiry_month=12, expiry_year=2031))
-        elif serial % 10 == 3:
-            suffix = "-insufficient" if serial % 30 == 3 else ""
-            request.account.CopyFrom(pb.Account(rail="instant", id=f"acct-{serial % CARD_POOL:05d}{suffix}"))
-        else:
-            request.card.CopyFrom(
-                pb.Card(pan=_luhn_pan(serial % CARD_POOL), expiry_month=1 + serial % 12, expiry_year=2030)
-            )
-        templates.append(request.SerializeToString())
-    return templates
 
 
 class Payloads:
@@ -992,9 +780,11 @@ class Payloads:
 
     def __init__(self, mode: str, run_id: str) -> None:
         self.mode = mode
-        self.templates = _templates()
+        self.templates = payloads.templates("bench-merchant")
         # A batch item: AuthorizeBatchRequest.requests tag + length, then the key, then the rest.
-        self.item_heads = [b"\x0a" + _varint(len(KEY_TAG) + KEY_LENGTH + len(t)) + KEY_TAG for t in self.templates]
+        self.item_heads = [
+            b"\x0a" + payloads.varint(len(KEY_TAG) + KEY_LENGTH + len(t)) + KEY_TAG for t in self.templates
+        ]
         self.key_head = f"b{run_id}-".encode()
         self.width = KEY_LENGTH - len(self.key_head)
         self.next = 0
@@ -1016,32 +806,17 @@ class Payloads:
         return b"".join(parts)
 
 
-def _check_payload(mode: str, payload: bytes, run_id: str) -> None:
-    from switch.v1 import switch_pb2 as pb
-
-    if mode == "unary":
-        requests = [pb.AuthorizeRequest.FromString(payload)]
-    else:
-        requests = list(pb.AuthorizeBatchRequest.FromString(payload).requests)
-        assert len(requests) == BATCH_ITEMS
-    for request in requests:
-        assert request.idempotency_key.startswith(f"b{run_id}-"), request.idempotency_key
-        assert len(request.idempotency_key) == KEY_LENGTH
-        assert request.merchant_id and request.amount.minor_units > 0
-        assert request.WhichOneof("source") in ("card", "account")
-
-
 def _drive_main(args: argparse.Namespace) -> int:
     import uvloop
 
-    payloads = Payloads(args.mode, args.run_id)
+    built = Payloads(args.mode, args.run_id)
     if args.fresh_keys:
-        source: Callable[[], bytes] = payloads.build
+        source: Callable[[], bytes] = built.build
     else:
-        ring = [payloads.build() for _ in range(RING_CALLS[args.mode])]
+        ring = [built.build() for _ in range(RING_CALLS[args.mode])]
         cycle = _cycle(ring)
         source = cycle.__next__
-    _check_payload(args.mode, Payloads(args.mode, args.run_id).build(), args.run_id)
+    payloads.check_payload(args.mode, Payloads(args.mode, args.run_id).build(), args.run_id, BATCH_ITEMS)
     report = uvloop.run(Driver(args, source).run())
     sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
     sys.stdout.flush()
@@ -1051,11 +826,6 @@ def _drive_main(args: argparse.Namespace) -> int:
 def _cycle(ring: Sequence[bytes]) -> Iterator[bytes]:
     while True:
         yield from ring
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Driver:
@@ -1074,8 +844,7 @@ class Driver:
 
         args = self.args
         method = f"/{SERVICE}/{'Authorize' if args.mode == 'unary' else 'AuthorizeBatch'}"
-        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        opened = [grpc.aio.insecure_channel(args.target, options=options) for _ in range(args.channels)]
+        opened = [grpc.aio.insecure_channel(args.target, options=harness.CHANNEL_OPTIONS) for _ in range(args.channels)]
         try:
             await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in opened)), 30)
             calls = [c.unary_unary(method, request_serializer=None, response_deserializer=None) for c in opened]
@@ -1104,9 +873,9 @@ class Driver:
     async def _window_cpu(self) -> float:
         start, end = self.window
         await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        before = _own_cpu_seconds()
+        before = harness.own_cpu_seconds()
         await asyncio.sleep(max(0.0, end - time.perf_counter()))
-        return _own_cpu_seconds() - before
+        return harness.own_cpu_seconds() - before
 
     async def _slot(self, call: Any) -> None:
         import grpc

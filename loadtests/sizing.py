@@ -25,14 +25,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import csv
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,14 +37,20 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING or __package__:
+    from loadtests import harness
+else:  # run as a script (python loadtests/sizing.py): loadtests/ is sys.path[0]
+    import harness
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 DEFAULT_OUT = ROOT / "loadtests" / "reports" / "latest"
 REPORT_PREFIX = "switch"  # switch_stats.csv, switch_failures.csv, switch.html, ...
-REDIS_URL = os.environ.get("SWITCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get("SWITCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-HEALTH_SERVICE = "switch.v1.Switch"
+REDIS_URL = os.environ.get("SWITCH_REDIS_URL", harness.DEFAULT_REDIS_URL)
+POSTGRES_DSN = os.environ.get("SWITCH_POSTGRES_DSN", harness.DEFAULT_POSTGRES_DSN)
+HEALTH_SERVICE = harness.SERVICE
 READY_TIMEOUT_S = 60.0
 
 # The routes carry an explicit option so they differ from the built-in defaults: routes
@@ -62,27 +65,7 @@ adapter = "simulated"
 options = { latency_ms = 0 }
 """
 
-LIMITS = """
-[[limits]]
-scope = "instrument"
-window_seconds = 3600
-max_count = 100000000
-
-[[limits]]
-scope = "merchant"
-window_seconds = 3600
-max_amount = 1000000000000000
-"""
-
-
 # --- the switch ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT_S) -> None:
@@ -113,10 +96,7 @@ def serving(command: Sequence[str], env: dict[str, str], log: Path, port: int) -
     """Runs a gRPC server process until the block ends (SIGTERM, then kill); yields its target.
     On an error its log's tail goes to stderr."""
     target = f"127.0.0.1:{port}"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            list(command), cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = harness.spawn(command, log=log, cwd=ROOT, env=env)
     try:
         wait_serving(target, process)
         yield target
@@ -125,13 +105,7 @@ def serving(command: Sequence[str], env: dict[str, str], log: Path, port: int) -
             print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
         raise
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        harness.stop(process)
 
 
 @contextlib.contextmanager
@@ -145,53 +119,25 @@ def running_switch(stores: str = "embedded", real_routes: bool = False) -> Itera
     config.write_text(
         'log_level = "WARNING"\n'
         + ("" if real_routes else SIMULATED_ROUTES)
-        + LIMITS
+        + harness.VELOCITY_LIMITS
         + f'\n[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{secrets.token_hex(32)}" }}\n'
     )
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+    env = harness.clean_env()
     if stores == "production":
-        env |= {
-            "SWITCH_REDIS_URL": REDIS_URL,
-            "SWITCH_POSTGRES_DSN": POSTGRES_DSN,
-            "SWITCH_POSTGRES_SCHEMA": schema,
-            "SWITCH_KEY_PREFIX": prefix,
-            "SWITCH_FINGERPRINT_KEY": secrets.token_hex(32),
-        }
+        env |= harness.production_env(REDIS_URL, POSTGRES_DSN, schema, prefix)
     elif stores == "embedded":
         env["SWITCH_SQLITE_PATH"] = str(folder / "journal.sqlite3")
     else:
         raise ValueError(f"stores: embedded or production, not {stores!r}")
-    port = free_port()
+    port = harness.free_port()
     command = [sys.executable, "-m", "switch", "serve", "--config", str(config), "--port", str(port)]
     try:
         with serving(command, env, folder / "switch.log", port) as target:
             yield target
     finally:
         if stores == "production":
-            _drop_production_state(schema, prefix)
+            harness.drop_production_state(REDIS_URL, POSTGRES_DSN, schema, prefix)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _drop_production_state(schema: str, prefix: str) -> None:
-    import asyncpg
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(POSTGRES_DSN)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
 
 
 # --- Locust ----------------------------------------------------------------------------------------

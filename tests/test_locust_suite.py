@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests import scenarios, sizing
+from loadtests import harness, scenarios, sizing
 from switch.v1 import switch_pb2 as pb
 
 RUN_S = 3.0
@@ -153,7 +153,7 @@ def test_tags_select_scenarios_across_worker_processes(switch_target: str, tmp_p
 def test_wrong_answers_and_grpc_errors_are_failures(tmp_path: Path) -> None:
     """The capacity benchmark's echo server approves everything (declining cards too), never
     marks a replay, and answers Capture with UNIMPLEMENTED: every scenario must fail."""
-    port = sizing.free_port()
+    port = harness.free_port()
     echo = [sys.executable, str(sizing.ROOT / "loadtests" / "capacity.py"), "--role", "echo", "--port", str(port)]
     with sizing.serving(echo, dict(os.environ), tmp_path / "echo.log", port) as target:
         done = sizing.run_locust(

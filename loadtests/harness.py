@@ -1,0 +1,197 @@
+"""What the load-test scripts (capacity.py, scaling.py, sizing.py) share: free ports, the
+server processes they start and stop, the CPU time they read from /proc, the switch's
+environment and the production state (Redis keys, a PostgreSQL schema) they clean up.
+
+Standard library only at import time (redis and asyncpg are imported when used): scaling.py
+runs it on a bare machine with nothing but its carried site-packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+SERVICE = "switch.v1.Switch"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Client channels: each its own connection (no shared subchannel pool), large answers allowed.
+CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+
+# Velocity: every authorization moves the instrument and merchant counters; the limits
+# sit far above what a run reaches, so nothing is declined by them.
+VELOCITY_LIMITS = """
+[[limits]]
+scope = "instrument"
+window_seconds = 3600
+max_count = 100000000
+
+[[limits]]
+scope = "merchant"
+window_seconds = 3600
+max_amount = 1000000000000000
+"""
+
+
+# --- ports and processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path | str,
+    env: dict[str, str],
+    append: bool = False,
+    user: int | None = None,
+    group: int | None = None,
+    extra_groups: list[int] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A server process in a session of its own, its stdout and stderr to log."""
+    with log.open("ab" if append else "wb") as out:
+        return subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
+        )
+
+
+def send(process: subprocess.Popen[bytes], signum: int, *, group: bool = False) -> None:
+    """Signal a process that still runs (group: its whole process group)."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+
+
+def reap(process: subprocess.Popen[bytes], timeout: float, *, group: bool = False) -> None:
+    """Wait for a process to exit; after timeout seconds kill it (group: its process group)."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+        process.wait(timeout=5)
+
+
+def stop(process: subprocess.Popen[bytes] | None, *, signum: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    """Signal a process (SIGTERM: a server drains), wait, then kill it."""
+    if process is None:
+        return
+    send(process, signum)
+    reap(process, timeout)
+
+
+# --- CPU time ---------------------------------------------------------------------------------------
+
+
+def tree_cpu_seconds(*roots: int) -> float:
+    """user + system CPU seconds of these processes (0: none), their threads and all their
+    live descendants, from /proc (Linux)."""
+    roots = tuple(pid for pid in roots if pid)
+    if not roots:
+        return 0.0
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, CPU seconds)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo, seen = 0.0, list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        total += stats[pid][1]
+        todo += children.get(pid, [])
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the switch's environment and state --------------------------------------------------------------
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any SWITCH_* setting."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+
+
+def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> dict[str, str]:
+    """The switch on Redis + PostgreSQL, in its own schema and key prefix."""
+    return {
+        "SWITCH_REDIS_URL": redis_url,
+        "SWITCH_POSTGRES_DSN": postgres_dsn,
+        "SWITCH_POSTGRES_SCHEMA": schema,
+        "SWITCH_KEY_PREFIX": prefix,
+        "SWITCH_FINGERPRINT_KEY": secrets.token_hex(32),
+    }
+
+
+def write_tokenization_keys(path: Path) -> Path:
+    """A fresh tokenization key ring (SWITCH_TOKENIZATION_KEY_FILE)."""
+    path.write_bytes(orjson.dumps({"active_key": "k1", "keys": {"k1": secrets.token_hex(32)}}))
+    return path
+
+
+def drop_production_state(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> None:
+    """Remove one run's Redis keys (prefix:*) and PostgreSQL schema."""
+    import asyncpg
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
