@@ -17,7 +17,6 @@ Each call waits on one future, however many items it holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -80,7 +79,7 @@ class MicroBatcher:
         self._in_flight_wait = in_flight_wait_seconds
         self._pending: deque[_Waiter] = deque()
         self._has_items = asyncio.Event()
-        self._wake = asyncio.Event()  # a batch finished, or the queue filled up
+        self._wake: asyncio.Future[None] | None = None  # the flusher's, while it sleeps
         self._running: set[asyncio.Task[None]] = set()
         self._admitted = 0  # items owed an answer: queued, in a running batch, or waiting to retry
         self._retrying = 0
@@ -130,7 +129,7 @@ class MicroBatcher:
         self._pending.extend(waiters)
         self._has_items.set()
         if len(self._pending) >= self._max_items:
-            self._wake.set()
+            self._wake_up()
 
     async def _flush_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -147,9 +146,21 @@ class MicroBatcher:
             self._dispatch(loop)
 
     async def _sleep_until_woken(self, seconds: float | None) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        """Until a batch finishes or the queue fills, or for at most seconds. A bare
+        future and a timer: wait_for would start a task for every sleep."""
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = None if seconds is None else loop.call_later(seconds, self._wake_up)
+        try:
+            await wake
+        finally:
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         batch: list[_Waiter] = []
@@ -169,7 +180,7 @@ class MicroBatcher:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._wake.set()
+        self._wake_up()
 
     async def _run_batch(self, batch: list[_Waiter]) -> None:
         started = time.perf_counter()
