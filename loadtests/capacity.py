@@ -146,6 +146,7 @@ class RunResult:
     server_cpu_us: float  # server CPU time per authorization (the switch's process tree)
     server_cores: float  # server CPU time / wall time (1.0 = one core busy)
     sim_cores: float  # the ISO 8583 simulator's CPU time / wall time
+    store_cores: float  # PostgreSQL's and Redis's CPU time / wall time (this machine's, all of it)
     client_cores: float  # the load generator's CPU time / wall time
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -476,6 +477,7 @@ def _print_progress(result: RunResult, repeat: int) -> None:
         f"server {result.server_cpu_us:6.1f} us/auth {result.server_cores:4.2f} cores  "
         f"client {result.client_cores:4.2f} cores"
         + (f"  sim {result.sim_cores:4.2f} cores" if result.sim_cores else "")
+        + (f"  stores {result.store_cores:4.2f} cores" if result.store_cores > 0.01 else "")
         + (f"  failed calls {result.failures}" if result.failed_calls else "")
         + (f"  item errors {result.item_errors}" if result.item_errors else "")
         + ("  (count-bound)" if result.count_bound else ""),
@@ -521,6 +523,7 @@ class Generator:
             "run_id": secrets.token_hex(4),
             "server_pid": target.process.pid,
             "sim_pid": target.sim.process.pid if target.sim and target.sim.process else 0,
+            "store_pids": list(harness.store_pids()),
         }
         report = self._ask(command, args.duration + args.warmup + CALL_TIMEOUT + 120)
         if "error" in report:
@@ -544,6 +547,7 @@ class Generator:
             server_cpu_us=report["server_cpu_s"] * 1e6 / max(authorizations, 1),
             server_cores=report["server_cpu_s"] / elapsed,
             sim_cores=report["sim_cpu_s"] / elapsed,
+            store_cores=report["store_cpu_s"] / elapsed,
             client_cores=report["client_cpu_s"] / elapsed,
             failures=dict(report["failed_calls"]),
         )
@@ -632,6 +636,7 @@ def build_report(
                 "server_cpu_us_per_auth": round(statistics.median(r.server_cpu_us for r in runs), 1),
                 "server_cores": round(statistics.median(r.server_cores for r in runs), 3),
                 "sim_cores": round(statistics.median(r.sim_cores for r in runs), 3) if target.sim else None,
+                "store_cores": round(statistics.median(r.store_cores for r in runs), 3),
                 "client_cores": round(statistics.median(r.client_cores for r in runs), 3),
                 "runs_per_s": [round(r.authorizations_per_s, 1) for r in runs],
                 "failed_calls": sum(r.failed_calls for r in (*runs, *loaded)),
@@ -731,8 +736,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"open loop at {meta['load_share']:.0%} of each row's max rate; {meta.get('total_s', 0):g} s in all",
         "",
         "| row | mode | auth/s | p50 ms | p99 ms | p99 @80% ms | vs echo | server CPU µs/auth "
-        "| server cores | sim cores | runs (auth/s) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| server cores | sim cores | stores cores | runs (auth/s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     batch_items = c["batch_items"]
     for row in report["rows"]:
@@ -747,6 +752,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _number(row["server_cpu_us_per_auth"], 1),
             _number(row["server_cores"], 2),
             _number(row["sim_cores"], 2),
+            _number(row.get("store_cores"), 2),
             ", ".join(f"{x:,.0f}" for x in row["runs_per_s"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -755,7 +761,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Latency is per call (batch: per call of all its items; stream: per request, write to answer); "
         "p99 @80% is an open-loop run at 80% of the row's max rate, timed from each scheduled send. "
         "Server CPU is the switch's process tree (the echo server's on echo rows); sim cores is the "
-        "ISO 8583 simulator's process, not counted in the switch's.",
+        "ISO 8583 simulator's process, not counted in the switch's; stores cores is PostgreSQL's and "
+        "Redis's on this machine while the row ran (the embedded rows' SQLite is inside the switch).",
         "",
         "Targets (row (a) on Redis + PostgreSQL):",
         "",
@@ -864,6 +871,7 @@ class DrivePlan:
     run_id: str
     server_pid: int
     sim_pid: int
+    store_pids: list[int]
 
 
 async def drive(command: dict[str, Any]) -> dict[str, Any]:
@@ -910,10 +918,12 @@ class Driver:
             work = asyncio.ensure_future(self._work(opened))
             await asyncio.sleep(max(0.0, self.measure_from - time.perf_counter()))
             server_cpu, sim_cpu = harness.tree_cpu_seconds(plan.server_pid), harness.tree_cpu_seconds(plan.sim_pid)
+            store_cpu = harness.tree_cpu_seconds(*plan.store_pids)
             own_cpu = harness.own_cpu_seconds()
             await work
             server_cpu = harness.tree_cpu_seconds(plan.server_pid) - server_cpu
             sim_cpu = harness.tree_cpu_seconds(plan.sim_pid) - sim_cpu
+            store_cpu = harness.tree_cpu_seconds(*plan.store_pids) - store_cpu
             own_cpu = harness.own_cpu_seconds() - own_cpu
             count_bound = self.next_index >= len(self.payloads) and self.last_done < self.deadline
         finally:
@@ -932,6 +942,7 @@ class Driver:
             "count_bound": count_bound and self.plan.phase == "max",
             "server_cpu_s": server_cpu,
             "sim_cpu_s": sim_cpu,
+            "store_cpu_s": store_cpu,
             "client_cpu_s": own_cpu,
         }
 

@@ -114,6 +114,26 @@ def stop(process: subprocess.Popen[bytes] | None, *, signum: int = signal.SIGTER
 # --- CPU time ---------------------------------------------------------------------------------------
 
 
+def store_pids() -> tuple[int, ...]:
+    """This machine's PostgreSQL postmaster and redis-server processes, by name: their
+    CPU (backends included) is what the stores spend while a benchmark runs."""
+    found: dict[int, tuple[str, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        found[int(entry.name)] = (name, int(stat.rsplit(")", 1)[1].split()[1]))
+    return tuple(
+        pid
+        for pid, (name, parent) in found.items()
+        if name == "redis-server" or (name == "postgres" and found.get(parent, ("", 0))[0] != "postgres")
+    )
+
+
 def tree_cpu_seconds(*roots: int) -> float:
     """user + system CPU seconds of these processes (0: none), their threads and all their
     live descendants, from /proc (Linux)."""
