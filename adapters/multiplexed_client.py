@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +51,8 @@ class MultiplexedClient(Generic[M]):
         self._pending: dict[str, tuple[str, asyncio.Future[M]]] = {}
         self._lock = asyncio.Lock()
         self._closing = False
+        self._id_stem = self.id_prefix + secrets.token_hex(4).upper()
+        self._sequence = itertools.count(1)
 
     # --- what a protocol supplies ----------------------------------------------------------------------------
 
@@ -58,9 +62,14 @@ class MultiplexedClient(Generic[M]):
     async def _read(self, reader: asyncio.StreamReader) -> M:
         raise NotImplementedError
 
+    # Ids the default _next_id makes: this prefix, a random part per client (so ids stay
+    # unique across reconnects and switch processes), then a sequence number.
+    id_prefix = "SW"
+
     def _next_id(self) -> Any:
-        """A request id no request in flight holds."""
-        raise NotImplementedError
+        """A request id no request in flight holds. A protocol with its own id space
+        (an ISO 8583 STAN) overrides it."""
+        return f"{self._id_stem}{next(self._sequence):012d}"
 
     def _request_key(self, message: M) -> tuple[str, str]:
         """(id, second reference) of a request."""

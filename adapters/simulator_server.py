@@ -1,18 +1,36 @@
-"""What every network simulator shares: a TCP server, its client connections, and
-the answers in flight. A simulator subclasses it and says how one connection's
-messages are read and answered (_session); everything else is here, once."""
+"""What every network simulator shares: a TCP server, its client connections, the
+answers in flight, and how the simulated network misbehaves (latency, lost and
+late answers, as `switch sim` sets them). A simulator subclasses it and says how
+one connection's messages are read and answered (_session); everything else is
+here, once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
 
 class SimulatorServer:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        drop_rate: float = 0.0,
+        slow_rate: float = 0.0,
+        late_delay: float = 5.0,
+        seed: int | None = None,
+    ) -> None:
+        """latency: seconds before every answer; drop_rate: the share of requests never
+        answered; slow_rate: the share answered late_delay seconds late; seed: repeatable."""
+        self.latency = latency
+        self.drop_rate = drop_rate
+        self.slow_rate = slow_rate
+        self.late_delay = late_delay
+        self._random = random.Random(seed)
         self.received: Counter[str] = Counter()  # messages by kind, for tests and operators
         self.server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -41,6 +59,15 @@ class SimulatorServer:
     @property
     def connections(self) -> int:
         return len(self._writers)
+
+    def drops(self) -> bool:
+        """Whether the network loses this request: it is never answered."""
+        return self._random.random() < self.drop_rate
+
+    def delay(self, late: bool = False) -> float:
+        """Seconds before answering: the latency, plus late_delay for a request that
+        must be late (a test instrument) or, at slow_rate, for any request."""
+        return self.latency + (self.late_delay if late or self._random.random() < self.slow_rate else 0.0)
 
     def answer_later(self, answering: Coroutine[Any, Any, None]) -> None:
         """Answers without holding up the next request on the connection."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Any
 
 from switch.adapter import AdapterRequest
@@ -32,26 +31,13 @@ LATE_CARD = "4000000000000119"
 
 
 class IssuerSimulator(SimulatorServer):
-    def __init__(
-        self,
-        *,
-        latency: float = 0.0,
-        jitter: float = 0.0,
-        late_delay: float = 5.0,
-        drop_rate: float = 0.0,
-        slow_rate: float = 0.0,
-        disconnect_after: int = 0,
-        seed: int | None = None,
-    ) -> None:
-        self.latency = latency
+    def __init__(self, *, jitter: float = 0.0, disconnect_after: int = 0, **behaviour: Any) -> None:
+        """jitter: up to this many seconds more per answer; disconnect_after: drop each
+        connection after this many requests (0: never); behaviour: see SimulatorServer."""
+        super().__init__(**behaviour)  # received: by MTI, and "echo" / "sign-on" for 0800s
         self.jitter = jitter
-        self.late_delay = late_delay
-        self.drop_rate = drop_rate
-        self.slow_rate = slow_rate
         self.disconnect_after = disconnect_after
-        super().__init__()  # received: by MTI, and "echo" / "sign-on" for 0800s
         self._issuer = SimulatedIssuer("iso8583-simulator")
-        self._random = random.Random(seed)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         requests = 0
@@ -74,14 +60,14 @@ class IssuerSimulator(SimulatorServer):
         log.debug("received %s", mapping.describe(message))
 
     async def _answer(self, request: Message, writer: asyncio.StreamWriter) -> None:
-        # Jitter makes answers overtake each other, as they do on a real network.
-        delay = self.latency + self._random.uniform(0.0, self.jitter)
+        delay = self.latency
         if request.get("t") != spec.NETWORK:
-            if self._random.random() < self.drop_rate:
+            if self.drops():
                 log.debug("dropping %s", mapping.describe(request))
                 return
-            if request.get("2") == LATE_CARD or self._random.random() < self.slow_rate:
-                delay += self.late_delay
+            delay = self.delay(late=request.get("2") == LATE_CARD)
+        # Jitter makes answers overtake each other, as they do on a real network.
+        delay += self._random.uniform(0.0, self.jitter)
         answer = await self._decide(request)
         if delay:
             await asyncio.sleep(delay)

@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import string
 from datetime import UTC, datetime
+from typing import Any
 
 from ..simulator_server import SimulatorServer
 from . import framing, mapping, spec
@@ -34,21 +34,9 @@ _REFERENCE_ALPHABET = string.ascii_uppercase + string.digits
 
 
 class RailSimulator(SimulatorServer):
-    def __init__(
-        self,
-        *,
-        latency: float = 0.0,
-        drop_rate: float = 0.0,
-        slow_rate: float = 0.0,
-        late_delay: float = 5.0,
-        seed: int | None = None,
-    ) -> None:
-        self.latency = latency
-        self.drop_rate = drop_rate
-        self.slow_rate = slow_rate
-        self.late_delay = late_delay
-        super().__init__()  # received: by message type, "acmt.023", "pacs.008", ...
-        self._random = random.Random(seed)
+    def __init__(self, **behaviour: Any) -> None:
+        """behaviour: latency, drops and late answers, see SimulatorServer."""
+        super().__init__(**behaviour)  # received: by message type, "acmt.023", "pacs.008", ...
         self._sequence = 0
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -62,12 +50,10 @@ class RailSimulator(SimulatorServer):
     async def _answer(self, request: Message, writer: asyncio.StreamWriter) -> None:
         delay = self.latency
         if request.type != spec.IDENTIFICATION_REQUEST:
-            if self._random.random() < self.drop_rate:
+            if self.drops():
                 log.debug("dropping %s", mapping.describe(request))
                 return
-            debtor = request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id")
-            if debtor.endswith("-timeout") or self._random.random() < self.slow_rate:
-                delay += self.late_delay
+            delay = self.delay(late=request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id").endswith("-timeout"))
         answer = self._decide(request)
         if delay:
             await asyncio.sleep(delay)

@@ -9,8 +9,6 @@ _on_connect for a sign-on, as the ISO 8583 client does.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import secrets
 from collections.abc import Callable
 
 from ..multiplexed_client import MultiplexedClient
@@ -22,23 +20,13 @@ Build = Callable[[str], Message]  # request id -> the request carrying it
 
 class TemplateClient(MultiplexedClient[Message]):
     framing_error = framing.FramingError
-
-    def __init__(
-        self, host: str, port: int, *, timeout: float = 2.0, backoff_initial: float = 0.05, backoff_max: float = 5.0
-    ) -> None:
-        super().__init__(host, port, timeout=timeout, backoff_initial=backoff_initial, backoff_max=backoff_max)
-        # A prefix per client: ids stay unique across reconnects and across switch processes.
-        self._prefix = "T" + secrets.token_hex(4).upper()
-        self._sequence = itertools.count(1)
+    id_prefix = "T"
 
     def _encode(self, message: Message) -> bytes:
         return framing.encode(message)
 
     async def _read(self, reader: asyncio.StreamReader) -> Message:
         return await framing.read_message(reader)
-
-    def _next_id(self) -> str:
-        return f"{self._prefix}{next(self._sequence):012d}"
 
     def _request_key(self, message: Message) -> tuple[str, str]:
         return mapping.match_key(message)

@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import string
+from typing import Any
 
 from switch.models import OperationKind
 
@@ -43,21 +43,10 @@ _CODE_ALPHABET = string.ascii_uppercase + string.digits
 
 
 class TemplateSimulator(SimulatorServer):
-    def __init__(
-        self,
-        *,
-        latency: float = 0.0,
-        drop_rate: float = 0.0,
-        slow_rate: float = 0.0,
-        late_delay: float = 5.0,
-        seed: int | None = None,
-    ) -> None:
-        self.latency = latency
-        self.drop_rate = drop_rate
-        self.slow_rate = slow_rate
-        self.late_delay = late_delay
-        super().__init__()  # received: by operation, "authorize", "capture", ...
-        self._random = random.Random(seed)
+    def __init__(self, **behaviour: Any) -> None:
+        """behaviour: latency, drops and late answers (what `switch sim` passes), see
+        SimulatorServer."""
+        super().__init__(**behaviour)  # received: by operation, "authorize", "capture", ...
         self._references = itertools.count(1)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -69,12 +58,10 @@ class TemplateSimulator(SimulatorServer):
                 self.answer_later(self._answer(message, writer))
 
     async def _answer(self, request: Message, writer: asyncio.StreamWriter) -> None:
-        if self._random.random() < self.drop_rate:
+        if self.drops():
             log.debug("dropping %s", mapping.describe(request))
             return
-        delay = self.latency
-        if _late(request) or self._random.random() < self.slow_rate:
-            delay += self.late_delay
+        delay = self.delay(late=_late(request))
         answer = self._decide(request)
         if delay:
             await asyncio.sleep(delay)
