@@ -20,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +186,14 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-async def _bounded(calls: list[Any], limit: int = 16) -> list[Any]:
+async def _bounded(calls: list[Callable[[], Awaitable[Any]]], limit: int = 16) -> list[Any]:
+    """Makes and awaits the calls, at most `limit` at a time: a gRPC call starts when it
+    is made, so they are passed unmade."""
     gate = asyncio.Semaphore(limit)
 
-    async def one(call: Any) -> Any:
+    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
         async with gate:
-            return await call
+            return await call()
 
     return await asyncio.gather(*(one(call) for call in calls))
 
@@ -331,7 +334,7 @@ async def test_kill_9_under_load_loses_no_answered_approval(production_switch: t
 async def _check_reads(stub: switch_pb2_grpc.SwitchAsyncStub, load: Load) -> None:
     reads = await _bounded(
         [
-            stub.GetTransaction(pb.GetTransactionRequest(transaction_id=response.transaction_id), timeout=5.0)
+            partial(stub.GetTransaction, pb.GetTransactionRequest(transaction_id=response.transaction_id), timeout=5.0)
             for _, response in load.approved
         ]
     )
@@ -356,7 +359,7 @@ async def _check_replays(stub: switch_pb2_grpc.SwitchAsyncStub, load: Load) -> N
             assert replay.response_code == original.response_code == "00"
             assert replay.authorization_code == original.authorization_code
     sample = load.approved[:: max(1, len(load.approved) // 50)]
-    replays = await _bounded([stub.Authorize(request, timeout=5.0) for request, _ in sample])
+    replays = await _bounded([partial(stub.Authorize, request, timeout=5.0) for request, _ in sample])
     for (request, original), replay in zip(sample, replays, strict=True):
         assert replay.replayed, request.idempotency_key
         assert replay.transaction_id == original.transaction_id
@@ -378,16 +381,16 @@ async def _check_cut_off_calls_retry(stub: switch_pb2_grpc.SwitchAsyncStub, load
                     raise AssertionError(f"{request.idempotency_key}: still {error.code().name}") from error
                 await asyncio.sleep(0.2)
 
-    answers = await _bounded([retry(request) for request in load.cut_off])
+    answers = await _bounded([partial(retry, request) for request in load.cut_off])
     approved = [(r, a) for r, a in zip(load.cut_off, answers, strict=True) if a.decision == pb.DECISION_APPROVED]
     assert all(a.decision in (pb.DECISION_APPROVED, pb.DECISION_DECLINED) for a in answers)
     reads = await _bounded(
-        [stub.GetTransaction(pb.GetTransactionRequest(transaction_id=a.transaction_id)) for _, a in approved]
+        [partial(stub.GetTransaction, pb.GetTransactionRequest(transaction_id=a.transaction_id)) for _, a in approved]
     )
     for (request, answer), transaction in zip(approved, reads, strict=True):
         assert transaction.status == pb.TRANSACTION_STATUS_AUTHORIZED, answer.transaction_id
         assert transaction.authorized.minor_units == request.amount.minor_units
-    replays = await _bounded([stub.Authorize(request, timeout=5.0) for request, _ in approved])
+    replays = await _bounded([partial(stub.Authorize, request, timeout=5.0) for request, _ in approved])
     for (_, answer), replay in zip(approved, replays, strict=True):
         assert replay.replayed and replay.transaction_id == answer.transaction_id
 
