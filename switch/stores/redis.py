@@ -79,16 +79,70 @@ local retention_ms = ARGV[3]
 local prefix = ARGV[4]
 
 -- The counters once per batch: key name, window, limit, status when over it.
-local counters, fields = {}, split(ARGV[5])
+-- Each Redis key's running state is shared by every counter naming it.
+local counters, states, fields = {}, {}, split(ARGV[5])
 for f = 1, #fields, 5 do
     local by_amount = fields[f + 4] == '1'
+    local key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1]
+    if states[key] == nil then
+        states[key] = {key = key, window = fields[f + 2], delta = 0}
+    end
     counters[#counters + 1] = {
-        key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1],
-        window = fields[f + 2],
+        state = states[key],
         limit = tonumber(fields[f + 3]),
         by_amount = by_amount,
         over = by_amount and 5 or 4,
     }
+end
+
+-- Each counter is read at most once per batch and written once at its end: the
+-- counters a batch's items share (a merchant's) cost two calls per batch, not
+-- three per item. Claims still see each other in order: value is what the
+-- counter holds after the claims before this one.
+local EXACT = 2 ^ 52  -- below it, a double holds every integer exactly
+
+-- counter here is a key's state: key, window, value (after the claims so far),
+-- existed (before this batch), delta (moved by this batch, not written yet).
+local function load(counter)
+    if counter.value == nil then
+        local stored = redis.call('GET', counter.key)
+        counter.existed = stored ~= false
+        counter.value = tonumber(stored or '0')
+    end
+    return counter.value
+end
+
+local function flush(counter)
+    if counter.delta ~= 0 then
+        local delta = string.format('%.0f', counter.delta)
+        if counter.existed then
+            redis.call('INCRBY', counter.key, delta)  -- keeps the window it has
+        else
+            -- Only a counter this batch creates gets a window; later claims keep it.
+            redis.call('SET', counter.key, delta, 'EX', counter.window)
+            counter.existed = true
+        end
+        counter.delta = 0
+    end
+end
+
+local function move(counter, increment)
+    local by = tonumber(increment)
+    if by >= EXACT then
+        -- Too large for a double to sum exactly: written at once, as the string it came as.
+        flush(counter)
+        redis.call('INCRBY', counter.key, increment)
+        if not counter.existed then
+            redis.call('EXPIRE', counter.key, counter.window)
+            counter.existed = true
+        end
+    else
+        if math.abs(counter.delta + by) >= EXACT then
+            flush(counter)
+        end
+        counter.delta = counter.delta + by
+    end
+    counter.value = counter.value + by
 end
 
 local statuses, replies = {}, {}
@@ -98,7 +152,7 @@ while f <= #fields do
     local key = prefix .. ':{m:' .. fields[f] .. '}:k:' .. fields[f + 1]
     local hash, amount, n = fields[f + 2], fields[f + 3], tonumber(fields[f + 4])
     -- This claim's counters, each with the increment it adds: the amount
-    -- (kept a string, so INCRBY gets it exactly) or one call.
+    -- (kept a string, so a large one is written exactly) or one call.
     local mine, increments = {}, {}
     for i = 1, n do
         local counter = counters[tonumber(fields[f + 4 + i])]
@@ -124,24 +178,21 @@ while f <= #fields do
         -- The counters move only if every one of them fits; the first one over
         -- its limit names the decline.
         for i = 1, n do
-            local value = tonumber(redis.call('GET', mine[i].key) or '0')
-            if value + tonumber(increments[i]) > mine[i].limit then
+            if load(mine[i].state) + tonumber(increments[i]) > mine[i].limit then
                 status = tostring(mine[i].over)
                 break
             end
         end
         if status == '0' then
             for i = 1, n do
-                local counter = mine[i].key
-                redis.call('INCRBY', counter, increments[i])
-                -- Only a counter this claim created gets a window; later claims keep it.
-                if redis.call('PTTL', counter) < 0 then
-                    redis.call('EXPIRE', counter, mine[i].window)
-                end
+                move(mine[i].state, increments[i])
             end
         end
     end
     statuses[#statuses + 1] = status
+end
+for _, state in pairs(states) do
+    flush(state)
 end
 table.insert(replies, 1, table.concat(statuses))
 return replies

@@ -77,6 +77,39 @@ async def test_a_mixed_batch_answers_in_order(redis_store: RedisStateStore) -> N
     ]
 
 
+async def test_a_counter_shared_across_a_batch_moves_in_order_and_is_written_once(
+    redis_store: RedisStateStore,
+) -> None:
+    merchant = Counter("m:m-1", "c60", 60, 7, by_amount=False)
+    outcomes = await redis_store.claim([Claim("m-1", f"k{i}", "h", 1, (merchant,)) for i in range(10)], T0)
+    assert outcomes == [NEW] * 7 + [ClaimOutcome(ClaimStatus.COUNT_LIMIT)] * 3
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        key = redis_store.counter_key(merchant)
+        assert await client.get(key) == b"7"
+        assert 0 < await client.ttl(key) <= 60  # created by this batch: it got its window
+        await client.expire(key, 30)
+        await redis_store.claim(
+            [Claim("m-1", "later", "h", 1, (Counter("m:m-1", "c60", 60, 100, by_amount=False),))], T0
+        )
+        assert await client.get(key) == b"8"
+        assert await client.ttl(key) <= 30  # an existing counter keeps its window
+    finally:
+        await client.aclose()
+
+
+async def test_amounts_beyond_a_doubles_exact_range_add_up_exactly(redis_store: RedisStateStore) -> None:
+    total = Counter("m:m-1", "a60", 60, 2**63 - 1, by_amount=True)
+    amounts = [2**53 + 1, 2**51 + 3, 2**51 + 5, 2**51 + 7, 11]  # one beyond 2**52; the rest cross it together
+    claims = [Claim("m-1", f"big-{i}", "h", amount, (total,)) for i, amount in enumerate(amounts)]
+    assert await redis_store.claim(claims, T0) == [NEW] * len(amounts)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert int(await client.get(redis_store.counter_key(total))) == sum(amounts)
+    finally:
+        await client.aclose()
+
+
 async def test_a_value_holding_the_separator_is_refused(redis_store: RedisStateStore) -> None:
     with pytest.raises(ValueError, match="x1f"):
         await redis_store.claim([Claim("m-1", "ok", "h", 1), Claim("m-1", "bad\x1fkey", "h", 1)], T0)
