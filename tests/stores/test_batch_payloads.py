@@ -105,7 +105,8 @@ async def test_amounts_beyond_a_doubles_exact_range_add_up_exactly(redis_store: 
     assert await redis_store.claim(claims, T0) == [NEW] * len(amounts)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        assert int(await client.get(redis_store.counter_key(total))) == sum(amounts)
+        stored = await client.get(redis_store.counter_key(total))
+        assert stored is not None and int(stored) == sum(amounts)
     finally:
         await client.aclose()
 
