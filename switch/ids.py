@@ -12,13 +12,8 @@ whole-buffer operations in C instead of an encoding loop per id.
 
 from __future__ import annotations
 
-import base64
 import os
 import time
-
-# RFC 4648's base-32 alphabet, letter for letter onto Crockford's: the mapping keeps
-# the order of values, so ids still sort by time.
-_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 _MS_MASK = 0xFFFF_FFFF_FFFF
 # Values 0-31 become Crockford's alphabet (the other 224 bytes never occur).
@@ -27,19 +22,18 @@ _ENCODE = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ" + bytes(range(32, 256))
 # bits, the same for a whole batch. The other 17 are one byte each, holding its
 # 5-bit value: character 9 is the time's last 3 bits and 2 random bits, 10-24 are
 # 75 random bits, 25 is 3 random bits and the 2 zero bits. 2 + 75 + 3 = 80 random
-# bits, as in new_transaction_id.
+# bits.
 _TAIL = 17
 _RANDOM_BITS = b"\x03" + b"\x1f" * 15 + b"\x1c"
 
 
 def new_transaction_id() -> str:
     """ "tx_" + 26 Crockford base-32 characters: 48 bits of milliseconds, then 80 random bits."""
-    raw = (int(time.time() * 1000) & _MS_MASK).to_bytes(6, "big") + os.urandom(10)
-    return "tx_" + base64.b32encode(raw).decode()[:26].translate(_TO_CROCKFORD)
+    return new_transaction_ids(1)[0]
 
 
 def new_transaction_ids(count: int) -> list[str]:
-    """count ids in new_transaction_id's format, all stamped with the same millisecond."""
+    """count ids in the module's format, all stamped with the same millisecond."""
     if count <= 0:
         return []
     ms = int(time.time() * 1000) & _MS_MASK

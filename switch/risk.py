@@ -49,23 +49,15 @@ class RiskRules:
         self._specs: tuple[float, dict[str, tuple[_Spec, ...]]] = (math.nan, {})
 
     def counters(self, authorization: Authorization, instrument: Instrument, now: float) -> tuple[Counter, ...]:
-        if not self._limits:
-            return ()
-        instrument_subject = "i:" + instrument.fingerprint
-        merchant_subject = "m:" + authorization.merchant_id
-        return tuple(
-            [
-                _counter(instrument_subject if per_instrument else merchant_subject, name, window, limit, by_amount)
-                for per_instrument, name, window, limit, by_amount in self._specs_for(authorization, now)
-            ]
-        )
+        """The counters one authorization moves; see counters_many."""
+        return self.counters_many([authorization], [instrument], now)[0]
 
     def counters_many(
         self, authorizations: Sequence[Authorization], instruments: Sequence[Instrument], now: float
     ) -> list[tuple[Counter, ...]]:
-        """[counters(a, i, now) for a, i in zip(authorizations, instruments)], equal item for item.
-
-        A merchant's counters are made once per batch and shared by its items.
+        """Each authorization's counters, in order: its instrument's and its merchant's, per
+        limit that applies to its currency. A merchant's counters are made once per
+        batch and shared by its items.
         """
         if len(authorizations) != len(instruments):
             raise ValueError("counters_many takes one instrument per authorization")

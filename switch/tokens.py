@@ -124,7 +124,7 @@ class Tokenizer:
         fingerprint = self._fingerprint(b"card:" + pan.encode())
         if self._active is None:
             return unchecked_instrument(_CARD, fingerprint, mask_pan(pan))
-        token, masked = self._token(pan, *self._active)
+        token, masked = self._token(pan, self._active[1])
         return unchecked_instrument(_CARD, fingerprint, masked, token)
 
     def account(self, account: Account) -> Instrument:
@@ -136,25 +136,20 @@ class Tokenizer:
         if self._active is None:
             raise ValueError("no tokenization keys are configured")
         key_id, cipher = self._active
-        token, masked = self._token(card.pan, key_id, cipher)
+        token, masked = self._token(card.pan, cipher)
         return CardToken(token, key_id, masked)
 
     @staticmethod
-    def _token(pan: str, key_id: str, cipher: ff1.FF1Cipher) -> tuple[str, str]:
-        """(token, masked PAN) under the cipher of key_id; InvalidRequest for what is not a card number."""
-        length = len(pan)
-        if not (MIN_PAN_LENGTH <= length <= MAX_PAN_LENGTH and pan.isascii() and pan.isdigit() and luhn_valid(pan)):
+    def _token(pan: str, cipher: ff1.FF1Cipher) -> tuple[str, str]:
+        """(token, masked PAN) under this key's cipher; InvalidRequest for what is not a card number."""
+        if not (_is_pan_shaped(pan) and luhn_valid(pan)):
             raise InvalidRequest([Violation("source.card.pan", "must be 12 to 19 digits passing the Luhn check")])
-        kept = _HEAD[length]
-        head, tail = pan[:kept], pan[-KEPT_TAIL:]
-        tweak = f"pan:{length}:{head}:{tail}".encode()
-        middle = cipher.encrypt(tweak, pan[kept : -KEPT_TAIL - 1] + _NEXT_DIGIT[pan[-KEPT_TAIL - 1]])
-        token = head + middle + tail
-        while luhn_valid(token):
+        head, middle, tail = _split(pan)
+        tweak = _tweak(pan, head, tail)
+        middle = cipher.encrypt(tweak, _shift_last(middle, 1))
+        while luhn_valid(head + middle + tail):
             middle = cipher.encrypt(tweak, middle)
-            token = head + middle + tail
-        # mask_pan(pan): its kept head is _HEAD for every card-number length.
-        return token, head + _STARS[length] + tail
+        return head + middle + tail, mask_pan(pan)
 
     def detokenize(self, token: Token, key_id: str = "") -> Card:
         """The card a token stands for (PAN only: expiry 0/0, no holder); key_id "" is the active key."""
@@ -204,12 +199,6 @@ def _split(number: str) -> tuple[str, str, str]:
     """(kept head, encrypted middle, kept last 4)."""
     head = _HEAD[len(number)]
     return number[:head], number[head:-KEPT_TAIL], number[-KEPT_TAIL:]
-
-
-# What tokenizing shows of a PAN by length: mask_pan's stars between _HEAD and the last 4.
-_STARS = {length: "*" * (length - _HEAD[length] - KEPT_TAIL) for length in _HEAD}
-# h, step 1 of tokenizing: the last encrypted digit plus 1 (mod 10).
-_NEXT_DIGIT = {str(digit): str((digit + 1) % 10) for digit in range(10)}
 
 
 def _tweak(number: str, head: str, tail: str) -> bytes:
