@@ -11,7 +11,7 @@ import contextlib
 import random
 from collections import Counter
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Self
 
 
 class SimulatorServer:
@@ -35,6 +35,14 @@ class SimulatorServer:
         self.server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def listening(cls, host: str = "127.0.0.1", port: int = 0, **options: Any) -> tuple[Self, int]:
+        """A running simulator of this class and the port it listens on (port 0: any free
+        port); options go to the class. Each simulator module exposes it as its
+        `start_simulator`, the `switch.simulators` entry point."""
+        simulator = cls(**options)
+        return simulator, await simulator.start(host, port)
 
     async def start(self, host: str, port: int) -> int:
         """Listens on host:port (0: any free port); returns the port."""
@@ -68,6 +76,16 @@ class SimulatorServer:
         """Seconds before answering: the latency, plus late_delay for a request that
         must be late (a test instrument) or, at slow_rate, for any request."""
         return self.latency + (self.late_delay if late or self._random.random() < self.slow_rate else 0.0)
+
+    async def reply(self, writer: asyncio.StreamWriter, answer: bytes, delay: float) -> bool:
+        """Writes an answer after delay seconds, unless the client went away meanwhile;
+        whether it was written."""
+        if delay:
+            await asyncio.sleep(delay)
+        if writer.is_closing():
+            return False
+        writer.write(answer)
+        return True
 
     def answer_later(self, answering: Coroutine[Any, Any, None]) -> None:
         """Answers without holding up the next request on the connection."""

@@ -69,12 +69,8 @@ class IssuerSimulator(SimulatorServer):
         # Jitter makes answers overtake each other, as they do on a real network.
         delay += self._random.uniform(0.0, self.jitter)
         answer = await self._decide(request)
-        if delay:
-            await asyncio.sleep(delay)
-        if writer.is_closing():
-            return
-        writer.write(framing.encode(answer))
-        log.debug("answered %s", mapping.describe(answer))
+        if await self.reply(writer, framing.encode(answer), delay):
+            log.debug("answered %s", mapping.describe(answer))
 
     async def _decide(self, request: Message) -> Message:
         kind = request["t"]
@@ -104,7 +100,4 @@ def _adapter_request(message: Message) -> AdapterRequest:
     )
 
 
-async def start_simulator(host: str = "127.0.0.1", port: int = 0, **options: Any) -> tuple[IssuerSimulator, int]:
-    """A running simulator and the port it listens on (port 0: any free port)."""
-    simulator = IssuerSimulator(**options)
-    return simulator, await simulator.start(host, port)
+start_simulator = IssuerSimulator.listening  # the `switch.simulators` entry point

@@ -55,12 +55,8 @@ class RailSimulator(SimulatorServer):
                 return
             delay = self.delay(late=request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id").endswith("-timeout"))
         answer = self._decide(request)
-        if delay:
-            await asyncio.sleep(delay)
-        if writer.is_closing():
-            return
-        writer.write(framing.encode(answer))
-        log.debug("answered %s", mapping.describe(answer))
+        if await self.reply(writer, framing.encode(answer), delay):
+            log.debug("answered %s", mapping.describe(answer))
 
     def _decide(self, request: Message) -> Message:
         now = datetime.now(UTC)
@@ -92,18 +88,4 @@ def _resolve(request: Message) -> str | None:
     return "ACC" + hashlib.sha256(alias.encode()).hexdigest()[:10].upper() + suffix
 
 
-async def start_simulator(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    latency: float = 0.0,
-    drop_rate: float = 0.0,
-    slow_rate: float = 0.0,
-    late_delay: float = 5.0,
-    seed: int | None = None,
-) -> tuple[RailSimulator, int]:
-    """A running simulator and the port it listens on (port 0: any free port)."""
-    simulator = RailSimulator(
-        latency=latency, drop_rate=drop_rate, slow_rate=slow_rate, late_delay=late_delay, seed=seed
-    )
-    return simulator, await simulator.start(host, port)
+start_simulator = RailSimulator.listening  # the `switch.simulators` entry point

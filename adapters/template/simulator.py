@@ -63,12 +63,8 @@ class TemplateSimulator(SimulatorServer):
             return
         delay = self.delay(late=_late(request))
         answer = self._decide(request)
-        if delay:
-            await asyncio.sleep(delay)
-        if writer.is_closing():
-            return
-        writer.write(framing.encode(answer))
-        log.debug("answered %s", mapping.describe(answer))
+        if await self.reply(writer, framing.encode(answer), delay):
+            log.debug("answered %s", mapping.describe(answer))
 
     def _decide(self, request: Message) -> Message:
         result = _result(request)
@@ -106,18 +102,4 @@ def _late(request: Message) -> bool:
     return str(request.get("account", "")).endswith(LATE_ACCOUNT_SUFFIX)
 
 
-async def start_simulator(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    latency: float = 0.0,
-    drop_rate: float = 0.0,
-    slow_rate: float = 0.0,
-    late_delay: float = 5.0,
-    seed: int | None = None,
-) -> tuple[TemplateSimulator, int]:
-    """A running simulator and the port it listens on (port 0: any free port)."""
-    simulator = TemplateSimulator(
-        latency=latency, drop_rate=drop_rate, slow_rate=slow_rate, late_delay=late_delay, seed=seed
-    )
-    return simulator, await simulator.start(host, port)
+start_simulator = TemplateSimulator.listening  # the `switch.simulators` entry point
