@@ -54,7 +54,7 @@ class _Call:
         self.request_id = request_id
         self.caller = caller
 
-    def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+    def enter(self) -> float:
         request_id.set(self.request_id)
         caller_id.set(self.caller)
         return time.perf_counter()
@@ -89,7 +89,7 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], call: _Call) -> grpc.RpcMeth
 
 def _unary(behaviour: Any, call: _Call) -> Any:
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = call.enter(context)
+        started = call.enter()
         context.set_trailing_metadata((("x-request-id", call.request_id),))
         try:
             return await behaviour(request, context)
@@ -101,7 +101,7 @@ def _unary(behaviour: Any, call: _Call) -> Any:
 
 def _streaming(behaviour: Any, call: _Call) -> Any:
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        started = call.enter(context)
+        started = call.enter()
         await context.send_initial_metadata((("x-request-id", call.request_id),))
         try:
             async for response in behaviour(request, context):

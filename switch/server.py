@@ -23,7 +23,6 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from switch import adapter as adapter_contract
-from switch import metrics as metrics_endpoint
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
 from switch.breaker import Breakers, BreakerState
@@ -31,6 +30,7 @@ from switch.config import ConfigError, RouteSettings, Settings
 from switch.fees import FeeEngine
 from switch.interceptors import CallContextInterceptor
 from switch.metrics import SwitchMetrics
+from switch.metrics import serve as serve_metrics
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.operations import TransactionService
 from switch.pipeline import AuthorizationPipeline
@@ -134,7 +134,7 @@ async def build(settings: Settings) -> RunningSwitch:
     await server.start()
     exporter = None
     if settings.server.metrics_port:
-        exporter = await metrics_endpoint.serve(metrics, settings.server.host, settings.server.metrics_port)
+        exporter = await serve_metrics(metrics, settings.server.host, settings.server.metrics_port)
     for service in ("", SERVICE_NAME, TOKENS_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningSwitch(
