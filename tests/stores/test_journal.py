@@ -61,6 +61,21 @@ class Backend:
         self.open_journals.remove(journal)
         await journal.close()
 
+    async def orphans(self) -> int:
+        """Journal entries without their transaction (none, ever)."""
+        query = (
+            "SELECT COUNT(*) FROM journal_entries AS e LEFT JOIN transactions AS t"
+            " ON t.transaction_id = e.transaction_id WHERE t.transaction_id IS NULL"
+        )
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.sqlite_path) as db:
+                return int(db.execute(query).fetchone()[0])
+        connection = await asyncpg.connect(POSTGRES_DSN, server_settings={"search_path": self.pg_schema})
+        try:
+            return int(await connection.fetchval(query))
+        finally:
+            await connection.close()
+
     async def dump(self) -> str:
         if self.kind == "sqlite":
             with sqlite3.connect(self.sqlite_path) as db:
@@ -178,6 +193,28 @@ async def test_a_duplicate_of_an_earlier_batch_gets_the_stored_entry(journal: Jo
     assert results == [None, stored[1], stored[1]]
     assert await journal.get_transaction("tx-2") is None
     assert await journal.get_transaction("tx-3") is not None
+
+
+async def test_a_batch_that_meets_a_held_key_keeps_its_other_rows(backend: Backend, journal: Journal) -> None:
+    """The held key's row is skipped; the rest of the batch, pending reversal included, goes in."""
+    stored = authorization(1)
+    await journal.record_authorizations([stored])
+    again = (record(2), replace(entry(record(2)), idempotency_key="key-1"))
+    results = await journal.record_authorizations([again, unknown(3), authorization(4)])
+    assert results == [stored[1], None, None]
+    assert [p.transaction_id for p in await journal.due_reversals(T0 + 100, 10)] == ["tx-3"]
+    assert await journal.get_transaction("tx-4") is not None
+    assert await backend.orphans() == 0
+
+
+async def test_a_clashing_transaction_id_fails_the_whole_batch(backend: Backend, journal: Journal) -> None:
+    await journal.record_authorizations([authorization(1)])
+    before = await backend.dump()
+    clash = (record(1, idempotency_key="key-other"), replace(entry(record(1)), idempotency_key="key-other"))
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
+        await journal.record_authorizations([authorization(2), clash])
+    assert await backend.dump() == before
+    assert await backend.orphans() == 0
 
 
 async def test_keys_are_scoped_by_merchant(journal: Journal) -> None:
