@@ -23,9 +23,22 @@ The scripts declare no KEYS (they build the names), which a single primary
 allows; a per-slot split would pass one key of its slot so a cluster client
 routes the call there.
 
-An idempotency key is a Redis hash: h (request hash), t (claim time, while in
-flight) and r (the response, once done). It only ever holds what the caller
-passes, which is PAN-free.
+An idempotency key is a Redis string, so that the common path costs one call per
+item in each script. While in flight it holds 't' .. request hash .. '\x1f' ..
+claim time; once done, 'r' .. request hash .. '\x1f' .. the stored response. The
+response is binary and may itself hold \x1f, so only the first \x1f separates (the
+request hash never holds one: the store refuses it). A claim is one
+SET key value NX PX retention GET, which claims an absent key and answers what an
+existing one holds in the same call (NX together with GET needs Redis >= 7.0);
+only a claim taken over after its lease ran out costs a second SET. A stored
+response is one SET (it overwrites the claim) and a give-back one DEL. The value
+only ever holds what the caller passes, which is PAN-free.
+
+Idempotency keys live under ':i:'. An earlier layout kept them as Redis hashes
+under ':k:'; those keys are never read (reading a hash as a string would fail
+with WRONGTYPE) and expire on their own after the retention. A key the store does
+not know, such as one of those, is still answered by the journal: the pipeline
+reads already-journaled keys (_skip_journaled) before it sends anything.
 
 Amounts and limits are compared as Lua numbers (doubles): exact up to 2**53
 minor units, far beyond any real velocity limit.
@@ -149,7 +162,7 @@ local statuses, replies = {}, {}
 fields = split(ARGV[6])
 local f = 1
 while f <= #fields do
-    local key = prefix .. ':{m:' .. fields[f] .. '}:k:' .. fields[f + 1]
+    local key = prefix .. ':{m:' .. fields[f] .. '}:i:' .. fields[f + 1]
     local hash, amount, n = fields[f + 2], fields[f + 3], tonumber(fields[f + 4])
     -- This claim's counters, each with the increment it adds: the amount
     -- (kept a string, so a large one is written exactly) or one call.
@@ -161,19 +174,29 @@ while f <= #fields do
     end
     f = f + 5 + n
 
-    local held = redis.call('HMGET', key, 'h', 't', 'r')
+    -- Claims the key if it is absent and answers what it held otherwise, in one call.
+    local claimed = 't' .. hash .. '\31' .. ARGV[1]
+    local held = redis.call('SET', key, claimed, 'NX', 'PX', retention_ms, 'GET')
     local status
-    if held[1] and held[1] ~= hash then
-        status = '3'
-    elseif held[1] and held[3] then
-        status = 'R'
-        replies[#replies + 1] = held[3]
-    elseif held[1] and now - tonumber(held[2]) < lease then
-        status = '2'
-    else
-        -- Absent, or in flight past its lease (the holder crashed): claim it.
-        redis.call('HSET', key, 'h', hash, 't', ARGV[1])
-        redis.call('PEXPIRE', key, retention_ms)
+    if held then
+        -- 't' or 'r', the request hash, \31, then the claim time or the response
+        -- (which may hold \31 itself: only the first one separates).
+        local cut = string.find(held, '\31', 2, true)
+        if string.sub(held, 2, cut - 1) ~= hash then
+            status = '3'
+        elseif string.byte(held, 1) == 114 then  -- 'r': done
+            status = 'R'
+            replies[#replies + 1] = string.sub(held, cut + 1)
+        elseif now - tonumber(string.sub(held, cut + 1)) < lease then
+            status = '2'
+        else
+            -- In flight past its lease (the holder crashed): take it over.
+            redis.call('SET', key, claimed, 'PX', retention_ms)
+            held = false
+        end
+    end
+    if not held then
+        -- New: the key is claimed (it stays claimed even if a counter declines it).
         status = '0'
         -- The counters move only if every one of them fits; the first one over
         -- its limit names the decline.
@@ -224,13 +247,15 @@ end
 fields = split(ARGV[4])
 local f, at = 1, 1
 while f <= #fields do
-    local key = prefix .. ':{m:' .. fields[f] .. '}:k:' .. fields[f + 1]
+    local key = prefix .. ':{m:' .. fields[f] .. '}:i:' .. fields[f + 1]
     local length, amount, n = tonumber(fields[f + 3]), fields[f + 4], tonumber(fields[f + 5])
-    redis.call('DEL', key)
     if length >= 0 then
-        redis.call('HSET', key, 'h', fields[f + 2], 'r', string.sub(responses, at, at + length - 1))
-        redis.call('PEXPIRE', key, retention_ms)
+        -- Done: 'r', the request hash, \31, the response; it overwrites the claim.
+        local response = string.sub(responses, at, at + length - 1)
+        redis.call('SET', key, 'r' .. fields[f + 2] .. '\31' .. response, 'PX', retention_ms)
         at = at + length
+    else
+        redis.call('DEL', key)  -- given back: the key may be claimed again
     end
     for i = 1, n do
         local counter = counters[tonumber(fields[f + 5 + i])]
@@ -341,7 +366,7 @@ class RedisStateStore:
     # The key names the scripts build, for tests and tools that look at Redis directly.
 
     def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
-        return f"{self._prefix}:{{m:{merchant_id}}}:k:{idempotency_key}"
+        return f"{self._prefix}:{{m:{merchant_id}}}:i:{idempotency_key}"
 
     def counter_key(self, counter: Counter) -> str:
         return f"{self._prefix}:{{{counter.subject}}}:v:{counter.name}"

@@ -44,7 +44,9 @@ async def test_the_scripts_build_the_key_names_the_store_documents(redis_store: 
     await redis_store.claim([Claim(merchant, key, "h1", 100, (counter,))], T0)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        assert await client.hget(redis_store.idempotency_key(merchant, key), "h") == b"h1"
+        held = await client.get(redis_store.idempotency_key(merchant, key))
+        assert isinstance(held, bytes) and held.startswith(b"th1\x1f")  # in flight: 't', request hash, \x1f, claim time
+        assert float(held.split(b"\x1f", 1)[1]) == T0
         assert await client.get(redis_store.counter_key(counter)) == b"1"
     finally:
         await client.aclose()

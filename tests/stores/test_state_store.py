@@ -246,9 +246,80 @@ async def test_redis_key_layout_and_expiry(redis_store: RedisStateStore, redis_p
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         keys = {key.decode() async for key in client.scan_iter(match=f"{redis_prefix}:*")}
-        assert keys == {f"{redis_prefix}:{{m:m-7}}:k:k1", f"{redis_prefix}:{{i:fp-9}}:v:c-1"}
-        assert 595_000 < await client.pttl(f"{redis_prefix}:{{m:m-7}}:k:k1") <= 600_000
+        assert keys == {f"{redis_prefix}:{{m:m-7}}:i:k1", f"{redis_prefix}:{{i:fp-9}}:v:c-1"}
+        assert redis_store.idempotency_key("m-7", "k1") == f"{redis_prefix}:{{m:m-7}}:i:k1"
+        assert await client.type(f"{redis_prefix}:{{m:m-7}}:i:k1") == b"string"
+        assert 595_000 < await client.pttl(f"{redis_prefix}:{{m:m-7}}:i:k1") <= 600_000
         assert 55 < await client.ttl(f"{redis_prefix}:{{i:fp-9}}:v:c-1") <= 60
+    finally:
+        await client.aclose()
+
+
+async def test_redis_replays_a_response_holding_the_separator_byte_exact(redis_store: RedisStateStore) -> None:
+    response = b"\x1f" + b"a\x1f\x1fb\x00\xff" + b"\x1f"
+    assert await redis_store.claim([claim("k1")], T0) == [NEW]
+    await redis_store.complete([done("k1", response)], T0)
+    assert await redis_store.claim([claim("k1")], T0 + 1) == [ClaimOutcome(ClaimStatus.REPLAY, response)]
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert await client.get(redis_store.idempotency_key("m-1", "k1")) == b"rh1\x1f" + response
+    finally:
+        await client.aclose()
+    # A different request under the same key still conflicts, whatever the response holds.
+    assert await redis_store.claim([claim("k1", request="h2")], T0 + 2) == [CONFLICT]
+
+
+async def test_redis_takes_over_a_claim_past_its_lease(redis_store: RedisStateStore) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    key = redis_store.idempotency_key("m-1", "k1")
+    try:
+        assert await redis_store.claim([claim("k1")], T0) == [NEW]
+        assert await redis_store.claim([claim("k1")], T0 + LEASE - 1) == [IN_FLIGHT]
+        assert await client.get(key) == f"th1\x1f{T0!r}".encode()
+        assert await redis_store.claim([claim("k1")], T0 + LEASE + 1) == [NEW]  # the holder crashed
+        assert await client.get(key) == f"th1\x1f{T0 + LEASE + 1!r}".encode()
+        assert 595_000 < await client.pttl(key) <= 600_000
+        assert await redis_store.claim([claim("k1")], T0 + LEASE + 2) == [IN_FLIGHT]  # the new lease holds
+        # A different request conflicts with an in-flight claim, even one past its lease.
+        assert await redis_store.claim([claim("k1", request="h2")], T0 + 10 * LEASE) == [CONFLICT]
+        assert await client.get(key) == f"th1\x1f{T0 + LEASE + 1!r}".encode()
+    finally:
+        await client.aclose()
+
+
+async def test_redis_conflict_and_replay_of_a_done_key(redis_store: RedisStateStore) -> None:
+    await redis_store.claim([claim("k1"), claim("k2")], T0)
+    await redis_store.complete([done("k1", b"one"), done("k2", b"two")], T0)
+    assert await redis_store.claim(
+        [claim("k1", request="other"), claim("k1"), claim("k2"), claim("k2", request="h1\x00")], T0 + 1
+    ) == [CONFLICT, ClaimOutcome(ClaimStatus.REPLAY, b"one"), ClaimOutcome(ClaimStatus.REPLAY, b"two"), CONFLICT]
+
+
+async def test_redis_completion_keeps_the_retention_and_a_give_back_deletes(redis_store: RedisStateStore) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await redis_store.claim([claim("k1"), claim("k2")], T0)
+        await redis_store.complete([done("k1", b"answer"), done("k2", None)], T0)
+        stored = redis_store.idempotency_key("m-1", "k1")
+        assert await client.get(stored) == b"rh1\x1fanswer"
+        assert 595_000 < await client.pttl(stored) <= 600_000
+        assert await client.exists(redis_store.idempotency_key("m-1", "k2")) == 0
+        assert await redis_store.claim([claim("k2")], T0 + 1) == [NEW]
+    finally:
+        await client.aclose()
+
+
+async def test_redis_a_declined_claim_keeps_the_key_claimed(redis_store: RedisStateStore) -> None:
+    assert await redis_store.claim([claim("k1", 100, calls(0))], T0) == [COUNT_LIMIT]
+    assert await redis_store.claim([claim("k2", 100, amount(50))], T0) == [AMOUNT_LIMIT]
+    assert await redis_store.claim([claim("k1"), claim("k2")], T0 + 1) == [IN_FLIGHT, IN_FLIGHT]
+
+
+async def test_redis_ignores_a_key_of_the_earlier_hash_layout(redis_store: RedisStateStore, redis_prefix: str) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.hset(f"{redis_prefix}:{{m:m-1}}:k:k1", mapping={"h": "h1", "r": "old"})
+        assert await redis_store.claim([claim("k1")], T0) == [NEW]
     finally:
         await client.aclose()
 
