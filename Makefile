@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test protos lint bench sizing clean
+.PHONY: install demo serve test protos lint bench stages sizing clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ lint: install
 
 bench: install
 	$(PY) loadtests/capacity.py
+
+stages: install
+	$(PY) loadtests/stages.py
 
 sizing: install
 	$(PY) loadtests/sizing.py

@@ -1,0 +1,275 @@
+"""Where an authorization's CPU goes: the production pipeline, stage by stage, and the stores.
+
+    .venv/bin/python loadtests/stages.py [--batch 256] [--batches 200] [--quick]
+        [--config loadtests/capacity.toml] [--json PATH]
+
+The capacity benchmark (capacity.py) says how fast the switch is; this says why.
+It builds the switch's authorization pipeline in this process, exactly as the
+server's composition root does (capacity.toml: velocity, fees with shares,
+tokenization, the in-process simulated issuer) on this machine's Redis and
+PostgreSQL, and runs pre-built batches through it one at a time, with no gRPC
+transport. Run serially, each stage's process CPU time is its own:
+
+    parse           AuthorizeBatchRequest bytes -> domain Authorizations (switch.convert)
+    pipeline stages tokenize, claim (Redis), journal read, route, price, adapters,
+                    commit (journal + Redis completion), timed around each call
+    answer          results -> AuthorizeBatchResponse bytes
+
+and the stores' own CPU (redis-server; the PostgreSQL postmaster and all its
+processes) is read from /proc over the same batches. Every figure is CPU
+microseconds per authorization. The table ends with the ceilings they imply:
+one switch process can do no more than 1e6 / (its µs) authorizations a second,
+and a machine of C cores running the switch and its stores no more than
+C x 1e6 / (all µs), before any load generator or gRPC transport.
+
+What the pipeline stages do not include (the gRPC transport, the micro-batcher,
+the event loop's own work) is the difference between the capacity benchmark's
+"server CPU µs/auth" and this table's switch total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import inspect
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING or __package__:
+    from loadtests import harness, payloads
+else:  # run as a script (python loadtests/stages.py): loadtests/ is sys.path[0]
+    import harness
+    import payloads
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = Path(__file__).resolve().parent / "capacity.toml"
+WARMUP_BATCHES = 5
+TARGET_RATE = 50_000  # the capacity issue's AuthorizeBatch target, authorizations/s
+
+# The pipeline's stages, in the order run() calls them (AuthorizationPipeline methods).
+PIPELINE_STAGES = (
+    ("_tokenize", "tokenize (FF1 token, HMAC fingerprint, request hash, counters, ids)"),
+    ("_claim", "claim keys + velocity: one Redis script call (client side)"),
+    ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
+    ("_route", "route (plan, breakers)"),
+    ("_price", "price: one fee-engine call (Cython)"),
+    ("_call_adapters", "adapter: the in-process simulated issuer"),
+    ("_commit", "commit: rows, one PostgreSQL COPY transaction, one Redis completion"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.batches = min(args.batches, 8)
+    schema, prefix = f"stages_{secrets.token_hex(4)}", f"stages-{secrets.token_hex(4)}"
+    harness.drop_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
+    try:
+        report = asyncio.run(_measure(args, schema, prefix))
+    finally:
+        harness.drop_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
+    report["meta"]["command"] = "python loadtests/stages.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(render_markdown(report))
+    if args.json:
+        args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="CPU per authorization, stage by stage, on Redis + PostgreSQL")
+    parser.add_argument("--batch", type=int, default=256, help="authorizations per batch (the batcher's max_items)")
+    parser.add_argument("--batches", type=int, default=200, help="measured batches")
+    parser.add_argument("--quick", action="store_true", help="CI-sized: at most 8 measured batches")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the switch's configuration")
+    parser.add_argument("--redis-url", default=os.environ.get("SWITCH_REDIS_URL") or harness.DEFAULT_REDIS_URL)
+    parser.add_argument("--postgres-dsn", default=os.environ.get("SWITCH_POSTGRES_DSN") or harness.DEFAULT_POSTGRES_DSN)
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    return parser
+
+
+async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[str, Any]:
+    from switch import config, convert
+    from switch.fees import FeeEngine
+    from switch.pipeline import AuthorizationPipeline
+    from switch.risk import RiskRules
+    from switch.server import _router, fingerprint_key, token_keys
+    from switch.stores import open_stores
+    from switch.tokens import Tokenizer
+    from switch.v1 import switch_pb2 as pb
+
+    folder = Path(tempfile.mkdtemp(prefix="switch-stages-"))
+    env = harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix)
+    env["SWITCH_TOKENIZATION_KEY_FILE"] = str(harness.write_tokenization_keys(folder / "tokenization-keys.json"))
+    settings = config.load(args.config, env)
+    state, journal = await open_stores(settings)
+    fees = FeeEngine(settings.fee_schedules, settings.fx)
+    router = _router(settings, fees)
+    for adapter in router.adapters:
+        await adapter.start()
+    pipeline = AuthorizationPipeline(
+        tokenizer=Tokenizer(fingerprint_key(settings), token_keys(settings)),
+        state=state,
+        journal=journal,
+        router=router,
+        risk=RiskRules(settings.limits),
+        fees=fees,
+        adapter_timeout=settings.adapters.timeout_ms / 1000.0,
+    )
+    cpu: dict[str, float] = {}
+    for name, _ in PIPELINE_STAGES:
+        setattr(pipeline, name, _timed(getattr(pipeline, name), name, cpu))
+
+    run_id = secrets.token_hex(4)
+    templates = payloads.templates(f"m{run_id}")
+    requests = [_batch_request(run_id, templates, n, args.batch) for n in range(WARMUP_BATCHES + args.batches)]
+    redis_pids, postgres_pids = _store_pids()
+    try:
+        for payload in requests[:WARMUP_BATCHES]:
+            await _one_batch(pipeline, payload, pb, convert, cpu)
+        cpu.clear()
+        before = _store_cpu(redis_pids, postgres_pids)
+        started = time.perf_counter()
+        for payload in requests[WARMUP_BATCHES:]:
+            await _one_batch(pipeline, payload, pb, convert, cpu)
+        wall = time.perf_counter() - started
+        after = _store_cpu(redis_pids, postgres_pids)
+    finally:
+        for adapter in router.adapters:
+            await adapter.close()
+        await state.close()
+        await journal.close()
+    items = args.batch * args.batches
+    per_item = {name: seconds / items * 1e6 for name, seconds in cpu.items()}
+    stores = {"redis": (after[0] - before[0]) / items * 1e6, "postgres": (after[1] - before[1]) / items * 1e6}
+    return {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
+            "python": platform.python_version(),
+            "batch": args.batch,
+            "batches": args.batches,
+            "cores": os.cpu_count() or 1,
+            "wall_us_per_auth": wall / items * 1e6,
+        },
+        "switch_us": per_item,
+        "stores_us": stores,
+    }
+
+
+def _timed(stage: Callable[..., Any], name: str, cpu: dict[str, float]) -> Callable[..., Any]:
+    """stage, adding the process CPU time of each call to cpu[name]."""
+    if inspect.iscoroutinefunction(stage):
+
+        async def timed_async(*args: Any) -> Any:
+            started = time.process_time()
+            try:
+                return await stage(*args)
+            finally:
+                cpu[name] = cpu.get(name, 0.0) + time.process_time() - started
+
+        return timed_async
+
+    def timed(*args: Any) -> Any:
+        started = time.process_time()
+        try:
+            return stage(*args)
+        finally:
+            cpu[name] = cpu.get(name, 0.0) + time.process_time() - started
+
+    return timed
+
+
+async def _one_batch(pipeline: Any, payload: bytes, pb: Any, convert: Any, cpu: dict[str, float]) -> None:
+    """One AuthorizeBatch, as the servicer handles it, minus the transport and the batcher."""
+    started = time.process_time()
+    request = pb.AuthorizeBatchRequest.FromString(payload)
+    batch = [convert.authorization(item) for item in request.requests]
+    parsed = time.process_time()
+    outcomes = await pipeline.run(batch)
+    answering = time.process_time()
+    responses = [convert.result_to_proto(outcome) for outcome in outcomes]
+    pb.AuthorizeBatchResponse(responses=responses).SerializeToString()
+    done = time.process_time()
+    cpu["parse"] = cpu.get("parse", 0.0) + parsed - started
+    cpu["answer"] = cpu.get("answer", 0.0) + done - answering
+    unanswered = [o for o in outcomes if not hasattr(o, "response_code")]
+    if unanswered:
+        raise SystemExit(f"the pipeline did not answer {len(unanswered)} items, e.g. {unanswered[0]!r}")
+
+
+def _batch_request(run_id: str, templates: list[bytes], number: int, size: int) -> bytes:
+    """A serialized AuthorizeBatchRequest of size fresh keys over the varied templates."""
+    body = bytearray()
+    for index in range(size):
+        key = f"s{run_id}-{number:06d}-{index:05d}".encode().ljust(payloads.KEY_LENGTH, b"x")
+        item = payloads.KEY_TAG + key[: payloads.KEY_LENGTH] + templates[(number * size + index) % len(templates)]
+        body += b"\x0a" + payloads.varint(len(item)) + item
+    return bytes(body)
+
+
+def _store_pids() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    pids = harness.store_pids()
+    redis = tuple(pid for pid in pids if _name(pid) == "redis-server")
+    return redis, tuple(pid for pid in pids if pid not in redis)
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _store_cpu(redis: tuple[int, ...], postgres: tuple[int, ...]) -> tuple[float, float]:
+    return harness.tree_cpu_seconds(*redis), harness.tree_cpu_seconds(*postgres)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    meta, switch, stores = report["meta"], report["switch_us"], report["stores_us"]
+    stage_names = [("parse", "parse: AuthorizeBatchRequest -> Authorizations")]
+    stage_names += list(PIPELINE_STAGES)
+    stage_names.append(("answer", "answer: results -> AuthorizeBatchResponse bytes"))
+    switch_total = sum(switch.get(name, 0.0) for name, _ in stage_names)
+    store_total = stores["redis"] + stores["postgres"]
+    everything = switch_total + store_total
+    cores = meta["cores"]
+    lines = [
+        f"### Stages ({meta['date']})",
+        "",
+        f"- machine: {meta['machine']}; Python {meta['python']}",
+        f"- command: `{meta['command']}`",
+        f"- {meta['batches']} batches of {meta['batch']}, one at a time, on Redis + PostgreSQL;"
+        f" wall {meta['wall_us_per_auth']:.1f} µs/auth",
+        "",
+        "| where | stage | CPU µs/auth |",
+        "| --- | --- | ---: |",
+    ]
+    lines += [f"| switch | {label} | {switch.get(name, 0.0):.1f} |" for name, label in stage_names]
+    lines += [
+        f"| switch | **total, one process** | **{switch_total:.1f}** |",
+        f"| Redis | redis-server | {stores['redis']:.1f} |",
+        f"| PostgreSQL | all its processes (backends, WAL writer, ...) | {stores['postgres']:.1f} |",
+        f"| all | **switch + stores** | **{everything:.1f}** |",
+        "",
+        "Ceilings these imply, before the gRPC transport, the batcher and any load generator:",
+        "",
+        f"- one switch process: {1e6 / switch_total:,.0f} auth/s",
+        f"- this machine's {cores} cores running the switch and its stores: {cores * 1e6 / everything:,.0f} auth/s",
+        f"- {TARGET_RATE:,} auth/s on {cores} cores needs at most {cores * 1e6 / TARGET_RATE:.1f} µs/auth"
+        " for everything",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""A smoke test of loadtests/stages.py: a tiny run on this machine's Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from loadtests import stages
+from switch.pipeline import AuthorizationPipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_timed_stage_is_a_pipeline_method() -> None:
+    # The profile wraps these by name: a renamed stage must fail here, not go missing from the table.
+    for name, _ in stages.PIPELINE_STAGES:
+        assert callable(getattr(AuthorizationPipeline, name)), name
+
+
+def test_a_tiny_run_prints_every_stage_and_the_ceilings(tmp_path: Path) -> None:
+    out = tmp_path / "stages.json"
+    command = [sys.executable, str(ROOT / "loadtests" / "stages.py"), "--quick", "--batch", "32", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    printed = done.stdout
+    for _, label in stages.PIPELINE_STAGES:
+        assert f"| switch | {label} |" in printed
+    assert "| all | **switch + stores** |" in printed and "- one switch process:" in printed
+    report = orjson.loads(out.read_bytes())
+    assert report["meta"]["batch"] == 32 and report["meta"]["batches"] == 8
+    assert set(report["switch_us"]) == {name for name, _ in stages.PIPELINE_STAGES} | {"parse", "answer"}
+    assert all(value > 0 for value in report["switch_us"].values()), report["switch_us"]
+    # The stores' CPU comes from /proc in 10 ms ticks: a run this small may read zero.
+    assert report["stores_us"]["redis"] >= 0 and report["stores_us"]["postgres"] >= 0
