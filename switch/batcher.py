@@ -102,19 +102,26 @@ class MicroBatcher:
 
     async def submit_many(self, authorizations: Sequence[Authorization]) -> list[Answer]:
         """Answers in order. Refuses the whole call, before any side effect, when full."""
+        return await self.enqueue_many(authorizations)
+
+    def enqueue_many(self, authorizations: Sequence[Authorization]) -> asyncio.Future[list[Answer]]:
+        """submit_many without the wait: the future of the answers, for a caller that
+        keeps many calls open (a stream) and would otherwise need a task for each.
+        Cancelling the future withdraws the items that no batch has taken yet."""
         if self._closing:
             raise Unavailable("the switch is shutting down; retry on another instance")
         if self._admitted + len(authorizations) > self._max_pending:
             self._metrics.shed.inc((), len(authorizations))
             raise Overloaded("the switch is at capacity; retry with backoff")
-        if not authorizations:
-            return []
         loop = asyncio.get_running_loop()
         call = _Call(loop.create_future(), len(authorizations))
+        if not authorizations:
+            call.future.set_result([])
+            return call.future
         now = loop.time()
         self._admitted += len(authorizations)
         self._enqueue([_Waiter(a, call, index, now) for index, a in enumerate(authorizations)])
-        return await call.future  # every slot is filled before it resolves
+        return call.future  # every slot is filled before it resolves
 
     async def close(self) -> None:
         """Stops taking calls, answers everything queued, then stops the flusher."""

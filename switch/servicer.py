@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from switch import convert
-from switch.batcher import MicroBatcher
+from switch.batcher import Answer, MicroBatcher
 from switch.errors import InvalidRequest, SwitchError, Violation
 from switch.fees import FeeEngine, FxRateMissing
 from switch.models import Authorization, MoneyOverflow, OperationKind
@@ -98,30 +98,26 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         window: asyncio.Semaphore,
         deadline: float | None,
     ) -> None:
-        pending: set[asyncio.Task[None]] = set()
+        # One batcher future per request, answered by a callback: no task per request.
+        pending: set[asyncio.Future[list[Answer]]] = set()
         try:
             async for request in requests:
                 await window.acquire()
-                task = asyncio.create_task(self._answer_one(request, answers, deadline))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                task.add_done_callback(lambda _: window.release())
+                key = request.idempotency_key
+                try:
+                    future = self._batcher.enqueue_many([convert.authorization(request, deadline)])
+                except Exception as exc:
+                    window.release()
+                    answers.put_nowait(_to_response(key, as_switch_error(exc)))
+                    continue
+                pending.add(future)
+                future.add_done_callback(functools.partial(_answer_streamed, key, answers, window, pending))
             if pending:
-                await asyncio.gather(*pending)
+                await asyncio.wait(pending)
         finally:
+            for future in pending:  # the stream ended early: withdraw what no batch has taken
+                future.cancel()
             answers.put_nowait(None)
-
-    async def _answer_one(
-        self,
-        request: pb.AuthorizeRequest,
-        answers: asyncio.Queue[pb.AuthorizeResponse | None],
-        deadline: float | None,
-    ) -> None:
-        try:
-            (answer,) = await self._batcher.submit_many([convert.authorization(request, deadline)])
-        except Exception as exc:
-            answer = as_switch_error(exc)
-        answers.put_nowait(_to_response(request.idempotency_key, answer))
 
     @mapped
     async def Capture(self, request: pb.CaptureRequest, context: Context) -> pb.Transaction:
@@ -172,6 +168,23 @@ def _deadline(context: Context) -> float | None:
     """The call's deadline in event-loop time, or None when the caller set none."""
     remaining = context.time_remaining()
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
+
+
+def _answer_streamed(
+    key: str,
+    answers: asyncio.Queue[pb.AuthorizeResponse | None],
+    window: asyncio.Semaphore,
+    pending: set[asyncio.Future[list[Answer]]],
+    future: asyncio.Future[list[Answer]],
+) -> None:
+    """A stream's request answered (or withdrawn): its response is queued for writing."""
+    pending.discard(future)
+    window.release()
+    if future.cancelled():
+        return
+    error = future.exception()
+    answer = as_switch_error(error) if error is not None else future.result()[0]
+    answers.put_nowait(_to_response(key, answer))
 
 
 def _to_response(idempotency_key: str, answer: Any) -> pb.AuthorizeResponse:

@@ -179,3 +179,28 @@ async def test_items_of_a_caller_that_went_away_are_not_sent_and_free_their_room
     assert await batcher.submit(item("after")) is not None
     assert all("gone1" not in batch for batch in run.batches)
     await batcher.close()
+
+
+async def test_a_withdrawn_enqueued_call_is_not_sent_and_frees_its_room() -> None:
+    # A stream keeps its requests as enqueued futures; cancelling one withdraws it.
+    run = Recorder()
+    run.gate.clear()
+    batcher = await started(run, max_delay_ms=10_000, max_pending=4)
+    first = asyncio.ensure_future(batcher.submit(item("first")))
+    await asyncio.sleep(0.01)
+    withdrawn = batcher.enqueue_many([item("gone1"), item("gone2")])
+    kept = batcher.enqueue_many([item("kept")])
+    assert batcher.owed == 4
+    withdrawn.cancel()
+    run.gate.set()
+    await first
+    assert [answer.idempotency_key for answer in await kept] == ["kept"]  # type: ignore[union-attr]
+    assert all("gone1" not in batch and "gone2" not in batch for batch in run.batches)
+    assert batcher.owed == 0
+    await batcher.close()
+
+
+async def test_an_empty_enqueue_is_answered_at_once() -> None:
+    batcher = await started(Recorder())
+    assert await batcher.enqueue_many([]) == []
+    await batcher.close()

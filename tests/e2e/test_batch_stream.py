@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -198,3 +199,25 @@ async def test_stream_with_a_key_reused_for_another_request(switch: Switch) -> N
     answers = [r async for r in switch.stub.AuthorizeStream(produce())]
     assert sorted(r.error.code for r in answers) == [0, ALREADY_EXISTS]
     assert all(r.idempotency_key == key for r in answers)
+
+
+async def test_a_stream_cancelled_midway_leaves_the_switch_owing_nothing(switch: Switch) -> None:
+    requests = [card_request(new_key(f"c{i:03d}")) for i in range(50)]
+    more = asyncio.Event()  # never set: the stream stays open until the client cancels it
+
+    async def produce() -> AsyncIterator[pb.AuthorizeRequest]:
+        for request in requests:
+            yield request
+        await more.wait()
+
+    call = switch.stub.AuthorizeStream(produce())
+    answered = [await call.read() for _ in range(10)]
+    assert all(isinstance(r, pb.AuthorizeResponse) and r.decision == pb.DECISION_APPROVED for r in answered)
+    call.cancel()
+    batcher = switch.running.batcher
+    for _ in range(200):
+        if batcher.owed == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert batcher.owed == 0
+    assert (await switch.stub.Authorize(card_request())).decision == pb.DECISION_APPROVED
