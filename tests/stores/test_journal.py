@@ -53,7 +53,9 @@ class Backend:
         if self.kind == "sqlite":
             journal = await SqliteJournal.open(self.sqlite_path)
         else:
-            journal = await PostgresJournal.open(POSTGRES_DSN, schema=self.pg_schema)
+            # "postgres" takes these small batches as one statement, "postgres-copy" by COPY.
+            copy_from_rows = 1 if self.kind == "postgres-copy" else postgres.COPY_FROM_ROWS
+            journal = await PostgresJournal.open(POSTGRES_DSN, schema=self.pg_schema, copy_from_rows=copy_from_rows)
         self.open_journals.append(journal)
         return journal
 
@@ -87,7 +89,7 @@ class Backend:
             await connection.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "postgres-copy"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path, pg_schema: str) -> AsyncIterator[Backend]:
     made = Backend(str(request.param), tmp_path / "journal.sqlite3", pg_schema)
     yield made
