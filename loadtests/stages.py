@@ -30,7 +30,6 @@ the event loop's own work) is the difference between the capacity benchmark's
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import inspect
 import os
