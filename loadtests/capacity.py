@@ -101,7 +101,7 @@ KEY_LENGTH = payloads.KEY_LENGTH  # every idempotency key has this length, so te
 KEY_TAG = payloads.KEY_TAG
 READY_TIMEOUT = 60.0
 CALL_TIMEOUT = 30.0
-MAX_OPEN_IN_FLIGHT = 50_000  # open loop: calls outstanding before the schedule waits
+OPEN_SENDERS_PER_SLOT = 4  # open loop: senders per closed-loop slot, so calls can pile up 4x deep
 # Pre-built authorizations per second of a target's first closed-loop run of a mode:
 # more than a run sends on this kind of machine. Later runs size their pool from the
 # fastest earlier run; a run that still uses it all says so ("count-bound").
@@ -990,39 +990,37 @@ class Driver:
             self._answered(raw, began, clock())
 
     async def _open_dispatch(self, calls: Sequence[Any]) -> None:
-        """Starts call i at start + i / rate, whatever the earlier calls are doing."""
-        plan, payloads, clock = self.plan, self.payloads, time.perf_counter
-        interval = self.per_call / plan.rate
-        total = min(len(payloads), int((self.deadline - self.start) / interval))
-        pending: set[asyncio.Task[None]] = set()
-        index = 0
-        while index < total:
-            now = clock()
-            due = min(total, int((now - self.start) / interval) + 1)
-            while index < due:
-                if len(pending) >= MAX_OPEN_IN_FLIGHT:
-                    break
-                task = asyncio.ensure_future(
-                    self._open_call(calls[index % len(calls)], payloads[index], self.start + index * interval)
-                )
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                index += 1
-            self.next_index = index
-            wait = self.start + index * interval - clock()
-            await asyncio.sleep(max(wait, 0.0005) if index < due else max(wait, 0.0))
-        if pending:
-            await asyncio.gather(*pending)
+        """Call i is due at start + i / rate, whatever the earlier calls are doing.
 
-    async def _open_call(self, call: Any, payload: bytes, scheduled: float) -> None:
+        A pool of senders (OPEN_SENDERS_PER_SLOT for each closed-loop slot) takes the
+        calls in order: each sleeps until its call is due, sends it and waits for the
+        answer. The latency runs from the due time, so a call that found every sender
+        busy (the server stalled) counts its wait (no coordinated omission), while the
+        generator pays about what the closed loop pays per call: no task per call.
+        """
+        plan = self.plan
+        interval = self.per_call / plan.rate
+        total = min(len(self.payloads), int((self.deadline - self.start) / interval))
+        senders = max(1, plan.concurrency * OPEN_SENDERS_PER_SLOT)
+        await asyncio.gather(*(self._open_sender(calls[n % len(calls)], interval, total) for n in range(senders)))
+
+    async def _open_sender(self, call: Any, interval: float, total: int) -> None:
         import grpc
 
-        try:
-            raw = await call(payload, timeout=CALL_TIMEOUT)
-        except grpc.aio.AioRpcError as error:
-            self._fail(error)
-            return
-        self._answered(raw, scheduled, time.perf_counter())
+        payloads, clock = self.payloads, time.perf_counter
+        while self.next_index < total:
+            index = self.next_index
+            self.next_index += 1
+            due = self.start + index * interval
+            wait = due - clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                raw = await call(payloads[index], timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as error:
+                self._fail(error)
+                continue
+            self._answered(raw, due, clock())
 
     def _answered(self, raw: bytes, began: float, ended: float) -> None:
         if began < self.measure_from:
