@@ -11,6 +11,7 @@ initial metadata of a stream. At DEBUG level each call also writes one access li
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -100,6 +101,20 @@ def _unary(behaviour: Any, call: _Call) -> Any:
 
 
 def _streaming(behaviour: Any, call: _Call) -> Any:
+    """A streaming handler, wrapped as it is written: a generator yielding its answers,
+    or a coroutine writing them with context.write."""
+    if not inspect.isasyncgenfunction(behaviour):
+
+        async def write(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            started = call.enter()
+            await context.send_initial_metadata((("x-request-id", call.request_id),))
+            try:
+                await behaviour(request, context)
+            finally:
+                call.leave(context, started)
+
+        return write
+
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         started = call.enter()
         await context.send_initial_metadata((("x-request-id", call.request_id),))
