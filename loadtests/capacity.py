@@ -46,8 +46,12 @@ Each target and mode gets two phases:
                 from each request's scheduled send time, so a stalled server is not
                 hidden by a client that waits for it (coordinated omission).
 
-Runs are interleaved (echo, embedded, production, then again) so drift on a shared
-machine hits every target alike; the table shows medians of --repeats runs and
+Every production run starts on empty journal tables and Redis keys (truncated,
+not dropped, so the running switch keeps its connections): otherwise what the rows,
+modes and repeats before it wrote (a million rows and more) and PostgreSQL's
+background work on it would change what a later run measures. Runs are interleaved
+(echo, embedded, production, then again) so drift on a shared machine hits every
+target alike; the table shows medians of --repeats runs and
 the ratio to the echo of the same mode. It prints a markdown table (date,
 machine, versions and command included), the targets of the capacity issue and
 whether each holds, and with --json PATH writes the same as JSON.
@@ -237,7 +241,7 @@ def _orchestrate(args: argparse.Namespace, argv: list[str]) -> int:
             f"{args.duration:g} s each (+{args.warmup:g} s warm-up)",
             flush=True,
         )
-        _run_all(args, driver, modes, targets, results)
+        _run_all(args, driver, modes, targets, results, schema=schema, prefix=prefix)
     except BaseException:
         failed = True
         for target in targets:
@@ -292,6 +296,9 @@ def _run_all(
     modes: Sequence[str],
     targets: Sequence[Target],
     results: list[RunResult],
+    *,
+    schema: str,
+    prefix: str,
 ) -> None:
     """For each mode: the max-rate runs of every target, interleaved, then the open-loop runs
     at --load of each target's median max rate."""
@@ -306,6 +313,10 @@ def _run_all(
                             continue
                         rate = best * args.load
                     pool = _pool(args, results, target, mode, rate)
+                    if target.key.startswith("production"):
+                        # Every run starts on empty tables: what came before (another
+                        # row, mode or repeat) must not change what this run measures.
+                        harness.empty_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
                     result = driver.run(args, target, mode=mode, phase=phase, rate=rate, pool=pool)
                     results.append(result)
                     _print_progress(result, repeat)

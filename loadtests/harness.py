@@ -196,7 +196,18 @@ def write_tokenization_keys(path: Path) -> Path:
 
 def drop_production_state(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> None:
     """Remove one run's Redis keys (prefix:*) and PostgreSQL schema."""
-    import asyncpg
+    _delete_keys(redis_url, prefix)
+    _run_sql(postgres_dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def empty_production_state(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> None:
+    """Empty one run's Redis keys and journal tables, keeping the schema (a running switch
+    keeps its connections and prepared statements)."""
+    _delete_keys(redis_url, prefix)
+    _run_sql(postgres_dsn, f'TRUNCATE "{schema}".reversals, "{schema}".journal_entries, "{schema}".transactions')
+
+
+def _delete_keys(redis_url: str, prefix: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -207,11 +218,15 @@ def drop_production_state(redis_url: str, postgres_dsn: str, schema: str, prefix
     finally:
         client.close()
 
-    async def drop() -> None:
+
+def _run_sql(postgres_dsn: str, statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
         connection = await asyncpg.connect(postgres_dsn)
         try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(drop())
+    asyncio.run(run())
