@@ -382,13 +382,14 @@ def _targets(
         )
     ]
     for store in stores:
-        env = dict(base_env)
-        if store == "embedded":
-            env["SWITCH_SQLITE_PATH"] = str(folder / "embedded" / "journal.sqlite3")
-        else:
-            env.update(harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix))
+        store_env = dict(base_env)
+        if store == "production":
+            store_env.update(harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix))
         for row in rows:
             key = f"{store}-{row}"
+            env = dict(store_env)
+            if store == "embedded":  # a journal file each: SQLite's is one process's
+                env["SWITCH_SQLITE_PATH"] = str(folder / "embedded" / f"{key}.sqlite3")
             sim: Target | None = None
             if row == "a":
                 text = config_a
@@ -449,17 +450,23 @@ def _wait_listening(target: Target) -> None:
 
 
 def _wait_ready(target: Target) -> None:
+    """Waits for the target's health service to say SERVING; fails at once if it exits."""
     assert target.process is not None
-    probe = subprocess.run(
+    probe = subprocess.Popen(
         [sys.executable, str(HERE), "--role", "probe", "--target", f"127.0.0.1:{target.port}"],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=READY_TIMEOUT + 15,
-        check=False,
     )
+    deadline = time.monotonic() + READY_TIMEOUT + 15
+    while probe.poll() is None and target.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if probe.poll() is None:
+        probe.kill()
+    said = probe.communicate()[0].strip()
     if probe.returncode != 0 or target.process.poll() is not None:
-        raise RuntimeError(f"{target.label} did not become ready: {probe.stdout.strip()} {probe.stderr.strip()}")
+        raise RuntimeError(f"{target.label} did not become ready (see its log {target.log}): {said}")
 
 
 def _median_rate(results: Sequence[RunResult], target: str, mode: str) -> float:

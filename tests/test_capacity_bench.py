@@ -59,3 +59,11 @@ def test_payloads_carry_unique_keys() -> None:
     assert len(keys) == 300
     (batch,) = capacity.build_payloads("batch", "abcd1234", 1, batch_items=7)
     assert len(pb.AuthorizeBatchRequest.FromString(batch).requests) == 7
+
+
+def test_each_embedded_row_has_a_journal_file_of_its_own(tmp_path: Path) -> None:
+    # Two switches opening one SQLite file at once failed at start ("database is locked").
+    args = capacity._parser().parse_args([])
+    targets = capacity._targets(args, tmp_path, stores=["embedded"], rows=["a", "b"], schema="s", prefix="p")
+    paths = {t.key: t.env["SWITCH_SQLITE_PATH"] for t in targets if t.key.startswith("embedded")}
+    assert len(paths) == 2 and len(set(paths.values())) == 2, paths
