@@ -9,8 +9,8 @@ process: when it fires, the transaction rolls back and the batch goes again as
 one statement that skips the keys already held and reports them (see _RECORD),
 so the usual batch never pays for ON CONFLICT and a clashing one still commits
 every other item. A small batch (under COPY_FROM_ROWS) goes as that statement at
-once: one round trip instead of four. Every method commits before it returns: the switch only
-answers once the record is durable.
+once: one round trip instead of four. Every method commits before it returns: the
+switch only answers once the record is durable.
 
 The journal sets no session state on its connections (no SET, LISTEN, cursors or
 session-level advisory locks), so the pool skips asyncpg's reset query on release
