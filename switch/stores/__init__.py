@@ -29,5 +29,10 @@ async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
         retention_seconds=idempotency.retention_seconds,
         lease_seconds=idempotency.lease_seconds,
     )
+    try:
+        await state.check_server()
+    except BaseException:
+        await state.close()
+        raise
     schema = settings.stores.postgres_schema or None
     return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)

@@ -360,6 +360,13 @@ class RedisStateStore:
         args = (self._retention_ms, self._prefix, _joined(counters), _joined(fields), b"".join(responses))
         await self._complete_script(args=args)
 
+    async def check_server(self) -> None:
+        """Refuses, at start, a Redis too old for the scripts (SET with NX and GET needs 7.0):
+        otherwise every claim would fail, batch after batch."""
+        version = str((await self._client.info("server")).get("redis_version", "0"))
+        if not supports(version):
+            raise RuntimeError(f"Redis {version}: the switch needs Redis {'.'.join(map(str, MIN_VERSION))} or later")
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -370,6 +377,15 @@ class RedisStateStore:
 
     def counter_key(self, counter: Counter) -> str:
         return f"{self._prefix}:{{{counter.subject}}}:v:{counter.name}"
+
+
+MIN_VERSION = (7, 0)  # SET key value NX GET
+
+
+def supports(version: str) -> bool:
+    """Whether a Redis server of this version (INFO's redis_version, "7.0.15") runs the scripts."""
+    parts = [int(part) if part.isdigit() else 0 for part in version.split(".")[:2]]
+    return tuple(parts + [0] * (2 - len(parts))) >= MIN_VERSION
 
 
 def _joined(fields: list[str]) -> str:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from switch.models import mask_pan
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore
 from switch.stores.memory import MemoryStateStore
-from switch.stores.redis import RedisStateStore
+from switch.stores.redis import RedisStateStore, supports
 from tests.conftest import REDIS_URL
 
 T0 = 1_700_000_000.0
@@ -346,3 +346,32 @@ def _count_commands(store: RedisStateStore) -> list[str]:
 
     client.execute_command = counted  # type: ignore[method-assign]
     return sent
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [
+        ("7.0.15", True),
+        ("7.2.4", True),
+        ("8.0.0", True),
+        ("10.1", True),
+        ("6.2.14", False),
+        ("5.0.7", False),
+        ("7", True),
+    ],
+)
+def test_the_scripts_need_redis_7(version: str, supported: bool) -> None:
+    assert supports(version) is supported
+
+
+async def test_this_redis_passes_the_start_check(redis_store: RedisStateStore) -> None:
+    await redis_store.check_server()  # the test servers run Redis 7
+
+
+async def test_an_old_redis_is_refused_at_start(redis_store: RedisStateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def old_info(section: str) -> dict[str, str]:
+        return {"redis_version": "6.2.14"}
+
+    monkeypatch.setattr(redis_store._client, "info", old_info)
+    with pytest.raises(RuntimeError, match=r"Redis 6\.2\.14: the switch needs Redis 7\.0 or later"):
+        await redis_store.check_server()
