@@ -310,7 +310,11 @@ class AuthorizationPipeline:
             by_route: dict[str, list[_Item]] = defaultdict(list)
             for item in pending:
                 by_route[item.route].append(item)
-            untaken = await asyncio.gather(*(self._send(route, group) for route, group in by_route.items()))
+            if len(by_route) == 1:  # the usual case: no tasks to gather
+                ((route, group),) = by_route.items()
+                untaken = [await self._send(route, group)]
+            else:
+                untaken = await asyncio.gather(*(self._send(route, group) for route, group in by_route.items()))
             pending = [item for group in untaken for item in group if self._fail_over(item)]
 
     def _fail_over(self, item: _Item) -> bool:
@@ -356,7 +360,8 @@ class AuthorizationPipeline:
         error: BaseException | None = None
         started = time.perf_counter()
         try:
-            answers = await asyncio.wait_for(self._router.adapter(route).send(requests, time_left), time_left)
+            async with asyncio.timeout(time_left):  # in this task: wait_for would start another
+                answers = await self._router.adapter(route).send(requests, time_left)
         except AdapterUnavailable as unavailable:
             self._router.record(route, outcome_of(None, unavailable))
             log.warning("route %s unavailable for %d: %s", route, len(items), unavailable)
