@@ -991,8 +991,6 @@ class Driver:
     # unary and batch
 
     async def _closed_worker(self, call: Any) -> None:
-        import grpc
-
         payloads, clock = self.payloads, time.perf_counter
         while self.next_index < len(payloads):
             began = clock()
@@ -1000,12 +998,7 @@ class Driver:
                 return
             payload = payloads[self.next_index]
             self.next_index += 1
-            try:
-                raw = await call(payload, timeout=CALL_TIMEOUT)
-            except grpc.aio.AioRpcError as error:
-                self._fail(error)
-                continue
-            self._answered(raw, began, clock())
+            await self._send(call, payload, began)
 
     async def _open_dispatch(self, calls: Sequence[Any]) -> None:
         """Call i is due at start + i / rate, whatever the earlier calls are doing.
@@ -1023,8 +1016,6 @@ class Driver:
         await asyncio.gather(*(self._open_sender(calls[n % len(calls)], interval, total) for n in range(senders)))
 
     async def _open_sender(self, call: Any, interval: float, total: int) -> None:
-        import grpc
-
         payloads, clock = self.payloads, time.perf_counter
         while self.next_index < total:
             index = self.next_index
@@ -1033,12 +1024,18 @@ class Driver:
             wait = due - clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-            try:
-                raw = await call(payloads[index], timeout=CALL_TIMEOUT)
-            except grpc.aio.AioRpcError as error:
-                self._fail(error)
-                continue
-            self._answered(raw, due, clock())
+            await self._send(call, payloads[index], due)
+
+    async def _send(self, call: Any, payload: bytes, began: float) -> None:
+        """One unary or batch call; its latency runs from began."""
+        import grpc
+
+        try:
+            raw = await call(payload, timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as error:
+            self._fail(error)
+            return
+        self._answered(raw, began, time.perf_counter())
 
     def _answered(self, raw: bytes, began: float, ended: float) -> None:
         if began < self.measure_from:
@@ -1055,16 +1052,8 @@ class Driver:
                 self._count(answer)
 
     def _count(self, answer: Any) -> None:
-        from switch.v1 import switch_pb2 as pb
-
-        counts = self.counts
-        counts["authorizations"] += 1
-        if answer.decision == pb.DECISION_APPROVED:
-            counts["approved"] += 1
-        elif answer.decision == pb.DECISION_DECLINED:
-            counts["declined"] += 1
-        else:
-            counts["item_errors"] += 1
+        self.counts["authorizations"] += 1
+        payloads.tally(self.counts, answer)
 
     # stream
 

@@ -5,6 +5,8 @@ protobuf framing that splices a key of KEY_LENGTH bytes in front of each one.
 
 from __future__ import annotations
 
+from typing import Any
+
 KEY_LENGTH = 24  # every idempotency key has this length, so templates can be spliced
 CARD_POOL = 512
 MERCHANTS = 16
@@ -62,6 +64,18 @@ def templates(merchant_prefix: str) -> list[bytes]:
             )
         built.append(request.SerializeToString())
     return built
+
+
+def tally(counts: dict[str, int], answer: Any) -> None:
+    """Counts one AuthorizeResponse under "approved", "declined" or "item_errors"."""
+    from switch.v1 import switch_pb2 as pb
+
+    if answer.decision == pb.DECISION_APPROVED:
+        counts["approved"] += 1
+    elif answer.decision == pb.DECISION_DECLINED:
+        counts["declined"] += 1
+    else:
+        counts["item_errors"] += 1
 
 
 def check_payload(mode: str, payload: bytes, run_id: str, batch_items: int) -> None:

@@ -910,14 +910,8 @@ class Driver:
             answers = list(pb.AuthorizeBatchResponse.FromString(raw).responses)
             if len(answers) != BATCH_ITEMS:
                 self.counts["item_errors"] += BATCH_ITEMS - len(answers)
-        counts = self.counts
         for answer in answers:
-            if answer.decision == pb.DECISION_APPROVED:
-                counts["approved"] += 1
-            elif answer.decision == pb.DECISION_DECLINED:
-                counts["declined"] += 1
-            else:
-                counts["item_errors"] += 1
+            payloads.tally(self.counts, answer)
 
 
 if __name__ == "__main__":
