@@ -24,7 +24,6 @@ that start together.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -261,13 +260,10 @@ class PostgresJournal:
             first.setdefault(_scope(entry), index)
         fresh = [batch[index] for index in first.values()]
         async with self._pool.acquire() as connection:
-            conflicted: set[Scope] | None = None
-            earlier: dict[Scope, JournalEntry] = {}
-            if len(fresh) >= self._copy_from_rows:
-                with contextlib.suppress(asyncpg.UniqueViolationError):
-                    await _copy_batch(connection, fresh)
-                    conflicted = set()
-            if conflicted is None:
+            if len(fresh) >= self._copy_from_rows and await _copied(connection, fresh):
+                conflicted: set[Scope] = set()
+                earlier: dict[Scope, JournalEntry] = {}
+            else:
                 # A small batch, or a key arrived meanwhile (the pipeline asked just
                 # before): one statement that skips held keys; their earlier entries
                 # answer for them.
@@ -360,9 +356,17 @@ def _json(rows: Sequence[tuple[Any, ...]]) -> str:
     return orjson.dumps(rows, default=bytes.hex).decode()
 
 
+async def _copied(connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]) -> bool:
+    """The batch's rows by binary COPY, in one transaction; False (having written
+    nothing) when a key or transaction id is already held."""
+    try:
+        await _copy_batch(connection, batch)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
 async def _copy_batch(connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]) -> None:
-    """The batch's rows by binary COPY, in one transaction; raises UniqueViolationError
-    (having written nothing) when a key or transaction id is already held."""
     reversals = reversal_rows(record for record, _ in batch)
     async with connection.transaction():
         # Transactions first: an entry never exists without its transaction.
