@@ -1,7 +1,7 @@
 """The production stores' batch encodings: what the contract suites do not reach.
 
-The Redis store sends a batch as separator-joined payloads and lets its scripts
-build the key names; the PostgreSQL journal sends a batch as JSON to one
+The Redis store sends a batch as JSON arrays and lets its scripts build the key
+names; the PostgreSQL journal sends a batch as JSON to one
 statement. These tests pin the edges of those encodings.
 """
 
@@ -113,12 +113,33 @@ async def test_amounts_beyond_a_doubles_exact_range_add_up_exactly(redis_store: 
         await client.aclose()
 
 
-async def test_a_value_holding_the_separator_is_refused(redis_store: RedisStateStore) -> None:
+async def test_a_request_hash_holding_the_separator_is_refused(redis_store: RedisStateStore) -> None:
+    # A stored record is cut at the first \x1f after its request hash.
     with pytest.raises(ValueError, match="x1f"):
-        await redis_store.claim([Claim("m-1", "ok", "h", 1), Claim("m-1", "bad\x1fkey", "h", 1)], T0)
+        await redis_store.claim([Claim("m-1", "ok", "h", 1), Claim("m-1", "k", "bad\x1fhash", 1)], T0)
     with pytest.raises(ValueError, match="x1f"):
         await redis_store.complete([Completion("m-1", "k", "h\x1f", b"x")], T0)
     assert await redis_store.claim([Claim("m-1", "ok", "h", 1)], T0) == [NEW]  # nothing was sent
+
+
+async def test_keys_and_counter_names_travel_whatever_they_hold(redis_store: RedisStateStore) -> None:
+    # JSON carries any text: quotes, backslashes, the separator, non-ASCII.
+    odd = 'k"\\\x1f\u00e9\u4e2d'
+    counter = Counter(f"m:{odd}", f"c60:{odd}", 60, 1, by_amount=False)
+    assert await redis_store.claim([Claim(odd, odd, "h", 1, (counter,))], T0) == [NEW]
+    assert await redis_store.claim([Claim(odd, f"{odd}2", "h", 1, (counter,))], T0) == [
+        ClaimOutcome(ClaimStatus.COUNT_LIMIT)
+    ]
+    await redis_store.complete([Completion(odd, odd, "h", b"answer")], T0)
+    assert await redis_store.claim([Claim(odd, odd, "h", 1, (counter,))], T0) == [
+        ClaimOutcome(ClaimStatus.REPLAY, b"answer")
+    ]
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert await client.get(redis_store.idempotency_key(odd, odd)) == b"rh\x1fanswer"
+        assert await client.get(redis_store.counter_key(counter)) == b"1"
+    finally:
+        await client.aclose()
 
 
 async def test_conflicting_items_leave_no_transaction_or_reversal(journal: PostgresJournal) -> None:
