@@ -28,12 +28,13 @@ An idempotency key is a Redis string, so that the common path costs one call per
 item in each script. While in flight it holds 't' .. request hash .. '\x1f' ..
 claim time; once done, 'r' .. request hash .. '\x1f' .. the stored response. The
 response is binary and may itself hold \x1f, so only the first \x1f separates (the
-request hash never holds one: the switch's are hex, and the store refuses one that
-does). A claim is one SET key value NX PX retention GET, which claims an absent key and answers what an
-existing one holds in the same call (NX together with GET needs Redis >= 7.0);
-only a claim taken over after its lease ran out costs a second SET. A stored
-response is one SET (it overwrites the claim) and a give-back one DEL. The value
-only ever holds what the caller passes, which is PAN-free.
+request hash never holds one: the switch's are hex, and the store refuses one
+that does). A claim is one SET key value NX PX retention GET, which claims an
+absent key and answers what an existing one holds in the same call (NX together
+with GET needs Redis >= 7.0); only a claim taken over after its lease ran out
+costs a second SET. A stored response is one SET (it overwrites the claim) and a
+give-back one DEL. The value only ever holds what the caller passes, which is
+PAN-free.
 
 Idempotency keys live under ':i:'. An earlier layout kept them as Redis hashes
 under ':k:'; those keys are never read (reading a hash as a string would fail
