@@ -5,7 +5,7 @@
 #   OUT=/tmp/out bash loadtests/device_scaling.sh
 #
 # It needs the ignored folder .device/ (carried beside the working tree), made on a
-# developer machine:
+# developer machine by `bash loadtests/device_pack.sh`:
 #   .device/site.tar.xz    site-packages for CPython 3.12 (the switch's dependencies and
 #                          payment_switch's dist-info, whose entry points name its adapters)
 #   .device/stores.tar.xz  stores/: Debian bookworm PostgreSQL 15 and Redis 7 binaries, and
