@@ -727,9 +727,17 @@ def _check_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"< {TARGET_P99_MS:g} ms",
                 p99,
                 p99 < TARGET_P99_MS,
-                f"{p99:.1f} ms",
+                f"{p99:.1f} ms{_echo_p99(found.get(('echo', mode)))}",
             )
     return checks
+
+
+def _echo_p99(echo: dict[str, Any] | None) -> str:
+    """The bare echo's own p99 at 80% of its max in the same run: what this machine
+    and load generator allow a server that does nothing."""
+    if echo is None or echo["p99_at_load_ms"] is None:
+        return ""
+    return f" (bare echo in this run: {echo['p99_at_load_ms']:.1f} ms)"
 
 
 def _number(value: float | None, digits: int = 0) -> str:

@@ -67,3 +67,13 @@ def test_each_embedded_row_has_a_journal_file_of_its_own(tmp_path: Path) -> None
     targets = capacity._targets(args, tmp_path, stores=["embedded"], rows=["a", "b"], schema="s", prefix="p")
     paths = {t.key: t.env["SWITCH_SQLITE_PATH"] for t in targets if t.key.startswith("embedded")}
     assert len(paths) == 2 and len(set(paths.values())) == 2, paths
+
+
+def test_a_latency_target_shows_the_bare_echos_own_tail_beside_it() -> None:
+    def row(target: str, mode: str, p99: float | None) -> dict[str, object]:
+        return {"target": target, "mode": mode, "p99_at_load_ms": p99, "vs_echo": 1.0, "authorizations_per_s": 1.0}
+
+    rows = [row("echo", "unary", 142.6), row("production-a", "unary", 52.8), row("production-a", "batch", 31.0)]
+    shown = {check["what"]: check["shown"] for check in capacity._check_targets(rows)}
+    assert shown["p99 at 80% of max, production (a), unary"] == "52.8 ms (bare echo in this run: 142.6 ms)"
+    assert shown["p99 at 80% of max, production (a), batch"] == "31.0 ms"  # no echo row for batch in this run
