@@ -16,7 +16,8 @@
 #
 # Settings (environment): SCALING_WORKERS (1,2,4,8,12), SCALING_MODES (batch,unary),
 # SCALING_DURATION (5), SCALING_WARMUP (1), SCALING_MAX_SECONDS (300: no point starts
-# later), SCALING_PYTHON (python3), SCALING_RUNTIME (/tmp/switch-scaling).
+# later), SCALING_PYTHON (python3), SCALING_RUNTIME (/tmp/switch-scaling),
+# SCALING_EXTRA_CONFIG (a TOML file added to the switch's configuration; none).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +30,7 @@ WARMUP=${SCALING_WARMUP:-1}
 MAX_SECONDS=${SCALING_MAX_SECONDS:-300}
 PY=${SCALING_PYTHON:-python3}
 RT=${SCALING_RUNTIME:-/tmp/switch-scaling}
+EXTRA=${SCALING_EXTRA_CONFIG:+$(realpath "$SCALING_EXTRA_CONFIG")}
 
 mkdir -p "$OUT" || { echo "DEVICE-SCALING FAILED: cannot create OUT=$OUT"; exit 2; }
 exec > >(tee -a "$OUT/device.log") 2>&1
@@ -110,7 +112,8 @@ step "preflight ok in $((SECONDS - started)) s; scaling: workers $WORKERS, modes
 
 cd "$RT" || die "cd $RT"
 "$PY" "$REPO/loadtests/scaling.py" --workers "$WORKERS" --modes "$MODES" --duration "$DURATION" \
-    --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --start-stores "$RT/stores" --out "$OUT"
+    --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --start-stores "$RT/stores" --out "$OUT" \
+    ${EXTRA:+--extra-config "$EXTRA"}
 rc=$?
 step "scaling.py exited $rc after $((SECONDS - started)) s in all"
 if [ -s "$OUT/scaling.txt" ]; then

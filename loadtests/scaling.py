@@ -2,7 +2,7 @@
 
     .venv/bin/python loadtests/scaling.py [--workers 1,2,4,8,12] [--modes batch,unary]
         [--duration 5] [--warmup 1] [--clients 0] [--redis-url URL] [--postgres-dsn DSN]
-        [--start-stores DIR] [--out DIR] [--max-seconds 0]
+        [--start-stores DIR] [--out DIR] [--max-seconds 0] [--extra-config PATH]
 
 For each worker count N it starts, one after the other (never side by side):
 
@@ -31,6 +31,8 @@ table is complete before the optional one. --start-stores DIR starts PostgreSQL
 loopback ports, as user nobody when run as root, and stops them at the end; DIR/lib,
 when present, is the LD_LIBRARY_PATH of those two alone. --out DIR receives
 scaling.json, scaling.txt (the table) and logs.tar.gz (every server's log).
+--extra-config PATH adds a TOML file to the switch's configuration (a [batcher]
+table, say), to measure a tuning knob at every worker count; the table names it.
 """
 
 from __future__ import annotations
@@ -176,6 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-stores", default="", metavar="DIR", help="start PostgreSQL + Redis found in DIR")
     parser.add_argument("--out", default="", metavar="DIR", help="write scaling.json, scaling.txt, logs.tar.gz")
     parser.add_argument("--max-seconds", type=float, default=0.0, help="skip points that would start after this")
+    parser.add_argument(
+        "--extra-config",
+        default="",
+        metavar="PATH",
+        help="TOML added to the switch's configuration",
+    )
     # Internal roles: the same file runs the echo server and the load generator.
     parser.add_argument("--role", choices=("scale", "echo", "drive"), default="scale", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -422,7 +430,7 @@ def _run_workers(
         if target == "echo":
             server = _start_echo(folder, count, mode)
         else:
-            server = _start_switch(folder, stores, count, mode, schema=schema, prefix=prefix)
+            server = _start_switch(folder, stores, count, mode, schema=schema, prefix=prefix, extra=_extra_config(args))
         try:
             _wait_serving(server, count)
             ready_s = time.monotonic() - began
@@ -465,9 +473,15 @@ def _start_echo(folder: Path, count: int, mode: str) -> Server:
     return Server("echo", port, processes, logs)
 
 
-def _start_switch(folder: Path, stores: Stores, count: int, mode: str, *, schema: str, prefix: str) -> Server:
+def _extra_config(args: argparse.Namespace) -> str:
+    return Path(args.extra_config).read_text() if args.extra_config else ""
+
+
+def _start_switch(
+    folder: Path, stores: Stores, count: int, mode: str, *, schema: str, prefix: str, extra: str = ""
+) -> Server:
     config = folder / "switch.toml"
-    config.write_text(SWITCH_CONFIG)
+    config.write_text(SWITCH_CONFIG + "\n" + extra)
     keys = harness.write_tokenization_keys(folder / "tokenization.json")
     env = dict(
         _python_env(),
@@ -671,6 +685,7 @@ def _report(
             "warmup_s": args.warmup,
             "batch_items": BATCH_ITEMS,
             "command": " ".join(sys.argv),
+            "extra_config": _extra_config(args),
             "total_s": round(total, 1),
         },
         "points": [asdict(point) for point in points],
@@ -694,6 +709,9 @@ def render_table(report: dict[str, Any]) -> str:
         f"cext {'on' if meta['cext'] else 'OFF'}, stores {meta['stores']}; {meta['duration_s']:g} s per point "
         f"after {meta['warmup_s']:g} s warm-up; {meta['total_s']:.0f} s in all",
     ]
+    extra = " ".join(line.strip() for line in meta.get("extra_config", "").splitlines() if line.strip())
+    if extra:
+        lines.append(f"switch configuration, added: {extra}")
     header = (
         "workers",
         "echo auth/s",

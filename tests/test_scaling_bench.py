@@ -1,0 +1,33 @@
+"""A smoke test of loadtests/scaling.py: one worker, batch calls, on this machine's Redis + PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import POSTGRES_DSN, REDIS_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_worker_prints_its_row_and_names_the_added_configuration(tmp_path: Path) -> None:
+    extra = tmp_path / "batcher.toml"
+    extra.write_text("[batcher]\nmax_items = 128\n")
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "loadtests" / "scaling.py"), "--workers", "1", "--modes", "batch"]
+    command += ["--duration", "0.5", "--warmup", "0.2", "--redis-url", REDIS_URL, "--postgres-dsn", POSTGRES_DSN]
+    command += ["--extra-config", str(extra), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "switch configuration, added: [batcher] max_items = 128" in done.stdout
+    report = orjson.loads((out / "scaling.json").read_bytes())
+    assert report["meta"]["extra_config"] == extra.read_text()
+    points = {(p["target"], p["workers"]): p for p in report["points"]}
+    assert set(points) == {("echo", 1), ("switch", 1)}
+    switch = points["switch", 1]
+    assert switch["authorizations_per_s"] > 0 and not switch["error"]
+    assert switch["failed_calls"] == {} and switch["item_errors"] == 0
+    assert (out / "scaling.txt").read_text().startswith("scaling:")
