@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(__file__).resolve().parent / "capacity.toml"
 WARMUP_BATCHES = 5
 TARGET_RATE = 50_000  # the capacity issue's AuthorizeBatch target, authorizations/s
+# What the state store's scripts call (switch.stores.redis): counted inside EVALSHA too.
+SCRIPT_COMMANDS = ("set", "get", "del", "incrby", "decrby", "exists", "expire")
 
 # The pipeline's stages, in the order run() calls them (AuthorizationPipeline methods).
 PIPELINE_STAGES = (
@@ -139,10 +141,12 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
             await _one_batch(pipeline, payload, pb, convert, cpu)
         cpu.clear()
         before = _store_cpu(redis_pids, postgres_pids)
+        commands_before = await _redis_command_usec(args.redis_url)
         started = time.perf_counter()
         for payload in requests[WARMUP_BATCHES:]:
             await _one_batch(pipeline, payload, pb, convert, cpu)
         wall = time.perf_counter() - started
+        commands_after = await _redis_command_usec(args.redis_url)
         after = _store_cpu(redis_pids, postgres_pids)
     finally:
         for adapter in router.adapters:
@@ -152,6 +156,11 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
     items = args.batch * args.batches
     per_item = {name: seconds / items * 1e6 for name, seconds in cpu.items()}
     stores = {"redis": (after[0] - before[0]) / items * 1e6, "postgres": (after[1] - before[1]) / items * 1e6}
+    # Redis's own clock, from INFO commandstats: time inside the scripts, and the part
+    # of it spent in the commands they run; the rest is Lua and JSON decoding.
+    spent = {name: commands_after.get(name, 0.0) - commands_before.get(name, 0.0) for name in commands_after}
+    stores["redis_scripts"] = spent.get("evalsha", 0.0) / items
+    stores["redis_script_commands"] = sum(spent.get(name, 0.0) for name in SCRIPT_COMMANDS) / items
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -218,6 +227,18 @@ def _batch_request(run_id: str, templates: list[bytes], number: int, size: int) 
     return bytes(body)
 
 
+async def _redis_command_usec(url: str) -> dict[str, float]:
+    """Microseconds Redis has spent in each command so far (INFO commandstats)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): float(row["usec"]) for name, row in stats.items()}
+
+
 def _store_pids() -> tuple[tuple[int, ...], tuple[int, ...]]:
     pids = harness.store_pids()
     redis = tuple(pid for pid in pids if _name(pid) == "redis-server")
@@ -259,6 +280,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"| switch | **total, one process** | **{switch_total:.1f}** |",
         f"| Redis | redis-server | {stores['redis']:.1f} |",
+        *_redis_detail(stores),
         f"| PostgreSQL | all its processes (backends, WAL writer, ...) | {stores['postgres']:.1f} |",
         f"| all | **switch + stores** | **{everything:.1f}** |",
         "",
@@ -270,6 +292,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         " for everything",
     ]
     return "\n".join(lines)
+
+
+def _redis_detail(stores: dict[str, float]) -> list[str]:
+    """The scripts' share of redis-server's CPU, by Redis's own clock (not added to the totals)."""
+    if "redis_scripts" not in stores:
+        return []
+    scripts, commands = stores["redis_scripts"], stores["redis_script_commands"]
+    return [
+        f"| Redis | of which, inside the two scripts (Redis's clock) | {scripts:.1f} |",
+        f"| Redis | of which, the scripts' own work (Lua, JSON decoding) | {scripts - commands:.1f} |",
+        f"| Redis | of which, the commands the scripts run (SET, GET, INCRBY, ...) | {commands:.1f} |",
+    ]
 
 
 if __name__ == "__main__":

@@ -35,3 +35,17 @@ def test_a_tiny_run_prints_every_stage_and_the_ceilings(tmp_path: Path) -> None:
     assert all(value > 0 for value in report["switch_us"].values()), report["switch_us"]
     # The stores' CPU comes from /proc in 10 ms ticks: a run this small may read zero.
     assert report["stores_us"]["redis"] >= 0 and report["stores_us"]["postgres"] >= 0
+    # Redis's own clock is in microseconds: the scripts ran, and their commands are part of them.
+    assert report["stores_us"]["redis_scripts"] > report["stores_us"]["redis_script_commands"] > 0
+    assert "| Redis | of which, inside the two scripts (Redis's clock) |" in printed
+
+
+def test_redis_time_is_split_between_the_scripts_own_work_and_their_commands() -> None:
+    stores = {"redis": 16.0, "postgres": 20.0, "redis_scripts": 15.0, "redis_script_commands": 4.5}
+    rows = stages._redis_detail(stores)
+    assert rows == [
+        "| Redis | of which, inside the two scripts (Redis's clock) | 15.0 |",
+        "| Redis | of which, the scripts' own work (Lua, JSON decoding) | 10.5 |",
+        "| Redis | of which, the commands the scripts run (SET, GET, INCRBY, ...) | 4.5 |",
+    ]
+    assert stages._redis_detail({"redis": 1.0, "postgres": 1.0}) == []  # a report from before the split
