@@ -70,32 +70,14 @@ fi
 export PYTHONPATH="$RT/app:$RT/site"
 export PYTHONNOUSERSITE=1 PYTHONUNBUFFERED=1
 unset SWITCH_NO_EXTENSIONS
-imports='
-import importlib.metadata as md, os, socket, sys
-import grpc, uvloop, asyncpg, redis, orjson, cryptography, google.protobuf
-import switch, switch._cext.cards, switch._cext.fees, switch._cext.ff1
-from switch import native
-assert native.active(), "switch.native.active() is False"
-assert switch.__file__.startswith(os.environ["PYTHONPATH"].split(":")[0]), switch.__file__
-carried = os.environ["PYTHONPATH"].split(":")[1]
-for module in (grpc, uvloop, asyncpg, redis, orjson, cryptography, google.protobuf):
-    assert module.__file__.startswith(carried), f"{module.__name__} from {module.__file__}, not {carried}"
-names = {e.name for e in md.entry_points(group="switch.adapters")}
-assert "simulated" in names, f"switch.adapters entry points: {names}"
-print("imports ok: switch", switch.__file__, "grpcio", grpc.__version__, "protobuf", google.protobuf.__version__,
-      "uvloop", uvloop.__version__, "asyncpg", asyncpg.__version__)
-a, b = (socket.socket() for _ in range(2))
-for s in (a, b):
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-a.bind(("127.0.0.1", 0)); b.bind(a.getsockname()); a.listen(); b.listen()
-print("SO_REUSEPORT: two listeners on one port ok")
-'
-if ! (cd /tmp && "$PY" -c "$imports"); then
+# the same check device_pack.sh ran on the pack (loadtests/device_check.py)
+check_imports() { (cd /tmp && "$PY" - "$REPO/pyproject.toml" <"$REPO/loadtests/device_check.py"); }
+if ! check_imports; then
     # switch._cext.ff1 links libcrypto.so.3: try the carried one (bookworm's OpenSSL 3.0)
     mkdir -p "$RT/pylib" && ln -sf "$RT/stores/lib/libcrypto.so.3" "$RT/pylib/libcrypto.so.3"
     export LD_LIBRARY_PATH="$RT/pylib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "retrying the imports with LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-    (cd /tmp && "$PY" -c "$imports") || die "Python imports (above)"
+    check_imports || die "Python imports (above)"
 fi
 
 PG_BIN=$RT/stores/usr/lib/postgresql/15/bin
