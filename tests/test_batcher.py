@@ -46,6 +46,16 @@ async def started(run: object, **changes: float) -> MicroBatcher:
     return batcher
 
 
+async def held_by(key: str, **changes: float) -> tuple[Recorder, MicroBatcher, asyncio.Future[AuthorizationResult]]:
+    """A batcher whose pipeline is stuck (its gate shut) on one call of `key`."""
+    run = Recorder()
+    run.gate.clear()
+    batcher = await started(run, **changes)
+    call = asyncio.ensure_future(batcher.submit(item(key)))
+    await asyncio.sleep(0.01)
+    return run, batcher, call
+
+
 async def test_concurrent_calls_share_batches_no_larger_than_max_items() -> None:
     run = Recorder()
     batcher = await started(run)
@@ -115,11 +125,7 @@ async def test_a_failing_pipeline_fails_its_batch_as_unavailable() -> None:
 
 
 async def test_close_answers_what_is_queued_then_refuses() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = await started(run)
-    queued = asyncio.ensure_future(batcher.submit(item("queued")))
-    await asyncio.sleep(0.01)
+    run, batcher, queued = await held_by("queued")
     closing = asyncio.ensure_future(batcher.close())
     await asyncio.sleep(0.01)
     with pytest.raises(Unavailable):
@@ -137,11 +143,7 @@ async def test_a_lone_call_leaves_at_once_whatever_max_delay() -> None:
 
 
 async def test_arrivals_gather_while_a_batch_runs_and_leave_together_when_it_ends() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = await started(run, max_delay_ms=10_000)
-    first = asyncio.ensure_future(batcher.submit(item("first")))
-    await asyncio.sleep(0.01)
+    run, batcher, first = await held_by("first", max_delay_ms=10_000)
     later = [asyncio.ensure_future(batcher.submit(item(f"later{i}"))) for i in range(5)]
     await asyncio.sleep(0.05)
     assert run.batches == [["first"]]  # the others wait for the running batch, not for a slot
@@ -152,11 +154,7 @@ async def test_arrivals_gather_while_a_batch_runs_and_leave_together_when_it_end
 
 
 async def test_a_second_batch_starts_once_the_oldest_has_waited_max_delay() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = await started(run, max_delay_ms=20)
-    first = asyncio.ensure_future(batcher.submit(item("first")))
-    await asyncio.sleep(0.01)
+    run, batcher, first = await held_by("first", max_delay_ms=20)
     second = asyncio.ensure_future(batcher.submit(item("second")))
     await asyncio.sleep(0.1)
     assert run.batches == [["first"], ["second"]]  # slow I/O does not hold everything up
@@ -166,11 +164,7 @@ async def test_a_second_batch_starts_once_the_oldest_has_waited_max_delay() -> N
 
 
 async def test_items_of_a_caller_that_went_away_are_not_sent_and_free_their_room() -> None:
-    run = Recorder()
-    run.gate.clear()
-    batcher = await started(run, max_delay_ms=10_000, max_pending=3)
-    first = asyncio.ensure_future(batcher.submit(item("first")))
-    await asyncio.sleep(0.01)
+    run, batcher, first = await held_by("first", max_delay_ms=10_000, max_pending=3)
     gone = asyncio.ensure_future(batcher.submit_many([item("gone1"), item("gone2")]))
     await asyncio.sleep(0.01)
     gone.cancel()
@@ -183,11 +177,7 @@ async def test_items_of_a_caller_that_went_away_are_not_sent_and_free_their_room
 
 async def test_a_withdrawn_enqueued_call_is_not_sent_and_frees_its_room() -> None:
     # A stream keeps its requests as enqueued futures; cancelling one withdraws it.
-    run = Recorder()
-    run.gate.clear()
-    batcher = await started(run, max_delay_ms=10_000, max_pending=4)
-    first = asyncio.ensure_future(batcher.submit(item("first")))
-    await asyncio.sleep(0.01)
+    run, batcher, first = await held_by("first", max_delay_ms=10_000, max_pending=4)
     withdrawn = batcher.enqueue_many([item("gone1"), item("gone2")])
     kept = batcher.enqueue_many([item("kept")])
     assert batcher.owed == 4
