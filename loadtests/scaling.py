@@ -180,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, default=0.0, help="skip points that would start after this")
     parser.add_argument(
         "--extra-config",
+        type=_text_of,  # read once, here: a bad path fails before anything starts
         default="",
         metavar="PATH",
         help="TOML added to the switch's configuration",
@@ -430,7 +431,7 @@ def _run_workers(
         if target == "echo":
             server = _start_echo(folder, count, mode)
         else:
-            server = _start_switch(folder, stores, count, mode, schema=schema, prefix=prefix, extra=_extra_config(args))
+            server = _start_switch(folder, stores, count, mode, schema=schema, prefix=prefix, extra=args.extra_config)
         try:
             _wait_serving(server, count)
             ready_s = time.monotonic() - began
@@ -473,8 +474,13 @@ def _start_echo(folder: Path, count: int, mode: str) -> Server:
     return Server("echo", port, processes, logs)
 
 
-def _extra_config(args: argparse.Namespace) -> str:
-    return Path(args.extra_config).read_text() if args.extra_config else ""
+def _text_of(path: str) -> str:
+    if not path:  # the default: nothing added (argparse passes a string default through type too)
+        return ""
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from error
 
 
 def _start_switch(
@@ -685,7 +691,7 @@ def _report(
             "warmup_s": args.warmup,
             "batch_items": BATCH_ITEMS,
             "command": " ".join(sys.argv),
-            "extra_config": _extra_config(args),
+            "extra_config": args.extra_config,
             "total_s": round(total, 1),
         },
         "points": [asdict(point) for point in points],
