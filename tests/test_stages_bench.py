@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import orjson
 
 from loadtests import stages
 from switch.pipeline import AuthorizationPipeline
+from switch.stores import redis as redis_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,10 @@ def test_redis_time_is_split_between_the_scripts_own_work_and_their_commands() -
         "| Redis | of which, the commands the scripts run (SET, GET, INCRBY, ...) | 4.5 |",
     ]
     assert stages._redis_detail({"redis": 1.0, "postgres": 1.0}) == []  # a report from before the split
+
+
+def test_the_script_commands_counted_are_exactly_those_the_scripts_call() -> None:
+    # stages.SCRIPT_COMMANDS keeps its own list: a command added to a script must be added there too.
+    scripts = redis_store._CLAIM_LUA + redis_store._COMPLETE_LUA
+    called = {name.lower() for name in re.findall(r"redis\.call\('(\w+)'", scripts)}
+    assert set(stages.SCRIPT_COMMANDS) == called
