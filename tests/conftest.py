@@ -8,7 +8,7 @@ random schema that are removed afterwards.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 
 from switch import config, server
 from switch.v1 import switch_pb2_grpc
+from tests.redis_cluster import running_cluster
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -57,6 +58,18 @@ async def drop_production_state(settings: config.Settings) -> None:
     connection = await asyncpg.connect(settings.stores.postgres_dsn)
     await connection.execute(f'DROP SCHEMA IF EXISTS "{settings.stores.postgres_schema}" CASCADE')
     await connection.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """A real three-primary Redis Cluster on free loopback ports, for the whole session."""
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as ports:
+        yield ports
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_ports: list[int]) -> str:
+    return f"redis://127.0.0.1:{redis_cluster_ports[0]}/0"
 
 
 SwitchFactory = Callable[..., AbstractAsyncContextManager[tuple[server.RunningSwitch, switch_pb2_grpc.SwitchStub]]]

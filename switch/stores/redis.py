@@ -49,6 +49,7 @@ minor units, far beyond any real velocity limit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -58,16 +59,27 @@ from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Cou
 # Separates a stored record's request hash from what follows it (Lua's '\31').
 _SEP = "\x1f"
 
+# Both scripts carry the allow-cross-slot-keys flag: on a Redis Cluster they run
+# on one node with no declared key and touch only keys of that node's slots
+# (switch.stores.redis_cluster sends each node its own share of a batch). Every
+# item's first touch of each key goes through redis.pcall and before anything of
+# that item is written, so a key the node does not serve (a stale slot map, a slot
+# being moved) fails that item as 'M', whole, with nothing of it applied, and the
+# caller can send it again where it now lives. On a single primary every key is
+# served and 'M' only reports a broken key (a wrong type): the store then raises.
+
 # ARGV: now, lease seconds, retention ms, key prefix, then two JSON arrays:
 #   counters: the batch's distinct counters, 5 fields each: subject, name, window
 #             seconds, limit (strings), and whether it counts amounts (else calls);
-#   claims:   per claim: merchant, idempotency key, request hash, amount (a string, so
+#   claims:   per claim: merchant (false: no key, only the counters, a Cluster's
+#             second step), idempotency key, request hash, amount (a string, so
 #             Lua never rounds it), counter count, then that many counter numbers
 #             (1-based, into the counters).
-# Returns {statuses, responses...}: one status character per claim ('0' new,
-# '2' in flight, '3' conflict, '4' count limit, '5' amount limit, 'R' replay), then
-# the stored response of each replay, in order.
-_CLAIM_LUA = r"""
+# Returns {statuses, error, responses...}: one status character per claim ('0' new,
+# '2' in flight, '3' conflict, '4' count limit, '5' amount limit, 'R' replay, 'M'
+# a key not served here), the error of the last 'M' (or ''), then the stored
+# response of each replay, in order.
+CLAIM_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local retention_ms = ARGV[3]
@@ -98,9 +110,13 @@ local EXACT = 2 ^ 52  -- below it, a double holds every integer exactly
 
 -- counter here is a key's state: key, window, value (after the claims so far),
 -- existed (before this batch), delta (moved by this batch, not written yet).
+-- Returns nil and the error when the key is not served here.
 local function load(counter)
     if counter.value == nil then
-        local stored = redis.call('GET', counter.key)
+        local stored = redis.pcall('GET', counter.key)
+        if type(stored) == 'table' then
+            return nil, stored.err
+        end
         counter.existed = stored ~= false
         counter.value = tonumber(stored or '0')
     end
@@ -140,12 +156,12 @@ local function move(counter, increment)
     counter.value = counter.value + by
 end
 
-local statuses, replies = {}, {}
+local statuses, replies, problem = {}, {}, ''
 fields = cjson.decode(ARGV[6])
 local f = 1
 while f <= #fields do
-    local key = prefix .. ':{m:' .. fields[f] .. '}:i:' .. fields[f + 1]
-    local hash, amount, n = fields[f + 2], fields[f + 3], fields[f + 4]
+    local merchant, hash, amount, n = fields[f], fields[f + 2], fields[f + 3], fields[f + 4]
+    local key = merchant and prefix .. ':{m:' .. merchant .. '}:i:' .. fields[f + 1]
     -- This claim's counters, each with the increment it adds: the amount
     -- (kept a string, so a large one is written exactly) or one call.
     local mine, increments = {}, {}
@@ -156,34 +172,46 @@ while f <= #fields do
     end
     f = f + 5 + n
 
-    -- Claims the key if it is absent and answers what it held otherwise, in one call.
-    local claimed = 't' .. hash .. '\31' .. ARGV[1]
-    local held = redis.call('SET', key, claimed, 'NX', 'PX', retention_ms, 'GET')
-    local status
-    if held then
-        -- 't' or 'r', the request hash, \31, then the claim time or the response
-        -- (which may hold \31 itself: only the first one separates).
-        local cut = string.find(held, '\31', 2, true)
-        if string.sub(held, 2, cut - 1) ~= hash then
-            status = '3'
-        elseif string.byte(held, 1) == 114 then  -- 'r': done
-            status = 'R'
-            replies[#replies + 1] = string.sub(held, cut + 1)
-        elseif now - tonumber(string.sub(held, cut + 1)) < lease then
-            status = '2'
-        else
-            -- In flight past its lease (the holder crashed): take it over.
-            redis.call('SET', key, claimed, 'PX', retention_ms)
-            held = false
+    local status, held = nil, false
+    if key then
+        -- Claims the key if it is absent and answers what it held otherwise, in one call.
+        local claimed = 't' .. hash .. '\31' .. ARGV[1]
+        held = redis.pcall('SET', key, claimed, 'NX', 'PX', retention_ms, 'GET')
+        if type(held) == 'table' then
+            status, problem = 'M', held.err
+        elseif held then
+            -- 't' or 'r', the request hash, \31, then the claim time or the response
+            -- (which may hold \31 itself: only the first one separates).
+            local cut = string.find(held, '\31', 2, true)
+            if string.sub(held, 2, cut - 1) ~= hash then
+                status = '3'
+            elseif string.byte(held, 1) == 114 then  -- 'r': done
+                status = 'R'
+                replies[#replies + 1] = string.sub(held, cut + 1)
+            elseif now - tonumber(string.sub(held, cut + 1)) < lease then
+                status = '2'
+            else
+                -- In flight past its lease (the holder crashed): take it over.
+                redis.call('SET', key, claimed, 'PX', retention_ms)
+            end
         end
     end
-    if not held then
+    if status == nil then
         -- New: the key is claimed (it stays claimed even if a counter declines it).
-        status = '0'
         -- The counters move only if every one of them fits; the first one over
         -- its limit names the decline.
+        status = '0'
         for i = 1, n do
-            if load(mine[i].state) + tonumber(increments[i]) > mine[i].limit then
+            local value, err = load(mine[i].state)
+            if value == nil then
+                -- Not served here: this claim is undone, so it can go where it lives.
+                status, problem = 'M', err
+                if key then
+                    redis.call('DEL', key)
+                end
+                break
+            end
+            if value + tonumber(increments[i]) > mine[i].limit then
                 status = tostring(mine[i].over)
                 break
             end
@@ -199,6 +227,7 @@ end
 for _, state in pairs(states) do
     flush(state)
 end
+table.insert(replies, 1, problem)
 table.insert(replies, 1, table.concat(statuses))
 return replies
 """
@@ -207,10 +236,14 @@ return replies
 #   counters:    the distinct counters released, 3 fields each: subject, name, and
 #                whether it counts amounts (else calls);
 #   completions: per completion: merchant, idempotency key, request hash, response
-#                length (-1 gives the key back instead), amount (a string), counter
-#                count, then that many counter numbers (1-based, into the counters);
+#                length (-1 gives the key back instead, -2 leaves the key alone and
+#                only releases the counters), amount (a string), counter count,
+#                then that many counter numbers (1-based, into the counters);
 #   responses:   every stored response, concatenated in order (binary-safe: cut by length).
-_COMPLETE_LUA = r"""
+# Returns {error, numbers...}: the error of the last completion a key of which is
+# not served here (or ''), then the 1-based number of each such completion; nothing
+# of those was applied.
+COMPLETE_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
 local retention_ms = ARGV[1]
 local prefix = ARGV[2]
 local responses = ARGV[5]
@@ -223,35 +256,63 @@ for f = 1, #fields, 3 do
     }
 end
 
+local failed, problem = {}, ''
 fields = cjson.decode(ARGV[4])
-local f, at = 1, 1
+local f, at, number = 1, 1, 0
 while f <= #fields do
-    local key = prefix .. ':{m:' .. fields[f] .. '}:i:' .. fields[f + 1]
+    number = number + 1
     local length, amount, n = fields[f + 3], fields[f + 4], fields[f + 5]
-    if length >= 0 then
-        -- Done: 'r', the request hash, \31, the response; it overwrites the claim.
-        local response = string.sub(responses, at, at + length - 1)
-        redis.call('SET', key, 'r' .. fields[f + 2] .. '\31' .. response, 'PX', retention_ms)
-        at = at + length
-    else
-        redis.call('DEL', key)  -- given back: the key may be claimed again
-    end
+    -- Every key is touched once before anything is written: first the counters...
+    local mine, exists, err = {}, {}, nil
     for i = 1, n do
-        local counter = counters[fields[f + 5 + i]]
-        -- A counter whose window already ended stays gone rather than coming back
-        -- negative; the decrement stays a string so Lua's doubles never round it.
-        local decrement = counter.by_amount and amount or '1'
-        if redis.call('EXISTS', counter.key) == 1 and redis.call('DECRBY', counter.key, decrement) < 0 then
-            redis.call('SET', counter.key, '0', 'KEEPTTL')
+        mine[i] = counters[fields[f + 5 + i]]
+        local found = redis.pcall('EXISTS', mine[i].key)
+        if type(found) == 'table' then
+            err = found.err
+            break
         end
+        exists[i] = found == 1
+    end
+    -- ...then the idempotency key.
+    if err == nil and length ~= -2 then
+        local key = prefix .. ':{m:' .. fields[f] .. '}:i:' .. fields[f + 1]
+        local done
+        if length >= 0 then
+            -- Done: 'r', the request hash, \31, the response; it overwrites the claim.
+            local record = 'r' .. fields[f + 2] .. '\31' .. string.sub(responses, at, at + length - 1)
+            done = redis.pcall('SET', key, record, 'PX', retention_ms)
+        else
+            done = redis.pcall('DEL', key)  -- given back: the key may be claimed again
+        end
+        if type(done) == 'table' and done.err then
+            err = done.err
+        end
+    end
+    if err then
+        failed[#failed + 1] = number
+        problem = err
+    else
+        for i = 1, n do
+            -- A counter whose window already ended stays gone rather than coming back
+            -- negative; the decrement stays a string so Lua's doubles never round it.
+            local decrement = mine[i].by_amount and amount or '1'
+            if exists[i] and redis.call('DECRBY', mine[i].key, decrement) < 0 then
+                redis.call('SET', mine[i].key, '0', 'KEEPTTL')
+            end
+        end
+    end
+    if length > 0 then
+        at = at + length
     end
     f = f + 6 + n
 end
-return 0
+table.insert(failed, 1, problem)
+return failed
 """
 
 _REPLAY = ord("R")
-# The status each character of the script's answer stands for, but a replay's.
+_NOT_SERVED = ord("M")
+# The status each character of the claim script's answer stands for, but a replay's.
 _STATUSES = {
     ord("0"): ClaimStatus.NEW,
     ord("2"): ClaimStatus.IN_FLIGHT,
@@ -261,14 +322,24 @@ _STATUSES = {
 }
 
 
+_TAKES_KEY = (ClaimStatus.NEW, ClaimStatus.COUNT_LIMIT, ClaimStatus.AMOUNT_LIMIT)
+
+
+class KeyNotServed(RuntimeError):
+    """A script found a key its node does not serve (or cannot use: a wrong type);
+    what was sent for that key was not applied."""
+
+
 class RedisStateStore:
+    """The store on one Redis primary (with replicas or Sentinel); see RedisClusterStateStore."""
+
     def __init__(self, client: Redis, prefix: str, retention_seconds: float, lease_seconds: float) -> None:
         self._client = client
         self._prefix = prefix
-        self._retention_ms = str(max(1, round(retention_seconds * 1000)))
+        self._retention_ms = retention_ms(retention_seconds)
         self._lease = repr(float(lease_seconds))
-        self._claim_script = client.register_script(_CLAIM_LUA)
-        self._complete_script = client.register_script(_COMPLETE_LUA)
+        self._claim_script = client.register_script(CLAIM_SCRIPT)
+        self._complete_script = client.register_script(COMPLETE_SCRIPT)
 
     @classmethod
     def from_url(
@@ -288,64 +359,30 @@ class RedisStateStore:
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
             return []
-        # Each counter's number in the payload, by identity: a batch's items share
-        # their merchant's counter objects, and an id costs less to hash than a
-        # dataclass (two equal counters sent twice are still checked correctly).
-        numbers: dict[int, int] = {}
-        counters: list[str | bool] = []
-        fields: list[str | int] = []
-        for claim in claims:
-            _refuse_separator(claim.request_hash)
-            fields += (claim.merchant_id, claim.idempotency_key, claim.request_hash, str(claim.amount_minor))
-            fields.append(len(claim.counters))
-            for counter in claim.counters:
-                number = numbers.get(id(counter))
-                if number is None:
-                    number = numbers[id(counter)] = len(numbers) + 1
-                    counters += (counter.subject, counter.name, str(counter.window_seconds), str(counter.limit))
-                    counters.append(counter.by_amount)
-                fields.append(number)
-        args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, _json(counters), _json(fields))
-        statuses, *responses = await self._claim_script(args=args)
-        replayed = iter(responses)
-        return [
-            ClaimOutcome(ClaimStatus.REPLAY, next(replayed)) if s == _REPLAY else ClaimOutcome(_STATUSES[s])
-            for s in statuses
-        ]
+        counters, fields = pack_claims(claims)
+        args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, counters, fields)
+        statuses, problem, *responses = await self._claim_script(args=args)
+        outcomes = claim_outcomes(statuses, responses)
+        if _NOT_SERVED in statuses:
+            # Only a broken key gets here on one primary: give back what the batch
+            # claimed, so nothing stays held by a call that failed.
+            await self.complete(give_backs(claims, outcomes), now)
+            raise KeyNotServed(problem.decode(errors="replace"))
+        return outcomes  # type: ignore[return-value]  # no None: no 'M'
 
     async def complete(self, completions: Sequence[Completion], now: float) -> None:
         if not completions:
             return
-        numbers: dict[int, int] = {}  # as in claim()
-        counters: list[str | bool] = []
-        fields: list[str | int] = []
-        responses: list[bytes] = []
-        for done in completions:
-            _refuse_separator(done.request_hash)
-            response = done.response
-            if response is None:
-                length = -1
-            else:
-                length = len(response)
-                responses.append(response)
-            release = done.release
-            fields += (done.merchant_id, done.idempotency_key, done.request_hash, length, str(done.amount_minor))
-            fields.append(len(release))
-            for counter in release:
-                number = numbers.get(id(counter))
-                if number is None:
-                    number = numbers[id(counter)] = len(numbers) + 1
-                    counters += (counter.subject, counter.name, counter.by_amount)
-                fields.append(number)
-        args = (self._retention_ms, self._prefix, _json(counters), _json(fields), b"".join(responses))
-        await self._complete_script(args=args)
+        counters, fields, responses = pack_completions(completions)
+        args = (self._retention_ms, self._prefix, counters, fields, responses)
+        problem, *failed = await self._complete_script(args=args)
+        if failed:
+            raise KeyNotServed(f"{len(failed)} completions not applied: {problem.decode(errors='replace')}")
 
     async def check_server(self) -> None:
         """Refuses, at start, a Redis too old for the scripts (SET with NX and GET needs 7.0):
         otherwise every claim would fail, batch after batch."""
-        version = str((await self._client.info("server")).get("redis_version", "0"))
-        if not supports(version):
-            raise RuntimeError(f"Redis {version}: the switch needs Redis {'.'.join(map(str, MIN_VERSION))} or later")
+        check_version(str((await self._client.info("server")).get("redis_version", "0")))
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -353,13 +390,123 @@ class RedisStateStore:
     # The key names the scripts build, for tests and tools that look at Redis directly.
 
     def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
-        return f"{self._prefix}:{{m:{merchant_id}}}:i:{idempotency_key}"
+        return idempotency_key_name(self._prefix, merchant_id, idempotency_key)
 
     def counter_key(self, counter: Counter) -> str:
-        return f"{self._prefix}:{{{counter.subject}}}:v:{counter.name}"
+        return counter_key_name(self._prefix, counter)
+
+
+def idempotency_key_name(prefix: str, merchant_id: str, idempotency_key: str) -> str:
+    return f"{prefix}:{{m:{merchant_id}}}:i:{idempotency_key}"
+
+
+def counter_key_name(prefix: str, counter: Counter) -> str:
+    return f"{prefix}:{{{counter.subject}}}:v:{counter.name}"
+
+
+def retention_ms(retention_seconds: float) -> str:
+    return str(max(1, round(retention_seconds * 1000)))
+
+
+def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[bytes, bytes]:
+    """The claim script's two JSON arrays (counters, claims) for these claims.
+    counters_only: no idempotency key is claimed, only the counters are checked and moved."""
+    # Each counter's number in the payload, by identity: a batch's items share
+    # their merchant's counter objects, and an id costs less to hash than a
+    # dataclass (two equal counters sent twice are still checked correctly).
+    numbers: dict[int, int] = {}
+    counters: list[str | bool] = []
+    fields: list[str | int | bool] = []
+    for claim in claims:
+        _refuse_separator(claim.request_hash)
+        merchant: str | bool = False if counters_only else claim.merchant_id
+        fields += (merchant, claim.idempotency_key, claim.request_hash, str(claim.amount_minor))
+        fields.append(len(claim.counters))
+        for counter in claim.counters:
+            number = numbers.get(id(counter))
+            if number is None:
+                number = numbers[id(counter)] = len(numbers) + 1
+                counters += (counter.subject, counter.name, str(counter.window_seconds), str(counter.limit))
+                counters.append(counter.by_amount)
+            fields.append(number)
+    return _json(counters), _json(fields)
+
+
+def claim_outcomes(statuses: bytes, responses: Sequence[bytes]) -> list[ClaimOutcome | None]:
+    """Each claim's outcome from the claim script's answer; None where its key was not served."""
+    replayed = iter(responses)
+    return [
+        ClaimOutcome(ClaimStatus.REPLAY, next(replayed))
+        if s == _REPLAY
+        else (None if s == _NOT_SERVED else ClaimOutcome(_STATUSES[s]))
+        for s in statuses
+    ]
+
+
+def pack_completions(
+    completions: Sequence[Completion], keyed: Sequence[bool] | None = None
+) -> tuple[bytes, bytes, bytes]:
+    """The complete script's two JSON arrays (counters, completions) and responses.
+    keyed, one per completion: False leaves the key as it is and only releases the
+    counters (a Cluster's share of a completion on another node); None: all keyed."""
+    numbers: dict[int, int] = {}  # as in pack_claims()
+    counters: list[str | bool] = []
+    fields: list[str | int] = []
+    responses: list[bytes] = []
+    for done, has_key in zip(completions, keyed or repeat(True), strict=keyed is not None):
+        _refuse_separator(done.request_hash)
+        response = done.response
+        if not has_key:
+            length = -2
+        elif response is None:
+            length = -1
+        else:
+            length = len(response)
+            responses.append(response)
+        release = done.release
+        fields += (done.merchant_id, done.idempotency_key, done.request_hash, length, str(done.amount_minor))
+        fields.append(len(release))
+        for counter in release:
+            number = numbers.get(id(counter))
+            if number is None:
+                number = numbers[id(counter)] = len(numbers) + 1
+                counters += (counter.subject, counter.name, counter.by_amount)
+            fields.append(number)
+    return _json(counters), _json(fields), b"".join(responses)
+
+
+def taken(claims: Sequence[Claim], outcomes: Sequence[ClaimOutcome | None]) -> list[Claim]:
+    """The claims that took their key: new ones, and those a limit declined."""
+    return [
+        claim
+        for claim, outcome in zip(claims, outcomes, strict=True)
+        if outcome is not None and outcome.status in _TAKES_KEY
+    ]
+
+
+def give_backs(claims: Sequence[Claim], outcomes: Sequence[ClaimOutcome | None]) -> list[Completion]:
+    """What undoes these claims on one primary: every key they took given back, and
+    the counters of the new ones (a declined claim moved none) released."""
+    return [
+        Completion(
+            claim.merchant_id,
+            claim.idempotency_key,
+            claim.request_hash,
+            None,
+            claim.amount_minor,
+            claim.counters if outcome.status is ClaimStatus.NEW else (),
+        )
+        for claim, outcome in zip(claims, outcomes, strict=True)
+        if outcome is not None and outcome.status in _TAKES_KEY
+    ]
 
 
 MIN_VERSION = (7, 0)  # SET key value NX GET
+
+
+def check_version(version: str) -> None:
+    if not supports(version):
+        raise RuntimeError(f"Redis {version}: the switch needs Redis {'.'.join(map(str, MIN_VERSION))} or later")
 
 
 def supports(version: str) -> bool:
@@ -368,7 +515,7 @@ def supports(version: str) -> bool:
     return tuple(parts + [0] * (2 - len(parts))) >= MIN_VERSION
 
 
-def _json(fields: list[str | int] | list[str | bool]) -> bytes:
+def _json(fields: list[str | int] | list[str | bool] | list[str | int | bool]) -> bytes:
     """The fields as one JSON array, for the script's cjson.decode."""
     return orjson.dumps(fields)
 

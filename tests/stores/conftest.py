@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import POSTGRES_DSN, REDIS_URL
 
@@ -35,3 +36,13 @@ async def pg_schema() -> AsyncIterator[str]:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+async def drop_cluster_keys(url: str, prefix: str) -> None:
+    """Deletes every key under prefix on every primary of the test cluster."""
+    cluster = RedisCluster.from_url(url)
+    try:
+        async for key in cluster.scan_iter(match=f"{prefix}:*", count=1000):
+            await cluster.delete(key)
+    finally:
+        await cluster.aclose()

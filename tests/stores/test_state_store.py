@@ -1,4 +1,4 @@
-"""The StateStore contract, run against every implementation (memory and Redis).
+"""The StateStore contract, run against every implementation (memory, Redis, Redis Cluster).
 
 Each test is written once and takes a `backend` that makes stores of one kind;
 time is the `now` passed in, except where Redis's own TTLs are under test.
@@ -14,12 +14,15 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from switch.models import mask_pan
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore
 from switch.stores.memory import MemoryStateStore
-from switch.stores.redis import RedisStateStore, supports
+from switch.stores.redis import KeyNotServed, RedisStateStore, supports
+from switch.stores.redis_cluster import RedisClusterStateStore
 from tests.conftest import REDIS_URL
+from tests.stores.conftest import drop_cluster_keys
 
 T0 = 1_700_000_000.0
 LEASE = 30.0
@@ -35,31 +38,38 @@ AMOUNT_LIMIT = ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)
 class Backend:
     """Makes stores of one kind, lets their stored time run out, and dumps what they hold."""
 
-    def __init__(self, kind: str, redis_prefix: str) -> None:
+    def __init__(self, kind: str, redis_prefix: str, cluster_url: str = "") -> None:
         self.kind = kind
         self.prefix = redis_prefix
+        self.cluster_url = cluster_url
         self.stores: list[StateStore] = []
 
     async def make(self, retention_seconds: float = 3600.0, lease_seconds: float = LEASE) -> StateStore:
         store: StateStore
         if self.kind == "memory":
             store = MemoryStateStore(retention_seconds, lease_seconds)
-        else:
+        elif self.kind == "redis":
             store = RedisStateStore.from_url(
                 REDIS_URL, prefix=self.prefix, retention_seconds=retention_seconds, lease_seconds=lease_seconds
+            )
+        else:
+            store = RedisClusterStateStore.from_url(
+                self.cluster_url, prefix=self.prefix, retention_seconds=retention_seconds, lease_seconds=lease_seconds
             )
         self.stores.append(store)
         return store
 
     async def let_expire(self, seconds: float) -> None:
         """The memory store expires by the `now` it is given; Redis by its own clock."""
-        if self.kind == "redis":
+        if self.kind != "memory":
             await asyncio.sleep(seconds)
 
     async def dump(self) -> bytes:
         if self.kind == "memory":
             return repr([vars(store) for store in self.stores]).encode()
-        client = aioredis.Redis.from_url(REDIS_URL)
+        client: Any = (
+            aioredis.Redis.from_url(REDIS_URL) if self.kind == "redis" else RedisCluster.from_url(self.cluster_url)
+        )
         try:
             parts: list[bytes] = []
             async for key in client.scan_iter(match=f"{self.prefix}:*"):
@@ -72,11 +82,16 @@ class Backend:
     async def close(self) -> None:
         for store in self.stores:
             await store.close()
+        if self.kind == "redis-cluster":
+            await drop_cluster_keys(self.cluster_url, self.prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def backend(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Backend]:
-    made = Backend(str(request.param), redis_prefix)
+    kind = str(request.param)
+    # The cluster starts only when a test asks for it, once per session.
+    cluster_url = request.getfixturevalue("redis_cluster_url") if kind == "redis-cluster" else ""
+    made = Backend(kind, redis_prefix, cluster_url)
     yield made
     await made.close()
 
@@ -100,7 +115,9 @@ def calls(limit: int, name: str = "calls", subject: str = "m:m-1", window: int =
     return Counter(subject, name, window, limit, by_amount=False)
 
 
-def amount(limit: int, name: str = "amount", subject: str = "i:fp-1", window: int = 60) -> Counter:
+# On the test cluster's even split of slots, "m:m-1" and "i:fp-2" live on different
+# primaries, so the suite takes the Cluster's two-step path wherever both are used.
+def amount(limit: int, name: str = "amount", subject: str = "i:fp-2", window: int = 60) -> Counter:
     return Counter(subject, name, window, limit, by_amount=True)
 
 
@@ -178,7 +195,9 @@ async def test_an_item_over_one_limit_moves_no_counter(store: StateStore) -> Non
 
 
 async def test_the_first_counter_over_its_limit_names_the_decline(store: StateStore) -> None:
-    count, total = calls(0), amount(0)
+    # Both the merchant's: on a Cluster, counters on the merchant's node are checked
+    # first (test_redis_cluster.py), so the order holds among one subject's counters.
+    count, total = calls(0), amount(0, subject="m:m-1")
     outcomes = await store.claim([claim("a", 1, count, total), claim("b", 1, total, count)], T0)
     assert outcomes == [COUNT_LIMIT, AMOUNT_LIMIT]
 
@@ -313,6 +332,25 @@ async def test_redis_a_declined_claim_keeps_the_key_claimed(redis_store: RedisSt
     assert await redis_store.claim([claim("k1", 100, calls(0))], T0) == [COUNT_LIMIT]
     assert await redis_store.claim([claim("k2", 100, amount(50))], T0) == [AMOUNT_LIMIT]
     assert await redis_store.claim([claim("k1"), claim("k2")], T0 + 1) == [IN_FLIGHT, IN_FLIGHT]
+
+
+async def test_redis_a_batch_with_a_broken_key_fails_whole_and_holds_nothing(
+    redis_store: RedisStateStore, redis_prefix: str
+) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    count, limit_zero = calls(5), calls(0, name="none")
+    try:
+        await client.hset(redis_store.idempotency_key("m-1", "broken"), "h", "x")  # a hash where a string belongs
+        batch = [claim("fine", 100, count), claim("declined", 100, limit_zero), claim("broken")]
+        with pytest.raises(KeyNotServed, match="WRONGTYPE"):
+            await redis_store.claim(batch, T0)
+        # The keys the failed call took are free again and its counters are back.
+        assert await client.exists(redis_store.idempotency_key("m-1", "fine")) == 0
+        assert await client.exists(redis_store.idempotency_key("m-1", "declined")) == 0
+        assert await client.get(redis_store.counter_key(count)) in (None, b"0")
+        assert await redis_store.claim(batch[:2], T0 + 1) == [NEW, COUNT_LIMIT]
+    finally:
+        await client.aclose()
 
 
 async def test_redis_ignores_a_key_of_the_earlier_hash_layout(redis_store: RedisStateStore, redis_prefix: str) -> None:

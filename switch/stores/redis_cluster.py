@@ -1,0 +1,387 @@
+"""The production StateStore on a Redis Cluster: each primary gets its share of a batch.
+
+One Redis primary runs scripts on one thread, and the 16-core measurements in
+the SRE guide put its ceiling at roughly 35k authorizations a second. Past that,
+the keys must be spread over several primaries, and a batch touches many of them.
+
+Keys keep the single-primary layout (switch.stores.redis), hash-tagged by subject:
+an idempotency key and its merchant's counters share the merchant's slot; an
+instrument's counters sit on the instrument's. The same two scripts run here,
+one call per primary per step, each given only the keys its node serves (they
+declare no keys and carry the allow-cross-slot-keys flag, so a node runs them over
+any keys of its own slots). An authorization then takes up to two steps:
+
+1. on its merchant's node: the idempotency key is claimed, and the counters that
+   live on that node are checked and moved, as on one primary;
+2. for a new claim with counters elsewhere (its instrument's): on each of their
+   nodes, those counters are checked and moved, all or none.
+
+If a second step declines (a limit is reached), what the first step moved is
+given back, so the item ends as on one primary: claimed, declined, no counter
+moved. Between the two steps a counter briefly holds an increment that may be
+given back; a racing claim that sees it can only be declined, never let through,
+so a limit of N still lets at most N through.
+
+A node that does not serve a key (a slot moved since the client read the slot
+map) answers that item 'M' with nothing of it applied; the slot map is read
+again and the item goes again, up to `attempts` times. A claim that fails in any
+way gives back what it claimed before raising, so no key stays held by a call
+that failed. Completions are independent per key, so complete() sends each node
+its share at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
+
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.stores.redis import (
+    CLAIM_SCRIPT,
+    COMPLETE_SCRIPT,
+    KeyNotServed,
+    check_version,
+    claim_outcomes,
+    counter_key_name,
+    idempotency_key_name,
+    pack_claims,
+    pack_completions,
+    retention_ms,
+    taken,
+)
+
+log = logging.getLogger(__name__)
+
+_CLAIM_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
+_COMPLETE_SHA = hashlib.sha1(COMPLETE_SCRIPT.encode()).hexdigest()
+
+# A completion sent to one node: keyed, it stores or gives back the key (with the
+# counters of that node); not keyed, it only releases counters.
+_Release = tuple[Completion, bool]
+
+
+class RedisClusterStateStore:
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        prefix: str,
+        retention_seconds: float,
+        lease_seconds: float,
+        *,
+        attempts: int = 3,
+        max_connections: int = 64,
+    ) -> None:
+        self._cluster = cluster
+        self._prefix = prefix
+        self._retention_ms = retention_ms(retention_seconds)
+        self._lease = repr(float(lease_seconds))
+        self._attempts = attempts
+        self._ready = False
+        # Calls in flight per node, at most its pool's size: a burst waits for a
+        # connection, as on one primary's blocking pool, instead of failing.
+        self._max_connections = max_connections
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        retention_seconds: float,
+        lease_seconds: float,
+        max_connections: int = 64,
+    ) -> RedisClusterStateStore:
+        """url names any node of the cluster; the others are found from it."""
+        cluster = RedisCluster.from_url(url, max_connections=max_connections, decode_responses=False)
+        return cls(cluster, prefix, retention_seconds, lease_seconds, max_connections=max_connections)
+
+    async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
+        if not claims:
+            return []
+        await self._start()
+        outcomes: list[ClaimOutcome | None] = [None] * len(claims)
+        # The parts whose counters moved, per item: its first step's, then its second steps'.
+        moved: list[list[Claim]] = [[] for _ in claims]
+        try:
+            elsewhere = await self._first_step(claims, now, outcomes, moved)
+            declined = await self._second_step(claims, elsewhere, now, moved)
+        except BaseException:
+            await self._give_back(claims, outcomes, moved)
+            raise
+        if declined:
+            for index, status in declined.items():
+                outcomes[index] = ClaimOutcome(status)
+            try:
+                await self._release([(_releasing(part), False) for index in declined for part in moved[index]])
+            except Exception:
+                # The claims stand; a counter not given back over-counts until its window
+                # ends, which can only decline, never let one through.
+                log.exception("giving back the counters of %d declined claims failed", len(declined))
+        return outcomes  # type: ignore[return-value]  # every one set, or raised
+
+    async def _first_step(
+        self, claims: Sequence[Claim], now: float, outcomes: list[ClaimOutcome | None], moved: list[list[Claim]]
+    ) -> dict[int, tuple[Counter, ...]]:
+        """Claims every key on its merchant's node with the counters that live there;
+        returns, for each new claim, its counters that live elsewhere."""
+        elsewhere: dict[int, tuple[Counter, ...]] = {}
+        pending: Sequence[int] = range(len(claims))
+        for attempt in range(self._attempts):
+            if attempt:
+                await self._cluster.nodes_manager.initialize()
+            parts: list[tuple[ClusterNode, Claim]] = []
+            others: list[tuple[Counter, ...]] = []
+            for index in pending:
+                claim = claims[index]
+                node = self._node(f"{self._prefix}:{{m:{claim.merchant_id}}}")
+                here, rest = self._split(claim.counters, node)
+                parts.append((node, replace(claim, counters=here) if rest else claim))
+                others.append(rest)
+            results, problem = await self._claim_on_nodes(parts, now, counters_only=False)
+            not_served = []
+            for index, (_, part), rest, outcome in zip(pending, parts, others, results, strict=True):
+                if outcome is None:
+                    not_served.append(index)
+                    continue
+                outcomes[index] = outcome
+                if outcome.status is ClaimStatus.NEW:
+                    moved[index].append(part)
+                    if rest:
+                        elsewhere[index] = rest
+            pending = not_served
+            if not pending:
+                return elsewhere
+        raise KeyNotServed(f"{len(pending)} idempotency keys not served after {self._attempts} attempts: {problem}")
+
+    async def _second_step(
+        self,
+        claims: Sequence[Claim],
+        elsewhere: dict[int, tuple[Counter, ...]],
+        now: float,
+        moved: list[list[Claim]],
+    ) -> dict[int, ClaimStatus]:
+        """Moves each new claim's remaining counters on their nodes; returns the items
+        one of whose counters declined them (the first decline's status)."""
+        declined: dict[int, ClaimStatus] = {}
+        pending = list(elsewhere.items())
+        for attempt in range(self._attempts):
+            if not pending:
+                return declined
+            if attempt:
+                await self._cluster.nodes_manager.initialize()
+            units: list[tuple[int, ClusterNode, Claim]] = []
+            for index, counters in pending:
+                for node, share in self._by_node(counters):
+                    units.append((index, node, replace(claims[index], counters=share)))
+            results, problem = await self._claim_on_nodes(
+                [(node, part) for _, node, part in units], now, counters_only=True
+            )
+            pending = []
+            for (index, _, part), outcome in zip(units, results, strict=True):
+                if outcome is None:
+                    pending.append((index, part.counters))
+                elif outcome.status is ClaimStatus.NEW:
+                    moved[index].append(part)
+                else:
+                    declined.setdefault(index, outcome.status)
+        if pending:
+            raise KeyNotServed(f"{len(pending)} counter sets not served after {self._attempts} attempts: {problem}")
+        return declined
+
+    async def _give_back(
+        self, claims: Sequence[Claim], outcomes: Sequence[ClaimOutcome | None], moved: Sequence[Sequence[Claim]]
+    ) -> None:
+        """Undoes a claim that failed part way: every key it took, every counter it is known
+        to have moved (a node that failed mid-call may have moved some: they stay moved,
+        over-counting rather than letting one through). Best effort: a key not given
+        back stays in flight until its lease runs out."""
+        undo = [(_key_only(claim), True) for claim in taken(claims, outcomes)]
+        undo += [(_releasing(part), False) for parts in moved for part in parts]
+        try:
+            await self._release(undo)
+        except Exception:
+            log.exception("giving back %d keys and counters after a failed claim failed too", len(undo))
+
+    async def complete(self, completions: Sequence[Completion], now: float) -> None:
+        if not completions:
+            return
+        await self._start()
+        await self._release([(done, True) for done in completions])
+
+    async def _release(self, releases: Sequence[_Release]) -> None:
+        """Sends each node its share of these completions, again where a slot moved."""
+        pending = list(releases)
+        for attempt in range(self._attempts):
+            if not pending:
+                return
+            if attempt:
+                await self._cluster.nodes_manager.initialize()
+            shares: list[tuple[ClusterNode, _Release]] = []
+            for done, keyed in pending:
+                counters = done.release
+                if keyed:
+                    node = self._node(f"{self._prefix}:{{m:{done.merchant_id}}}")
+                    here, counters = self._split(counters, node)
+                    shares.append((node, (replace(done, release=here), True)))
+                for node, share in self._by_node(counters):
+                    shares.append((node, (replace(done, release=share), False)))
+            failed, problem = await self._complete_on_nodes(shares)
+            pending = [shares[i][1] for i in failed]
+        if pending:
+            raise KeyNotServed(f"{len(pending)} completions not served after {self._attempts} attempts: {problem}")
+
+    # One script call per node.
+
+    async def _claim_on_nodes(
+        self, parts: Sequence[tuple[ClusterNode, Claim]], now: float, counters_only: bool
+    ) -> tuple[list[ClaimOutcome | None], str]:
+        """Each part's outcome, None where its node did not serve one of its keys; and why."""
+        outcomes: list[ClaimOutcome | None] = [None] * len(parts)
+        problems: list[str] = []
+
+        def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
+            counters, fields = pack_claims([parts[i][1] for i in indexes], counters_only)
+            args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, counters, fields)
+            return self._evalsha(node, _CLAIM_SHA, CLAIM_SCRIPT, args)
+
+        def settle(indexes: list[int], answer: Any) -> None:
+            statuses, problem, *responses = answer
+            if problem:
+                problems.append(problem.decode(errors="replace"))
+            for i, outcome in zip(indexes, claim_outcomes(statuses, responses), strict=True):
+                outcomes[i] = outcome
+
+        await self._on_nodes([node for node, _ in parts], call, settle)
+        return outcomes, "; ".join(problems)
+
+    async def _complete_on_nodes(self, shares: Sequence[tuple[ClusterNode, _Release]]) -> tuple[list[int], str]:
+        """Sends the shares; returns the numbers of those whose node did not serve a key, and why."""
+        failed: list[int] = []
+        problems: list[str] = []
+
+        def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
+            releases = [shares[i][1] for i in indexes]
+            counters, fields, responses = pack_completions(
+                [done for done, _ in releases], keyed=[keyed for _, keyed in releases]
+            )
+            args = (self._retention_ms, self._prefix, counters, fields, responses)
+            return self._evalsha(node, _COMPLETE_SHA, COMPLETE_SCRIPT, args)
+
+        def settle(indexes: list[int], answer: Any) -> None:
+            problem, *numbers = answer
+            if numbers:
+                problems.append(problem.decode(errors="replace"))
+            failed.extend(indexes[number - 1] for number in numbers)
+
+        await self._on_nodes([node for node, _ in shares], call, settle)
+        return failed, "; ".join(problems)
+
+    async def _on_nodes(
+        self,
+        nodes: Sequence[ClusterNode],
+        call: Callable[[ClusterNode, list[int]], Awaitable[Any]],
+        settle: Callable[[list[int], Any], None],
+    ) -> None:
+        """Groups the work by node (in order), calls every node at once, and settles each
+        answer; every answer that came is settled before the first error is raised, so
+        the caller knows exactly what was applied."""
+        groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for index, node in enumerate(nodes):
+            groups.setdefault(node.name, (node, []))[1].append(index)
+        answers = await asyncio.gather(
+            *(call(node, indexes) for node, indexes in groups.values()), return_exceptions=True
+        )
+        error: BaseException | None = None
+        for (_, indexes), answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                error = error or answer
+            else:
+                settle(indexes, answer)
+        if error is not None:
+            raise error
+
+    async def _evalsha(self, node: ClusterNode, sha: str, script: str, args: Sequence[Any]) -> Any:
+        in_flight = self._slots.get(node.name)
+        if in_flight is None:
+            in_flight = self._slots[node.name] = asyncio.Semaphore(self._max_connections)
+        async with in_flight:
+            try:
+                return await self._cluster.execute_command("EVALSHA", sha, 0, *args, target_nodes=node)
+            except NoScriptError:
+                # A node that restarted or just joined: load the script there and go again.
+                await self._cluster.execute_command("SCRIPT LOAD", script, target_nodes=node)
+                return await self._cluster.execute_command("EVALSHA", sha, 0, *args, target_nodes=node)
+
+    # Where keys live.
+
+    def _node(self, tagged: str) -> ClusterNode:
+        """The primary serving the slot of a name up to and including its hash tag."""
+        return self._cluster.nodes_manager.get_node_from_slot(_slot(tagged))
+
+    def _counter_node(self, counter: Counter) -> ClusterNode:
+        return self._node(f"{self._prefix}:{{{counter.subject}}}")
+
+    def _split(self, counters: Sequence[Counter], node: ClusterNode) -> tuple[tuple[Counter, ...], tuple[Counter, ...]]:
+        """(the counters that live on node, the others), each in order."""
+        here: list[Counter] = []
+        elsewhere: list[Counter] = []
+        for counter in counters:
+            (here if self._counter_node(counter).name == node.name else elsewhere).append(counter)
+        return tuple(here), tuple(elsewhere)
+
+    def _by_node(self, counters: Sequence[Counter]) -> list[tuple[ClusterNode, tuple[Counter, ...]]]:
+        groups: dict[str, tuple[ClusterNode, list[Counter]]] = {}
+        for counter in counters:
+            node = self._counter_node(counter)
+            groups.setdefault(node.name, (node, []))[1].append(counter)
+        return [(node, tuple(share)) for node, share in groups.values()]
+
+    async def _start(self) -> None:
+        if not self._ready:
+            await self._cluster.initialize()
+            self._ready = True
+
+    async def check_server(self) -> None:
+        """Refuses, at start, a cluster any primary of which is too old for the scripts."""
+        await self._start()
+        for node in self._cluster.get_primaries():
+            info = await self._cluster.execute_command("INFO", "server", target_nodes=node)
+            check_version(str(info.get("redis_version", "0")))
+
+    async def close(self) -> None:
+        await self._cluster.aclose()
+
+    # The key names the scripts build, for tests and tools that look at Redis directly.
+
+    def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
+        return idempotency_key_name(self._prefix, merchant_id, idempotency_key)
+
+    def counter_key(self, counter: Counter) -> str:
+        return counter_key_name(self._prefix, counter)
+
+
+@lru_cache(maxsize=1 << 16)
+def _slot(tagged: str) -> int:
+    """A key's slot from its name up to its hash tag's end: what follows cannot change it.
+    Cached, since a batch asks for its merchants' slots over and over."""
+    return key_slot(tagged.encode())
+
+
+def _releasing(part: Claim) -> Completion:
+    """The completion that gives back what this claim's part moved (and its key, if keyed)."""
+    return Completion(part.merchant_id, part.idempotency_key, part.request_hash, None, part.amount_minor, part.counters)
+
+
+def _key_only(claim: Claim) -> Completion:
+    """The completion that gives back this claim's key and nothing else."""
+    return Completion(claim.merchant_id, claim.idempotency_key, claim.request_hash, None, claim.amount_minor)

@@ -1,0 +1,191 @@
+"""The Redis Cluster store beyond the shared contract: keys spread over primaries, the
+two steps of a claim across nodes, slots that move, and failures that give back.
+
+The cluster is real (tests/redis_cluster.py: three primaries on this machine). Keys
+are placed on chosen primaries by their hash tags' slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.stores.redis import KeyNotServed
+from switch.stores.redis_cluster import RedisClusterStateStore
+from tests.redis_cluster import node_id, node_of_slot
+from tests.stores.conftest import drop_cluster_keys
+
+T0 = 1_700_000_000.0
+NEW = ClaimOutcome(ClaimStatus.NEW)
+
+
+@pytest.fixture
+async def prefix(redis_cluster_url: str) -> AsyncIterator[str]:
+    made = f"test:cluster:{secrets.token_hex(6)}"
+    yield made
+    await drop_cluster_keys(redis_cluster_url, made)
+
+
+@pytest.fixture
+async def store(redis_cluster_url: str, prefix: str) -> AsyncIterator[RedisClusterStateStore]:
+    made = RedisClusterStateStore.from_url(redis_cluster_url, prefix=prefix, retention_seconds=600, lease_seconds=30)
+    await made.check_server()
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def cluster(redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
+    client = RedisCluster.from_url(redis_cluster_url)
+    yield client
+    await client.aclose()
+
+
+def port_of(ports: list[int], subject: str) -> int:
+    """The port of the primary serving a subject's hash tag."""
+    return node_of_slot(ports, key_slot(subject.encode()))
+
+
+def on_other_nodes(ports: list[int], merchant: str, instrument: str) -> None:
+    assert port_of(ports, f"m:{merchant}") != port_of(ports, instrument), "the test needs them apart"
+
+
+async def value(cluster: RedisCluster, key: str) -> int:
+    stored = await cluster.get(key)
+    return int(stored or 0)
+
+
+async def test_a_batch_spreads_over_every_primary(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int], prefix: str
+) -> None:
+    per_card = [Counter(f"i:card-{i}", "calls", 60, 10, by_amount=False) for i in range(60)]
+    claims = [Claim(f"m-{i}", f"k{i}", "h1", 100, (per_card[i],)) for i in range(60)]
+    assert await store.claim(claims, T0) == [NEW] * 60
+    holding = set()
+    for port in redis_cluster_ports:
+        node = cluster.get_node(host="127.0.0.1", port=port)
+        keys = await cluster.execute_command("KEYS", f"{prefix}:*", target_nodes=node)
+        if keys:
+            holding.add(port)
+    assert holding == set(redis_cluster_ports)
+
+
+async def test_an_instrument_decline_gives_back_the_merchants_counters(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+) -> None:
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, 1000, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, 150, by_amount=True)
+    assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
+    declined = await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0)
+    assert declined == [ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)]
+    # The merchant's count moved in the first step and was given back.
+    assert await value(cluster, store.counter_key(merchant)) == 1
+    assert await value(cluster, store.counter_key(card)) == 100
+    # The declined item keeps its key, as on one primary, until it is completed.
+    assert await store.claim([Claim("m-1", "b", "h1", 100, ())], T0 + 1) == [ClaimOutcome(ClaimStatus.IN_FLIGHT)]
+
+
+async def test_racing_claims_across_nodes_let_exactly_n_through(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+) -> None:
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, 1000, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, 700, by_amount=True)
+    racers = [store.claim([Claim("m-1", f"k{i}", "h1", 100, (merchant, card))], T0) for i in range(200)]
+    outcomes = [batch[0] for batch in await asyncio.gather(*racers)]
+    assert outcomes.count(NEW) == 7
+    assert outcomes.count(ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)) == 193
+    # Every decline gave its merchant count back: only the seven approvals are counted.
+    assert await value(cluster, store.counter_key(merchant)) == 7
+    assert await value(cluster, store.counter_key(card)) == 700
+
+
+async def test_across_nodes_the_merchants_counters_name_a_decline(
+    store: RedisClusterStateStore, redis_cluster_ports: list[int]
+) -> None:
+    # On one primary the first counter over its limit names the decline; across
+    # nodes the merchant's node answers first, so its counter names it.
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    card, merchant = Counter("i:fp-2", "amount", 60, 0, True), Counter("m:m-1", "calls", 60, 0, False)
+    outcomes = await store.claim([Claim("m-1", "a", "h1", 1, (card, merchant))], T0)
+    assert outcomes == [ClaimOutcome(ClaimStatus.COUNT_LIMIT)]
+
+
+async def test_completion_stores_the_answer_and_releases_counters_on_both_nodes(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+) -> None:
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, 10, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+    await store.claim([Claim("m-1", "a", "h1", 300, (merchant, card))], T0)
+    await store.complete([Completion("m-1", "a", "h1", b"declined", 300, (merchant, card))], T0)
+    assert await value(cluster, store.counter_key(merchant)) == 0
+    assert await value(cluster, store.counter_key(card)) == 0
+    replay = await store.claim([Claim("m-1", "a", "h1", 300, (merchant, card))], T0 + 1)
+    assert replay == [ClaimOutcome(ClaimStatus.REPLAY, b"declined")]
+
+
+async def test_a_slot_moved_since_the_map_was_read_is_found_again(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+) -> None:
+    merchant, card = "m-moving", Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+    slot = key_slot(f"m:{merchant}".encode())
+    assert await cluster.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
+    source = node_of_slot(redis_cluster_ports, slot)
+    target = next(port for port in redis_cluster_ports if port != source)
+    assert await store.claim([Claim(merchant, "warm", "h1", 100, (card,))], T0) == [NEW]  # the map is read
+    await store.complete([Completion(merchant, "warm", "h1", None, 100, (card,))], T0)
+    await _set_slot(cluster, redis_cluster_ports, slot, target)
+    try:
+        # The store still believes the slot is on the source: that node refuses the
+        # key, the store reads the map again and claims it where it now lives.
+        assert await store.claim([Claim(merchant, "k1", "h1", 100, (card,))], T0) == [NEW]
+        target_node = cluster.get_node(host="127.0.0.1", port=target)
+        key = store.idempotency_key(merchant, "k1")
+        assert await cluster.execute_command("EXISTS", key, target_nodes=target_node) == 1
+        await store.complete([Completion(merchant, "k1", "h1", b"answer", 100, ())], T0)
+        assert await store.claim([Claim(merchant, "k1", "h1", 100, ())], T0 + 1) == [
+            ClaimOutcome(ClaimStatus.REPLAY, b"answer")
+        ]
+    finally:
+        await cluster.execute_command("DEL", store.idempotency_key(merchant, "k1"), target_nodes=target_node)
+        await _set_slot(cluster, redis_cluster_ports, slot, source)
+
+
+async def test_a_claim_failing_on_one_node_gives_back_what_it_took_on_the_others(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+) -> None:
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    assert port_of(redis_cluster_ports, "m:m-1") != port_of(redis_cluster_ports, "m:m-2")
+    merchant = Counter("m:m-1", "calls", 60, 10, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+    # A broken key on m-2's node (a hash where a string belongs): that node refuses it every time.
+    await cluster.hset(store.idempotency_key("m-2", "broken"), "h", "x")
+    batch = [
+        Claim("m-1", "fine", "h1", 100, (merchant, card)),
+        Claim("m-1", "declined", "h1", 100, (Counter("m:m-1", "none", 60, 0, False),)),
+        Claim("m-2", "broken", "h1", 100, ()),
+    ]
+    with pytest.raises(KeyNotServed, match="WRONGTYPE"):
+        await store.claim(batch, T0)
+    # Nothing stays held by the failed call: both keys it took are free, no counter moved.
+    assert await cluster.exists(store.idempotency_key("m-1", "fine")) == 0
+    assert await cluster.exists(store.idempotency_key("m-1", "declined")) == 0
+    assert await value(cluster, store.counter_key(merchant)) == 0
+    assert await value(cluster, store.counter_key(card)) == 0
+    assert await store.claim(batch[:1], T0 + 1) == [NEW]
+
+
+async def _set_slot(cluster: RedisCluster, ports: list[int], slot: int, owner: int) -> None:
+    """Hands an empty slot to another primary, telling every node at once."""
+    owner_id = node_id(owner)
+    for port in ports:
+        node = cluster.get_node(host="127.0.0.1", port=port)
+        await cluster.execute_command("CLUSTER SETSLOT", slot, "NODE", owner_id, target_nodes=node)
