@@ -80,6 +80,7 @@ class IdempotencySettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     redis_url: str = ""
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster; the others are found from it
     postgres_dsn: str = ""
     postgres_schema: str = ""  # empty: the DSN's default search_path
     sqlite_path: str = "switch-data/journal.sqlite3"
@@ -128,6 +129,7 @@ ENVIRONMENT = {
     "SWITCH_WORKERS": ("server", "workers"),
     "SWITCH_METRICS_PORT": ("server", "metrics_port"),
     "SWITCH_REDIS_URL": ("stores", "redis_url"),
+    "SWITCH_REDIS_CLUSTER": ("stores", "redis_cluster"),
     "SWITCH_POSTGRES_DSN": ("stores", "postgres_dsn"),
     "SWITCH_POSTGRES_SCHEMA": ("stores", "postgres_schema"),
     "SWITCH_SQLITE_PATH": ("stores", "sqlite_path"),
@@ -204,7 +206,12 @@ def _section(name: str, defaults: Any, values: Mapping[str, Any]) -> Any:
     return replace(defaults, **changes)
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def _coerce(where: str, value: Any, expected: type) -> Any:
+    if expected is bool and isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE  # from the environment
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
@@ -352,6 +359,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("batcher.max_delay_ms: must be >= 0")
     if bool(settings.stores.redis_url) != bool(settings.stores.postgres_dsn):
         raise ConfigError("stores: set both redis_url and postgres_dsn, or neither for the embedded default")
+    if settings.stores.redis_cluster and not settings.stores.redis_url:
+        raise ConfigError("stores.redis_cluster: needs redis_url, the address of one of the cluster's nodes")
     if settings.stores.embedded and settings.server.workers > 1:
         raise ConfigError("server.workers: the embedded default keeps state in one process; use Redis and PostgreSQL")
     key_hex = settings.security.fingerprint_key_hex

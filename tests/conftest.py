@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
+from loadtests.redis_cluster import running_cluster
 from switch import config, server
 from switch.v1 import switch_pb2_grpc
-from tests.redis_cluster import running_cluster
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -50,11 +50,16 @@ async def drop_production_state(settings: config.Settings) -> None:
 
     if settings.stores.embedded:
         return
-    client = aioredis.Redis.from_url(settings.stores.redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{settings.stores.key_prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    if settings.stores.redis_cluster:
+        from tests.stores.conftest import drop_cluster_keys
+
+        await drop_cluster_keys(settings.stores.redis_url, settings.stores.key_prefix)
+    else:
+        client = aioredis.Redis.from_url(settings.stores.redis_url)
+        keys = [key async for key in client.scan_iter(match=f"{settings.stores.key_prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
     connection = await asyncpg.connect(settings.stores.postgres_dsn)
     await connection.execute(f'DROP SCHEMA IF EXISTS "{settings.stores.postgres_schema}" CASCADE')
     await connection.close()

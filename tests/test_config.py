@@ -29,6 +29,13 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert limit == config.Limit(config.LimitScope.INSTRUMENT, 3600, 7, 500000)
 
 
+@pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("off", False), (" False ", False)])
+def test_a_switch_from_the_environment(text: str, expected: bool) -> None:
+    environ = {"SWITCH_REDIS_URL": "redis://r:7000", "SWITCH_POSTGRES_DSN": "postgresql://p/x"}
+    settings = config.load(None, {**environ, "SWITCH_REDIS_CLUSTER": text})
+    assert settings.stores.redis_cluster is expected
+
+
 @pytest.mark.parametrize(
     ("raw", "key"),
     [
@@ -42,6 +49,9 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         ({"limits": [{"scope": "merchant", "window_seconds": 5}]}, "limits[0]"),
         ({"limits": [{"scope": "merchant", "window_seconds": 5, "max_amount": 1.5}]}, "limits[0].max_amount"),
         ({"stores": {"redis_url": "redis://x"}}, "stores"),
+        ({"stores": {"redis_cluster": True}}, "stores.redis_cluster"),
+        ({"stores": {"redis_cluster": "maybe"}}, "stores.redis_cluster"),
+        ({"stores": {"redis_cluster": 1}}, "stores.redis_cluster"),
         ({"server": {"workers": 2}}, "server.workers"),
         ({"security": {"fingerprint_key_hex": "abcd"}}, "security.fingerprint_key_hex"),
         ({"log_level": "LOUD"}, "log_level"),

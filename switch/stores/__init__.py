@@ -9,7 +9,8 @@ from switch.stores.base import Journal, StateStore
 
 
 async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
-    """Memory + SQLite for the embedded default; Redis + PostgreSQL when configured."""
+    """Memory + SQLite for the embedded default; Redis (one primary, or a Cluster) +
+    PostgreSQL when configured."""
     idempotency = settings.idempotency
     if settings.stores.embedded:
         from switch.stores.memory import MemoryStateStore
@@ -22,8 +23,10 @@ async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
 
     from switch.stores.postgres import PostgresJournal
     from switch.stores.redis import RedisStateStore
+    from switch.stores.redis_cluster import RedisClusterStateStore
 
-    state = RedisStateStore.from_url(
+    redis_store = RedisClusterStateStore if settings.stores.redis_cluster else RedisStateStore
+    state = redis_store.from_url(
         settings.stores.redis_url,
         prefix=settings.stores.key_prefix,
         retention_seconds=idempotency.retention_seconds,

@@ -9,18 +9,25 @@ an idempotency key and its merchant's counters share the merchant's slot; an
 instrument's counters sit on the instrument's. The same two scripts run here,
 one call per primary per step, each given only the keys its node serves (they
 declare no keys and carry the allow-cross-slot-keys flag, so a node runs them over
-any keys of its own slots). An authorization then takes up to two steps:
+any keys of its own slots). An authorization whose counters all live on its
+merchant's node is claimed there in one step, exactly as on one primary. One
+whose counters are split takes three:
 
-1. on its merchant's node: the idempotency key is claimed, and the counters that
-   live on that node are checked and moved, as on one primary;
-2. for a new claim with counters elsewhere (its instrument's): on each of their
-   nodes, those counters are checked and moved, all or none.
+1. on its merchant's node, the idempotency key alone is claimed;
+2. for a new claim, its counters on other nodes (its instrument's) are checked and
+   moved there, each node's share all or none;
+3. if they fit, its counters on the merchant's node are checked and moved.
 
-If a second step declines (a limit is reached), what the first step moved is
-given back, so the item ends as on one primary: claimed, declined, no counter
-moved. Between the two steps a counter briefly holds an increment that may be
-given back; a racing claim that sees it can only be declined, never let through,
-so a limit of N still lets at most N through.
+A decline in step 3 gives back what step 2 moved, so the item ends as on one
+primary: claimed, declined, no counter moved. Between the steps a counter briefly
+holds an increment that may be given back; a racing claim that sees it can only
+be declined, never let through, so a limit of N still lets at most N through.
+The merchant's counters, which every payment of the merchant shares, go last, so
+that only the same instrument's payments can see such an increment: were they
+first, the payments a card limit declines would briefly eat their merchant's
+limit and decline other cards' payments in the same batch. When several limits
+are reached at once, a split item's decline is named by the first step that
+declines it, not by the order of the limits.
 
 A node that does not serve a key (a slot moved since the client read the slot
 map) answers that item 'M' with nothing of it applied; the slot map is read
@@ -113,8 +120,10 @@ class RedisClusterStateStore:
         # The parts whose counters moved, per item: its first step's, then its second steps'.
         moved: list[list[Claim]] = [[] for _ in claims]
         try:
-            elsewhere = await self._first_step(claims, now, outcomes, moved)
-            declined = await self._second_step(claims, elsewhere, now, moved)
+            elsewhere, last = await self._claim_keys(claims, now, outcomes, moved)
+            declined = await self._move_counters(claims, elsewhere, now, moved)
+            last = {index: counters for index, counters in last.items() if index not in declined}
+            declined.update(await self._move_counters(claims, last, now, moved))
         except BaseException:
             await self._give_back(claims, outcomes, moved)
             raise
@@ -129,59 +138,65 @@ class RedisClusterStateStore:
                 log.exception("giving back the counters of %d declined claims failed", len(declined))
         return outcomes  # type: ignore[return-value]  # every one set, or raised
 
-    async def _first_step(
+    async def _claim_keys(
         self, claims: Sequence[Claim], now: float, outcomes: list[ClaimOutcome | None], moved: list[list[Claim]]
-    ) -> dict[int, tuple[Counter, ...]]:
-        """Claims every key on its merchant's node with the counters that live there;
-        returns, for each new claim, its counters that live elsewhere."""
+    ) -> tuple[dict[int, tuple[Counter, ...]], dict[int, tuple[Counter, ...]]]:
+        """Claims every key on its merchant's node, with its counters when all of them
+        live there too. For each new claim whose counters are split, returns the
+        counters that live elsewhere (to move next) and those on the merchant's node
+        (to move last)."""
         elsewhere: dict[int, tuple[Counter, ...]] = {}
+        last: dict[int, tuple[Counter, ...]] = {}
         pending: Sequence[int] = range(len(claims))
         for attempt in range(self._attempts):
             if attempt:
                 await self._cluster.nodes_manager.initialize()
             parts: list[tuple[ClusterNode, Claim]] = []
-            others: list[tuple[Counter, ...]] = []
+            split: list[tuple[tuple[Counter, ...], tuple[Counter, ...]]] = []
             for index in pending:
                 claim = claims[index]
                 node = self._node(f"{self._prefix}:{{m:{claim.merchant_id}}}")
                 here, rest = self._split(claim.counters, node)
-                parts.append((node, replace(claim, counters=here) if rest else claim))
-                others.append(rest)
+                parts.append((node, replace(claim, counters=()) if rest else claim))
+                split.append((here, rest))
             results, problem = await self._claim_on_nodes(parts, now, counters_only=False)
             not_served = []
-            for index, (_, part), rest, outcome in zip(pending, parts, others, results, strict=True):
+            for index, (_, part), (here, rest), outcome in zip(pending, parts, split, results, strict=True):
                 if outcome is None:
                     not_served.append(index)
                     continue
                 outcomes[index] = outcome
                 if outcome.status is ClaimStatus.NEW:
-                    moved[index].append(part)
+                    if part.counters:
+                        moved[index].append(part)
                     if rest:
                         elsewhere[index] = rest
+                        if here:
+                            last[index] = here
             pending = not_served
             if not pending:
-                return elsewhere
+                return elsewhere, last
         raise KeyNotServed(f"{len(pending)} idempotency keys not served after {self._attempts} attempts: {problem}")
 
-    async def _second_step(
+    async def _move_counters(
         self,
         claims: Sequence[Claim],
-        elsewhere: dict[int, tuple[Counter, ...]],
+        counters: dict[int, tuple[Counter, ...]],
         now: float,
         moved: list[list[Claim]],
     ) -> dict[int, ClaimStatus]:
-        """Moves each new claim's remaining counters on their nodes; returns the items
-        one of whose counters declined them (the first decline's status)."""
+        """Moves these counters of these claims on their nodes, each node's share all or
+        none; returns the items one of whose shares was declined (its status)."""
         declined: dict[int, ClaimStatus] = {}
-        pending = list(elsewhere.items())
+        pending = list(counters.items())
         for attempt in range(self._attempts):
             if not pending:
                 return declined
             if attempt:
                 await self._cluster.nodes_manager.initialize()
             units: list[tuple[int, ClusterNode, Claim]] = []
-            for index, counters in pending:
-                for node, share in self._by_node(counters):
+            for index, moving in pending:
+                for node, share in self._by_node(moving):
                     units.append((index, node, replace(claims[index], counters=share)))
             results, problem = await self._claim_on_nodes(
                 [(node, part) for _, node, part in units], now, counters_only=True

@@ -15,10 +15,10 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from loadtests.redis_cluster import node_id, node_of_slot
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import KeyNotServed
 from switch.stores.redis_cluster import RedisClusterStateStore
-from tests.redis_cluster import node_id, node_of_slot
 from tests.stores.conftest import drop_cluster_keys
 
 T0 = 1_700_000_000.0
@@ -76,7 +76,7 @@ async def test_a_batch_spreads_over_every_primary(
     assert holding == set(redis_cluster_ports)
 
 
-async def test_an_instrument_decline_gives_back_the_merchants_counters(
+async def test_an_instrument_decline_leaves_the_merchants_counters_alone(
     store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
 ) -> None:
     on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
@@ -85,11 +85,39 @@ async def test_an_instrument_decline_gives_back_the_merchants_counters(
     assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
     declined = await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0)
     assert declined == [ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)]
-    # The merchant's count moved in the first step and was given back.
+    # The card's node declined first; the merchant's counters, moved last, never moved.
     assert await value(cluster, store.counter_key(merchant)) == 1
     assert await value(cluster, store.counter_key(card)) == 100
     # The declined item keeps its key, as on one primary, until it is completed.
     assert await store.claim([Claim("m-1", "b", "h1", 100, ())], T0 + 1) == [ClaimOutcome(ClaimStatus.IN_FLIGHT)]
+
+
+async def test_a_merchant_decline_gives_back_the_cards_counters(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+) -> None:
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, 1, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+    assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
+    declined = await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0)
+    assert declined == [ClaimOutcome(ClaimStatus.COUNT_LIMIT)]
+    assert await value(cluster, store.counter_key(merchant)) == 1
+    assert await value(cluster, store.counter_key(card)) == 100  # moved in step 2, given back
+
+
+async def test_a_card_limit_in_a_batch_never_spends_its_merchants_limit(
+    store: RedisClusterStateStore, redis_cluster_ports: list[int]
+) -> None:
+    # One batch: a card over its limit, then another card of the same merchant. The
+    # declined payments must not hold the merchant's count while the others are checked.
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, 5, by_amount=False)
+    busy, other = Counter("i:fp-2", "calls", 60, 2, False), Counter("i:fp-4", "calls", 60, 100, False)
+    batch = [Claim("m-1", f"busy{i}", "h1", 1, (busy, merchant)) for i in range(10)]
+    batch += [Claim("m-1", f"other{i}", "h1", 1, (other, merchant)) for i in range(3)]
+    outcomes = await store.claim(batch, T0)
+    count_limit = ClaimOutcome(ClaimStatus.COUNT_LIMIT)
+    assert outcomes == [NEW, NEW] + [count_limit] * 8 + [NEW] * 3
 
 
 async def test_racing_claims_across_nodes_let_exactly_n_through(
@@ -107,15 +135,15 @@ async def test_racing_claims_across_nodes_let_exactly_n_through(
     assert await value(cluster, store.counter_key(card)) == 700
 
 
-async def test_across_nodes_the_merchants_counters_name_a_decline(
+async def test_across_nodes_the_counters_off_the_merchants_node_name_a_decline(
     store: RedisClusterStateStore, redis_cluster_ports: list[int]
 ) -> None:
-    # On one primary the first counter over its limit names the decline; across
-    # nodes the merchant's node answers first, so its counter names it.
+    # On one primary the first counter over its limit names the decline, in the
+    # order of the limits; across nodes the counters moved first name it.
     on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
     card, merchant = Counter("i:fp-2", "amount", 60, 0, True), Counter("m:m-1", "calls", 60, 0, False)
-    outcomes = await store.claim([Claim("m-1", "a", "h1", 1, (card, merchant))], T0)
-    assert outcomes == [ClaimOutcome(ClaimStatus.COUNT_LIMIT)]
+    outcomes = await store.claim([Claim("m-1", "a", "h1", 1, (merchant, card))], T0)
+    assert outcomes == [ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)]
 
 
 async def test_completion_stores_the_answer_and_releases_counters_on_both_nodes(

@@ -205,7 +205,7 @@ async def test_the_first_counter_over_its_limit_names_the_decline(store: StateSt
 async def test_complete_releases_counters(store: StateStore) -> None:
     count, total = calls(1), amount(100)
     await store.claim([claim("a", 100, count, total)], T0)
-    assert await store.claim([claim("b", 100, count, total)], T0) == [COUNT_LIMIT]
+    assert await store.claim([claim("b", 0, count, total)], T0) == [COUNT_LIMIT]
     await store.complete([done("a", b"declined", 100, count, total), done("b", None)], T0 + 1)
     assert await store.claim([claim("c", 100, count, total)], T0 + 2) == [NEW]
 
