@@ -209,8 +209,18 @@ def empty_production_state(redis_url: str, postgres_dsn: str, schema: str, prefi
 
 def _delete_keys(redis_url: str, prefix: str) -> None:
     import redis
+    from redis.cluster import RedisCluster
 
     client = redis.Redis.from_url(redis_url)
+    if client.info("cluster").get("cluster_enabled"):
+        client.close()
+        cluster = RedisCluster.from_url(redis_url)  # scans every primary; deletes key by key
+        try:
+            for key in cluster.scan_iter(match=f"{prefix}:*", count=1000):
+                cluster.delete(key)
+        finally:
+            cluster.close()
+        return
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for start in range(0, len(keys), 1000):

@@ -1,9 +1,10 @@
-"""A real Redis Cluster for the tests: three primaries on free loopback ports.
+"""A local Redis Cluster for the tests and the stage profile: primaries on free loopback ports.
 
 Started from this machine's redis-server and redis-cli (the Debian package that
-also runs the Redis on 6379), in a temporary folder, with nothing kept on disk;
-stopped when the test session ends. The slots are split evenly (0-5460,
-5461-10922, 10923-16383), so a test can place keys on chosen primaries.
+also runs the Redis on 6379), in a folder the caller gives, with nothing kept on
+disk, and stopped when the caller is done. redis-cli splits the slots evenly
+(with three: 0-5460, 5461-10922, 10923-16383), so a test can place keys on
+chosen primaries.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-PRIMARIES = 3
 _BUS_OFFSET = 10_000  # a cluster node also listens on its port + 10000
 
 
 @contextmanager
-def running_cluster(folder: Path) -> Iterator[list[int]]:
+def running_cluster(folder: Path, primaries: int = 3) -> Iterator[list[int]]:
     """Yields the primaries' ports once the cluster answers cluster_state:ok."""
+    if primaries < 3:
+        raise ValueError("a Redis Cluster needs at least three primaries")
     for tool in ("redis-server", "redis-cli"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not on PATH: install Debian's redis-server package")
-    ports = _free_ports(PRIMARIES)
+    ports = _free_ports(primaries)
     servers: list[subprocess.Popen[bytes]] = []
     try:
         for port in ports:

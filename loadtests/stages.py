@@ -1,7 +1,7 @@
 """Where an authorization's CPU goes: the production pipeline, stage by stage, and the stores.
 
     .venv/bin/python loadtests/stages.py [--batch 256] [--batches 200] [--quick]
-        [--config loadtests/capacity.toml] [--json PATH]
+        [--config loadtests/capacity.toml] [--redis-cluster N] [--json PATH]
 
 The capacity benchmark (capacity.py) says how fast the switch is; this says why.
 It builds the switch's authorization pipeline in this process, exactly as the
@@ -16,7 +16,10 @@ transport. Run serially, each stage's process CPU time is its own:
     answer          results -> AuthorizeBatchResponse bytes
 
 and the stores' own CPU (redis-server; the PostgreSQL postmaster and all its
-processes) is read from /proc over the same batches. Every figure is CPU
+processes) is read from /proc over the same batches. With --redis-cluster N the
+state store runs on a Redis Cluster of N primaries that the script starts on this
+machine (loadtests/redis_cluster.py), and the table adds the busiest primary's
+share: what sizes a cluster, since each primary runs its scripts on one thread. Every figure is CPU
 microseconds per authorization. The table ends with the ceilings they imply:
 one switch process can do no more than 1e6 / (its µs) authorizations a second,
 and a machine of C cores running the switch and its stores no more than
@@ -45,10 +48,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING or __package__:
-    from loadtests import harness, payloads
+    from loadtests import harness, payloads, redis_cluster
 else:  # run as a script (python loadtests/stages.py): loadtests/ is sys.path[0]
     import harness
     import payloads
+    import redis_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(__file__).resolve().parent / "capacity.toml"
@@ -73,6 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
         args.batches = min(args.batches, 8)
+    if args.redis_cluster:
+        with (
+            tempfile.TemporaryDirectory(prefix="switch-stages-cluster-") as folder,
+            redis_cluster.running_cluster(Path(folder), args.redis_cluster) as ports,
+        ):
+            args.redis_urls = [f"redis://127.0.0.1:{port}/0" for port in ports]
+            args.redis_url = args.redis_urls[0]
+            return _run(args, argv)
+    args.redis_urls = [args.redis_url]
+    return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     schema, prefix = f"stages_{secrets.token_hex(4)}", f"stages-{secrets.token_hex(4)}"
     harness.drop_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
     try:
@@ -94,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=int, default=200, help="measured batches")
     parser.add_argument("--quick", action="store_true", help="CI-sized: at most 8 measured batches")
     parser.add_argument("--config", type=Path, default=CONFIG, help="the switch's configuration")
+    parser.add_argument(
+        "--redis-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start a local Redis Cluster of N (>= 3) primaries and keep the state there",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("SWITCH_REDIS_URL") or harness.DEFAULT_REDIS_URL)
     parser.add_argument("--postgres-dsn", default=os.environ.get("SWITCH_POSTGRES_DSN") or harness.DEFAULT_POSTGRES_DSN)
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
@@ -112,6 +136,8 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
 
     folder = Path(tempfile.mkdtemp(prefix="switch-stages-"))
     env = harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix)
+    if args.redis_cluster:
+        env["SWITCH_REDIS_CLUSTER"] = "true"
     env["SWITCH_TOKENIZATION_KEY_FILE"] = str(harness.write_tokenization_keys(folder / "tokenization-keys.json"))
     settings = config.load(args.config, env)
     state, journal = await open_stores(settings)
@@ -140,14 +166,12 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
         for payload in requests[:WARMUP_BATCHES]:
             await _one_batch(pipeline, payload, pb, convert, cpu)
         cpu.clear()
-        before = _store_cpu(redis_pids, postgres_pids)
-        commands_before = await _redis_command_usec(args.redis_url)
+        before = await _store_snapshot(redis_pids, postgres_pids, args.redis_urls)
         started = time.perf_counter()
         for payload in requests[WARMUP_BATCHES:]:
             await _one_batch(pipeline, payload, pb, convert, cpu)
         wall = time.perf_counter() - started
-        commands_after = await _redis_command_usec(args.redis_url)
-        after = _store_cpu(redis_pids, postgres_pids)
+        after = await _store_snapshot(redis_pids, postgres_pids, args.redis_urls)
     finally:
         for adapter in router.adapters:
             await adapter.close()
@@ -155,12 +179,7 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
         await journal.close()
     items = args.batch * args.batches
     per_item = {name: seconds / items * 1e6 for name, seconds in cpu.items()}
-    stores = {"redis": (after[0] - before[0]) / items * 1e6, "postgres": (after[1] - before[1]) / items * 1e6}
-    # Redis's own clock, from INFO commandstats: time inside the scripts, and the part
-    # of it spent in the commands they run; the rest is Lua and JSON decoding.
-    spent = {name: commands_after.get(name, 0.0) - commands_before.get(name, 0.0) for name in commands_after}
-    stores["redis_scripts"] = spent.get("evalsha", 0.0) / items
-    stores["redis_script_commands"] = sum(spent.get(name, 0.0) for name in SCRIPT_COMMANDS) / items
+    stores = _stores_per_auth(before, after, items, busiest=bool(args.redis_cluster))
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -169,6 +188,7 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
             "batch": args.batch,
             "batches": args.batches,
             "cores": os.cpu_count() or 1,
+            "redis_cluster": args.redis_cluster,
             "wall_us_per_auth": wall / items * 1e6,
         },
         "switch_us": per_item,
@@ -227,16 +247,47 @@ def _batch_request(run_id: str, templates: list[bytes], number: int, size: int) 
     return bytes(body)
 
 
-async def _redis_command_usec(url: str) -> dict[str, float]:
-    """Microseconds Redis has spent in each command so far (INFO commandstats)."""
+async def _redis_command_usec(urls: Sequence[str]) -> dict[str, float]:
+    """Microseconds these Redis servers have spent in each command so far, together
+    (INFO commandstats; a cluster's primaries each keep their own)."""
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(url)
-    try:
-        stats = await client.info("commandstats")
-    finally:
-        await client.aclose()
-    return {name.removeprefix("cmdstat_"): float(row["usec"]) for name, row in stats.items()}
+    spent: dict[str, float] = {}
+    for url in urls:
+        client = aioredis.Redis.from_url(url)
+        try:
+            stats = await client.info("commandstats")
+        finally:
+            await client.aclose()
+        for name, row in stats.items():
+            command = name.removeprefix("cmdstat_")
+            spent[command] = spent.get(command, 0.0) + float(row["usec"])
+    return spent
+
+
+async def _store_snapshot(redis: tuple[int, ...], postgres: tuple[int, ...], urls: Sequence[str]) -> dict[str, Any]:
+    """The stores' CPU seconds so far (each redis-server's too) and Redis's command clock."""
+    return {
+        "redis": harness.tree_cpu_seconds(*redis),
+        "each_redis": [harness.tree_cpu_seconds(pid) for pid in redis],
+        "postgres": harness.tree_cpu_seconds(*postgres),
+        "commands": await _redis_command_usec(urls),
+    }
+
+
+def _stores_per_auth(before: dict[str, Any], after: dict[str, Any], items: int, *, busiest: bool) -> dict[str, float]:
+    """The stores' CPU µs per authorization between two snapshots."""
+    stores = {name: (after[name] - before[name]) / items * 1e6 for name in ("redis", "postgres")}
+    # Redis's own clock, from INFO commandstats: time inside the scripts, and the part
+    # of it spent in the commands they run; the rest is Lua and JSON decoding.
+    commands_before, commands_after = before["commands"], after["commands"]
+    spent = {name: commands_after.get(name, 0.0) - commands_before.get(name, 0.0) for name in commands_after}
+    stores["redis_scripts"] = spent.get("evalsha", 0.0) / items
+    stores["redis_script_commands"] = sum(spent.get(name, 0.0) for name in SCRIPT_COMMANDS) / items
+    if busiest:
+        each = zip(before["each_redis"], after["each_redis"], strict=True)
+        stores["redis_busiest"] = max(end - start for start, end in each) / items * 1e6
+    return stores
 
 
 def _store_pids() -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -250,10 +301,6 @@ def _name(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
-
-
-def _store_cpu(redis: tuple[int, ...], postgres: tuple[int, ...]) -> tuple[float, float]:
-    return harness.tree_cpu_seconds(*redis), harness.tree_cpu_seconds(*postgres)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -270,7 +317,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"- machine: {meta['machine']}; Python {meta['python']}",
         f"- command: `{meta['command']}`",
-        f"- {meta['batches']} batches of {meta['batch']}, one at a time, on Redis + PostgreSQL;"
+        f"- {meta['batches']} batches of {meta['batch']}, one at a time, on {_redis_name(meta)} + PostgreSQL;"
         f" wall {meta['wall_us_per_auth']:.1f} µs/auth",
         "",
         "| where | stage | CPU µs/auth |",
@@ -279,7 +326,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"| switch | {label} | {switch.get(name, 0.0):.1f} |" for name, label in stage_names]
     lines += [
         f"| switch | **total, one process** | **{switch_total:.1f}** |",
-        f"| Redis | redis-server | {stores['redis']:.1f} |",
+        f"| Redis | redis-server{'s, all primaries' if 'redis_busiest' in stores else ''} | {stores['redis']:.1f} |",
         *_redis_detail(stores),
         f"| PostgreSQL | all its processes (backends, WAL writer, ...) | {stores['postgres']:.1f} |",
         f"| all | **switch + stores** | **{everything:.1f}** |",
@@ -291,7 +338,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- {TARGET_RATE:,} auth/s on {cores} cores needs at most {cores * 1e6 / TARGET_RATE:.1f} µs/auth"
         " for everything",
     ]
+    if "redis_busiest" in stores:
+        lines.append(f"- one primary (it runs scripts on one thread): {1e6 / stores['redis_busiest']:,.0f} auth/s")
     return "\n".join(lines)
+
+
+def _redis_name(meta: dict[str, Any]) -> str:
+    primaries = meta.get("redis_cluster", 0)
+    return f"a Redis Cluster of {primaries} primaries" if primaries else "Redis"
 
 
 def _redis_detail(stores: dict[str, float]) -> list[str]:
@@ -299,7 +353,9 @@ def _redis_detail(stores: dict[str, float]) -> list[str]:
     if "redis_scripts" not in stores:
         return []
     scripts, commands = stores["redis_scripts"], stores["redis_script_commands"]
+    busiest = stores.get("redis_busiest")
     return [
+        *([f"| Redis | of which, the busiest primary | {busiest:.1f} |"] if busiest is not None else []),
         f"| Redis | of which, inside the two scripts (Redis's clock) | {scripts:.1f} |",
         f"| Redis | of which, the scripts' own work (Lua, JSON decoding) | {scripts - commands:.1f} |",
         f"| Redis | of which, the commands the scripts run (SET, GET, INCRBY, ...) | {commands:.1f} |",

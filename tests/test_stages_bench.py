@@ -42,6 +42,21 @@ def test_a_tiny_run_prints_every_stage_and_the_ceilings(tmp_path: Path) -> None:
     assert "| Redis | of which, inside the two scripts (Redis's clock) |" in printed
 
 
+def test_a_tiny_run_on_a_redis_cluster_it_starts_itself(tmp_path: Path) -> None:
+    out = tmp_path / "stages.json"
+    script = str(ROOT / "loadtests" / "stages.py")
+    command = [sys.executable, script, "--quick", "--batch", "32", "--redis-cluster", "3", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "on a Redis Cluster of 3 primaries + PostgreSQL" in done.stdout
+    assert "| Redis | of which, the busiest primary |" in done.stdout
+    report = orjson.loads(out.read_bytes())
+    assert report["meta"]["redis_cluster"] == 3
+    # The commands ran on the cluster's primaries, whose clocks are summed.
+    assert report["stores_us"]["redis_scripts"] > report["stores_us"]["redis_script_commands"] > 0
+    assert 0 <= report["stores_us"]["redis_busiest"] <= report["stores_us"]["redis"]
+
+
 def test_redis_time_is_split_between_the_scripts_own_work_and_their_commands() -> None:
     stores = {"redis": 16.0, "postgres": 20.0, "redis_scripts": 15.0, "redis_script_commands": 4.5}
     rows = stages._redis_detail(stores)
