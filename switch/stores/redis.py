@@ -310,8 +310,10 @@ table.insert(failed, 1, problem)
 return failed
 """
 
-_REPLAY = ord("R")
-_NOT_SERVED = ord("M")
+# Status characters of the claim script's answer, as bytes hold them.
+REPLAY = ord("R")
+NOT_SERVED = ord("M")
+MOVED = ord("0")  # new: claimed (when keyed) and every counter moved
 # The status each character of the claim script's answer stands for, but a replay's.
 _STATUSES = {
     ord("0"): ClaimStatus.NEW,
@@ -363,7 +365,7 @@ class RedisStateStore:
         args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, counters, fields)
         statuses, problem, *responses = await self._claim_script(args=args)
         outcomes = claim_outcomes(statuses, responses)
-        if _NOT_SERVED in statuses:
+        if NOT_SERVED in statuses:
             # Only a broken key gets here on one primary: give back what the batch
             # claimed, so nothing stays held by a call that failed.
             await self.complete(give_backs(claims, outcomes), now)
@@ -437,10 +439,15 @@ def claim_outcomes(statuses: bytes, responses: Sequence[bytes]) -> list[ClaimOut
     replayed = iter(responses)
     return [
         ClaimOutcome(ClaimStatus.REPLAY, next(replayed))
-        if s == _REPLAY
-        else (None if s == _NOT_SERVED else ClaimOutcome(_STATUSES[s]))
+        if s == REPLAY
+        else (None if s == NOT_SERVED else ClaimOutcome(_STATUSES[s]))
         for s in statuses
     ]
+
+
+def claim_outcome(status: int, response: bytes | None) -> ClaimOutcome:
+    """One claim's outcome from its status character (not 'M') and its replayed response."""
+    return ClaimOutcome(ClaimStatus.REPLAY, response) if status == REPLAY else ClaimOutcome(_STATUSES[status])
 
 
 def pack_completions(

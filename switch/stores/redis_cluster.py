@@ -43,8 +43,6 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -55,9 +53,12 @@ from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Cou
 from switch.stores.redis import (
     CLAIM_SCRIPT,
     COMPLETE_SCRIPT,
+    MOVED,
+    NOT_SERVED,
+    REPLAY,
     KeyNotServed,
     check_version,
-    claim_outcomes,
+    claim_outcome,
     counter_key_name,
     idempotency_key_name,
     pack_claims,
@@ -74,6 +75,9 @@ _COMPLETE_SHA = hashlib.sha1(COMPLETE_SCRIPT.encode()).hexdigest()
 # A completion sent to one node: keyed, it stores or gives back the key (with the
 # counters of that node); not keyed, it only releases counters.
 _Release = tuple[Completion, bool]
+# Hash tags whose primary is remembered: merchants recur batch after batch; past
+# this many (mostly instruments) the memory is dropped and rebuilt.
+_PLACES_KEPT = 100_000
 
 
 class RedisClusterStateStore:
@@ -97,6 +101,7 @@ class RedisClusterStateStore:
         # connection, as on one primary's blocking pool, instead of failing.
         self._max_connections = max_connections
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._where: dict[str, ClusterNode] = {}  # hash tag -> its primary, see _node
 
     @classmethod
     def from_url(
@@ -150,22 +155,24 @@ class RedisClusterStateStore:
         pending: Sequence[int] = range(len(claims))
         for attempt in range(self._attempts):
             if attempt:
-                await self._cluster.nodes_manager.initialize()
+                await self._refresh()
             parts: list[tuple[ClusterNode, Claim]] = []
             split: list[tuple[tuple[Counter, ...], tuple[Counter, ...]]] = []
             for index in pending:
                 claim = claims[index]
-                node = self._node(f"{self._prefix}:{{m:{claim.merchant_id}}}")
+                node = self._node("m:" + claim.merchant_id)
                 here, rest = self._split(claim.counters, node)
-                parts.append((node, replace(claim, counters=()) if rest else claim))
+                parts.append((node, _with_counters(claim, ()) if rest else claim))
                 split.append((here, rest))
-            results, problem = await self._claim_on_nodes(parts, now, counters_only=False)
+            statuses, replies, problem = await self._claim_on_nodes(parts, now, counters_only=False)
             not_served = []
-            for index, (_, part), (here, rest), outcome in zip(pending, parts, split, results, strict=True):
-                if outcome is None:
+            for index, (_, part), (here, rest), status, reply in zip(
+                pending, parts, split, statuses, replies, strict=True
+            ):
+                if status == NOT_SERVED:
                     not_served.append(index)
                     continue
-                outcomes[index] = outcome
+                outcomes[index] = outcome = claim_outcome(status, reply)
                 if outcome.status is ClaimStatus.NEW:
                     if part.counters:
                         moved[index].append(part)
@@ -193,22 +200,22 @@ class RedisClusterStateStore:
             if not pending:
                 return declined
             if attempt:
-                await self._cluster.nodes_manager.initialize()
+                await self._refresh()
             units: list[tuple[int, ClusterNode, Claim]] = []
             for index, moving in pending:
                 for node, share in self._by_node(moving):
-                    units.append((index, node, replace(claims[index], counters=share)))
-            results, problem = await self._claim_on_nodes(
+                    units.append((index, node, _with_counters(claims[index], share)))
+            statuses, _, problem = await self._claim_on_nodes(
                 [(node, part) for _, node, part in units], now, counters_only=True
             )
             pending = []
-            for (index, _, part), outcome in zip(units, results, strict=True):
-                if outcome is None:
-                    pending.append((index, part.counters))
-                elif outcome.status is ClaimStatus.NEW:
+            for (index, _, part), status in zip(units, statuses, strict=True):
+                if status == MOVED:
                     moved[index].append(part)
+                elif status == NOT_SERVED:
+                    pending.append((index, part.counters))
                 else:
-                    declined.setdefault(index, outcome.status)
+                    declined.setdefault(index, claim_outcome(status, None).status)
         if pending:
             raise KeyNotServed(f"{len(pending)} counter sets not served after {self._attempts} attempts: {problem}")
         return declined
@@ -240,16 +247,16 @@ class RedisClusterStateStore:
             if not pending:
                 return
             if attempt:
-                await self._cluster.nodes_manager.initialize()
+                await self._refresh()
             shares: list[tuple[ClusterNode, _Release]] = []
             for done, keyed in pending:
                 counters = done.release
                 if keyed:
-                    node = self._node(f"{self._prefix}:{{m:{done.merchant_id}}}")
+                    node = self._node("m:" + done.merchant_id)
                     here, counters = self._split(counters, node)
-                    shares.append((node, (replace(done, release=here), True)))
+                    shares.append((node, (_releasing_only(done, here), True)))
                 for node, share in self._by_node(counters):
-                    shares.append((node, (replace(done, release=share), False)))
+                    shares.append((node, (_releasing_only(done, share), False)))
             failed, problem = await self._complete_on_nodes(shares)
             pending = [shares[i][1] for i in failed]
         if pending:
@@ -259,9 +266,11 @@ class RedisClusterStateStore:
 
     async def _claim_on_nodes(
         self, parts: Sequence[tuple[ClusterNode, Claim]], now: float, counters_only: bool
-    ) -> tuple[list[ClaimOutcome | None], str]:
-        """Each part's outcome, None where its node did not serve one of its keys; and why."""
-        outcomes: list[ClaimOutcome | None] = [None] * len(parts)
+    ) -> tuple[list[int], list[bytes | None], str]:
+        """Each part's status (the script's character), its replayed response (or None),
+        and why any part was not served."""
+        statuses = [NOT_SERVED] * len(parts)
+        replies: list[bytes | None] = [None] * len(parts)
         problems: list[str] = []
 
         def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
@@ -270,14 +279,17 @@ class RedisClusterStateStore:
             return self._evalsha(node, _CLAIM_SHA, CLAIM_SCRIPT, args)
 
         def settle(indexes: list[int], answer: Any) -> None:
-            statuses, problem, *responses = answer
+            answered, problem, *responses = answer
             if problem:
                 problems.append(problem.decode(errors="replace"))
-            for i, outcome in zip(indexes, claim_outcomes(statuses, responses), strict=True):
-                outcomes[i] = outcome
+            replayed = iter(responses)
+            for i, status in zip(indexes, answered, strict=True):
+                statuses[i] = status
+                if status == REPLAY:
+                    replies[i] = next(replayed)
 
         await self._on_nodes([node for node, _ in parts], call, settle)
-        return outcomes, "; ".join(problems)
+        return statuses, replies, "; ".join(problems)
 
     async def _complete_on_nodes(self, shares: Sequence[tuple[ClusterNode, _Release]]) -> tuple[list[int], str]:
         """Sends the shares; returns the numbers of those whose node did not serve a key, and why."""
@@ -339,25 +351,36 @@ class RedisClusterStateStore:
 
     # Where keys live.
 
-    def _node(self, tagged: str) -> ClusterNode:
-        """The primary serving the slot of a name up to and including its hash tag."""
-        return self._cluster.nodes_manager.get_node_from_slot(_slot(tagged))
+    def _node(self, tag: str) -> ClusterNode:
+        """The primary serving the keys hash-tagged {tag} ("m:<merchant>", a counter's subject).
 
-    def _counter_node(self, counter: Counter) -> ClusterNode:
-        return self._node(f"{self._prefix}:{{{counter.subject}}}")
+        Remembered until the slot map is read again: a node that no longer serves a
+        tag refuses its keys ('M'), which reads the map again and forgets them all."""
+        node = self._where.get(tag)
+        if node is None:
+            if len(self._where) >= _PLACES_KEPT:
+                self._where.clear()
+            # The slot of any key up to its hash tag's end: what follows cannot change it.
+            slot = key_slot(f"{self._prefix}:{{{tag}}}".encode())
+            node = self._where[tag] = self._cluster.nodes_manager.get_node_from_slot(slot)
+        return node
+
+    async def _refresh(self) -> None:
+        self._where.clear()
+        await self._cluster.nodes_manager.initialize()
 
     def _split(self, counters: Sequence[Counter], node: ClusterNode) -> tuple[tuple[Counter, ...], tuple[Counter, ...]]:
         """(the counters that live on node, the others), each in order."""
         here: list[Counter] = []
         elsewhere: list[Counter] = []
         for counter in counters:
-            (here if self._counter_node(counter).name == node.name else elsewhere).append(counter)
+            (here if self._node(counter.subject).name == node.name else elsewhere).append(counter)
         return tuple(here), tuple(elsewhere)
 
     def _by_node(self, counters: Sequence[Counter]) -> list[tuple[ClusterNode, tuple[Counter, ...]]]:
         groups: dict[str, tuple[ClusterNode, list[Counter]]] = {}
         for counter in counters:
-            node = self._counter_node(counter)
+            node = self._node(counter.subject)
             groups.setdefault(node.name, (node, []))[1].append(counter)
         return [(node, tuple(share)) for node, share in groups.values()]
 
@@ -385,11 +408,16 @@ class RedisClusterStateStore:
         return counter_key_name(self._prefix, counter)
 
 
-@lru_cache(maxsize=1 << 16)
-def _slot(tagged: str) -> int:
-    """A key's slot from its name up to its hash tag's end: what follows cannot change it.
-    Cached, since a batch asks for its merchants' slots over and over."""
-    return key_slot(tagged.encode())
+def _with_counters(claim: Claim, counters: tuple[Counter, ...]) -> Claim:
+    """The claim with only these counters (dataclasses.replace costs several times more)."""
+    return Claim(claim.merchant_id, claim.idempotency_key, claim.request_hash, claim.amount_minor, counters)
+
+
+def _releasing_only(done: Completion, release: tuple[Counter, ...]) -> Completion:
+    """The completion with only these counters to release."""
+    return Completion(
+        done.merchant_id, done.idempotency_key, done.request_hash, done.response, done.amount_minor, release
+    )
 
 
 def _releasing(part: Claim) -> Completion:
