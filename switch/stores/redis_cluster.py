@@ -164,7 +164,7 @@ class RedisClusterStateStore:
                 here, rest = self._split(claim.counters, node)
                 parts.append((node, _with_counters(claim, ()) if rest else claim))
                 split.append((here, rest))
-            statuses, replies, problem = await self._claim_on_nodes(parts, now, counters_only=False)
+            statuses, replies, problem, error = await self._claim_on_nodes(parts, now, counters_only=False)
             not_served = []
             for index, (_, part), (here, rest), status, reply in zip(
                 pending, parts, split, statuses, replies, strict=True
@@ -180,6 +180,8 @@ class RedisClusterStateStore:
                         elsewhere[index] = rest
                         if here:
                             last[index] = here
+            if error is not None:
+                raise error  # after recording what the other nodes did, for _give_back
             pending = not_served
             if not pending:
                 return elsewhere, last
@@ -205,7 +207,7 @@ class RedisClusterStateStore:
             for index, moving in pending:
                 for node, share in self._by_node(moving):
                     units.append((index, node, _with_counters(claims[index], share)))
-            statuses, _, problem = await self._claim_on_nodes(
+            statuses, _, problem, error = await self._claim_on_nodes(
                 [(node, part) for _, node, part in units], now, counters_only=True
             )
             pending = []
@@ -216,6 +218,8 @@ class RedisClusterStateStore:
                     pending.append((index, part.counters))
                 else:
                     declined.setdefault(index, claim_outcome(status, None).status)
+            if error is not None:
+                raise error  # after recording what the other nodes moved, for _give_back
         if pending:
             raise KeyNotServed(f"{len(pending)} counter sets not served after {self._attempts} attempts: {problem}")
         return declined
@@ -266,9 +270,10 @@ class RedisClusterStateStore:
 
     async def _claim_on_nodes(
         self, parts: Sequence[tuple[ClusterNode, Claim]], now: float, counters_only: bool
-    ) -> tuple[list[int], list[bytes | None], str]:
+    ) -> tuple[list[int], list[bytes | None], str, BaseException | None]:
         """Each part's status (the script's character), its replayed response (or None),
-        and why any part was not served."""
+        why any part was not served, and the first error of a node that did not answer
+        (its parts read 'M': what it applied, if anything, is not known)."""
         statuses = [NOT_SERVED] * len(parts)
         replies: list[bytes | None] = [None] * len(parts)
         problems: list[str] = []
@@ -288,8 +293,8 @@ class RedisClusterStateStore:
                 if status == REPLAY:
                     replies[i] = next(replayed)
 
-        await self._on_nodes([node for node, _ in parts], call, settle)
-        return statuses, replies, "; ".join(problems)
+        error = await self._on_nodes([node for node, _ in parts], call, settle)
+        return statuses, replies, "; ".join(problems), error
 
     async def _complete_on_nodes(self, shares: Sequence[tuple[ClusterNode, _Release]]) -> tuple[list[int], str]:
         """Sends the shares; returns the numbers of those whose node did not serve a key, and why."""
@@ -310,7 +315,9 @@ class RedisClusterStateStore:
                 problems.append(problem.decode(errors="replace"))
             failed.extend(indexes[number - 1] for number in numbers)
 
-        await self._on_nodes([node for node, _ in shares], call, settle)
+        error = await self._on_nodes([node for node, _ in shares], call, settle)
+        if error is not None:
+            raise error
         return failed, "; ".join(problems)
 
     async def _on_nodes(
@@ -318,10 +325,10 @@ class RedisClusterStateStore:
         nodes: Sequence[ClusterNode],
         call: Callable[[ClusterNode, list[int]], Awaitable[Any]],
         settle: Callable[[list[int], Any], None],
-    ) -> None:
+    ) -> BaseException | None:
         """Groups the work by node (in order), calls every node at once, and settles each
-        answer; every answer that came is settled before the first error is raised, so
-        the caller knows exactly what was applied."""
+        answer that came; returns the first error of a node that did not answer, so the
+        caller records what the others applied before it raises."""
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
         for index, node in enumerate(nodes):
             groups.setdefault(node.name, (node, []))[1].append(index)
@@ -334,8 +341,7 @@ class RedisClusterStateStore:
                 error = error or answer
             else:
                 settle(indexes, answer)
-        if error is not None:
-            raise error
+        return error
 
     async def _evalsha(self, node: ClusterNode, sha: str, script: str, args: Sequence[Any]) -> Any:
         in_flight = self._slots.get(node.name)

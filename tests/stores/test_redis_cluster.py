@@ -8,14 +8,19 @@ are placed on chosen primaries by their hash tags' slots.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
-from loadtests.redis_cluster import node_id, node_of_slot
+from loadtests.redis_cluster import node_id, node_of_slot, running_cluster
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import KeyNotServed
 from switch.stores.redis_cluster import RedisClusterStateStore
@@ -217,3 +222,44 @@ async def _set_slot(cluster: RedisCluster, ports: list[int], slot: int, owner: i
     for port in ports:
         node = cluster.get_node(host="127.0.0.1", port=port)
         await cluster.execute_command("CLUSTER SETSLOT", slot, "NODE", owner_id, target_nodes=node)
+
+
+async def test_a_primary_down_fails_the_claim_and_the_others_give_back_what_they_took(tmp_path: Path) -> None:
+    # A cluster of its own: one of its primaries is killed.
+    with running_cluster(tmp_path) as ports:
+        url = f"redis://127.0.0.1:{ports[0]}/0"
+        made = RedisClusterStateStore.from_url(url, prefix="down", retention_seconds=600, lease_seconds=30)
+        cluster = RedisCluster.from_url(url)
+        try:
+            await made.check_server()
+            dead = ports[-1]  # not the node the clients were started from
+            subjects = [f"m:m-{i}" for i in range(40)] + [f"i:fp-{i}" for i in range(40)]
+            live = [s.removeprefix("m:") for s in subjects if s.startswith("m:") and port_of(ports, s) != dead]
+            on_dead = [s.removeprefix("m:") for s in subjects if s.startswith("m:") and port_of(ports, s) == dead]
+            cards = [s for s in subjects if s.startswith("i:") and port_of(ports, s) == dead]
+            merchant = {m: Counter(f"m:{m}", "calls", 60, 100, by_amount=False) for m in live + on_dead}
+            doomed = Redis(host="127.0.0.1", port=dead)
+            pid = int((await doomed.info("server"))["process_id"])
+            await doomed.aclose()
+            os.kill(pid, signal.SIGKILL)  # a crash, not a goodbye
+
+            # The keys' step fails: merchants on every primary, the dead one included.
+            with pytest.raises(RedisError):
+                await made.claim([Claim(m, f"k-{m}", "h1", 100, (merchant[m],)) for m in live + on_dead], T0)
+            # The counters' step fails: keys and merchant counters on live primaries, cards on the dead one.
+            card = [Counter(subject, "amount", 60, 10**6, by_amount=True) for subject in cards]
+            split = [Claim(m, f"s-{m}", "h1", 100, (merchant[m], card[i % len(card)])) for i, m in enumerate(live)]
+            with pytest.raises(RedisError):
+                await made.claim(split, T0)
+
+            # Whatever the live primaries took is given back: no key held, every count back at 0.
+            for port in ports[:-1]:
+                node = cluster.get_node(host="127.0.0.1", port=port)
+                assert await cluster.execute_command("KEYS", "down:*:i:*", target_nodes=node) == [], port
+                counters = await cluster.execute_command("KEYS", "down:*:v:*", target_nodes=node)
+                assert counters, "the merchants' counters moved before the failure"
+                for key in counters:
+                    assert await cluster.execute_command("GET", key, target_nodes=node) == b"0", key
+        finally:
+            await made.close()
+            await cluster.aclose()
