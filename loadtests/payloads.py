@@ -40,15 +40,15 @@ def luhn_pan(serial: int) -> str:
     raise AssertionError("unreachable")
 
 
-def templates(merchant_prefix: str) -> list[bytes]:
+def templates(merchant_prefix: str, merchants: int = MERCHANTS) -> list[bytes]:
     """Serialized AuthorizeRequests without their idempotency key (field 1), varied in
-    card, account, merchant and amount. A key is spliced in front of each one."""
+    card, account, merchant (one of `merchants`) and amount. A key is spliced in front of each one."""
     from switch.v1 import switch_pb2 as pb
 
     built: list[bytes] = []
     for serial in range(CARD_POOL * 2):
         request = pb.AuthorizeRequest(
-            merchant_id=f"{merchant_prefix}-{serial % MERCHANTS:02d}",
+            merchant_id=f"{merchant_prefix}-{serial % merchants:02d}",
             amount=pb.Money(minor_units=100 + (serial * 7919) % 99_900, currency="USD"),
         )
         if serial % 20 == 7:

@@ -1,7 +1,7 @@
 """Where an authorization's CPU goes: the production pipeline, stage by stage, and the stores.
 
     .venv/bin/python loadtests/stages.py [--batch 256] [--batches 200] [--quick]
-        [--config loadtests/capacity.toml] [--redis-cluster N] [--json PATH]
+        [--config loadtests/capacity.toml] [--redis-cluster N] [--merchants N] [--json PATH]
 
 The capacity benchmark (capacity.py) says how fast the switch is; this says why.
 It builds the switch's authorization pipeline in this process, exactly as the
@@ -19,7 +19,9 @@ and the stores' own CPU (redis-server; the PostgreSQL postmaster and all its
 processes) is read from /proc over the same batches. With --redis-cluster N the
 state store runs on a Redis Cluster of N primaries that the script starts on this
 machine (loadtests/redis_cluster.py), and the table adds the busiest primary's
-share: what sizes a cluster, since each primary runs its scripts on one thread. Every figure is CPU
+share: what sizes a cluster, since each primary runs its scripts on one thread.
+A merchant's idempotency keys and counters share its slot, so --merchants 1 (the
+requests spread over 16 merchants by default) shows one merchant's own bound. Every figure is CPU
 microseconds per authorization. The table ends with the ceilings they imply:
 one switch process can do no more than 1e6 / (its µs) authorizations a second,
 and a machine of C cores running the switch and its stores no more than
@@ -64,7 +66,7 @@ SCRIPT_COMMANDS = ("set", "get", "del", "incrby", "decrby", "exists", "expire")
 # The pipeline's stages, in the order run() calls them (AuthorizationPipeline methods).
 PIPELINE_STAGES = (
     ("_tokenize", "tokenize (FF1 token, HMAC fingerprint, request hash, counters, ids)"),
-    ("_claim", "claim keys + velocity: one Redis script call (client side)"),
+    ("_claim", "claim keys + velocity: one Redis script call, one per primary and step on a Cluster (client side)"),
     ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
     ("_route", "route (plan, breakers)"),
     ("_price", "price: one fee-engine call (Cython)"),
@@ -120,8 +122,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--redis-url", default=os.environ.get("SWITCH_REDIS_URL") or harness.DEFAULT_REDIS_URL)
     parser.add_argument("--postgres-dsn", default=os.environ.get("SWITCH_POSTGRES_DSN") or harness.DEFAULT_POSTGRES_DSN)
+    parser.add_argument(
+        "--merchants", type=_at_least_one, default=payloads.MERCHANTS, help="merchants the requests are spread over"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[str, Any]:
@@ -159,7 +171,7 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
         setattr(pipeline, name, _timed(getattr(pipeline, name), name, cpu))
 
     run_id = secrets.token_hex(4)
-    templates = payloads.templates(f"m{run_id}")
+    templates = payloads.templates(f"m{run_id}", args.merchants)
     requests = [_batch_request(run_id, templates, n, args.batch) for n in range(WARMUP_BATCHES + args.batches)]
     redis_pids, postgres_pids = _store_pids()
     try:
@@ -189,6 +201,7 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
             "batches": args.batches,
             "cores": os.cpu_count() or 1,
             "redis_cluster": args.redis_cluster,
+            "merchants": args.merchants,
             "wall_us_per_auth": wall / items * 1e6,
         },
         "switch_us": per_item,
@@ -318,7 +331,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- machine: {meta['machine']}; Python {meta['python']}",
         f"- command: `{meta['command']}`",
         f"- {meta['batches']} batches of {meta['batch']}, one at a time, on {_redis_name(meta)} + PostgreSQL;"
-        f" wall {meta['wall_us_per_auth']:.1f} µs/auth",
+        f" {_merchants(meta)}; wall {meta['wall_us_per_auth']:.1f} µs/auth",
         "",
         "| where | stage | CPU µs/auth |",
         "| --- | --- | ---: |",
@@ -339,8 +352,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         " for everything",
     ]
     if "redis_busiest" in stores:
-        lines.append(f"- one primary (it runs scripts on one thread): {1e6 / stores['redis_busiest']:,.0f} auth/s")
+        lines.append(
+            f"- the cluster, bound by its busiest primary (each runs scripts on one thread):"
+            f" {1e6 / stores['redis_busiest']:,.0f} auth/s"
+        )
     return "\n".join(lines)
+
+
+def _merchants(meta: dict[str, Any]) -> str:
+    count = meta.get("merchants", payloads.MERCHANTS)
+    return f"{count} merchant{'' if count == 1 else 's'}"
 
 
 def _redis_name(meta: dict[str, Any]) -> str:
