@@ -57,6 +57,19 @@ def test_a_tiny_run_on_a_redis_cluster_it_starts_itself(tmp_path: Path) -> None:
     assert 0 <= report["stores_us"]["redis_busiest"] <= report["stores_us"]["redis"]
 
 
+def test_a_cluster_run_too_short_to_read_its_primaries_still_prints() -> None:
+    report = {
+        "meta": {"date": "d", "machine": "m", "python": "3", "command": "c", "batches": 1, "batch": 1,
+                 "cores": 2, "wall_us_per_auth": 1.0, "redis_cluster": 3, "merchants": 1},
+        "switch_us": {"parse": 1.0},
+        "stores_us": {"redis": 0.0, "postgres": 0.0, "redis_scripts": 1.0, "redis_script_commands": 0.5,
+                      "redis_busiest": 0.0},
+    }  # fmt: skip
+    printed = stages.render_markdown(report)
+    assert "busiest primary (each runs scripts on one thread): not measured" in printed
+    assert "a Redis Cluster of 3 primaries + PostgreSQL; 1 merchant;" in printed
+
+
 def test_redis_time_is_split_between_the_scripts_own_work_and_their_commands() -> None:
     stores = {"redis": 16.0, "postgres": 20.0, "redis_scripts": 15.0, "redis_script_commands": 4.5}
     rows = stages._redis_detail(stores)
