@@ -54,7 +54,7 @@ def test_a_tiny_run_on_a_redis_cluster_it_starts_itself(tmp_path: Path) -> None:
     assert report["meta"]["redis_cluster"] == 3
     # The commands ran on the cluster's primaries, whose clocks are summed.
     assert report["stores_us"]["redis_scripts"] > report["stores_us"]["redis_script_commands"] > 0
-    assert 0 <= report["stores_us"]["redis_busiest"] <= report["stores_us"]["redis"]
+    assert 0 <= report["stores_us"]["redis_busiest"] <= report["stores_us"]["redis"] + 1e-6  # one sum, two roundings
 
 
 def test_a_cluster_run_too_short_to_read_its_primaries_still_prints() -> None:
