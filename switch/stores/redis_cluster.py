@@ -122,7 +122,7 @@ class RedisClusterStateStore:
             return []
         await self._start()
         outcomes: list[ClaimOutcome | None] = [None] * len(claims)
-        # The parts whose counters moved, per item: its first step's, then its second steps'.
+        # The parts of each item whose counters moved, in the order they moved.
         moved: list[list[Claim]] = [[] for _ in claims]
         try:
             elsewhere, last = await self._claim_keys(claims, now, outcomes, moved)
