@@ -17,7 +17,9 @@
 # Settings (environment): SCALING_WORKERS (1,2,4,8,12), SCALING_MODES (batch,unary),
 # SCALING_DURATION (5), SCALING_WARMUP (1), SCALING_MAX_SECONDS (300: no point starts
 # later), SCALING_PYTHON (python3), SCALING_RUNTIME (/tmp/switch-scaling),
-# SCALING_EXTRA_CONFIG (a TOML file added to the switch's configuration; none).
+# SCALING_EXTRA_CONFIG (a TOML file added to the switch's configuration; none),
+# SCALING_REDIS_CLUSTER (N >= 3: the state in a Redis Cluster of N primaries started
+# from the carried redis-server; none: one Redis).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +33,7 @@ MAX_SECONDS=${SCALING_MAX_SECONDS:-300}
 PY=${SCALING_PYTHON:-python3}
 RT=${SCALING_RUNTIME:-/tmp/switch-scaling}
 EXTRA=${SCALING_EXTRA_CONFIG:+$(realpath "$SCALING_EXTRA_CONFIG")}
+CLUSTER=${SCALING_REDIS_CLUSTER:-}
 
 mkdir -p "$OUT" || { echo "DEVICE-SCALING FAILED: cannot create OUT=$OUT"; exit 2; }
 exec > >(tee -a "$OUT/device.log") 2>&1
@@ -90,12 +93,12 @@ LD_LIBRARY_PATH=$RT/stores/lib "$RT/stores/usr/bin/redis-server" --version || di
 if [ "$(id -u)" = 0 ]; then
     id nobody || echo "WARNING: no user nobody; PostgreSQL will run as uid 65534"
 fi
-step "preflight ok in $((SECONDS - started)) s; scaling: workers $WORKERS, modes $MODES, ${DURATION} s per point"
+step "preflight ok in $((SECONDS - started)) s; scaling: workers $WORKERS, modes $MODES, ${DURATION} s per point${CLUSTER:+, a Redis Cluster of $CLUSTER primaries}"
 
 cd "$RT" || die "cd $RT"
 "$PY" "$REPO/loadtests/scaling.py" --workers "$WORKERS" --modes "$MODES" --duration "$DURATION" \
     --warmup "$WARMUP" --max-seconds "$MAX_SECONDS" --start-stores "$RT/stores" --out "$OUT" \
-    ${EXTRA:+--extra-config "$EXTRA"}
+    ${EXTRA:+--extra-config "$EXTRA"} ${CLUSTER:+--redis-cluster "$CLUSTER"}
 rc=$?
 step "scaling.py exited $rc after $((SECONDS - started)) s in all"
 if [ -s "$OUT/scaling.txt" ]; then

@@ -2,7 +2,7 @@
 
     .venv/bin/python loadtests/scaling.py [--workers 1,2,4,8,12] [--modes batch,unary]
         [--duration 5] [--warmup 1] [--clients 0] [--redis-url URL] [--postgres-dsn DSN]
-        [--start-stores DIR] [--out DIR] [--max-seconds 0] [--extra-config PATH]
+        [--start-stores DIR] [--redis-cluster N] [--out DIR] [--max-seconds 0] [--extra-config PATH]
 
 For each worker count N it starts, one after the other (never side by side):
 
@@ -31,6 +31,10 @@ table is complete before the optional one. --start-stores DIR starts PostgreSQL
 loopback ports, as user nobody when run as root, and stops them at the end; DIR/lib,
 when present, is the LD_LIBRARY_PATH of those two alone. --out DIR receives
 scaling.json, scaling.txt (the table) and logs.tar.gz (every server's log).
+--redis-cluster N keeps the state in a Redis Cluster of N primaries that this run
+starts on loopback (redis-server from DIR with --start-stores, else from PATH;
+loadtests/redis_cluster.py) instead of one Redis; the table adds the busiest
+primary's cores, the one that bounds a cluster.
 --extra-config PATH adds a TOML file to the switch's configuration (a [batcher]
 table, say), to measure a tuning knob at every worker count; the table names it.
 """
@@ -63,11 +67,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING or __package__:
-    from loadtests import echo, harness, payloads
+    from loadtests import echo, harness, payloads, redis_cluster
 else:  # run as a script (python loadtests/scaling.py): loadtests/ is sys.path[0]
     import echo
     import harness
     import payloads
+    import redis_cluster
 
 HERE = Path(__file__).resolve()
 DEFAULT_REDIS_URL = harness.DEFAULT_REDIS_URL
@@ -145,7 +150,8 @@ class Point:
     sampled_declined: int = 0
     server_cores: float = 0.0  # server CPU seconds / measured second (all its processes)
     postgres_cores: float = 0.0  # PostgreSQL likewise (every backend), when this run started it
-    redis_cores: float = 0.0  # Redis likewise, when this run started it
+    redis_cores: float = 0.0  # Redis likewise, when this run started it (every primary of a cluster)
+    redis_busiest_cores: float = 0.0  # a cluster's busiest primary alone
     client_cpu_max: float = 0.0  # the busiest client process's CPU / wall (1.0 = one core)
     client_cpu_mean: float = 0.0
     error: str = ""
@@ -176,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--postgres-dsn", default=DEFAULT_POSTGRES_DSN)
     parser.add_argument("--start-stores", default="", metavar="DIR", help="start PostgreSQL + Redis found in DIR")
+    parser.add_argument(
+        "--redis-cluster", type=int, default=0, metavar="N", help="start a Redis Cluster of N (>= 3) primaries"
+    )
     parser.add_argument("--out", default="", metavar="DIR", help="write scaling.json, scaling.txt, logs.tar.gz")
     parser.add_argument("--max-seconds", type=float, default=0.0, help="skip points that would start after this")
     parser.add_argument(
@@ -217,6 +226,9 @@ class Stores:
         self.folder = folder
         self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.source = Path(args.start_stores) if args.start_stores else None
+        self.cluster: int = args.redis_cluster
+        if self.cluster and self.cluster < 3:
+            raise SystemExit("--redis-cluster: a Redis Cluster needs at least three primaries")
 
     @property
     def owned(self) -> bool:
@@ -226,9 +238,30 @@ class Stores:
         return [process.pid for started, process in self.started if started == name]
 
     def start(self) -> None:
-        if self.source is None:
-            return
-        source = self.source.resolve()
+        if self.source is not None:
+            self._start_postgres_and_redis(self.source.resolve())
+        if self.cluster:
+            self._start_cluster()
+        if self.started:
+            print(f"# stores started: {self.postgres_dsn} {self.redis_url}", flush=True)
+
+    def _start_cluster(self) -> None:
+        """N redis-server cluster nodes (from DIR, else PATH) formed into one cluster."""
+        binary = str(_find(self.source.resolve(), "redis-server")) if self.source else shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("--redis-cluster: no redis-server on PATH (or give --start-stores DIR)")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.source and (self.source / "lib").is_dir():
+            env["LD_LIBRARY_PATH"] = str(self.source.resolve() / "lib")
+        ports = redis_cluster.free_ports(self.cluster)
+        home = self.folder / "redis-cluster"
+        for port in ports:
+            self._spawn("redis", redis_cluster.node_command(binary, port, home), env, home / f"{port}.out", {})
+        redis_cluster.form_cluster(ports, [process for name, process in self.started if name == "redis"])
+        self.redis_url = f"redis://127.0.0.1:{ports[0]}/0"
+        print(f"# Redis Cluster started: {len(ports)} primaries on {', '.join(map(str, ports))}", flush=True)
+
+    def _start_postgres_and_redis(self, source: Path) -> None:
         postgres, initdb, redis_server = (_find(source, name) for name in ("postgres", "initdb", "redis-server"))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "GMT", "LC_ALL": "C", "LANG": "C"}
         if (source / "lib").is_dir():
@@ -242,8 +275,8 @@ class Stores:
                 uid = gid = 65534
             as_user = {"user": uid, "group": gid, "extra_groups": []}
             if not _world_traversable(source):  # nobody must reach the binaries: use a copy
-                source = self.folder / "stores"
-                shutil.copytree(self.source, source, symlinks=True)
+                given, source = source, self.folder / "stores"
+                shutil.copytree(given, source, symlinks=True)
                 source.chmod(0o755)
                 postgres, initdb = (_find(source, name) for name in ("postgres", "initdb"))
                 if "LD_LIBRARY_PATH" in env:
@@ -290,14 +323,14 @@ class Stores:
             command += ["-c", f"{key}={value}"]
         self._spawn("postgres", command, env, log, as_user)
         redis_log = self.folder / "redis.log"
-        redis_command = [str(redis_server), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", ""]
-        redis_command += ["--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"]
-        redis_command += ["--dir", str(self.folder), "--logfile", ""]
-        self._spawn("redis", redis_command, env, redis_log, {})
+        if not self.cluster:  # else the cluster's nodes are started next
+            redis_command = [str(redis_server), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", ""]
+            redis_command += ["--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"]
+            redis_command += ["--dir", str(self.folder), "--logfile", ""]
+            self._spawn("redis", redis_command, env, redis_log, {})
+            self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self.postgres_dsn = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
-        self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self._wait_ready(log, redis_log)
-        print(f"# stores started: {self.postgres_dsn} {self.redis_url}", flush=True)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], log: Path, extra: dict[str, Any]) -> None:
         process = harness.spawn(command, log=log, cwd=self.folder, env=env, append=True, **extra)
@@ -315,11 +348,12 @@ class Stores:
                     log = pg_log if name == "postgres" else redis_log
                     raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
             try:
-                client = redis.Redis.from_url(self.redis_url)
-                try:
-                    client.ping()
-                finally:
-                    client.close()
+                if not self.cluster:  # a cluster's nodes are waited for as it is formed
+                    client = redis.Redis.from_url(self.redis_url)
+                    try:
+                        client.ping()
+                    finally:
+                        client.close()
 
                 async def check() -> None:
                     connection = await asyncpg.connect(self.postgres_dsn, timeout=2)
@@ -339,8 +373,10 @@ class Stores:
         for name, process in reversed(self.started):
             if process.poll() is not None:
                 continue
-            # PostgreSQL: SIGINT is the fast shutdown; Redis: SIGTERM.
-            harness.send(process, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+            # PostgreSQL: SIGINT is the fast shutdown; Redis: SIGTERM (a cluster node, which
+            # keeps nothing and takes seconds to shut down: SIGKILL).
+            stop = signal.SIGINT if name == "postgres" else (signal.SIGKILL if self.cluster else signal.SIGTERM)
+            harness.send(process, stop)
             harness.reap(process, 20, group=True)
 
     def drop(self, schema: str, prefix: str) -> None:
@@ -495,6 +531,8 @@ def _start_switch(
         SWITCH_TOKENIZATION_KEY_FILE=str(keys),
         SWITCH_LOG_LEVEL="INFO",  # one "serving on" line per worker tells it is up
     )
+    if stores.cluster:
+        env["SWITCH_REDIS_CLUSTER"] = "true"
     port = harness.free_port()
     log = folder / f"switch-{mode}-{count}w.log"
     command = [sys.executable, "-m", "switch", "serve", "--config", str(config)]
@@ -565,12 +603,9 @@ def _drive(args: argparse.Namespace, server: Server, stores: Stores, *, workers:
         window_open = start_at + args.warmup
         server_pids = [p.pid for p in server.processes]
         time.sleep(max(0.0, window_open - time.time()))
-        groups = [server_pids, stores.pids("postgres"), stores.pids("redis")]
-        before = [harness.tree_cpu_seconds(*pids) for pids in groups]
-        time.sleep(max(0.0, window_open + args.duration - time.time()))
-        server_cpu, postgres_cpu, redis_cpu = (
-            harness.tree_cpu_seconds(*p) - b for p, b in zip(groups, before, strict=True)
-        )
+        redis = stores.pids("redis")  # then each primary of a cluster alone
+        groups = [server_pids, stores.pids("postgres"), redis, *([pid] for pid in redis)]
+        server_cpu, postgres_cpu, redis_cpu, *each_redis = _cpu_spent(groups, until=window_open + args.duration)
         reports = []
         for proc in procs:
             stdout, stderr = proc.communicate(timeout=args.duration + CALL_TIMEOUT + 30)
@@ -601,9 +636,17 @@ def _drive(args: argparse.Namespace, server: Server, stores: Stores, *, workers:
     point.server_cores = server_cpu / args.duration
     point.postgres_cores = postgres_cpu / args.duration
     point.redis_cores = redis_cpu / args.duration
+    point.redis_busiest_cores = max(each_redis, default=0.0) / args.duration
     loads = [report["client_cpu_s"] / args.duration for report in reports]
     point.client_cpu_max, point.client_cpu_mean = max(loads), sum(loads) / len(loads)
     return point
+
+
+def _cpu_spent(groups: list[list[int]], *, until: float) -> list[float]:
+    """CPU seconds each group of processes spends from now until the wall-clock time `until`."""
+    before = [harness.tree_cpu_seconds(*pids) for pids in groups]
+    time.sleep(max(0.0, until - time.time()))
+    return [harness.tree_cpu_seconds(*pids) - spent for pids, spent in zip(groups, before, strict=True)]
 
 
 def _spawn_client(
@@ -687,6 +730,7 @@ def _report(
             "grpcio": grpc.__version__,
             "cext": _cext_active(),
             "stores": "started by this run" if stores.owned else "given",
+            "redis_cluster": stores.cluster,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "batch_items": BATCH_ITEMS,
@@ -712,7 +756,8 @@ def render_table(report: dict[str, Any]) -> str:
     points = report["points"]
     lines = [
         f"scaling: {meta['cpus']} CPUs, kernel {meta['kernel']}, Python {meta['python']}, grpcio {meta['grpcio']}, "
-        f"cext {'on' if meta['cext'] else 'OFF'}, stores {meta['stores']}; {meta['duration_s']:g} s per point "
+        f"cext {'on' if meta['cext'] else 'OFF'}, stores {meta['stores']}{_cluster_note(meta)}; "
+        f"{meta['duration_s']:g} s per point "
         f"after {meta['warmup_s']:g} s warm-up; {meta['total_s']:.0f} s in all",
     ]
     extra = " ".join(line.strip() for line in meta.get("extra_config", "").splitlines() if line.strip())
@@ -757,7 +802,7 @@ def render_table(report: dict[str, Any]) -> str:
                     f"{sw_rate / base['switch']:.2f}" if sw and base.get("switch") else "-",
                     f"{echo_rate / base['echo']:.2f}" if echo and base.get("echo") else "-",
                     f"{sw['server_cores']:.2f}" if sw else "-",
-                    f"{sw['postgres_cores']:.2f}/{sw['redis_cores']:.2f}" if sw and owned else "-",
+                    _store_cores(sw, cluster=bool(meta.get("redis_cluster"))) if sw and owned else "-",
                     f"{sw['clients']} ({max(sw['client_cpu_max'], echo['client_cpu_max'] if echo else 0.0):.0%})"
                     if sw
                     else "-",
@@ -785,6 +830,16 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append(f"note: {point['mode']} {point['target']} x{point['workers']}: " + "; ".join(problems))
     lines += [f"note: {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _cluster_note(meta: dict[str, Any]) -> str:
+    primaries = meta.get("redis_cluster", 0)
+    return f" (Redis: a cluster of {primaries} primaries; redis cores: all, then the busiest)" if primaries else ""
+
+
+def _store_cores(point: dict[str, Any], *, cluster: bool) -> str:
+    cores = f"{point['postgres_cores']:.2f}/{point['redis_cores']:.2f}"
+    return f"{cores} ({point['redis_busiest_cores']:.2f})" if cluster else cores
 
 
 def _pack_logs(folder: Path, path: Path) -> None:

@@ -31,3 +31,27 @@ def test_one_worker_prints_its_row_and_names_the_added_configuration(tmp_path: P
     assert switch["authorizations_per_s"] > 0 and not switch["error"]
     assert switch["failed_calls"] == {} and switch["item_errors"] == 0
     assert (out / "scaling.txt").read_text().startswith("scaling:")
+
+
+def test_one_worker_on_a_redis_cluster_the_run_starts(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "loadtests" / "scaling.py"), "--workers", "1", "--modes", "batch"]
+    command += ["--duration", "0.5", "--warmup", "0.2", "--postgres-dsn", POSTGRES_DSN, "--redis-cluster", "3"]
+    command += ["--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "# Redis Cluster started: 3 primaries" in done.stdout
+    assert "(Redis: a cluster of 3 primaries;" in (out / "scaling.txt").read_text()
+    report = orjson.loads((out / "scaling.json").read_bytes())
+    assert report["meta"]["redis_cluster"] == 3
+    switch = next(p for p in report["points"] if p["target"] == "switch")
+    assert switch["authorizations_per_s"] > 0 and not switch["error"]
+    assert switch["failed_calls"] == {} and switch["item_errors"] == 0
+    assert 0 <= switch["redis_busiest_cores"] <= switch["redis_cores"] + 1e-6
+
+
+def test_a_cluster_of_fewer_than_three_primaries_is_refused() -> None:
+    command = [sys.executable, str(ROOT / "loadtests" / "scaling.py"), "--workers", "1", "--redis-cluster", "2"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "at least three primaries" in done.stderr
