@@ -16,13 +16,12 @@ of a hundred costs a few arguments to pack and a few replies to parse instead of
 over a thousand.
 
 Keys are hash-tagged by subject, so on a Redis Cluster an item's idempotency key
-lives on its merchant's slot and each counter on its subject's slot. A batch
-still touches many slots, and one script call may only touch one, so on a
-Cluster the batch would have to be split by slot: a known limit, not
-implemented now (this store expects a single primary, with replicas or Sentinel).
-The scripts declare no KEYS (they build the names), which a single primary
-allows; a per-slot split would pass one key of its slot so a cluster client
-routes the call there.
+lives on its merchant's slot and each counter on its subject's slot. This store
+expects a single primary (with replicas or Sentinel); on a Cluster,
+switch.stores.redis_cluster runs the same two scripts on each primary over the
+keys that primary serves. The scripts declare no KEYS (they build the names),
+which a single primary allows and their allow-cross-slot-keys flag allows on one
+cluster node.
 
 An idempotency key is a Redis string, so that the common path costs one call per
 item in each script. While in flight it holds 't' .. request hash .. '\x1f' ..
