@@ -261,16 +261,19 @@ local f, at, number = 1, 1, 0
 while f <= #fields do
     number = number + 1
     local length, amount, n = fields[f + 3], fields[f + 4], fields[f + 5]
-    -- Every key is touched once before anything is written: first the counters...
-    local mine, exists, err = {}, {}, nil
-    for i = 1, n do
-        mine[i] = counters[fields[f + 5 + i]]
-        local found = redis.pcall('EXISTS', mine[i].key)
-        if type(found) == 'table' then
-            err = found.err
-            break
+    -- Every key is touched once before anything is written: first the counters
+    -- (most completions release none: no table for them)...
+    local exists, err = nil, nil
+    if n > 0 then
+        exists = {}
+        for i = 1, n do
+            local found = redis.pcall('EXISTS', counters[fields[f + 5 + i]].key)
+            if type(found) == 'table' then
+                err = found.err
+                break
+            end
+            exists[i] = found == 1
         end
-        exists[i] = found == 1
     end
     -- ...then the idempotency key.
     if err == nil and length ~= -2 then
@@ -294,9 +297,10 @@ while f <= #fields do
         for i = 1, n do
             -- A counter whose window already ended stays gone rather than coming back
             -- negative; the decrement stays a string so Lua's doubles never round it.
-            local decrement = mine[i].by_amount and amount or '1'
-            if exists[i] and redis.call('DECRBY', mine[i].key, decrement) < 0 then
-                redis.call('SET', mine[i].key, '0', 'KEEPTTL')
+            local counter = counters[fields[f + 5 + i]]
+            local decrement = counter.by_amount and amount or '1'
+            if exists[i] and redis.call('DECRBY', counter.key, decrement) < 0 then
+                redis.call('SET', counter.key, '0', 'KEEPTTL')
             end
         end
     end
