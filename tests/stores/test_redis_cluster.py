@@ -81,33 +81,34 @@ async def test_a_batch_spreads_over_every_primary(
     assert holding == set(redis_cluster_ports)
 
 
-async def test_an_instrument_decline_leaves_the_merchants_counters_alone(
-    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+@pytest.mark.parametrize(
+    ("limits", "declined"),
+    [
+        # The card's node declines first: the merchant's counters, moved last, never move.
+        ((1000, 150), ClaimStatus.AMOUNT_LIMIT),
+        # The merchant's node declines last: the card's counters, moved before, are given back.
+        ((1, 1000), ClaimStatus.COUNT_LIMIT),
+    ],
+    ids=["card-declines", "merchant-declines"],
+)
+async def test_a_decline_on_either_primary_leaves_no_counter_moved(
+    store: RedisClusterStateStore,
+    cluster: RedisCluster,
+    redis_cluster_ports: list[int],
+    limits: tuple[int, int],
+    declined: ClaimStatus,
 ) -> None:
     on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    merchant = Counter("m:m-1", "calls", 60, 1000, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, 150, by_amount=True)
+    merchant_limit, card_limit = limits
+    merchant = Counter("m:m-1", "calls", 60, merchant_limit, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, card_limit, by_amount=True)
     assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
-    declined = await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0)
-    assert declined == [ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)]
-    # The card's node declined first; the merchant's counters, moved last, never moved.
+    assert await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0) == [ClaimOutcome(declined)]
+    # Only the first claim is counted, on both primaries.
     assert await value(cluster, store.counter_key(merchant)) == 1
     assert await value(cluster, store.counter_key(card)) == 100
     # The declined item keeps its key, as on one primary, until it is completed.
     assert await store.claim([Claim("m-1", "b", "h1", 100, ())], T0 + 1) == [ClaimOutcome(ClaimStatus.IN_FLIGHT)]
-
-
-async def test_a_merchant_decline_gives_back_the_cards_counters(
-    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
-) -> None:
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    merchant = Counter("m:m-1", "calls", 60, 1, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
-    assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
-    declined = await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0)
-    assert declined == [ClaimOutcome(ClaimStatus.COUNT_LIMIT)]
-    assert await value(cluster, store.counter_key(merchant)) == 1
-    assert await value(cluster, store.counter_key(card)) == 100  # moved in step 2, given back
 
 
 async def test_a_card_limit_in_a_batch_never_spends_its_merchants_limit(
