@@ -10,6 +10,9 @@ on chosen primaries.
 
     with running_cluster(folder) as ports: ...         # tests, the stage profile
     node_command(binary, port, folder); form_cluster(ports)   # a caller that owns the processes
+
+With replicas=R each primary gets R replicas (ports after the primaries'), so a
+test can kill a primary and watch the cluster fail over.
 """
 
 from __future__ import annotations
@@ -30,15 +33,23 @@ _BUS_OFFSET = 10_000  # a cluster node also listens on its port + 10000
 
 
 @contextmanager
-def running_cluster(folder: Path, primaries: int = 3, redis_server: str = "redis-server") -> Iterator[list[int]]:
-    """Yields the primaries' ports once every node answers cluster_state:ok."""
-    ports = free_ports(primaries)
+def running_cluster(
+    folder: Path,
+    primaries: int = 3,
+    redis_server: str = "redis-server",
+    *,
+    replicas: int = 0,
+    node_timeout_ms: int = 5000,
+) -> Iterator[list[int]]:
+    """Yields the nodes' ports (the primaries', then their replicas') once every node
+    answers cluster_state:ok and every replica is in sync."""
+    ports = free_ports(primaries * (1 + replicas))
     servers: list[subprocess.Popen[bytes]] = []
     try:
         for port in ports:
-            command = node_command(redis_server, port, folder)
+            command = node_command(redis_server, port, folder, node_timeout_ms)
             servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        form_cluster(ports, servers)
+        form_cluster(ports[:primaries], servers, replicas=ports[primaries:])
         yield ports
     finally:
         for server in servers:
@@ -48,7 +59,7 @@ def running_cluster(folder: Path, primaries: int = 3, redis_server: str = "redis
                 server.wait(timeout=10)
 
 
-def node_command(redis_server: str, port: int, folder: Path) -> list[str]:
+def node_command(redis_server: str, port: int, folder: Path, node_timeout_ms: int = 5000) -> list[str]:
     """The command line of one cluster node on 127.0.0.1:port, its files under folder/port."""
     home = folder / str(port)
     home.mkdir(parents=True, exist_ok=True)
@@ -61,28 +72,38 @@ def node_command(redis_server: str, port: int, folder: Path) -> list[str]:
         "--dir", str(home),
         "--cluster-enabled", "yes",
         "--cluster-config-file", "nodes.conf",
-        "--cluster-node-timeout", "5000",
+        "--cluster-node-timeout", str(node_timeout_ms),
         "--save", "",
         "--appendonly", "no",
         "--logfile", "redis.log",
     ]  # fmt: skip
 
 
-def form_cluster(ports: list[int], processes: list[subprocess.Popen[bytes]] | None = None) -> None:
-    """Makes the nodes on these ports one cluster of primaries, the slots split evenly."""
+def form_cluster(
+    ports: list[int], processes: list[subprocess.Popen[bytes]] | None = None, *, replicas: list[int] | None = None
+) -> None:
+    """Makes the nodes on these ports one cluster of primaries, the slots split evenly;
+    the nodes on `replicas` (a whole number per primary) replicate them in turn."""
     import redis
 
     if len(ports) < 3:
         raise ValueError("a Redis Cluster needs at least three primaries")
-    clients = [redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) for port in ports]
+    everyone = ports + list(replicas or ())
+    clients = [redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) for port in everyone]
+    primaries = clients[: len(ports)]
     try:
         _wait_for(lambda: all(_answers(client) for client in clients), "the nodes to start", processes)
-        for index, client in enumerate(clients):
+        for index, client in enumerate(primaries):
             low, high = index * SLOTS // len(ports), (index + 1) * SLOTS // len(ports) - 1
             client.cluster("ADDSLOTSRANGE", low, high)
-        for port in ports[1:]:
+        for port in everyone[1:]:
             clients[0].cluster("MEET", "127.0.0.1", port)
-        _wait_for(lambda: all(_cluster_ok(client, len(ports)) for client in clients), "the cluster", processes)
+        _wait_for(lambda: all(_knows(client, len(everyone)) for client in clients), "the nodes to meet", processes)
+        ids = [str(client.cluster("MYID"), "ascii") for client in primaries]
+        for index, client in enumerate(clients[len(ports) :]):
+            client.cluster("REPLICATE", ids[index % len(ports)])
+        _wait_for(lambda: all(_cluster_ok(client, len(everyone)) for client in clients), "the cluster", processes)
+        _wait_for(lambda: all(_in_sync(client) for client in clients[len(ports) :]), "the replicas", processes)
     finally:
         for client in clients:
             client.close()
@@ -139,9 +160,18 @@ def _answers(client: redis.Redis) -> bool:
         return False
 
 
-def _cluster_ok(client: redis.Redis, primaries: int) -> bool:
-    info = client.cluster("INFO")  # redis-py parses it into a dict
-    return bool(info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == primaries)
+def _knows(client: redis.Redis, nodes: int) -> bool:
+    return int(client.cluster("INFO").get("cluster_known_nodes", 0)) == nodes  # redis-py parses it into a dict
+
+
+def _cluster_ok(client: redis.Redis, nodes: int) -> bool:
+    info = client.cluster("INFO")
+    return bool(info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == nodes)
+
+
+def _in_sync(replica: redis.Redis) -> bool:
+    info = replica.info("replication")
+    return bool(info.get("role") == "slave" and info.get("master_link_status") == "up")
 
 
 def _wait_for(

@@ -31,9 +31,11 @@ declines it, not by the order of the limits.
 
 A node that does not serve a key (a slot moved since the client read the slot
 map) answers that item 'M' with nothing of it applied; the slot map is read
-again and the item goes again, up to `attempts` times. A claim that fails in any
-way gives back what it claimed before raising, so no key stays held by a call
-that failed. Completions are independent per key, so complete() sends each node
+again and the item goes again, up to `attempts` times. A node that does not answer
+at all (down, or failing over to its replica) fails the call, and the next call
+reads the slot map first, so the store follows a promoted replica. A claim that
+fails in any way gives back what it claimed before raising, so no key stays held
+by a call that failed. Completions are independent per key, so complete() sends each node
 its share at once.
 """
 
@@ -47,7 +49,7 @@ from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import (
@@ -102,6 +104,7 @@ class RedisClusterStateStore:
         self._max_connections = max_connections
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._where: dict[str, ClusterNode] = {}  # hash tag -> its primary, see _node
+        self._stale = False  # a node failed to answer: read the slot map before the next call
 
     @classmethod
     def from_url(
@@ -339,6 +342,9 @@ class RedisClusterStateStore:
         for (_, indexes), answer in zip(groups.values(), answers, strict=True):
             if isinstance(answer, BaseException):
                 error = error or answer
+                # A node down or failing over: its replica may own the slots by the next
+                # call, which must not go to the remembered (dead) node again.
+                self._stale = self._stale or not isinstance(answer, ResponseError)
             else:
                 settle(indexes, answer)
         return error
@@ -394,6 +400,9 @@ class RedisClusterStateStore:
         if not self._ready:
             await self._cluster.initialize()
             self._ready = True
+        if self._stale:
+            await self._refresh()
+            self._stale = False
 
     async def check_server(self) -> None:
         """Refuses, at start, a cluster any primary of which is too old for the scripts."""

@@ -264,3 +264,42 @@ async def test_a_primary_down_fails_the_claim_and_the_others_give_back_what_they
         finally:
             await made.close()
             await cluster.aclose()
+
+
+async def test_after_a_primary_fails_over_to_its_replica_the_store_recovers(tmp_path: Path) -> None:
+    # A cluster of its own, each primary with a replica and a short node timeout, so a
+    # killed primary's replica is promoted within seconds.
+    with running_cluster(tmp_path, replicas=1, node_timeout_ms=1000) as ports:
+        primaries = ports[:3]
+        url = f"redis://127.0.0.1:{primaries[0]}/0"
+        made = RedisClusterStateStore.from_url(url, prefix="fo", retention_seconds=600, lease_seconds=30)
+        try:
+            await made.check_server()
+            merchants = [f"m-{i}" for i in range(30)]
+            doomed_port = primaries[-1]  # not the node the store was started from
+            moving = [m for m in merchants if port_of(primaries, f"m:{m}") == doomed_port]
+            assert moving, "the test needs merchants on the doomed primary"
+
+            def batch(tag: str) -> list[Claim]:
+                counted = {m: (Counter(f"m:{m}", "calls", 60, 10**6, by_amount=False),) for m in merchants}
+                return [Claim(m, f"{tag}-{m}", "h1", 100, counted[m]) for m in merchants]
+
+            assert await made.claim(batch("before"), T0) == [NEW] * len(merchants)  # every node remembered
+            doomed = Redis(host="127.0.0.1", port=doomed_port)
+            pid = int((await doomed.info("server"))["process_id"])
+            await doomed.aclose()
+            os.kill(pid, signal.SIGKILL)
+
+            # Batches fail while the replica takes over, then the store finds it.
+            deadline, attempt, answered = asyncio.get_running_loop().time() + 30, 0, None
+            while answered is None and asyncio.get_running_loop().time() < deadline:
+                attempt += 1
+                try:
+                    answered = await made.claim(batch(f"after{attempt}"), T0)
+                except RedisError:
+                    await asyncio.sleep(0.5)
+            assert answered == [NEW] * len(merchants), "the store never reached the promoted replica"
+            replica_port = port_of(ports, f"m:{moving[0]}")
+            assert replica_port in ports[3:], "the slot is served by the promoted replica"
+        finally:
+            await made.close()
