@@ -389,11 +389,19 @@ class RedisClusterStateStore:
             (here if self._node(counter.subject).name == node.name else elsewhere).append(counter)
         return tuple(here), tuple(elsewhere)
 
-    def _by_node(self, counters: Sequence[Counter]) -> list[tuple[ClusterNode, tuple[Counter, ...]]]:
+    def _by_node(self, counters: tuple[Counter, ...]) -> list[tuple[ClusterNode, tuple[Counter, ...]]]:
+        """The counters grouped by the primary they live on, in order."""
+        if not counters:
+            return []
+        subject = counters[0].subject
+        if all(counter.subject == subject for counter in counters):  # the common case: one instrument's
+            return [(self._node(subject), counters)]
         groups: dict[str, tuple[ClusterNode, list[Counter]]] = {}
         for counter in counters:
             node = self._node(counter.subject)
-            groups.setdefault(node.name, (node, []))[1].append(counter)
+            if node.name not in groups:
+                groups[node.name] = (node, [])
+            groups[node.name][1].append(counter)
         return [(node, tuple(share)) for node, share in groups.values()]
 
     async def _start(self) -> None:
