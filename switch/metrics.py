@@ -93,6 +93,12 @@ class SwitchMetrics:
         self.batch_items = Histogram("switch_batch_items", "Items per pipeline batch", BATCH_SIZE_BUCKETS)
         self.batch_seconds = Histogram("switch_batch_seconds", "Time a pipeline batch takes", SECONDS_BUCKETS)
         self.adapter_seconds = Histogram("switch_adapter_seconds", "Time a route's adapter call takes", SECONDS_BUCKETS)
+        self.state_store_events = Counter(
+            "switch_state_store_events",
+            "State store events by kind: slot_map_read (a Redis Cluster slot moved or a node failed), "
+            "not_served (items a node refused, sent again), given_back (keys undone after a failed claim), "
+            "give_back_failed",
+        )
         self._metrics: list[Metric] = [
             self.authorizations,
             self.replays,
@@ -100,6 +106,7 @@ class SwitchMetrics:
             self.batch_items,
             self.batch_seconds,
             self.adapter_seconds,
+            self.state_store_events,
         ]
 
     def gauge(self, name: str, help: str, read: Callable[[], Iterable[tuple[Labels, float]]]) -> None:

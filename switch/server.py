@@ -85,14 +85,14 @@ class RunningSwitch:
 
 async def build(settings: Settings) -> RunningSwitch:
     simulators, settings = await _start_default_simulators(settings)
-    state, journal = await open_stores(settings)
+    metrics = SwitchMetrics()
+    state, journal = await open_stores(settings, metrics.state_store_events)
     fees = FeeEngine(settings.fee_schedules, settings.fx)
     router = _router(settings, fees)
     for adapter in router.adapters:
         await adapter.start()
     timeout = settings.adapters.timeout_ms / 1000.0
     tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
-    metrics = SwitchMetrics()
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from switch.config import Settings
+from switch.metrics import Counter
 from switch.stores.base import Journal, StateStore
 
 
-async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
+async def open_stores(settings: Settings, events: Counter | None = None) -> tuple[StateStore, Journal]:
     """Memory + SQLite for the embedded default; Redis (one primary, or a Cluster) +
-    PostgreSQL when configured."""
+    PostgreSQL when configured. events counts the Redis stores' rare events
+    (SwitchMetrics.state_store_events)."""
     idempotency = settings.idempotency
     if settings.stores.embedded:
         from switch.stores.memory import MemoryStateStore
@@ -31,6 +33,7 @@ async def open_stores(settings: Settings) -> tuple[StateStore, Journal]:
         prefix=settings.stores.key_prefix,
         retention_seconds=idempotency.retention_seconds,
         lease_seconds=idempotency.lease_seconds,
+        events=events,
     )
     try:
         await state.check_server()

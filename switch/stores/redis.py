@@ -53,6 +53,7 @@ from itertools import repeat
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 
 # Separates a stored record's request hash from what follows it (Lua's '\31').
@@ -330,6 +331,13 @@ _STATUSES = {
 _TAKES_KEY = (ClaimStatus.NEW, ClaimStatus.COUNT_LIMIT, ClaimStatus.AMOUNT_LIMIT)
 
 
+# The labels of SwitchMetrics.state_store_events.
+SLOT_MAP_READ = (("kind", "slot_map_read"),)
+NOT_SERVED_EVENT = (("kind", "not_served"),)
+GIVEN_BACK = (("kind", "given_back"),)
+GIVE_BACK_FAILED = (("kind", "give_back_failed"),)
+
+
 class KeyNotServed(RuntimeError):
     """A script found a key its node does not serve (or cannot use: a wrong type);
     what was sent for that key was not applied."""
@@ -338,8 +346,16 @@ class KeyNotServed(RuntimeError):
 class RedisStateStore:
     """The store on one Redis primary (with replicas or Sentinel); see RedisClusterStateStore."""
 
-    def __init__(self, client: Redis, prefix: str, retention_seconds: float, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str,
+        retention_seconds: float,
+        lease_seconds: float,
+        events: MetricCounter | None = None,
+    ) -> None:
         self._client = client
+        self._events = events or MetricCounter("unexported", "")
         self._prefix = prefix
         self._retention_ms = retention_ms(retention_seconds)
         self._lease = repr(float(lease_seconds))
@@ -355,11 +371,12 @@ class RedisStateStore:
         retention_seconds: float,
         lease_seconds: float,
         max_connections: int = 64,
+        events: MetricCounter | None = None,
     ) -> RedisStateStore:
         # A blocking pool makes a burst of concurrent batches wait for a connection
         # instead of failing with "Too many connections".
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, decode_responses=False)
-        return cls(Redis.from_pool(pool), prefix, retention_seconds, lease_seconds)
+        return cls(Redis.from_pool(pool), prefix, retention_seconds, lease_seconds, events)
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
@@ -371,7 +388,10 @@ class RedisStateStore:
         if NOT_SERVED in statuses:
             # Only a broken key gets here on one primary: give back what the batch
             # claimed, so nothing stays held by a call that failed.
-            await self.complete(give_backs(claims, outcomes), now)
+            self._events.inc(NOT_SERVED_EVENT, statuses.count(NOT_SERVED))
+            undo = give_backs(claims, outcomes)
+            await self.complete(undo, now)
+            self._events.inc(GIVEN_BACK, len(undo))
             raise KeyNotServed(problem.decode(errors="replace"))
         return outcomes  # type: ignore[return-value]  # no None: no 'M'
 

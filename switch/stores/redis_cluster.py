@@ -51,13 +51,18 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
+from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import (
     CLAIM_SCRIPT,
     COMPLETE_SCRIPT,
+    GIVE_BACK_FAILED,
+    GIVEN_BACK,
     MOVED,
     NOT_SERVED,
+    NOT_SERVED_EVENT,
     REPLAY,
+    SLOT_MAP_READ,
     KeyNotServed,
     check_version,
     claim_outcome,
@@ -92,8 +97,10 @@ class RedisClusterStateStore:
         *,
         attempts: int = 3,
         max_connections: int = 64,
+        events: MetricCounter | None = None,
     ) -> None:
         self._cluster = cluster
+        self._events = events or MetricCounter("unexported", "")
         self._prefix = prefix
         self._retention_ms = retention_ms(retention_seconds)
         self._lease = repr(float(lease_seconds))
@@ -115,10 +122,11 @@ class RedisClusterStateStore:
         retention_seconds: float,
         lease_seconds: float,
         max_connections: int = 64,
+        events: MetricCounter | None = None,
     ) -> RedisClusterStateStore:
         """url names any node of the cluster; the others are found from it."""
         cluster = RedisCluster.from_url(url, max_connections=max_connections, decode_responses=False)
-        return cls(cluster, prefix, retention_seconds, lease_seconds, max_connections=max_connections)
+        return cls(cluster, prefix, retention_seconds, lease_seconds, max_connections=max_connections, events=events)
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
@@ -143,6 +151,7 @@ class RedisClusterStateStore:
             except Exception:
                 # The claims stand; a counter not given back over-counts until its window
                 # ends, which can only decline, never let one through.
+                self._events.inc(GIVE_BACK_FAILED)
                 log.exception("giving back the counters of %d declined claims failed", len(declined))
         return outcomes  # type: ignore[return-value]  # every one set, or raised
 
@@ -234,11 +243,13 @@ class RedisClusterStateStore:
         to have moved (a node that failed mid-call may have moved some: they stay moved,
         over-counting rather than letting one through). Best effort: a key not given
         back stays in flight until its lease runs out."""
-        undo = [(_key_only(claim), True) for claim in taken(claims, outcomes)]
-        undo += [(_releasing(part), False) for parts in moved for part in parts]
+        keys = [(_key_only(claim), True) for claim in taken(claims, outcomes)]
+        undo = keys + [(_releasing(part), False) for parts in moved for part in parts]
         try:
             await self._release(undo)
+            self._events.inc(GIVEN_BACK, len(keys))
         except Exception:
+            self._events.inc(GIVE_BACK_FAILED)
             log.exception("giving back %d keys and counters after a failed claim failed too", len(undo))
 
     async def complete(self, completions: Sequence[Completion], now: float) -> None:
@@ -290,6 +301,7 @@ class RedisClusterStateStore:
             answered, problem, *responses = answer
             if problem:
                 problems.append(problem.decode(errors="replace"))
+                self._events.inc(NOT_SERVED_EVENT, answered.count(NOT_SERVED))
             replayed = iter(responses)
             for i, status in zip(indexes, answered, strict=True):
                 statuses[i] = status
@@ -316,6 +328,7 @@ class RedisClusterStateStore:
             problem, *numbers = answer
             if numbers:
                 problems.append(problem.decode(errors="replace"))
+                self._events.inc(NOT_SERVED_EVENT, len(numbers))
             failed.extend(indexes[number - 1] for number in numbers)
 
         error = await self._on_nodes([node for node, _ in shares], call, settle)
@@ -379,6 +392,7 @@ class RedisClusterStateStore:
 
     async def _refresh(self) -> None:
         self._where.clear()
+        self._events.inc(SLOT_MAP_READ)
         await self._cluster.nodes_manager.initialize()
 
     def _split(self, counters: Sequence[Counter], node: ClusterNode) -> tuple[tuple[Counter, ...], tuple[Counter, ...]]:

@@ -53,6 +53,7 @@ async def test_a_scrape_shows_answers_replays_batches_and_gauges(switch_factory:
         assert found['switch_route_breaker{route="card"}'] == 0
         assert found['switch_adapter_seconds_count{route="card"}'] == 2
         assert "# TYPE switch_batch_seconds histogram" in body
+        assert "# TYPE switch_state_store_events counter" in body  # none on the embedded stores
 
         status, _ = await http_get(port, "/other")
         assert status == "HTTP/1.1 404 Not Found"

@@ -21,8 +21,9 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from loadtests.redis_cluster import node_id, node_of_slot, running_cluster
+from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
-from switch.stores.redis import KeyNotServed
+from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, SLOT_MAP_READ, KeyNotServed
 from switch.stores.redis_cluster import RedisClusterStateStore
 from tests.stores.conftest import drop_cluster_keys
 
@@ -38,8 +39,15 @@ async def prefix(redis_cluster_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def store(redis_cluster_url: str, prefix: str) -> AsyncIterator[RedisClusterStateStore]:
-    made = RedisClusterStateStore.from_url(redis_cluster_url, prefix=prefix, retention_seconds=600, lease_seconds=30)
+def events() -> MetricCounter:
+    return MetricCounter("switch_state_store_events", "")
+
+
+@pytest.fixture
+async def store(redis_cluster_url: str, prefix: str, events: MetricCounter) -> AsyncIterator[RedisClusterStateStore]:
+    made = RedisClusterStateStore.from_url(
+        redis_cluster_url, prefix=prefix, retention_seconds=600, lease_seconds=30, events=events
+    )
     await made.check_server()
     yield made
     await made.close()
@@ -167,7 +175,7 @@ async def test_completion_stores_the_answer_and_releases_counters_on_both_nodes(
 
 
 async def test_a_slot_moved_since_the_map_was_read_is_found_again(
-    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int], events: MetricCounter
 ) -> None:
     merchant, card = "m-moving", Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
     slot = key_slot(f"m:{merchant}".encode())
@@ -181,6 +189,7 @@ async def test_a_slot_moved_since_the_map_was_read_is_found_again(
         # The store still believes the slot is on the source: that node refuses the
         # key, the store reads the map again and claims it where it now lives.
         assert await store.claim([Claim(merchant, "k1", "h1", 100, (card,))], T0) == [NEW]
+        assert events.values == {SLOT_MAP_READ: 1, NOT_SERVED_EVENT: 1}  # what an SRE sees of it
         target_node = cluster.get_node(host="127.0.0.1", port=target)
         key = store.idempotency_key(merchant, "k1")
         assert await cluster.execute_command("EXISTS", key, target_nodes=target_node) == 1
@@ -194,7 +203,7 @@ async def test_a_slot_moved_since_the_map_was_read_is_found_again(
 
 
 async def test_a_claim_failing_on_one_node_gives_back_what_it_took_on_the_others(
-    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int], events: MetricCounter
 ) -> None:
     on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
     assert port_of(redis_cluster_ports, "m:m-1") != port_of(redis_cluster_ports, "m:m-2")
@@ -209,6 +218,7 @@ async def test_a_claim_failing_on_one_node_gives_back_what_it_took_on_the_others
     ]
     with pytest.raises(KeyNotServed, match="WRONGTYPE"):
         await store.claim(batch, T0)
+    assert events.values[GIVEN_BACK] == 2
     # Nothing stays held by the failed call: both keys it took are free, no counter moved.
     assert await cluster.exists(store.idempotency_key("m-1", "fine")) == 0
     assert await cluster.exists(store.idempotency_key("m-1", "declined")) == 0
@@ -272,7 +282,8 @@ async def test_after_a_primary_fails_over_to_its_replica_the_store_recovers(tmp_
     with running_cluster(tmp_path, replicas=1, node_timeout_ms=1000) as ports:
         primaries = ports[:3]
         url = f"redis://127.0.0.1:{primaries[0]}/0"
-        made = RedisClusterStateStore.from_url(url, prefix="fo", retention_seconds=600, lease_seconds=30)
+        events = MetricCounter("switch_state_store_events", "")
+        made = RedisClusterStateStore.from_url(url, prefix="fo", retention_seconds=600, lease_seconds=30, events=events)
         try:
             await made.check_server()
             merchants = [f"m-{i}" for i in range(30)]
@@ -299,6 +310,7 @@ async def test_after_a_primary_fails_over_to_its_replica_the_store_recovers(tmp_
                 except RedisError:
                     await asyncio.sleep(0.5)
             assert answered == [NEW] * len(merchants), "the store never reached the promoted replica"
+            assert events.values[SLOT_MAP_READ] >= 1
             replica_port = port_of(ports, f"m:{moving[0]}")
             assert replica_port in ports[3:], "the slot is served by the promoted replica"
         finally:

@@ -16,10 +16,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from switch.metrics import Counter as MetricCounter
 from switch.models import mask_pan
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore
 from switch.stores.memory import MemoryStateStore
-from switch.stores.redis import KeyNotServed, RedisStateStore, supports
+from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, KeyNotServed, RedisStateStore, supports
 from switch.stores.redis_cluster import RedisClusterStateStore
 from tests.conftest import REDIS_URL
 from tests.stores.conftest import drop_cluster_keys
@@ -334,9 +335,11 @@ async def test_redis_a_declined_claim_keeps_the_key_claimed(redis_store: RedisSt
     assert await redis_store.claim([claim("k1"), claim("k2")], T0 + 1) == [IN_FLIGHT, IN_FLIGHT]
 
 
-async def test_redis_a_batch_with_a_broken_key_fails_whole_and_holds_nothing(
-    redis_store: RedisStateStore, redis_prefix: str
-) -> None:
+async def test_redis_a_batch_with_a_broken_key_fails_whole_and_holds_nothing(redis_prefix: str) -> None:
+    events = MetricCounter("switch_state_store_events", "")
+    redis_store = RedisStateStore.from_url(
+        REDIS_URL, prefix=redis_prefix, retention_seconds=600, lease_seconds=LEASE, events=events
+    )
     client = aioredis.Redis.from_url(REDIS_URL)
     count, limit_zero = calls(5), calls(0, name="none")
     try:
@@ -344,6 +347,7 @@ async def test_redis_a_batch_with_a_broken_key_fails_whole_and_holds_nothing(
         batch = [claim("fine", 100, count), claim("declined", 100, limit_zero), claim("broken")]
         with pytest.raises(KeyNotServed, match="WRONGTYPE"):
             await redis_store.claim(batch, T0)
+        assert events.values == {NOT_SERVED_EVENT: 1, GIVEN_BACK: 2}
         # The keys the failed call took are free again and its counters are back.
         assert await client.exists(redis_store.idempotency_key("m-1", "fine")) == 0
         assert await client.exists(redis_store.idempotency_key("m-1", "declined")) == 0
@@ -351,6 +355,7 @@ async def test_redis_a_batch_with_a_broken_key_fails_whole_and_holds_nothing(
         assert await redis_store.claim(batch[:2], T0 + 1) == [NEW, COUNT_LIMIT]
     finally:
         await client.aclose()
+        await redis_store.close()
 
 
 async def test_redis_ignores_a_key_of_the_earlier_hash_layout(redis_store: RedisStateStore, redis_prefix: str) -> None:
