@@ -80,7 +80,7 @@ class IdempotencySettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     redis_url: str = ""
-    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster; the others are found from it
+    redis_cluster: bool = False  # redis_url names nodes of a Redis Cluster (comma-separated); the rest are found
     postgres_dsn: str = ""
     postgres_schema: str = ""  # empty: the DSN's default search_path
     sqlite_path: str = "switch-data/journal.sqlite3"

@@ -46,6 +46,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
@@ -124,8 +125,14 @@ class RedisClusterStateStore:
         max_connections: int = 64,
         events: MetricCounter | None = None,
     ) -> RedisClusterStateStore:
-        """url names any node of the cluster; the others are found from it."""
-        cluster = RedisCluster.from_url(url, max_connections=max_connections, decode_responses=False)
+        """url names a node of the cluster, or several, comma-separated, so that a worker
+        starts while one of them is down; the others are found from them. Credentials
+        and TLS come from the first URL, only host and port from the rest."""
+        first, *more = (part.strip() for part in url.split(",") if part.strip())
+        seeds = [ClusterNode(parsed.hostname or "localhost", parsed.port or 6379) for parsed in map(urlsplit, more)]
+        cluster = RedisCluster.from_url(
+            first, startup_nodes=seeds or None, max_connections=max_connections, decode_responses=False
+        )
         return cls(cluster, prefix, retention_seconds, lease_seconds, max_connections=max_connections, events=events)
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:

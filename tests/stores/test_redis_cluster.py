@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from loadtests.redis_cluster import node_id, node_of_slot, running_cluster
+from loadtests.redis_cluster import free_ports, node_id, node_of_slot, running_cluster
 from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, SLOT_MAP_READ, KeyNotServed
@@ -315,3 +315,14 @@ async def test_after_a_primary_fails_over_to_its_replica_the_store_recovers(tmp_
             assert replica_port in ports[3:], "the slot is served by the promoted replica"
         finally:
             await made.close()
+
+
+async def test_a_worker_starts_while_its_first_seed_node_is_down(redis_cluster_ports: list[int], prefix: str) -> None:
+    (nothing_there,) = free_ports(1)
+    seeds = f"redis://127.0.0.1:{nothing_there}/0, redis://127.0.0.1:{redis_cluster_ports[1]}/0"
+    made = RedisClusterStateStore.from_url(seeds, prefix=prefix, retention_seconds=600, lease_seconds=30)
+    try:
+        await made.check_server()
+        assert await made.claim([Claim("m-1", "k1", "h1", 100, ())], T0) == [NEW]
+    finally:
+        await made.close()
