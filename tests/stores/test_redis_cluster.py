@@ -326,3 +326,33 @@ async def test_a_worker_starts_while_its_first_seed_node_is_down(redis_cluster_p
         assert await made.claim([Claim("m-1", "k1", "h1", 100, ())], T0) == [NEW]
     finally:
         await made.close()
+
+
+async def test_a_stale_placement_in_any_step_is_sent_again_where_the_key_lives(
+    store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int], events: MetricCounter
+) -> None:
+    # The store is made to remember a wrong primary, as it would after a slot moved:
+    # that step's node refuses, the slot map is read again and the item goes again.
+    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, 1000, by_amount=False)
+    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+
+    def mislead(tag: str) -> None:
+        here = port_of(redis_cluster_ports, tag)
+        store._where[tag] = next(node for node in store._cluster.get_primaries() if node.port != here)
+
+    mislead("i:fp-2")  # the counters' step
+    assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
+    assert events.values == {NOT_SERVED_EVENT: 1, SLOT_MAP_READ: 1}
+    mislead("m:m-1")  # the keys' step
+    assert await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0) == [NEW]
+    assert events.values == {NOT_SERVED_EVENT: 2, SLOT_MAP_READ: 2}
+    mislead("m:m-1")  # the completion, both sides
+    mislead("i:fp-2")
+    await store.complete([Completion("m-1", k, "h1", b"declined", 100, (merchant, card)) for k in "ab"], T0)
+    assert events.values[SLOT_MAP_READ] == 3
+    # Everything landed where it lives: the answers are stored, both counters are back at 0.
+    replays = await store.claim([Claim("m-1", k, "h1", 100, ()) for k in "ab"], T0 + 1)
+    assert replays == [ClaimOutcome(ClaimStatus.REPLAY, b"declined")] * 2
+    assert await value(cluster, store.counter_key(merchant)) == 0
+    assert await value(cluster, store.counter_key(card)) == 0
