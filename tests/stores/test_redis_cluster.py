@@ -69,6 +69,13 @@ def on_other_nodes(ports: list[int], merchant: str, instrument: str) -> None:
     assert port_of(ports, f"m:{merchant}") != port_of(ports, instrument), "the test needs them apart"
 
 
+def split_pair(ports: list[int], merchant_limit: int, card_limit: int) -> tuple[Counter, Counter]:
+    """Merchant m-1's call count and card fp-2's amount, which live on different primaries."""
+    on_other_nodes(ports, "m-1", "i:fp-2")
+    merchant = Counter("m:m-1", "calls", 60, merchant_limit, by_amount=False)
+    return merchant, Counter("i:fp-2", "amount", 60, card_limit, by_amount=True)
+
+
 async def value(cluster: RedisCluster, key: str) -> int:
     stored = await cluster.get(key)
     return int(stored or 0)
@@ -106,10 +113,7 @@ async def test_a_decline_on_either_primary_leaves_no_counter_moved(
     limits: tuple[int, int],
     declined: ClaimStatus,
 ) -> None:
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    merchant_limit, card_limit = limits
-    merchant = Counter("m:m-1", "calls", 60, merchant_limit, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, card_limit, by_amount=True)
+    merchant, card = split_pair(redis_cluster_ports, *limits)
     assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
     assert await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0) == [ClaimOutcome(declined)]
     # Only the first claim is counted, on both primaries.
@@ -137,9 +141,7 @@ async def test_a_card_limit_in_a_batch_never_spends_its_merchants_limit(
 async def test_racing_claims_across_nodes_let_exactly_n_through(
     store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
 ) -> None:
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    merchant = Counter("m:m-1", "calls", 60, 1000, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, 700, by_amount=True)
+    merchant, card = split_pair(redis_cluster_ports, 1000, 700)
     racers = [store.claim([Claim("m-1", f"k{i}", "h1", 100, (merchant, card))], T0) for i in range(200)]
     outcomes = [batch[0] for batch in await asyncio.gather(*racers)]
     assert outcomes.count(NEW) == 7
@@ -154,8 +156,7 @@ async def test_across_nodes_the_counters_off_the_merchants_node_name_a_decline(
 ) -> None:
     # On one primary the first counter over its limit names the decline, in the
     # order of the limits; across nodes the counters moved first name it.
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    card, merchant = Counter("i:fp-2", "amount", 60, 0, True), Counter("m:m-1", "calls", 60, 0, False)
+    merchant, card = split_pair(redis_cluster_ports, 0, 0)
     outcomes = await store.claim([Claim("m-1", "a", "h1", 1, (merchant, card))], T0)
     assert outcomes == [ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)]
 
@@ -163,9 +164,7 @@ async def test_across_nodes_the_counters_off_the_merchants_node_name_a_decline(
 async def test_completion_stores_the_answer_and_releases_counters_on_both_nodes(
     store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int]
 ) -> None:
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    merchant = Counter("m:m-1", "calls", 60, 10, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+    merchant, card = split_pair(redis_cluster_ports, 10, 1000)
     await store.claim([Claim("m-1", "a", "h1", 300, (merchant, card))], T0)
     await store.complete([Completion("m-1", "a", "h1", b"declined", 300, (merchant, card))], T0)
     assert await value(cluster, store.counter_key(merchant)) == 0
@@ -205,10 +204,8 @@ async def test_a_slot_moved_since_the_map_was_read_is_found_again(
 async def test_a_claim_failing_on_one_node_gives_back_what_it_took_on_the_others(
     store: RedisClusterStateStore, cluster: RedisCluster, redis_cluster_ports: list[int], events: MetricCounter
 ) -> None:
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
+    merchant, card = split_pair(redis_cluster_ports, 10, 1000)
     assert port_of(redis_cluster_ports, "m:m-1") != port_of(redis_cluster_ports, "m:m-2")
-    merchant = Counter("m:m-1", "calls", 60, 10, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
     # A broken key on m-2's node (a hash where a string belongs): that node refuses it every time.
     await cluster.hset(store.idempotency_key("m-2", "broken"), "h", "x")
     batch = [
@@ -333,9 +330,7 @@ async def test_a_stale_placement_in_any_step_is_sent_again_where_the_key_lives(
 ) -> None:
     # The store is made to remember a wrong primary, as it would after a slot moved:
     # that step's node refuses, the slot map is read again and the item goes again.
-    on_other_nodes(redis_cluster_ports, "m-1", "i:fp-2")
-    merchant = Counter("m:m-1", "calls", 60, 1000, by_amount=False)
-    card = Counter("i:fp-2", "amount", 60, 1000, by_amount=True)
+    merchant, card = split_pair(redis_cluster_ports, 1000, 1000)
 
     def mislead(tag: str) -> None:
         here = port_of(redis_cluster_ports, tag)
