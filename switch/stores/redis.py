@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
+from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -356,9 +357,7 @@ class RedisStateStore:
     ) -> None:
         self._client = client
         self._events = events or MetricCounter("unexported", "")
-        self._prefix = prefix
-        self._retention_ms = retention_ms(retention_seconds)
-        self._lease = repr(float(lease_seconds))
+        self.keys = KeyLayout(prefix, retention_seconds, lease_seconds)
         self._claim_script = client.register_script(CLAIM_SCRIPT)
         self._complete_script = client.register_script(COMPLETE_SCRIPT)
 
@@ -381,9 +380,7 @@ class RedisStateStore:
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
             return []
-        counters, fields = pack_claims(claims)
-        args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, counters, fields)
-        statuses, problem, *responses = await self._claim_script(args=args)
+        statuses, problem, *responses = await self._claim_script(args=self.keys.claim_args(claims, now))
         outcomes = claim_outcomes(statuses, responses)
         if NOT_SERVED in statuses:
             # Only a broken key gets here on one primary: give back what the batch
@@ -398,9 +395,7 @@ class RedisStateStore:
     async def complete(self, completions: Sequence[Completion], now: float) -> None:
         if not completions:
             return
-        counters, fields, responses = pack_completions(completions)
-        args = (self._retention_ms, self._prefix, counters, fields, responses)
-        problem, *failed = await self._complete_script(args=args)
+        problem, *failed = await self._complete_script(args=self.keys.complete_args(completions))
         if failed:
             raise KeyNotServed(f"{len(failed)} completions not applied: {problem.decode(errors='replace')}")
 
@@ -412,25 +407,37 @@ class RedisStateStore:
     async def close(self) -> None:
         await self._client.aclose()
 
-    # The key names the scripts build, for tests and tools that look at Redis directly.
+
+class KeyLayout:
+    """One key prefix's layout and the two scripts' arguments, for both Redis stores.
+
+    The scripts build the same names from the prefix (see their ARGV comments);
+    idempotency_key and counter_key are for tests and tools that look at Redis
+    directly, tagged() for a cluster client that places keys by their hash tag.
+    """
+
+    def __init__(self, prefix: str, retention_seconds: float, lease_seconds: float) -> None:
+        self.prefix = prefix
+        self._retention_ms = str(max(1, round(retention_seconds * 1000)))
+        self._lease = repr(float(lease_seconds))
+
+    def claim_args(self, claims: Sequence[Claim], now: float, counters_only: bool = False) -> tuple[Any, ...]:
+        counters, fields = pack_claims(claims, counters_only)
+        return (repr(float(now)), self._lease, self._retention_ms, self.prefix, counters, fields)
+
+    def complete_args(self, completions: Sequence[Completion], keyed: Sequence[bool] | None = None) -> tuple[Any, ...]:
+        counters, fields, responses = pack_completions(completions, keyed)
+        return (self._retention_ms, self.prefix, counters, fields, responses)
+
+    def tagged(self, tag: str) -> str:
+        """Every key name up to and including its hash tag: all its slot depends on."""
+        return f"{self.prefix}:{{{tag}}}"
 
     def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
-        return idempotency_key_name(self._prefix, merchant_id, idempotency_key)
+        return f"{self.tagged('m:' + merchant_id)}:i:{idempotency_key}"
 
     def counter_key(self, counter: Counter) -> str:
-        return counter_key_name(self._prefix, counter)
-
-
-def idempotency_key_name(prefix: str, merchant_id: str, idempotency_key: str) -> str:
-    return f"{prefix}:{{m:{merchant_id}}}:i:{idempotency_key}"
-
-
-def counter_key_name(prefix: str, counter: Counter) -> str:
-    return f"{prefix}:{{{counter.subject}}}:v:{counter.name}"
-
-
-def retention_ms(retention_seconds: float) -> str:
-    return str(max(1, round(retention_seconds * 1000)))
+        return f"{self.tagged(counter.subject)}:v:{counter.name}"
 
 
 def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[bytes, bytes]:

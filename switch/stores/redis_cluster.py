@@ -64,14 +64,10 @@ from switch.stores.redis import (
     NOT_SERVED_EVENT,
     REPLAY,
     SLOT_MAP_READ,
+    KeyLayout,
     KeyNotServed,
     check_version,
     claim_outcome,
-    counter_key_name,
-    idempotency_key_name,
-    pack_claims,
-    pack_completions,
-    retention_ms,
     taken,
 )
 
@@ -102,9 +98,7 @@ class RedisClusterStateStore:
     ) -> None:
         self._cluster = cluster
         self._events = events or MetricCounter("unexported", "")
-        self._prefix = prefix
-        self._retention_ms = retention_ms(retention_seconds)
-        self._lease = repr(float(lease_seconds))
+        self.keys = KeyLayout(prefix, retention_seconds, lease_seconds)
         self._attempts = attempts
         self._ready = False
         # Calls in flight per node, at most its pool's size: a burst waits for a
@@ -300,8 +294,7 @@ class RedisClusterStateStore:
         problems: list[str] = []
 
         def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
-            counters, fields = pack_claims([parts[i][1] for i in indexes], counters_only)
-            args = (repr(float(now)), self._lease, self._retention_ms, self._prefix, counters, fields)
+            args = self.keys.claim_args([parts[i][1] for i in indexes], now, counters_only)
             return self._evalsha(node, _CLAIM_SHA, CLAIM_SCRIPT, args)
 
         def settle(indexes: list[int], answer: Any) -> None:
@@ -325,10 +318,7 @@ class RedisClusterStateStore:
 
         def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
             releases = [shares[i][1] for i in indexes]
-            counters, fields, responses = pack_completions(
-                [done for done, _ in releases], keyed=[keyed for _, keyed in releases]
-            )
-            args = (self._retention_ms, self._prefix, counters, fields, responses)
+            args = self.keys.complete_args([done for done, _ in releases], [keyed for _, keyed in releases])
             return self._evalsha(node, _COMPLETE_SHA, COMPLETE_SCRIPT, args)
 
         def settle(indexes: list[int], answer: Any) -> None:
@@ -393,7 +383,7 @@ class RedisClusterStateStore:
             if len(self._where) >= _PLACES_KEPT:
                 self._where.clear()
             # The slot of any key up to its hash tag's end: what follows cannot change it.
-            slot = key_slot(f"{self._prefix}:{{{tag}}}".encode())
+            slot = key_slot(self.keys.tagged(tag).encode())
             node = self._where[tag] = self._cluster.nodes_manager.get_node_from_slot(slot)
         return node
 
@@ -442,14 +432,6 @@ class RedisClusterStateStore:
 
     async def close(self) -> None:
         await self._cluster.aclose()
-
-    # The key names the scripts build, for tests and tools that look at Redis directly.
-
-    def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
-        return idempotency_key_name(self._prefix, merchant_id, idempotency_key)
-
-    def counter_key(self, counter: Counter) -> str:
-        return counter_key_name(self._prefix, counter)
 
 
 def _with_counters(claim: Claim, counters: tuple[Counter, ...]) -> Claim:

@@ -44,10 +44,10 @@ async def test_the_scripts_build_the_key_names_the_store_documents(redis_store: 
     await redis_store.claim([Claim(merchant, key, "h1", 100, (counter,))], T0)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        held = await client.get(redis_store.idempotency_key(merchant, key))
+        held = await client.get(redis_store.keys.idempotency_key(merchant, key))
         assert isinstance(held, bytes) and held.startswith(b"th1\x1f")  # in flight: 't', request hash, \x1f, claim time
         assert float(held.split(b"\x1f", 1)[1]) == T0
-        assert await client.get(redis_store.counter_key(counter)) == b"1"
+        assert await client.get(redis_store.keys.counter_key(counter)) == b"1"
     finally:
         await client.aclose()
 
@@ -87,7 +87,7 @@ async def test_a_counter_shared_across_a_batch_moves_in_order_and_is_written_onc
     assert outcomes == [NEW] * 7 + [ClaimOutcome(ClaimStatus.COUNT_LIMIT)] * 3
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        key = redis_store.counter_key(merchant)
+        key = redis_store.keys.counter_key(merchant)
         assert await client.get(key) == b"7"
         assert 0 < await client.ttl(key) <= 60  # created by this batch: it got its window
         await client.expire(key, 30)
@@ -107,7 +107,7 @@ async def test_amounts_beyond_a_doubles_exact_range_add_up_exactly(redis_store: 
     assert await redis_store.claim(claims, T0) == [NEW] * len(amounts)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        stored = await client.get(redis_store.counter_key(total))
+        stored = await client.get(redis_store.keys.counter_key(total))
         assert stored is not None and int(stored) == sum(amounts)
     finally:
         await client.aclose()
@@ -136,8 +136,8 @@ async def test_keys_and_counter_names_travel_whatever_they_hold(redis_store: Red
     ]
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        assert await client.get(redis_store.idempotency_key(odd, odd)) == b"rh\x1fanswer"
-        assert await client.get(redis_store.counter_key(counter)) == b"1"
+        assert await client.get(redis_store.keys.idempotency_key(odd, odd)) == b"rh\x1fanswer"
+        assert await client.get(redis_store.keys.counter_key(counter)) == b"1"
     finally:
         await client.aclose()
 

@@ -117,8 +117,8 @@ async def test_a_decline_on_either_primary_leaves_no_counter_moved(
     assert await store.claim([Claim("m-1", "a", "h1", 100, (merchant, card))], T0) == [NEW]
     assert await store.claim([Claim("m-1", "b", "h1", 100, (merchant, card))], T0) == [ClaimOutcome(declined)]
     # Only the first claim is counted, on both primaries.
-    assert await value(cluster, store.counter_key(merchant)) == 1
-    assert await value(cluster, store.counter_key(card)) == 100
+    assert await value(cluster, store.keys.counter_key(merchant)) == 1
+    assert await value(cluster, store.keys.counter_key(card)) == 100
     # The declined item keeps its key, as on one primary, until it is completed.
     assert await store.claim([Claim("m-1", "b", "h1", 100, ())], T0 + 1) == [ClaimOutcome(ClaimStatus.IN_FLIGHT)]
 
@@ -147,8 +147,8 @@ async def test_racing_claims_across_nodes_let_exactly_n_through(
     assert outcomes.count(NEW) == 7
     assert outcomes.count(ClaimOutcome(ClaimStatus.AMOUNT_LIMIT)) == 193
     # Every decline gave its merchant count back: only the seven approvals are counted.
-    assert await value(cluster, store.counter_key(merchant)) == 7
-    assert await value(cluster, store.counter_key(card)) == 700
+    assert await value(cluster, store.keys.counter_key(merchant)) == 7
+    assert await value(cluster, store.keys.counter_key(card)) == 700
 
 
 async def test_across_nodes_the_counters_off_the_merchants_node_name_a_decline(
@@ -167,8 +167,8 @@ async def test_completion_stores_the_answer_and_releases_counters_on_both_nodes(
     merchant, card = split_pair(redis_cluster_ports, 10, 1000)
     await store.claim([Claim("m-1", "a", "h1", 300, (merchant, card))], T0)
     await store.complete([Completion("m-1", "a", "h1", b"declined", 300, (merchant, card))], T0)
-    assert await value(cluster, store.counter_key(merchant)) == 0
-    assert await value(cluster, store.counter_key(card)) == 0
+    assert await value(cluster, store.keys.counter_key(merchant)) == 0
+    assert await value(cluster, store.keys.counter_key(card)) == 0
     replay = await store.claim([Claim("m-1", "a", "h1", 300, (merchant, card))], T0 + 1)
     assert replay == [ClaimOutcome(ClaimStatus.REPLAY, b"declined")]
 
@@ -190,14 +190,14 @@ async def test_a_slot_moved_since_the_map_was_read_is_found_again(
         assert await store.claim([Claim(merchant, "k1", "h1", 100, (card,))], T0) == [NEW]
         assert events.values == {SLOT_MAP_READ: 1, NOT_SERVED_EVENT: 1}  # what an SRE sees of it
         target_node = cluster.get_node(host="127.0.0.1", port=target)
-        key = store.idempotency_key(merchant, "k1")
+        key = store.keys.idempotency_key(merchant, "k1")
         assert await cluster.execute_command("EXISTS", key, target_nodes=target_node) == 1
         await store.complete([Completion(merchant, "k1", "h1", b"answer", 100, ())], T0)
         assert await store.claim([Claim(merchant, "k1", "h1", 100, ())], T0 + 1) == [
             ClaimOutcome(ClaimStatus.REPLAY, b"answer")
         ]
     finally:
-        await cluster.execute_command("DEL", store.idempotency_key(merchant, "k1"), target_nodes=target_node)
+        await cluster.execute_command("DEL", store.keys.idempotency_key(merchant, "k1"), target_nodes=target_node)
         await _set_slot(cluster, redis_cluster_ports, slot, source)
 
 
@@ -207,7 +207,7 @@ async def test_a_claim_failing_on_one_node_gives_back_what_it_took_on_the_others
     merchant, card = split_pair(redis_cluster_ports, 10, 1000)
     assert port_of(redis_cluster_ports, "m:m-1") != port_of(redis_cluster_ports, "m:m-2")
     # A broken key on m-2's node (a hash where a string belongs): that node refuses it every time.
-    await cluster.hset(store.idempotency_key("m-2", "broken"), "h", "x")
+    await cluster.hset(store.keys.idempotency_key("m-2", "broken"), "h", "x")
     batch = [
         Claim("m-1", "fine", "h1", 100, (merchant, card)),
         Claim("m-1", "declined", "h1", 100, (Counter("m:m-1", "none", 60, 0, False),)),
@@ -217,10 +217,10 @@ async def test_a_claim_failing_on_one_node_gives_back_what_it_took_on_the_others
         await store.claim(batch, T0)
     assert events.values[GIVEN_BACK] == 2
     # Nothing stays held by the failed call: both keys it took are free, no counter moved.
-    assert await cluster.exists(store.idempotency_key("m-1", "fine")) == 0
-    assert await cluster.exists(store.idempotency_key("m-1", "declined")) == 0
-    assert await value(cluster, store.counter_key(merchant)) == 0
-    assert await value(cluster, store.counter_key(card)) == 0
+    assert await cluster.exists(store.keys.idempotency_key("m-1", "fine")) == 0
+    assert await cluster.exists(store.keys.idempotency_key("m-1", "declined")) == 0
+    assert await value(cluster, store.keys.counter_key(merchant)) == 0
+    assert await value(cluster, store.keys.counter_key(card)) == 0
     assert await store.claim(batch[:1], T0 + 1) == [NEW]
 
 
@@ -349,5 +349,5 @@ async def test_a_stale_placement_in_any_step_is_sent_again_where_the_key_lives(
     # Everything landed where it lives: the answers are stored, both counters are back at 0.
     replays = await store.claim([Claim("m-1", k, "h1", 100, ()) for k in "ab"], T0 + 1)
     assert replays == [ClaimOutcome(ClaimStatus.REPLAY, b"declined")] * 2
-    assert await value(cluster, store.counter_key(merchant)) == 0
-    assert await value(cluster, store.counter_key(card)) == 0
+    assert await value(cluster, store.keys.counter_key(merchant)) == 0
+    assert await value(cluster, store.keys.counter_key(card)) == 0

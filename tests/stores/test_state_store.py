@@ -267,7 +267,7 @@ async def test_redis_key_layout_and_expiry(redis_store: RedisStateStore, redis_p
     try:
         keys = {key.decode() async for key in client.scan_iter(match=f"{redis_prefix}:*")}
         assert keys == {f"{redis_prefix}:{{m:m-7}}:i:k1", f"{redis_prefix}:{{i:fp-9}}:v:c-1"}
-        assert redis_store.idempotency_key("m-7", "k1") == f"{redis_prefix}:{{m:m-7}}:i:k1"
+        assert redis_store.keys.idempotency_key("m-7", "k1") == f"{redis_prefix}:{{m:m-7}}:i:k1"
         assert await client.type(f"{redis_prefix}:{{m:m-7}}:i:k1") == b"string"
         assert 595_000 < await client.pttl(f"{redis_prefix}:{{m:m-7}}:i:k1") <= 600_000
         assert 55 < await client.ttl(f"{redis_prefix}:{{i:fp-9}}:v:c-1") <= 60
@@ -282,7 +282,7 @@ async def test_redis_replays_a_response_holding_the_separator_byte_exact(redis_s
     assert await redis_store.claim([claim("k1")], T0 + 1) == [ClaimOutcome(ClaimStatus.REPLAY, response)]
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        assert await client.get(redis_store.idempotency_key("m-1", "k1")) == b"rh1\x1f" + response
+        assert await client.get(redis_store.keys.idempotency_key("m-1", "k1")) == b"rh1\x1f" + response
     finally:
         await client.aclose()
     # A different request under the same key still conflicts, whatever the response holds.
@@ -291,7 +291,7 @@ async def test_redis_replays_a_response_holding_the_separator_byte_exact(redis_s
 
 async def test_redis_takes_over_a_claim_past_its_lease(redis_store: RedisStateStore) -> None:
     client = aioredis.Redis.from_url(REDIS_URL)
-    key = redis_store.idempotency_key("m-1", "k1")
+    key = redis_store.keys.idempotency_key("m-1", "k1")
     try:
         assert await redis_store.claim([claim("k1")], T0) == [NEW]
         assert await redis_store.claim([claim("k1")], T0 + LEASE - 1) == [IN_FLIGHT]
@@ -320,10 +320,10 @@ async def test_redis_completion_keeps_the_retention_and_a_give_back_deletes(redi
     try:
         await redis_store.claim([claim("k1"), claim("k2")], T0)
         await redis_store.complete([done("k1", b"answer"), done("k2", None)], T0)
-        stored = redis_store.idempotency_key("m-1", "k1")
+        stored = redis_store.keys.idempotency_key("m-1", "k1")
         assert await client.get(stored) == b"rh1\x1fanswer"
         assert 595_000 < await client.pttl(stored) <= 600_000
-        assert await client.exists(redis_store.idempotency_key("m-1", "k2")) == 0
+        assert await client.exists(redis_store.keys.idempotency_key("m-1", "k2")) == 0
         assert await redis_store.claim([claim("k2")], T0 + 1) == [NEW]
     finally:
         await client.aclose()
@@ -343,15 +343,15 @@ async def test_redis_a_batch_with_a_broken_key_fails_whole_and_holds_nothing(red
     client = aioredis.Redis.from_url(REDIS_URL)
     count, limit_zero = calls(5), calls(0, name="none")
     try:
-        await client.hset(redis_store.idempotency_key("m-1", "broken"), "h", "x")  # a hash where a string belongs
+        await client.hset(redis_store.keys.idempotency_key("m-1", "broken"), "h", "x")  # a hash where a string belongs
         batch = [claim("fine", 100, count), claim("declined", 100, limit_zero), claim("broken")]
         with pytest.raises(KeyNotServed, match="WRONGTYPE"):
             await redis_store.claim(batch, T0)
         assert events.values == {NOT_SERVED_EVENT: 1, GIVEN_BACK: 2}
         # The keys the failed call took are free again and its counters are back.
-        assert await client.exists(redis_store.idempotency_key("m-1", "fine")) == 0
-        assert await client.exists(redis_store.idempotency_key("m-1", "declined")) == 0
-        assert await client.get(redis_store.counter_key(count)) in (None, b"0")
+        assert await client.exists(redis_store.keys.idempotency_key("m-1", "fine")) == 0
+        assert await client.exists(redis_store.keys.idempotency_key("m-1", "declined")) == 0
+        assert await client.get(redis_store.keys.counter_key(count)) in (None, b"0")
         assert await redis_store.claim(batch[:2], T0 + 1) == [NEW, COUNT_LIMIT]
     finally:
         await client.aclose()
