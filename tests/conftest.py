@@ -46,23 +46,29 @@ def store_settings(store_set: str, tmp_path: Path) -> dict[str, Any]:
 
 async def drop_production_state(settings: config.Settings) -> None:
     import asyncpg
-    import redis.asyncio as aioredis
 
     if settings.stores.embedded:
         return
-    if settings.stores.redis_cluster:
-        from tests.stores.conftest import drop_cluster_keys
-
-        await drop_cluster_keys(settings.stores.redis_url, settings.stores.key_prefix)
-    else:
-        client = aioredis.Redis.from_url(settings.stores.redis_url)
-        keys = [key async for key in client.scan_iter(match=f"{settings.stores.key_prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    stores = settings.stores
+    await drop_redis_keys(stores.redis_url, stores.key_prefix, cluster=stores.redis_cluster)
     connection = await asyncpg.connect(settings.stores.postgres_dsn)
     await connection.execute(f'DROP SCHEMA IF EXISTS "{settings.stores.postgres_schema}" CASCADE')
     await connection.close()
+
+
+async def drop_redis_keys(url: str, prefix: str, *, cluster: bool = False) -> None:
+    """Deletes every key under prefix, on one Redis or on every primary of a cluster
+    (whose client splits a DEL by slot)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
+
+    client: Any = RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -8,23 +8,15 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 
-from tests.conftest import POSTGRES_DSN, REDIS_URL
+from tests.conftest import POSTGRES_DSN, REDIS_URL, drop_redis_keys
 
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
     prefix = f"test:stores:{secrets.token_hex(6)}"
     yield prefix
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await drop_redis_keys(REDIS_URL, prefix)
 
 
 @pytest.fixture
@@ -36,13 +28,3 @@ async def pg_schema() -> AsyncIterator[str]:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
-
-
-async def drop_cluster_keys(url: str, prefix: str) -> None:
-    """Deletes every key under prefix on every primary of the test cluster."""
-    cluster = RedisCluster.from_url(url)
-    try:
-        async for key in cluster.scan_iter(match=f"{prefix}:*", count=1000):
-            await cluster.delete(key)
-    finally:
-        await cluster.aclose()

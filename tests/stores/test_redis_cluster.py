@@ -25,7 +25,7 @@ from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, SLOT_MAP_READ, KeyNotServed
 from switch.stores.redis_cluster import RedisClusterStateStore
-from tests.stores.conftest import drop_cluster_keys
+from tests.conftest import drop_redis_keys
 
 T0 = 1_700_000_000.0
 NEW = ClaimOutcome(ClaimStatus.NEW)
@@ -35,7 +35,7 @@ NEW = ClaimOutcome(ClaimStatus.NEW)
 async def prefix(redis_cluster_url: str) -> AsyncIterator[str]:
     made = f"test:cluster:{secrets.token_hex(6)}"
     yield made
-    await drop_cluster_keys(redis_cluster_url, made)
+    await drop_redis_keys(redis_cluster_url, made, cluster=True)
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Cou
 from switch.stores.memory import MemoryStateStore
 from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, KeyNotServed, RedisStateStore, supports
 from switch.stores.redis_cluster import RedisClusterStateStore
-from tests.conftest import REDIS_URL
-from tests.stores.conftest import drop_cluster_keys
+from tests.conftest import REDIS_URL, drop_redis_keys
 
 T0 = 1_700_000_000.0
 LEASE = 30.0
@@ -84,7 +83,7 @@ class Backend:
         for store in self.stores:
             await store.close()
         if self.kind == "redis-cluster":
-            await drop_cluster_keys(self.cluster_url, self.prefix)
+            await drop_redis_keys(self.cluster_url, self.prefix, cluster=True)
 
 
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
