@@ -250,9 +250,7 @@ class Stores:
         binary = str(_find(self.source.resolve(), "redis-server")) if self.source else shutil.which("redis-server")
         if not binary:
             raise RuntimeError("--redis-cluster: no redis-server on PATH (or give --start-stores DIR)")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        if self.source and (self.source / "lib").is_dir():
-            env["LD_LIBRARY_PATH"] = str(self.source.resolve() / "lib")
+        env = _store_env(self.source.resolve() if self.source else None)
         ports = redis_cluster.free_ports(self.cluster)
         home = self.folder / "redis-cluster"
         for port in ports:
@@ -263,9 +261,7 @@ class Stores:
 
     def _start_postgres_and_redis(self, source: Path) -> None:
         postgres, initdb, redis_server = (_find(source, name) for name in ("postgres", "initdb", "redis-server"))
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "GMT", "LC_ALL": "C", "LANG": "C"}
-        if (source / "lib").is_dir():
-            env["LD_LIBRARY_PATH"] = str(source / "lib")
+        env = _store_env(source)
         as_user: dict[str, Any] = {}
         if os.geteuid() == 0:  # PostgreSQL refuses root: run it as nobody
             try:
@@ -384,6 +380,14 @@ class Stores:
         if self.owned:
             return
         harness.drop_production_state(self.redis_url, self.postgres_dsn, schema, prefix)
+
+
+def _store_env(source: Path | None) -> dict[str, str]:
+    """The environment of a store process: source/lib, when present, is its LD_LIBRARY_PATH alone."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "GMT", "LC_ALL": "C", "LANG": "C"}
+    if source is not None and (source / "lib").is_dir():
+        env["LD_LIBRARY_PATH"] = str(source / "lib")
+    return env
 
 
 def _find(root: Path, name: str) -> Path:
