@@ -18,6 +18,7 @@ import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -211,16 +212,10 @@ def _delete_keys(redis_url: str, prefix: str) -> None:
     import redis
     from redis.cluster import RedisCluster
 
-    client = redis.Redis.from_url(redis_url)
+    client: Any = redis.Redis.from_url(redis_url)
     if client.info("cluster").get("cluster_enabled"):
         client.close()
-        cluster = RedisCluster.from_url(redis_url)  # scans every primary; deletes key by key
-        try:
-            for key in cluster.scan_iter(match=f"{prefix}:*", count=1000):
-                cluster.delete(key)
-        finally:
-            cluster.close()
-        return
+        client = RedisCluster.from_url(redis_url)  # scans every primary; splits a DEL by slot
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for start in range(0, len(keys), 1000):
