@@ -467,12 +467,7 @@ def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[b
 def claim_outcomes(statuses: bytes, responses: Sequence[bytes]) -> list[ClaimOutcome | None]:
     """Each claim's outcome from the claim script's answer; None where its key was not served."""
     replayed = iter(responses)
-    return [
-        ClaimOutcome(ClaimStatus.REPLAY, next(replayed))
-        if s == REPLAY
-        else (None if s == NOT_SERVED else ClaimOutcome(_STATUSES[s]))
-        for s in statuses
-    ]
+    return [None if s == NOT_SERVED else claim_outcome(s, next(replayed) if s == REPLAY else None) for s in statuses]
 
 
 def claim_outcome(status: int, response: bytes | None) -> ClaimOutcome:
