@@ -23,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        # Set while a call's handler runs (switch.interceptors); empty elsewhere.
+        # Set while a call's handler runs (switch.handlers); empty elsewhere.
         if request := request_id.get():
             entry["request_id"] = request
         if caller := caller_id.get():

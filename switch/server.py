@@ -28,7 +28,6 @@ from switch.batcher import MicroBatcher
 from switch.breaker import Breakers, BreakerState
 from switch.config import ConfigError, RouteSettings, Settings
 from switch.fees import FeeEngine
-from switch.interceptors import CallContextInterceptor
 from switch.metrics import SwitchMetrics
 from switch.metrics import serve as serve_metrics
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
@@ -114,7 +113,6 @@ async def build(settings: Settings) -> RunningSwitch:
     )
 
     server = grpc.aio.server(
-        interceptors=[CallContextInterceptor()],
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -1,54 +1,33 @@
 """The gRPC surface of switch.v1.Switch: proto in, domain call, proto out.
 
 Thin on purpose: parsing lives in switch.convert, the work in the batcher,
-pipeline and transaction service, and the mapping of errors to statuses in
-switch.status, applied once per call by @mapped.
+pipeline and transaction service; what every call goes through (request ids,
+errors mapped to statuses once) in switch.handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
-from switch import convert
+from switch import convert, handlers
 from switch.batcher import Answer, MicroBatcher
 from switch.errors import InvalidRequest, SwitchError, Violation
 from switch.fees import FeeEngine, FxRateMissing
 from switch.models import Authorization, MoneyOverflow, OperationKind
 from switch.operations import TransactionService
-from switch.status import as_switch_error, to_grpc_status
+from switch.status import as_switch_error
 from switch.tokens import Tokenizer
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 STREAM_WINDOW = 2048  # authorizations one stream may have in the pipeline at once
-
-
-def mapped(
-    method: Callable[[Any, Request, Context], Awaitable[Response]],
-) -> Callable[[Any, Request, Context], Awaitable[Response]]:
-    """Turns any exception into the call's gRPC status, in one place."""
-
-    @functools.wraps(method)
-    async def call(self: Any, request: Request, context: Context) -> Response:
-        try:
-            return await method(self, request, context)
-        except Exception as exc:
-            status = to_grpc_status(as_switch_error(exc))
-            # Aborting replaces the trailing metadata: keep what the call set (its request id).
-            trailing = (*(context.trailing_metadata() or ()), *status.trailing_metadata)
-            await context.abort(status.code, status.details, trailing)
-            raise
-
-    return call
 
 
 class SwitchServicer(switch_pb2_grpc.SwitchServicer):
@@ -57,12 +36,12 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         self._transactions = transactions
         self._fees = fees
 
-    @mapped
+    @handlers.unary
     async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
         result = await self._batcher.submit(convert.authorization(request, _deadline(context)))
         return convert.result_to_proto(result)
 
-    @mapped
+    @handlers.unary
     async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Context) -> pb.AuthorizeBatchResponse:
         responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * len(request.requests)
         valid: list[tuple[int, Authorization]] = []
@@ -77,12 +56,13 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
             responses[index] = _to_response(authorization.idempotency_key, answer)
         return pb.AuthorizeBatchResponse(responses=responses)
 
+    @handlers.streaming
     async def AuthorizeStream(  # type: ignore[override]  # grpc.aio also takes a handler that writes
         self, requests: AsyncIterator[pb.AuthorizeRequest], context: Context
     ) -> None:
         """Answers as they complete (not in request order); each carries its idempotency_key.
         Written with context.write rather than yielded: a generator would cost every
-        answer one more hop through gRPC's (and the interceptor's) iteration."""
+        answer one more hop through gRPC's iteration."""
         answers: asyncio.Queue[pb.AuthorizeResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
         reader = asyncio.create_task(self._read_stream(requests, answers, window, _deadline(context)))
@@ -121,23 +101,23 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
                 future.cancel()
             answers.put_nowait(None)
 
-    @mapped
+    @handlers.unary
     async def Capture(self, request: pb.CaptureRequest, context: Context) -> pb.Transaction:
         return await self._operate(convert.operation(OperationKind.CAPTURE, request))
 
-    @mapped
+    @handlers.unary
     async def Void(self, request: pb.VoidRequest, context: Context) -> pb.Transaction:
         return await self._operate(convert.operation(OperationKind.VOID, request))
 
-    @mapped
+    @handlers.unary
     async def Refund(self, request: pb.RefundRequest, context: Context) -> pb.Transaction:
         return await self._operate(convert.operation(OperationKind.REFUND, request))
 
-    @mapped
+    @handlers.unary
     async def GetTransaction(self, request: pb.GetTransactionRequest, context: Context) -> pb.Transaction:
         return convert.record_to_proto(await self._transactions.get(convert.transaction_id(request)))
 
-    @mapped
+    @handlers.unary
     async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:
         quote = convert.quote_request(request)
         try:
@@ -160,7 +140,7 @@ class TokensServicer(switch_pb2_grpc.TokensServicer):
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
 
-    @mapped
+    @handlers.unary
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
         token = self._tokenizer.tokenize(convert.card_to_tokenize(request))
         return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
