@@ -13,6 +13,7 @@ import pytest
 
 from switch.logs import JsonFormatter
 from switch.v1 import switch_pb2 as pb
+from switch.v1 import switch_pb2_grpc
 from tests.conftest import SwitchFactory
 from tests.e2e.support import card_request, serve
 
@@ -84,3 +85,24 @@ async def test_streams_get_a_request_id(switch_factory: SwitchFactory) -> None:
         answers = [answer async for answer in call]
         assert len(answers) == 1
         assert dict(await call.initial_metadata())["x-request-id"] == "req-stream"
+
+
+async def test_the_tokens_service_carries_the_request_id_on_errors(switch_factory: SwitchFactory) -> None:
+    async with serve(switch_factory, "embedded") as switch, grpc.aio.insecure_channel(switch.target) as channel:
+        stub = switch_pb2_grpc.TokensStub(channel)
+        bad = pb.TokenizeRequest(card=pb.Card(pan="4111111111111112", expiry_month=12, expiry_year=2099))
+        call = stub.Tokenize(bad, metadata=(("x-request-id", "req-tok"),))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(await call.trailing_metadata())["x-request-id"] == "req-tok"
+
+
+async def test_a_stream_writes_one_access_line_with_its_ids(switch_factory: SwitchFactory, access_log: _Lines) -> None:
+    async with serve(switch_factory, "embedded") as switch:
+        metadata = (("x-request-id", "req-s2"), ("x-caller-id", "wallet-api"))
+        call = switch.stub.AuthorizeStream(iter([card_request(), card_request()]), metadata=metadata)
+        assert len([answer async for answer in call]) == 2
+    (line,) = [x for x in access_log.lines if "AuthorizeStream" in x["msg"]]
+    assert (line["request_id"], line["caller"]) == ("req-s2", "wallet-api")
+    assert " OK " in line["msg"]
