@@ -187,10 +187,18 @@ _RECORD = f"""
     )
 """
 # $1: the (merchant_id, idempotency_key) pairs as one JSON array of pairs (two text
-# arrays cost asyncpg four abstract-class checks per key to encode).
+# arrays cost asyncpg four abstract-class checks per key to encode). One index probe
+# per pair, whatever the statistics say: the LIMIT keeps the planner from turning the
+# lookups into a join. As a join (`IN (SELECT ...)`), a journal not yet analyzed (a
+# new one, or one just truncated) was read by a hash join over a sequential scan,
+# since the planner takes any set-returning function for 100 rows: its cost grew
+# with the table, 1.3 ms of PostgreSQL's CPU per batch at 5,000 rows.
 _SELECT_ENTRIES = f"""
-    SELECT {_ENTRY_LIST} FROM journal_entries
-    WHERE (merchant_id, idempotency_key) IN (SELECT s ->> 0, s ->> 1 FROM jsonb_array_elements($1::jsonb) AS s)
+    SELECT entry.* FROM jsonb_array_elements($1::jsonb) AS s, LATERAL (
+        SELECT {_ENTRY_LIST} FROM journal_entries
+        WHERE merchant_id = s ->> 0 AND idempotency_key = s ->> 1
+        LIMIT 1
+    ) AS entry
 """
 _SELECT_ENTRY = f"SELECT {_ENTRY_LIST} FROM journal_entries WHERE merchant_id = $1 AND idempotency_key = $2"
 _SELECT_TRANSACTION = f"SELECT {_TRANSACTION_LIST} FROM transactions WHERE transaction_id = $1"

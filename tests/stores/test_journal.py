@@ -326,6 +326,30 @@ async def test_the_dsn_can_choose_the_schema(pg_schema: str) -> None:
         await connection.close()
 
 
+async def test_the_read_of_held_keys_probes_the_index_on_a_journal_never_analyzed(pg_schema: str) -> None:
+    """A new or just-truncated journal has no statistics; the read must not become a scan."""
+    journal = await PostgresJournal.open(POSTGRES_DSN, schema=pg_schema)
+    try:
+        for start in range(0, 3000, 500):
+            await journal.record_authorizations(
+                [authorization(n, merchant=f"m-{n % 16}") for n in range(start, start + 500)]
+            )
+        held = [("m-1", "key-1"), ("m-2", "key-2"), ("m-0", "no-such-key")]
+        assert set(await journal.find_entries(held)) == {("m-1", "key-1"), ("m-2", "key-2")}
+    finally:
+        await journal.close()
+    connection = await asyncpg.connect(POSTGRES_DSN, server_settings={"search_path": pg_schema})
+    try:
+        assert await connection.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'journal_entries'::regclass") < 0
+        plan = "\n".join(
+            row[0] for row in await connection.fetch("EXPLAIN " + postgres._SELECT_ENTRIES, orjson.dumps(held).decode())
+        )
+    finally:
+        await connection.close()
+    assert "Index Scan using journal_entries_scope" in plan
+    assert "Seq Scan on journal_entries" not in plan
+
+
 # --- the reversal queue ----------------------------------------------------------------------------------------
 
 
