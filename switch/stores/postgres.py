@@ -230,9 +230,9 @@ class _Rollback(Exception):
 
 # Below this many rows a batch goes as the one statement: COPY's transaction costs
 # the switch four round trips to the statement's one, and only pays for them in
-# PostgreSQL's CPU from about this size. make stages, both ways, switch + stores
-# µs per authorization: 16 rows 131-140 (statement) against 142-144 (COPY), 32
-# rows 95-96 against 96-99, 64 rows 75-82 against 74-76, 100 rows 68 against 62-63.
+# PostgreSQL's CPU from about this size: make stages, run both ways at 16 to 100
+# rows, puts the crossover between 32 and 64 (the figures are in
+# loadtests/reports/capacity-2026-12-06/copy-threshold.md).
 COPY_FROM_ROWS = 64
 
 
