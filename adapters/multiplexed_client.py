@@ -5,8 +5,11 @@ one reader task settles futures as answers arrive, in any order. An answer must
 also carry its request's second reference (an RRN, an EndToEndId), so a stray
 answer cannot settle the wrong request. A request not answered in time comes
 back as None (outcome unknown) and its late answer is logged masked and dropped.
-When the connection drops, requests in flight become unknown and a background
-task reconnects with exponential backoff.
+An answer that cannot be read is dropped with one log line and the connection
+kept, so the other answers on it still arrive; if it still shows whose answer it
+was, that request becomes unknown at once rather than at its deadline. When the
+connection drops, requests in flight become unknown and a background task
+reconnects with exponential backoff.
 
 A protocol subclasses MultiplexedClient and supplies its framing, its ids and keys,
 how a message is described in logs, and what must happen right after connecting.
@@ -82,6 +85,10 @@ class MultiplexedClient(Generic[M]):
     def _describe(self, message: M) -> str:
         """A log line's view of a message: masked, never a card or account in clear."""
         raise NotImplementedError
+
+    def _unreadable_key(self, error: Exception) -> tuple[str, str] | None:
+        """(id, second reference) an unreadable answer still showed, if the protocol can tell."""
+        return None
 
     async def _on_connect(self) -> None:
         """Runs once a connection is up, before it takes requests (e.g. a sign-on)."""
@@ -196,13 +203,40 @@ class MultiplexedClient(Generic[M]):
                     message = await self._read(reader)
                 except self.framing_error as error:
                     # The length header still frames the stream: skip this message, keep the rest.
-                    log.warning("dropped an answer from %s:%s: %s", self.host, self.port, error)
+                    self._drop_unreadable(error)
                     continue
                 self._settle(message)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
+        except Exception as error:
+            # A fault in reading, not the network's doing: whether the stream is still framed is
+            # unknowable, so the connection goes (its requests unknown), but with a log line
+            # rather than a dead task whose exception surfaces in close(). The type only: an
+            # exception's text may quote the message.
+            log.error(
+                "reading from %s:%s failed (%s); dropping the connection", self.host, self.port, type(error).__name__
+            )
         finally:
             await self._lost(writer)
+
+    def _drop_unreadable(self, error: Exception) -> None:
+        """One log line per unreadable answer. One that still shows whose answer it was settles that
+        request as unknown now: it will get no other answer, so waiting out its deadline only delays
+        the reversal. Never as approved or declined on a half-read message."""
+        key = self._unreadable_key(error)
+        expected, future = self._pending.get(key[0], ("", None)) if key is not None else ("", None)
+        if key is None or future is None or future.done() or key[1] != expected:
+            log.warning("dropped an answer from %s:%s: %s", self.host, self.port, error)
+            return
+        del self._pending[key[0]]
+        future.cancel()
+        log.warning(
+            "dropped an answer from %s:%s: %s; the outcome of request %s (reference %s) is unknown",
+            self.host,
+            self.port,
+            error,
+            *key,
+        )
 
     def _settle(self, message: M) -> None:
         request_id, reference = self._answer_key(message)

@@ -85,6 +85,9 @@ class Iso8583Client(MultiplexedClient[Message]):
     def _describe(self, message: Message) -> str:
         return mapping.describe(message)
 
+    def _unreadable_key(self, error: Exception) -> tuple[str, str] | None:
+        return error.key if isinstance(error, framing.FramingError) else None
+
     async def _on_connect(self) -> None:
         answer = await self._network(spec.SIGN_ON)
         if answer is None or answer.get("39") != "00":

@@ -1,14 +1,19 @@
 """The ISO 8583:1987 field specification this adapter and its simulator speak.
 
-Binary bitmaps, ASCII fields, ASCII lengths for the variable fields. Only the
-fields the switch uses are defined: a message carrying any other field fails to
-decode, which is what we want from a peer that drifted from the agreement.
-Framing (the 2-byte length header) is in framing.py, not here.
+Binary bitmaps, ASCII fields, ASCII lengths for the variable fields. Every
+standard data element 2..128 is defined, from pyiso8583's own ISO 8583:1987
+ASCII specification: networks echo fields the switch never sends (32 acquiring
+institution, 33, 44, 48, 55...), and a bitmap bit for an undefined field leaves
+its length unknown, so the whole answer, an approval included, would be lost.
+The fields the switch uses are restated below and take precedence. Framing (the
+2-byte length header) is in framing.py, not here.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
+
+from iso8583.specs import default_ascii
 
 AUTHORIZATION = "0100"
 AUTHORIZATION_RESPONSE = "0110"
@@ -41,7 +46,12 @@ def _bitmap(desc: str) -> dict[str, Any]:
     return {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8, "desc": desc}
 
 
+# Data elements 2..128 as ISO 8583:1987 lays them out in ASCII. Not "1": pyiso8583's is a hex-text
+# bitmap, ours is binary (below), and it also decodes a tertiary bitmap flagged by field 65 with "1".
+_STANDARD: Final = {field: dict(entry) for field, entry in default_ascii.items() if field.isdigit() and field != "1"}
+
 SPEC: Final[dict[str, dict[str, Any]]] = {
+    **_STANDARD,
     "h": _fixed(0, "Message Header"),  # none: the TCP length header frames messages
     "t": _fixed(4, "Message Type Identifier"),
     "p": _bitmap("Bitmap, Primary"),
