@@ -137,7 +137,11 @@ def store_pids() -> tuple[int, ...]:
 
 def tree_cpu_seconds(*roots: int) -> float:
     """user + system CPU seconds of these processes (0: none), their threads and all their
-    live descendants, from /proc (Linux)."""
+    live descendants, plus the descendants they have reaped, from /proc (Linux).
+
+    The reaped ones count so that the figure never goes down between two readings: a
+    PostgreSQL backend that exits between them (a client's connection closing) takes its
+    CPU out of the live tree, and the postmaster's cutime/cstime is where it goes."""
     roots = tuple(pid for pid in roots if pid)
     if not roots:
         return 0.0
@@ -150,7 +154,8 @@ def tree_cpu_seconds(*roots: int) -> float:
             fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        # utime, stime, cutime, cstime: proc(5) fields 14-17
+        stats[int(entry.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in stats.items():
         children.setdefault(parent, []).append(pid)
@@ -190,8 +195,10 @@ def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str) 
 
 
 def write_tokenization_keys(path: Path) -> Path:
-    """A fresh tokenization key ring (SWITCH_TOKENIZATION_KEY_FILE)."""
-    path.write_bytes(orjson.dumps({"active_key": "k1", "keys": {"k1": secrets.token_hex(32)}}))
+    """A fresh tokenization key ring (SWITCH_TOKENIZATION_KEY_FILE), mode 0600 as the switch requires."""
+    data = orjson.dumps({"active_key": "k1", "keys": {"k1": secrets.token_hex(32)}})
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(data)
     return path
 
 

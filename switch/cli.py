@@ -1,4 +1,4 @@
-"""`switch serve | demo | migrate | sim`: the command line.
+"""`switch serve | demo | migrate | keys | sim`: the command line.
 
 Nothing here imports gRPC at module level: `serve --workers N` forks its worker
 processes first, as gRPC Python requires, and each worker builds its own server
@@ -14,8 +14,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from switch import config, logs
 
@@ -24,25 +25,40 @@ log = logging.getLogger("switch")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        return _refusing_cleanly(lambda: init_keys(Path(args.dir)))
     try:
         flags = {key: getattr(args, key, None) for key in ("host", "port", "workers")}
         overrides = {"server": {key: value for key, value in flags.items() if value is not None}}
         settings = config.load(args.config, os.environ, overrides)
     except config.ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _refused(exc)
     logs.configure(settings.log_level)
     if args.command == "serve":
         return serve(settings)
     if args.command == "demo":
         from switch import demo
 
-        return demo.main(settings, calls=args.calls)
+        return _refusing_cleanly(lambda: demo.main(settings, calls=args.calls))
     if args.command == "migrate":
-        return migrate(settings)
+        return _refusing_cleanly(lambda: migrate(settings))
     if args.command == "sim":
         return simulate(args)
     raise AssertionError(args.command)
+
+
+def _refused(exc: config.ConfigError | config.StartupError) -> int:
+    """A configuration or start-up error: one line naming the setting, exit status 2."""
+    kind = "configuration error" if isinstance(exc, config.ConfigError) else "start-up error"
+    print(f"{kind}: {exc}", file=sys.stderr)
+    return 2
+
+
+def _refusing_cleanly(command: Callable[[], int]) -> int:
+    try:
+        return command()
+    except (config.ConfigError, config.StartupError) as exc:
+        return _refused(exc)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     demo_cmd = commands.add_parser("demo", help="start the switch on the embedded default and drive it")
     demo_cmd.add_argument("--calls", type=int, default=300, help="how many calls the demo sends")
     commands.add_parser("migrate", help="apply the journal's schema migrations")
+    keys = commands.add_parser("keys", help="key material for a deployment")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    init = key_commands.add_parser("init", help="write a new fingerprint key and tokenization key ring (mode 0600)")
+    init.add_argument("--dir", required=True, help="the folder to write them in (created 0700; never replaces a file)")
     sim = commands.add_parser("sim", help="run a network simulator an adapter can talk to (e.g. card)")
     sim.add_argument("kind", help="a simulator installed under the 'switch.simulators' entry points, e.g. card")
     sim.add_argument("--host", default="127.0.0.1")
@@ -73,26 +93,57 @@ def serve(settings: config.Settings) -> int:
     if workers == 1:
         return _run_worker(settings)
     if settings.server.port == 0:
-        print("configuration error: server.port: name a port when running several workers", file=sys.stderr)
-        return 2
-    children = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # the worker: gRPC is imported only now, after the fork
-            os._exit(_run_worker(_as_worker(settings, index)))
-        children.append(pid)
+        return _refused(config.ConfigError("server.port: name a port when running several workers"))
+    children: list[int] = []
+    stopping: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
         for child in children:
             os.kill(child, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # The first worker starts alone: a start-up error is then reported once, by it,
+    # and the others are never forked.
+    for index in range(workers):
+        if stopping:
+            break
+        pid, serving = _fork_worker(settings, index)
+        children.append(pid)
+        if not serving:
+            break
     status = 0
     for child in children:
         _, code = os.waitpid(child, 0)
         status = status or os.waitstatus_to_exitcode(code)
     return status
+
+
+def _fork_worker(settings: config.Settings, index: int) -> tuple[int, bool]:
+    """Forks worker index (gRPC is imported only in the child, after the fork). The
+    first is waited for: True once it serves, False when it exited before that."""
+    if index > 0:
+        pid = os.fork()
+        if pid == 0:
+            _default_signals()
+            os._exit(_run_worker(_as_worker(settings, index)))
+        return pid, True
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _default_signals()
+        os.close(ready_read)
+        os._exit(_run_worker(_as_worker(settings, index), ready=ready_write))
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as ready:
+        return pid, ready.read(1) == b"1"  # end of file: it exited
+
+
+def _default_signals() -> None:
+    """A worker handles its own signals (see _run_worker), never the parent's forwarding."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _as_worker(settings: config.Settings, index: int) -> config.Settings:
@@ -103,7 +154,8 @@ def _as_worker(settings: config.Settings, index: int) -> config.Settings:
     return replace(settings, server=server)
 
 
-def _run_worker(settings: config.Settings) -> int:
+def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
+    """Serves until SIGTERM or SIGINT. ready: a pipe to write b"1" to once serving."""
     import uvloop
 
     from switch import server
@@ -112,6 +164,9 @@ def _run_worker(settings: config.Settings) -> int:
         running = await server.build(settings)
         _tune_garbage_collector()
         log.info("serving on %s:%d (pid %d)", settings.server.host, running.port, os.getpid())
+        if ready is not None:
+            os.write(ready, b"1")
+            os.close(ready)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -121,8 +176,7 @@ def _run_worker(settings: config.Settings) -> int:
         await running.stop(settings.server.drain_seconds)
         log.info("stopped")
 
-    uvloop.run(run())
-    return 0
+    return _refusing_cleanly(lambda: uvloop.run(run()) or 0)
 
 
 # Objects made per request (protobufs, results, rows) hold no reference cycles, so
@@ -143,7 +197,6 @@ def _tune_garbage_collector() -> None:
 def migrate(settings: config.Settings) -> int:
     if settings.stores.embedded:
         import sqlite3
-        from pathlib import Path
 
         from switch.stores import sqlite
 
@@ -156,6 +209,22 @@ def migrate(settings: config.Settings) -> int:
         schema = settings.stores.postgres_schema or None
         applied = asyncio.run(postgres.migrate(settings.stores.postgres_dsn, schema=schema))
     log.info("applied %d migration(s)", applied)
+    return 0
+
+
+def init_keys(folder: Path) -> int:
+    """Writes the key material production needs, for `switch serve` to name in
+    security.fingerprint_key_file and tokenization.key_file."""
+    from switch.keyfiles import FINGERPRINT_KEY_FILE, TOKEN_KEY_FILE, new_fingerprint_key, write_secret
+    from switch.tokens import new_key_ring, write_key_file
+
+    fingerprint, ring = folder / FINGERPRINT_KEY_FILE, folder / TOKEN_KEY_FILE
+    for path in (fingerprint, ring):
+        if path.exists():
+            raise config.ConfigError(f"keys init: {path} exists; keys are never replaced (rotate them instead)")
+    write_secret(fingerprint, new_fingerprint_key())
+    write_key_file(ring, new_key_ring())
+    print(f"wrote {fingerprint} and {ring} (mode 0600)")
     return 0
 
 

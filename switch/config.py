@@ -24,6 +24,11 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
 
 
+class StartupError(Exception):
+    """The configuration is valid but the switch cannot start with it (a store does not
+    answer); the message names the setting."""
+
+
 class LimitScope(enum.Enum):
     INSTRUMENT = "instrument"
     MERCHANT = "merchant"
@@ -207,6 +212,7 @@ def _section(name: str, defaults: Any, values: Mapping[str, Any]) -> Any:
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def _coerce(where: str, value: Any, expected: type) -> Any:
@@ -222,7 +228,7 @@ def _coerce(where: str, value: Any, expected: type) -> Any:
         except ValueError:
             pass
     if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-        raise ConfigError(f"{where}: must be {'a number' if expected is float else f'a {expected.__name__}'}")
+        raise ConfigError(f"{where}: must be {_KIND_NAMES.get(expected, f'a {expected.__name__}')}")
     return value
 
 
@@ -309,7 +315,27 @@ def _routes_and_routing(raw: Mapping[str, Any]) -> dict[str, Any]:
     bin_table = load_bin_table(bin_path) if isinstance(bin_path, str) and bin_path else None
     routing = parse_routing(routing_raw, bin_table)
     routing.check_routes({route.name for route in routes})
+    if "routes" in raw:
+        _check_defaults_covered(routes, routing)
     return {"routes": routes, "routes_configured": "routes" in raw, "routing": routing}
+
+
+def _check_defaults_covered(routes: tuple[RouteSettings, ...], routing: RoutingTable) -> None:
+    """A [routes] table replaces the default routes; refuse to start rather than
+    decline a whole source `92` because its route was dropped by adding another."""
+    from switch.routes import SourceKind
+
+    names = {route.name for route in routes}
+    defaults = (
+        ("card", SourceKind.CARD, None, "card authorizations", 'source = "card"'),
+        ("instant", SourceKind.ACCOUNT, "instant", "account payments on rail 'instant'", 'rail = "instant"'),
+    )
+    for name, kind, rail, what, rule in defaults:
+        if name not in names and not routing.routes_all(kind, rail):
+            raise ConfigError(
+                f"routes: {what} have no route; a [routes] table replaces the default routes, so add "
+                f'[routes.{name}] (e.g. adapter = "simulated") or a [[routing.rules]] entry with {rule}'
+            )
 
 
 def _routes(raw: Any) -> tuple[RouteSettings, ...]:

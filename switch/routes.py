@@ -210,6 +210,18 @@ class RoutingTable:
                 return rule.ordered(self.rng)
         return [source.rail if isinstance(source, Account) else CARD_ROUTE]
 
+    def routes_all(self, kind: SourceKind, rail: str | None = None) -> bool:
+        """Whether a rule takes every authorization of this source kind (and rail), whatever
+        its amount, merchant, currency or BIN: the default route is then never used."""
+        return any(
+            rule.source in (None, kind)
+            and rule.rail in (None, rail)
+            and not rule.bin_ranges
+            and rule.card_country is rule.currency is rule.merchant_id is None
+            and rule.min_amount is rule.max_amount is None
+            for rule in self.rules
+        )
+
     def check_routes(self, known: Collection[str]) -> None:
         """ConfigError naming the first candidate whose route has no adapter."""
         for index, rule in enumerate(self.rules):

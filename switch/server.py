@@ -9,8 +9,7 @@ in-flight calls finish, queued work is answered, then stores and adapters close.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
+import logging
 import time
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
@@ -28,6 +27,13 @@ from switch.batcher import MicroBatcher
 from switch.breaker import Breakers, BreakerState
 from switch.config import ConfigError, RouteSettings, Settings
 from switch.fees import FeeEngine
+from switch.keyfiles import (
+    FINGERPRINT_KEY_FILE,
+    TOKEN_KEY_FILE,
+    new_fingerprint_key,
+    read_fingerprint_key,
+    write_secret,
+)
 from switch.metrics import SwitchMetrics
 from switch.metrics import serve as serve_metrics
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
@@ -40,7 +46,7 @@ from switch.routing import Router
 from switch.servicer import SwitchServicer, TokensServicer
 from switch.stores import open_stores
 from switch.stores.base import Journal, StateStore
-from switch.tokens import KeyRing, Tokenizer, parse_key_ring, write_key_file
+from switch.tokens import KeyRing, Tokenizer, new_key_ring, parse_key_ring, write_key_file
 from switch.v1 import switch_pb2, switch_pb2_grpc
 
 SIMULATORS = "switch.simulators"  # entry points: name -> async start(host, port, **options)
@@ -48,6 +54,8 @@ SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Switch"].full_name
 TOKENS_SERVICE_NAME = switch_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+log = logging.getLogger("switch")
 
 
 @dataclass
@@ -83,15 +91,19 @@ class RunningSwitch:
 
 
 async def build(settings: Settings) -> RunningSwitch:
+    # What the configuration alone can refuse (keys, adapters and their options) is
+    # checked before anything starts or connects.
+    tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
+    fees = FeeEngine(settings.fee_schedules, settings.fx)
+    if not settings.fee_schedules:
+        log.info("no [[fee_schedule]] configured: no fee is charged and QuoteFee answers 0")
     simulators, settings = await _start_default_simulators(settings)
+    router = _router(settings, fees)
     metrics = SwitchMetrics()
     state, journal = await open_stores(settings, metrics.state_store_events)
-    fees = FeeEngine(settings.fee_schedules, settings.fx)
-    router = _router(settings, fees)
     for adapter in router.adapters:
         await adapter.start()
     timeout = settings.adapters.timeout_ms / 1000.0
-    tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,
@@ -201,7 +213,10 @@ def _router(settings: Settings, fees: FeeEngine) -> Router:
         options = dict(route.options)
         if route.adapter == "simulated":  # the simulator's latency has its own setting
             options.setdefault("latency_ms", settings.adapters.simulator_latency_ms)
-        adapters[route.name] = installed[route.adapter](route.name, options)
+        try:
+            adapters[route.name] = installed[route.adapter](route.name, options)
+        except (ValueError, TypeError) as exc:  # the adapter contract's way to refuse its options
+            raise ConfigError(f"routes.{route.name}.options: {exc}") from None
     table = settings.routing or parse_routing({}, None)
     rails = {route.name: route.rail for route in settings.routes}
 
@@ -222,16 +237,16 @@ def fingerprint_key(settings: Settings) -> bytes:
     if security.fingerprint_key_hex:
         return bytes.fromhex(security.fingerprint_key_hex)
     if security.fingerprint_key_file:
-        return bytes.fromhex(Path(security.fingerprint_key_file).read_text().strip())
+        return read_fingerprint_key(Path(security.fingerprint_key_file))
     if not settings.stores.embedded:
-        raise ConfigError("security.fingerprint_key_hex: required with Redis and PostgreSQL (or fingerprint_key_file)")
-    path = Path(settings.stores.sqlite_path).parent / "fingerprint.key"
+        raise ConfigError(
+            "security.fingerprint_key_file: required with Redis and PostgreSQL (or fingerprint_key_hex); "
+            "`switch keys init --dir DIR` writes one"
+        )
+    path = Path(settings.stores.sqlite_path).parent / FINGERPRINT_KEY_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+        write_secret(path, new_fingerprint_key())
+    return read_fingerprint_key(path, "stores.sqlite_path (its folder's fingerprint.key)")
 
 
 def token_keys(settings: Settings) -> KeyRing:
@@ -241,8 +256,7 @@ def token_keys(settings: Settings) -> KeyRing:
         return settings.tokenization
     if not settings.stores.embedded:
         raise ConfigError("tokenization: required with Redis and PostgreSQL (active_key and keys, or key_file)")
-    path = Path(settings.stores.sqlite_path).parent / "token-keys.json"
+    path = Path(settings.stores.sqlite_path).parent / TOKEN_KEY_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_key_file(path, KeyRing(keys={"k1": secrets.token_bytes(32)}, active_key="k1"))
+        write_key_file(path, new_key_ring())
     return parse_key_ring({"key_file": str(path)})

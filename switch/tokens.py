@@ -41,8 +41,8 @@ repr or log ever shows key material or a PAN.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ from switch import ff1
 from switch.cards import luhn_valid
 from switch.config import ConfigError
 from switch.errors import InvalidRequest, Violation
+from switch.keyfiles import read_secret, write_secret
 from switch.models import Account, Card, Instrument, InstrumentKind, Token, mask_pan, unchecked_instrument
 
 MIN_PAN_LENGTH = 12
@@ -228,9 +229,7 @@ def parse_key_ring(raw: Mapping[str, Any]) -> KeyRing:
     if not isinstance(path, str) or not path:
         raise ConfigError("tokenization.key_file: must be a path")
     try:
-        data = orjson.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"tokenization.key_file: cannot read {path}: {exc.strerror}") from None
+        data = orjson.loads(read_secret(Path(path), "tokenization.key_file"))
     except orjson.JSONDecodeError:
         # orjson's message may quote the file, and the file holds keys: say only where.
         raise ConfigError(f"tokenization.key_file: {path} is not valid JSON") from None
@@ -262,16 +261,15 @@ def _ring_from_table(table: Mapping[str, Any], where: str) -> KeyRing:
     return KeyRing(keys, active)
 
 
+def new_key_ring() -> KeyRing:
+    """A ring of one fresh AES-256 key, "k1", active."""
+    return KeyRing(keys={"k1": secrets.token_bytes(32)}, active_key="k1")
+
+
 def write_key_file(path: Path, ring: KeyRing) -> None:
     """Writes ring as a key file parse_key_ring reads: JSON, mode 0600, replaced atomically."""
     data = orjson.dumps(
         {"active_key": ring.active_key, "keys": {key_id: key.hex() for key_id, key in ring.keys.items()}},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
     )
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    write_secret(path, data)

@@ -76,3 +76,37 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("[server\n")
     with pytest.raises(config.ConfigError, match=r"bad\.toml"):
         config.load(path)
+
+
+SIMULATED = {"adapter": "simulated"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"routes": {"my-rail": SIMULATED}}, r"routes: card authorizations have no route; .*add \[routes\.card\]"),
+        (
+            {"routes": {"my-rail": SIMULATED, "card": SIMULATED}},
+            r"routes: account payments on rail 'instant' have no route; .*add \[routes\.instant\]",
+        ),
+        (  # a rule for some cards only leaves the others without a route
+            {
+                "routes": {"my-rail": SIMULATED, "instant": SIMULATED},
+                "routing": {"rules": [{"name": "big", "min_amount": 100, "candidates": [{"route": "my-rail"}]}]},
+            },
+            r"routes: card authorizations have no route",
+        ),
+    ],
+)
+def test_a_routes_table_must_still_route_cards_and_the_instant_rail(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message):
+        config.from_mapping(raw)
+
+
+def test_rules_that_take_every_card_and_instant_payment_stand_for_the_default_routes() -> None:
+    rules = [
+        {"name": "cards", "source": "card", "candidates": [{"route": "my-rail"}]},
+        {"name": "instant", "rail": "instant", "candidates": [{"route": "my-rail"}]},
+    ]
+    settings = config.from_mapping({"routes": {"my-rail": SIMULATED}, "routing": {"rules": rules}})
+    assert [route.name for route in settings.routes] == ["my-rail"]

@@ -392,6 +392,7 @@ def test_bad_key_rings_name_the_key(table: dict[str, Any], message: str) -> None
 def test_bad_key_files(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "keys.json"
     path.write_bytes(content)
+    path.chmod(0o600)
     with pytest.raises(ConfigError) as caught:
         parse_key_ring({"key_file": str(path)})
     assert message in str(caught.value)
@@ -414,3 +415,12 @@ def test_card_with_keys_rejects_what_is_not_a_card_number(pan: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         Tokenizer(FINGERPRINT_KEY, RING).card(Card(pan, 1, 2030))
     assert field_of(caught.value) == {"source.card.pan"}
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_a_key_file_others_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "keys.json"
+    write_key_file(path, RING)
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match=rf"tokenization\.key_file: .* is mode {mode:04o}; key files must be 0600"):
+        parse_key_ring({"key_file": str(path)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from switch.config import Settings
+from switch.config import Settings, StartupError
 from switch.metrics import Counter
 from switch.stores.base import Journal, StateStore
 
@@ -23,6 +23,9 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
         state: StateStore = MemoryStateStore(idempotency.retention_seconds, idempotency.lease_seconds)
         return state, await SqliteJournal.open(path)
 
+    import asyncpg
+    from redis.exceptions import RedisError
+
     from switch.stores.postgres import PostgresJournal
     from switch.stores.redis import RedisStateStore
     from switch.stores.redis_cluster import RedisClusterStateStore
@@ -37,8 +40,23 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     )
     try:
         await state.check_server()
+    except (OSError, RedisError) as exc:
+        await state.close()
+        raise StartupError(f"stores.redis_url: Redis does not answer: {_reason(exc)}") from None
     except BaseException:
         await state.close()
         raise
     schema = settings.stores.postgres_schema or None
-    return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)
+    try:
+        return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        await state.close()
+        raise StartupError(f"stores.postgres_dsn: PostgreSQL does not answer: {_reason(exc)}") from None
+    except BaseException:
+        await state.close()
+        raise
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's reason, on one line; drivers name host and port, never the password."""
+    return " ".join(str(exc).split())[:300] or type(exc).__name__

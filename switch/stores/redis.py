@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from switch.config import StartupError
 from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 
@@ -538,7 +539,8 @@ MIN_VERSION = (7, 0)  # SET key value NX GET
 
 def check_version(version: str) -> None:
     if not supports(version):
-        raise RuntimeError(f"Redis {version}: the switch needs Redis {'.'.join(map(str, MIN_VERSION))} or later")
+        needed = ".".join(map(str, MIN_VERSION))
+        raise StartupError(f"stores.redis_url: Redis {version}; the switch needs Redis {needed} or later")
 
 
 def supports(version: str) -> bool:

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from switch.config import StartupError
 from switch.metrics import Counter as MetricCounter
 from switch.models import mask_pan
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore
@@ -415,5 +416,5 @@ async def test_an_old_redis_is_refused_at_start(redis_store: RedisStateStore, mo
         return {"redis_version": "6.2.14"}
 
     monkeypatch.setattr(redis_store._client, "info", old_info)
-    with pytest.raises(RuntimeError, match=r"Redis 6\.2\.14: the switch needs Redis 7\.0 or later"):
+    with pytest.raises(StartupError, match=r"stores\.redis_url: Redis 6\.2\.14; the switch needs Redis 7\.0 or later"):
         await redis_store.check_server()
