@@ -86,7 +86,7 @@ class SwitchMetrics:
 
     def __init__(self) -> None:
         self.authorizations = Counter(
-            "switch_authorizations", "Authorizations answered, by route and result (approved, declined, unknown)"
+            "switch_authorizations", "Authorizations answered, by route and status (authorized, declined, unknown)"
         )
         self.replays = Counter("switch_replays", "Authorizations answered from an earlier answer (idempotent retries)")
         self.shed = Counter("switch_shed_items", "Items refused with RESOURCE_EXHAUSTED before any side effect")

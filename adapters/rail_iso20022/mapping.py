@@ -187,19 +187,30 @@ def describe(message: Message) -> str:
     for path in ("TxInfAndSts/TxSts", "TxInfAndSts/StsRsnInf/Rsn/Cd", "Rpt/Vrfctn"):
         if value := message.text(path):
             parts.append(f"{path.rpartition('/')[2].lower()}={value}")
+    parents = {child: parent for parent in message.body.iter() for child in parent}
     for element in message.body.iter():
-        if element.tag == "Id" and element.text and _is_account(message.body, element):
-            parts.append(f"acct={mask_account(element.text.strip())}")
+        if element.tag == "Id" and element.text and _is_account(parents, element):
+            parts.append(f"{_account_role(parents, element)}={mask_account(element.text.strip())}")
     return " ".join(parts)
 
 
 _ANSWERS = frozenset({spec.IDENTIFICATION_REPORT, spec.STATUS_REPORT})
 
 
-def _is_account(root: ET.Element, element: ET.Element) -> bool:
-    parents = {child: parent for parent in root.iter() for child in parent}
+def _is_account(parents: dict[ET.Element, ET.Element], element: ET.Element) -> bool:
     parent = parents.get(element)
     return parent is not None and parent.tag in ("Othr", "Prxy")
+
+
+# A log key per account a message names, so a transfer's two accounts read apart.
+_ACCOUNT_ROLES = {"DbtrAcct": "debtor", "CdtrAcct": "creditor", "Prxy": "proxy", "Acct": "acct"}
+
+
+def _account_role(parents: dict[ET.Element, ET.Element], element: ET.Element) -> str:
+    ancestor = parents.get(element)
+    while ancestor is not None and ancestor.tag not in _ACCOUNT_ROLES:
+        ancestor = parents.get(ancestor)
+    return _ACCOUNT_ROLES[ancestor.tag] if ancestor is not None else "acct"
 
 
 def _code(reference: str) -> str:

@@ -139,6 +139,9 @@ def test_describe_masks_account_ids() -> None:
     )
     assert "ACC123456789" not in text and mask_account("ACC123456789") in text
     assert "secret-account-77" not in text
+    keys = [part.partition("=")[0] for part in text.split()[1:]]
+    assert len(keys) == len(set(keys)), text  # each account under its own key
+    assert f"debtor={mask_account('ACC123456789')}" in text and "creditor=" in text
 
 
 # --- against the simulator ---

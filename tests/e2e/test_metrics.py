@@ -53,6 +53,8 @@ async def test_a_scrape_shows_answers_replays_batches_and_gauges(switch_factory:
         assert found['switch_route_breaker{route="card"}'] == 0
         assert found['switch_adapter_seconds_count{route="card"}'] == 2
         assert "# TYPE switch_batch_seconds histogram" in body
+        help_line = next(line for line in body.splitlines() if line.startswith("# HELP switch_authorizations "))
+        assert "(authorized, declined, unknown)" in help_line  # the label's own values
         assert "# TYPE switch_state_store_events counter" in body  # none on the embedded stores
 
         status, _ = await http_get(port, "/other")
