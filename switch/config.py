@@ -381,6 +381,9 @@ def _check(settings: Settings) -> None:
         raise ConfigError("server.port: must be <= 65535")
     if not 0 <= settings.server.metrics_port <= 65535 - settings.server.workers:
         raise ConfigError("server.metrics_port: must be 0 (off) or a port with room for one per worker")
+    if settings.idempotency.lease_seconds * 1000 < 2 * settings.adapters.timeout_ms:
+        # Past the lease, a batch's unjournaled intents are taken for abandoned and reversed.
+        raise ConfigError("idempotency.lease_seconds: must be at least twice adapters.timeout_ms")
     if settings.batcher.max_delay_ms < 0:
         raise ConfigError("batcher.max_delay_ms: must be >= 0")
     if bool(settings.stores.redis_url) != bool(settings.stores.postgres_dsn):

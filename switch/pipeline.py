@@ -2,7 +2,7 @@
 
     tokenize -> claim keys + move velocity counters (one state-store call)
     -> drop keys the journal already holds (one read) -> route -> price (one fee-engine call)
-    -> adapters (one call per route, concurrently)
+    -> intents, then adapters (per route, concurrently: record what is about to be sent, send it)
     -> journal (one commit) -> complete the claims (one state-store call)
 
 Every item gets exactly one outcome, in order: a result (approved or declined),
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from switch import idempotency
 from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
 from switch.codes import ResponseCode
-from switch.errors import IdempotencyConflict, InvalidRequest, SwitchError, Unavailable, Violation
+from switch.errors import DeadlineExceeded, IdempotencyConflict, InvalidRequest, SwitchError, Unavailable, Violation
 from switch.fees import FeeEngine, FeeQuote, QuoteRequest
 from switch.ids import new_transaction_ids
 from switch.metrics import SwitchMetrics
@@ -43,7 +43,7 @@ from switch.models import (
 from switch.risk import RiskRules
 from switch.route_plan import outcome_of
 from switch.routing import Router
-from switch.stores.base import Claim, ClaimStatus, Completion, Counter, Journal, StateStore
+from switch.stores.base import Claim, ClaimStatus, Completion, Counter, Intent, Journal, StateStore
 from switch.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ class _Item:
     answer: AdapterResult | None = None
     quote: FeeQuote | None = None
     counted: bool = False  # the claim moved the velocity counters
+    # Not sent, and answered with this error instead of a journaled result; its key is
+    # given back for the retry.
+    unsent: SwitchError | None = None
     # Fixed once by settle(), when the answer is final.
     status: TransactionStatus = TransactionStatus.UNKNOWN
     fee: Money | None = None  # what the approved authorization costs the merchant; zero for a decline
@@ -351,9 +354,13 @@ class AuthorizationPipeline:
         ]
         time_left = self._time_left(items)
         if time_left < MIN_ADAPTER_SECONDS:  # the callers are gone or nearly: send nothing
-            code = ResponseCode.ISSUER_UNAVAILABLE
-            for item in items:
-                item.answer = AdapterResult(code.code, "no time left to reach the route before the deadline")
+            for item in items:  # nobody would see a decline, and a retry must find the key free
+                item.unsent = DeadlineExceeded(
+                    "the deadline passed before the route could be reached; nothing was sent"
+                )
+            return []
+        items = await self._record_intents(route, items)
+        if not items:
             return []
         if not self._router.acquire(route):  # its breaker is open: nothing sent
             return items
@@ -378,6 +385,38 @@ class AuthorizationPipeline:
             item.answer = answer
         return []
 
+    async def _record_intents(self, route: str, items: list[_Item]) -> list[_Item]:
+        """Records, durably, that these items are about to be sent to route (intent before
+        send); returns those that may be sent. If their outcome is never journaled, the
+        reversal worker records them as unknown and reverses them on that route."""
+        now = self._clock()
+        intents = [
+            Intent(
+                transaction_id=i.transaction_id,
+                merchant_id=i.authorization.merchant_id,
+                idempotency_key=i.authorization.idempotency_key,
+                request_hash=i.request_hash,
+                route=route,
+                amount=i.authorization.amount,
+                masked_instrument=i.instrument.masked,
+                fingerprint=i.instrument.fingerprint,
+                token=i.instrument.token,
+                created_at=now,
+            )
+            for i in items
+        ]
+        try:
+            recorded = await self._journal.record_intents(intents)
+        except Exception as exc:
+            log.exception("recording %d intents failed; nothing sent", len(items))
+            for item in items:
+                item.unsent = Unavailable(f"journal failed: {type(exc).__name__}; nothing was sent, retry")
+            return []
+        for item in items:
+            if item.transaction_id not in recorded:  # an earlier attempt with this key may be at the network
+                item.unsent = Unavailable("an earlier attempt with this idempotency key is being settled; retry later")
+        return [item for item in items if item.unsent is None]
+
     def _time_left(self, items: list[_Item]) -> float:
         """The adapter's budget: the configured timeout, cut to the nearest caller's
         deadline less what the journal commit and the answer still need."""
@@ -389,14 +428,22 @@ class AuthorizationPipeline:
 
     async def _commit(self, items: list[_Item], outcomes: list[Outcome | None]) -> None:
         """Journals every answer in one commit, then completes the claims."""
+        now = self._clock()
+        unsent = [item for item in items if item.unsent is not None]
+        if unsent:
+            for item in unsent:
+                outcomes[item.index] = item.unsent
+            await self._complete([_give_back(item) for item in unsent], now)
+            items = [item for item in items if item.unsent is None]
         if not items:
             return
-        now = self._clock()
         results = [item.settle() for item in items]
         rows = [(self._record(i, r, now), self._entry(i, r, now)) for i, r in zip(items, results, strict=True)]
         try:
             earlier = await self._journal.record_authorizations(rows)
         except Exception as exc:
+            # The sent ones' intents stay: the reversal worker records them as unknown and
+            # reverses them, and until then a retry with the same key is not sent again.
             log.exception("journal commit of %d authorizations failed", len(items))
             await self._complete([_give_back(i) for i in items], now)
             for item in items:

@@ -1,5 +1,14 @@
 """The reversal queue: authorizations whose outcome is unknown are undone on their route.
 
+Each pass first settles abandoned intents: authorizations recorded as about to be
+sent (switch.pipeline records an intent before each send) whose outcome was never
+journaled, because the switch crashed or its commit failed after the route may
+have approved them. Once older than the lease (no live batch takes that long)
+each is journaled as UNKNOWN, declined 91, with a pending reversal, exactly as an
+authorization that timed out; a commit that lands late loses to that record by
+the (merchant, idempotency key) guard, so the network's approval is reversed,
+never forgotten, and a retry with the same key replays the 91.
+
 The pipeline journals a pending reversal in the same commit as the unknown outcome,
 so it survives any crash after the caller was told. This worker sends the route
 a reversal for each due one, with exponential backoff, until the route answers;
@@ -22,9 +31,9 @@ from dataclasses import replace
 
 from switch import idempotency
 from switch.adapter import AdapterRequest, AdapterResult
-from switch.models import JournalEntry, OperationKind, TransactionRecord, TransactionStatus
+from switch.models import AuthorizationResult, JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
 from switch.routing import Router
-from switch.stores.base import Journal, PendingReversal
+from switch.stores.base import Intent, Journal, PendingReversal
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +50,14 @@ class ReversalWorker:
         *,
         interval: float = 0.2,
         time_left: float = 2.0,
+        intent_lease: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._journal = journal
         self._router = router
         self._interval = interval
         self._time_left = time_left
+        self._intent_lease = intent_lease
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
@@ -60,13 +71,32 @@ class ReversalWorker:
                 await self._task
 
     async def run_once(self) -> int:
-        """Sends every due reversal once; returns how many the routes acknowledged."""
+        """Settles abandoned intents, then sends every due reversal once; returns how many
+        reversals the routes acknowledged."""
+        await self.settle_abandoned_intents()
         due = await self._journal.due_reversals(self._clock(), BATCH)
         by_route: dict[str, list[PendingReversal]] = defaultdict(list)
         for pending in due:
             by_route[pending.route].append(pending)
         done = await asyncio.gather(*(self._reverse(route, group) for route, group in by_route.items()))
         return sum(done)
+
+    async def settle_abandoned_intents(self) -> int:
+        """Journals each intent older than the lease that has no outcome as UNKNOWN (with
+        its pending reversal); returns how many it recorded."""
+        now = self._clock()
+        abandoned = await self._journal.abandoned_intents(now - self._intent_lease, BATCH)
+        recorded = 0
+        if abandoned:
+            earlier = await self._journal.record_authorizations([unknown_outcome(i, now) for i in abandoned])
+            recorded = sum(found is None for found in earlier)
+            for intent, found in zip(abandoned, earlier, strict=True):
+                if found is None:
+                    log.warning(
+                        "%s was sent on %s and never journaled; reversing it", intent.transaction_id, intent.route
+                    )
+        await self._journal.prune_intents(now)
+        return recorded
 
     async def _run_forever(self) -> None:
         while True:
@@ -130,3 +160,45 @@ def _reversal_request(record: TransactionRecord) -> AdapterRequest:
         amount=record.authorized,
         authorization_code=record.authorization_code,
     )
+
+
+def unknown_outcome(intent: Intent, now: float) -> tuple[TransactionRecord, JournalEntry]:
+    """What the journal records for an intent whose outcome it never heard: the same
+    UNKNOWN, declined 91, as an authorization whose route did not answer in time."""
+    answer = AdapterResult.timed_out()
+    result = AuthorizationResult(
+        idempotency_key=intent.idempotency_key,
+        transaction_id=intent.transaction_id,
+        response_code=answer.response_code,
+        message=answer.message,
+        route=intent.route,
+        token=intent.token,
+        fee=Money.zero(intent.amount.currency),
+    )
+    record = TransactionRecord(
+        transaction_id=intent.transaction_id,
+        merchant_id=intent.merchant_id,
+        idempotency_key=intent.idempotency_key,
+        status=TransactionStatus.UNKNOWN,
+        authorized=intent.amount,
+        route=intent.route,
+        masked_instrument=intent.masked_instrument,
+        fingerprint=intent.fingerprint,
+        token=intent.token,
+        response_code=answer.response_code,
+        created_at=now,
+        updated_at=now,
+    )
+    entry = JournalEntry(
+        transaction_id=intent.transaction_id,
+        merchant_id=intent.merchant_id,
+        idempotency_key=intent.idempotency_key,
+        kind=OperationKind.AUTHORIZE,
+        amount=intent.amount,
+        response_code=answer.response_code,
+        status=TransactionStatus.UNKNOWN,
+        request_hash=intent.request_hash,
+        response=idempotency.encode_result(result),
+        created_at=now,
+    )
+    return record, entry

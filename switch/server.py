@@ -138,7 +138,7 @@ async def build(settings: Settings) -> RunningSwitch:
     services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, server)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
-    reversals = ReversalWorker(journal, router, time_left=timeout)
+    reversals = ReversalWorker(journal, router, time_left=timeout, intent_lease=settings.idempotency.lease_seconds)
     batcher.start()
     reversals.start()
     await server.start()

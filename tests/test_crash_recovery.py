@@ -290,7 +290,7 @@ async def production_switch(tmp_path: Path) -> AsyncIterator[tuple[Switch, str, 
     )
     config = tmp_path / "switch.toml"
     config.write_text(
-        f"[idempotency]\nlease_seconds = {LEASE_SECONDS}\n"
+        f"[idempotency]\nlease_seconds = {LEASE_SECONDS}\n[adapters]\ntimeout_ms = {LEASE_SECONDS * 500}\n"
         f'[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{TOKEN_KEY}" }}\n'
     )
     switch = Switch(env, _free_port(), tmp_path / "switch.log", config)

@@ -7,6 +7,7 @@ down, a journal that fails, and a duplicate only the journal's unique guard sees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -16,10 +17,11 @@ import pytest
 
 from switch.adapter import AdapterResult
 from switch.breaker import Breakers, BreakerSettings
-from switch.errors import IdempotencyConflict, Unavailable
+from switch.errors import DeadlineExceeded, IdempotencyConflict, Unavailable
 from switch.fees import FeeEngine
 from switch.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
 from switch.pipeline import AuthorizationPipeline, InFlight
+from switch.reversals import ReversalWorker
 from switch.risk import RiskRules
 from switch.routes import parse_routing
 from switch.routing import Router
@@ -111,7 +113,13 @@ async def test_issuer_decline_is_journaled(rig: Rig) -> None:
     assert record is not None and record.status is TransactionStatus.DECLINED and record.response_code == "51"
 
 
-async def test_journal_failure_gives_the_keys_back(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_commit_after_an_approval_is_reversed_never_sent_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network approved, the journal commit failed: the caller may retry with the
+    same key, but the intent recorded before the send keeps the retry from charging
+    again, and the reversal worker journals the approval as unknown and reverses it."""
+
     async def broken(*_: object) -> None:
         raise ConnectionError("disk gone")
 
@@ -120,6 +128,71 @@ async def test_journal_failure_gives_the_keys_back(rig: Rig, monkeypatch: pytest
         (outcome,) = await rig.pipeline.run([authorization("retry-me")])
     assert isinstance(outcome, Unavailable)
     (retried,) = await rig.pipeline.run([authorization("retry-me")])
+    assert isinstance(retried, Unavailable) and "being settled" in retried.message
+    assert [r.kind.value for r in rig.adapter.seen] == ["authorize"]  # not sent a second time
+
+    worker = ReversalWorker(rig.journal, rig.pipeline._router, intent_lease=0.0)
+    assert await worker.run_once() == 1  # settled as unknown, then reversed
+    (authorize, reverse) = rig.adapter.seen
+    assert (reverse.kind.value, reverse.transaction_id) == ("reverse", authorize.transaction_id)
+    (replayed,) = await rig.pipeline.run([authorization("retry-me")])
+    assert result(replayed).replayed and result(replayed).response_code == "91"
+    record = await rig.journal.get_transaction(authorize.transaction_id)
+    assert record is not None and record.status is TransactionStatus.REVERSED
+    assert len(rig.adapter.seen) == 2
+
+
+async def test_a_switch_killed_mid_commit_is_settled_by_another(rig: Rig, tmp_path: Path) -> None:
+    """Killed after the send, before the commit: another process on the same journal
+    finds the intent, journals the authorization as unknown and reverses it."""
+    committing = asyncio.Event()
+
+    async def hangs(*_: object) -> None:
+        committing.set()
+        await asyncio.Event().wait()
+
+    rig.journal.record_authorizations = hangs  # type: ignore[method-assign]
+    killed = asyncio.ensure_future(rig.pipeline.run([authorization("killed")]))
+    await committing.wait()
+    killed.cancel()  # nothing after this point runs, as with kill -9
+    with contextlib.suppress(asyncio.CancelledError):
+        await killed
+    (sent,) = rig.adapter.seen
+
+    other = await SqliteJournal.open(tmp_path / "j.sqlite3")
+    try:
+        assert await ReversalWorker(other, rig.pipeline._router, intent_lease=0.0).run_once() == 1
+        stored = await other.get_transaction(sent.transaction_id)
+        assert stored is not None and stored.status is TransactionStatus.REVERSED
+    finally:
+        await other.close()
+    assert [(r.kind.value, r.transaction_id) for r in rig.adapter.seen] == [
+        ("authorize", sent.transaction_id),
+        ("reverse", sent.transaction_id),
+    ]
+
+
+async def test_intents_within_the_lease_are_left_to_their_batch(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: object) -> None:
+        raise ConnectionError("disk gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.journal, "record_authorizations", broken)
+        await rig.pipeline.run([authorization("young")])
+    assert await ReversalWorker(rig.journal, rig.pipeline._router, intent_lease=30.0).run_once() == 0
+    assert len(rig.adapter.seen) == 1 and await rig.journal.find_entries([("m-1", "young")]) == {}
+    assert [i.idempotency_key for i in await rig.journal.abandoned_intents(time.time() + 1, 10)] == ["young"]
+
+
+async def test_an_intent_that_cannot_be_recorded_sends_nothing(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: object) -> None:
+        raise ConnectionError("disk gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.journal, "record_intents", broken)
+        (outcome,) = await rig.pipeline.run([authorization("not-sent")])
+    assert isinstance(outcome, Unavailable) and rig.adapter.seen == []
+    (retried,) = await rig.pipeline.run([authorization("not-sent")])  # the key was given back
     assert result(retried).response_code == "00" and not result(retried).replayed
 
 
@@ -144,9 +217,11 @@ async def test_the_callers_deadline_cuts_the_adapters_time(rig: Rig) -> None:
 
 
 async def test_nothing_is_sent_once_the_deadline_has_passed(rig: Rig) -> None:
+    """A caller already gone gets no decline it cannot see, and its key stays free."""
     gone = asyncio.get_running_loop().time() - 1.0
     (outcome,) = await rig.pipeline.run([replace(authorization("late"), deadline=gone)])
-    assert result(outcome).response_code == "91"
+    assert isinstance(outcome, DeadlineExceeded)
     assert rig.adapter.seen == []
-    record = await rig.journal.get_transaction(result(outcome).transaction_id)
-    assert record is not None and record.status is TransactionStatus.DECLINED  # known: never sent
+    assert await rig.journal.find_entries([("m-1", "late")]) == {}
+    (retried,) = await rig.pipeline.run([authorization("late")])
+    assert result(retried).response_code == "00" and not result(retried).replayed

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from switch.models import JournalEntry, TransactionRecord
+from switch.models import JournalEntry, Money, TransactionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +107,27 @@ class PendingReversal:
     next_attempt_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """An authorization about to be sent to a route, recorded before it is sent.
+
+    It holds what the journal needs to record the authorization as UNKNOWN (and
+    reverse it) if no outcome is ever journaled: a switch that crashed, or whose
+    commit failed, after the route may have approved it.
+    """
+
+    transaction_id: str
+    merchant_id: str
+    idempotency_key: str
+    request_hash: str
+    route: str
+    amount: Money
+    masked_instrument: str
+    fingerprint: str
+    token: str
+    created_at: float
+
+
 class Journal(Protocol):
     async def record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
@@ -119,6 +140,23 @@ class Journal(Protocol):
         outcome is UNKNOWN gets a pending reversal in the same commit, so the
         reversal is durable before the caller hears anything.
         """
+        ...
+
+    async def record_intents(self, intents: Sequence[Intent]) -> set[str]:
+        """Durably records that these authorizations are about to be sent; returns the
+        transaction ids recorded. One whose (merchant, idempotency key) an intent of
+        another transaction holds is not: an earlier attempt may have reached the
+        network, so this one must not be sent. Recording an intent again (failover to
+        another route) moves it to that route."""
+        ...
+
+    async def abandoned_intents(self, before: float, limit: int) -> list[Intent]:
+        """Intents recorded before `before` whose authorization has no journal entry:
+        sent, perhaps approved, and never journaled."""
+        ...
+
+    async def prune_intents(self, before: float) -> int:
+        """Forgets intents recorded before `before` whose authorization is journaled."""
         ...
 
     async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:

@@ -32,12 +32,15 @@ import asyncpg
 import orjson
 
 from switch.models import JournalEntry, TransactionRecord
-from switch.stores.base import ApplyOutcome, ApplyStatus, PendingReversal
+from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
+    INTENT_COLUMNS,
     TRANSACTION_COLUMNS,
     entry_from_row,
     entry_row,
+    intent_from_row,
+    intent_row,
     record_from_row,
     reversal_rows,
     transaction_row,
@@ -100,6 +103,23 @@ MIGRATIONS: tuple[str, ...] = (
     # construction; the journal tests look for them.
     """
     ALTER TABLE journal_entries DROP CONSTRAINT IF EXISTS journal_entries_transaction_id_fkey;
+    """,
+    """
+    CREATE TABLE authorization_intents (
+        merchant_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        route TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount_minor BIGINT NOT NULL,
+        masked_instrument TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        token TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (merchant_id, idempotency_key)
+    );
+    CREATE INDEX authorization_intents_age ON authorization_intents (created_at);
     """,
 )
 
@@ -202,6 +222,27 @@ _SELECT_ENTRIES = f"""
 """
 _SELECT_ENTRY = f"SELECT {_ENTRY_LIST} FROM journal_entries WHERE merchant_id = $1 AND idempotency_key = $2"
 _SELECT_TRANSACTION = f"SELECT {_TRANSACTION_LIST} FROM transactions WHERE transaction_id = $1"
+_INTENT_LIST = ", ".join(INTENT_COLUMNS)
+# $1: the intents as one JSON array of rows. An intent of the same transaction moves
+# to the new route (failover); one of another transaction stays, and that
+# authorization is not returned, so it is not sent.
+_RECORD_INTENTS = f"""
+    INSERT INTO authorization_intents ({_INTENT_LIST})
+    SELECT {_INTENT_LIST} FROM ({_rows(INTENT_COLUMNS, 1)}) AS batch
+    ON CONFLICT (merchant_id, idempotency_key) DO UPDATE
+        SET route = EXCLUDED.route, created_at = EXCLUDED.created_at
+        WHERE authorization_intents.transaction_id = EXCLUDED.transaction_id
+    RETURNING transaction_id
+"""
+_UNJOURNALED = (
+    "NOT EXISTS (SELECT 1 FROM journal_entries AS e "
+    "WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key)"
+)
+_ABANDONED_INTENTS = (
+    f"SELECT {', '.join(f'i.{c}' for c in INTENT_COLUMNS)} FROM authorization_intents AS i "
+    f"WHERE i.created_at < $1 AND {_UNJOURNALED} ORDER BY i.created_at LIMIT $2"
+)
+_PRUNE_INTENTS = f"DELETE FROM authorization_intents AS i WHERE i.created_at < $1 AND NOT {_UNJOURNALED}"
 _UPDATE_TRANSACTION = (
     "UPDATE transactions SET "
     + ", ".join(f"{column} = ${n}" for n, column in enumerate(TRANSACTION_COLUMNS[1:], start=2))
@@ -288,6 +329,17 @@ class PostgresJournal:
             except _Rollback as rollback:
                 return rollback.outcome
         return ApplyOutcome(ApplyStatus.APPLIED)
+
+    async def record_intents(self, intents: Sequence[Intent]) -> set[str]:
+        rows = await self._pool.fetch(_RECORD_INTENTS, _json([intent_row(intent) for intent in intents]))
+        return {row[0] for row in rows}
+
+    async def abandoned_intents(self, before: float, limit: int) -> list[Intent]:
+        return [intent_from_row(row) for row in await self._pool.fetch(_ABANDONED_INTENTS, before, limit)]
+
+    async def prune_intents(self, before: float) -> int:
+        status = await self._pool.execute(_PRUNE_INTENTS, before)
+        return int(status.rpartition(" ")[2])
 
     async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:
         rows = await self._pool.fetch(

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from switch.models import JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
+from switch.stores.base import Intent
 
 TRANSACTION_COLUMNS = (
     "transaction_id",
@@ -48,6 +49,53 @@ ENTRY_COLUMNS = (
     "fee_shares",
     "created_at",
 )
+
+
+INTENT_COLUMNS = (
+    "transaction_id",
+    "merchant_id",
+    "idempotency_key",
+    "request_hash",
+    "route",
+    "currency",
+    "amount_minor",
+    "masked_instrument",
+    "fingerprint",
+    "token",
+    "created_at",
+)
+
+
+def intent_row(intent: Intent) -> tuple[Any, ...]:
+    return (
+        intent.transaction_id,
+        intent.merchant_id,
+        intent.idempotency_key,
+        intent.request_hash,
+        intent.route,
+        intent.amount.currency,
+        intent.amount.minor_units,
+        intent.masked_instrument,
+        intent.fingerprint,
+        intent.token,
+        intent.created_at,
+    )
+
+
+def intent_from_row(row: Any) -> Intent:
+    """row: a sequence in INTENT_COLUMNS order."""
+    return Intent(
+        transaction_id=row[0],
+        merchant_id=row[1],
+        idempotency_key=row[2],
+        request_hash=row[3],
+        route=row[4],
+        amount=Money(int(row[6]), row[5]),
+        masked_instrument=row[7],
+        fingerprint=row[8],
+        token=row[9],
+        created_at=float(row[10]),
+    )
 
 
 def transaction_row(record: TransactionRecord) -> tuple[Any, ...]:

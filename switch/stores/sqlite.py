@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from switch.models import JournalEntry, TransactionRecord
-from switch.stores.base import ApplyOutcome, ApplyStatus, PendingReversal
+from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
+    INTENT_COLUMNS,
     TRANSACTION_COLUMNS,
     entry_from_row,
     entry_row,
+    intent_from_row,
+    intent_row,
     record_from_row,
     reversal_rows,
     transaction_row,
@@ -80,6 +83,23 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX reversals_due ON reversals (done, next_attempt_at);
     """,
+    """
+    CREATE TABLE authorization_intents (
+        merchant_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        route TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        masked_instrument TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        token TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (merchant_id, idempotency_key)
+    );
+    CREATE INDEX authorization_intents_age ON authorization_intents (created_at);
+    """,
 )
 
 _CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables
@@ -99,6 +119,16 @@ _UPDATE_TRANSACTION = (
     "WHERE transaction_id = ? AND version = ?"
 )
 _SELECT_ENTRY_JOINED = f"SELECT {', '.join(f'e.{c}' for c in ENTRY_COLUMNS)}"
+# An intent of the same transaction moves to the new route; one of another transaction stays.
+_RECORD_INTENT = (
+    f"INSERT INTO authorization_intents ({', '.join(INTENT_COLUMNS)}) VALUES ({', '.join('?' * len(INTENT_COLUMNS))}) "
+    "ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET route = excluded.route, created_at = excluded.created_at "
+    "WHERE authorization_intents.transaction_id = excluded.transaction_id"
+)
+_UNJOURNALED = (
+    "NOT EXISTS (SELECT 1 FROM journal_entries AS e "
+    "WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key)"
+)
 
 
 class SqliteJournal:
@@ -162,6 +192,44 @@ class SqliteJournal:
             return ApplyOutcome(ApplyStatus.STALE)
         self._db.execute(_INSERT_ENTRY, entry_row(entry))
         return ApplyOutcome(ApplyStatus.APPLIED)
+
+    async def record_intents(self, intents: Sequence[Intent]) -> set[str]:
+        with _transaction(self._db):
+            self._db.executemany(_RECORD_INTENT, [intent_row(intent) for intent in intents])
+            held = {
+                (intent.merchant_id, intent.idempotency_key, intent.transaction_id)
+                for intent in self._intents_of([(i.merchant_id, i.idempotency_key) for i in intents])
+            }
+        return {i.transaction_id for i in intents if (i.merchant_id, i.idempotency_key, i.transaction_id) in held}
+
+    async def abandoned_intents(self, before: float, limit: int) -> list[Intent]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(f'i.{c}' for c in INTENT_COLUMNS)} FROM authorization_intents AS i "
+            f"WHERE i.created_at < ? AND {_UNJOURNALED} ORDER BY i.created_at LIMIT ?",
+            (before, limit),
+        )
+        return [intent_from_row(row) for row in rows]
+
+    async def prune_intents(self, before: float) -> int:
+        with _transaction(self._db):
+            pruned = self._db.execute(
+                f"DELETE FROM authorization_intents AS i WHERE i.created_at < ? AND NOT {_UNJOURNALED}", (before,)
+            )
+        return int(pruned.rowcount)
+
+    def _intents_of(self, scopes: Sequence[tuple[str, str]]) -> list[Intent]:
+        found: list[Intent] = []
+        for start in range(0, len(scopes), _CHUNK):
+            chunk = scopes[start : start + _CHUNK]
+            placeholders = ", ".join("(?, ?)" for _ in chunk)
+            rows = self._db.execute(
+                f"SELECT {', '.join(f'i.{c}' for c in INTENT_COLUMNS)} FROM (VALUES {placeholders}) AS wanted "
+                "JOIN authorization_intents AS i "
+                "ON i.merchant_id = wanted.column1 AND i.idempotency_key = wanted.column2",
+                [value for scope in chunk for value in scope],
+            )
+            found.extend(intent_from_row(row) for row in rows)
+        return found
 
     async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:
         rows = self._db.execute(

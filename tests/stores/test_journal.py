@@ -28,7 +28,7 @@ from switch.models import (
     mask_pan,
 )
 from switch.stores import postgres
-from switch.stores.base import ApplyOutcome, ApplyStatus, Journal
+from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, Journal
 from switch.stores.postgres import PostgresJournal
 from switch.stores.sqlite import SqliteJournal
 from tests.conftest import POSTGRES_DSN
@@ -406,3 +406,39 @@ async def test_pending_reversals_survive_a_restart(backend: Backend) -> None:
         assert [p.transaction_id for p in await reopened.due_reversals(T0 + 100, 10)] == ["tx-6"]
     finally:
         await backend.close(reopened)
+
+
+# --- intents: recorded before a send, settled if never journaled ---
+
+
+def intent(n: int, merchant: str = "m-1", route: str = "sim-visa", at: float = T0, tx: str = "") -> Intent:
+    rec = record(n, merchant)
+    return Intent(
+        transaction_id=tx or rec.transaction_id,
+        merchant_id=merchant,
+        idempotency_key=rec.idempotency_key,
+        request_hash=f"hash-{rec.idempotency_key}",
+        route=route,
+        amount=rec.authorized,
+        masked_instrument=rec.masked_instrument,
+        fingerprint=rec.fingerprint,
+        token=rec.token,
+        created_at=at,
+    )
+
+
+async def test_an_intent_is_held_by_its_transaction_alone(journal: Journal) -> None:
+    assert await journal.record_intents([intent(1), intent(2)]) == {"tx-1", "tx-2"}
+    # Another attempt with key-1 (a new transaction id) must not be sent; the same one may move route.
+    assert await journal.record_intents([intent(1, tx="tx-other"), intent(2, route="sim-mc", at=T0 + 1)]) == {"tx-2"}
+    (moved,) = [i for i in await journal.abandoned_intents(T0 + 2, 10) if i.transaction_id == "tx-2"]
+    assert (moved.route, moved.created_at) == ("sim-mc", T0 + 1)
+
+
+async def test_intents_without_an_outcome_are_abandoned_once_old(journal: Journal) -> None:
+    await journal.record_intents([intent(1, at=T0), intent(2, at=T0), intent(3, at=T0 + 50)])
+    await journal.record_authorizations([authorization(2)])  # tx-2's outcome was journaled
+    assert [i.transaction_id for i in await journal.abandoned_intents(T0 + 10, 10)] == ["tx-1"]
+    assert [i for i in await journal.abandoned_intents(T0 + 10, 10)] == [intent(1, at=T0)]  # round trip
+    assert await journal.prune_intents(T0 + 100) == 1  # tx-2's, journaled; tx-1 and tx-3 stay
+    assert {i.transaction_id for i in await journal.abandoned_intents(T0 + 100, 10)} == {"tx-1", "tx-3"}
