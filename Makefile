@@ -1,14 +1,19 @@
 # The two commands of the README: `make demo` runs the switch's demo on the
 # embedded default; `make test` passes the tests. Both set everything up first.
+# demo, serve, bench, stages and sizing pass ARGS to their command, since make
+# takes options after the target as its own: `make bench ARGS=--quick`,
+# `make stages ARGS="--batch 16"`.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ARGS ?=
 
 .PHONY: install demo serve test protos lint bench stages sizing clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
+	@echo "installing into $(VENV) with its C extensions and the development tools (first run: about a minute)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -17,10 +22,10 @@ $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/switch demo
+	$(VENV)/bin/switch demo $(ARGS)
 
 serve: install
-	$(VENV)/bin/switch serve
+	$(VENV)/bin/switch serve $(ARGS)
 
 # Twice: with the Cython modules, then with their pure-Python twins (the gates that
 # read source, not behaviour, run once).
@@ -36,13 +41,13 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: install
-	$(PY) loadtests/capacity.py
+	$(PY) loadtests/capacity.py $(ARGS)
 
 stages: install
-	$(PY) loadtests/stages.py
+	$(PY) loadtests/stages.py $(ARGS)
 
 sizing: install
-	$(PY) loadtests/sizing.py
+	$(PY) loadtests/sizing.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so switch-data

@@ -33,11 +33,13 @@ Runs (from the repository root; the switch listens on --host, default 127.0.0.1:
     .venv/bin/locust -f loadtests/locustfile.py --headless -u 8 -t 15s --tags batch stream
 
     # one worker process per core on this machine (-1: os.cpu_count(); or a number)
-    .venv/bin/locust -f loadtests/locustfile.py --headless -u 40 -r 40 -t 60s --processes -1 --csv ...
+    .venv/bin/locust -f loadtests/locustfile.py --headless -u 40 -r 40 -t 60s --processes -1 \\
+        --csv loadtests/reports/latest/switch
 
     # distributed: one master, workers on other machines (each with this repository and its .venv)
     .venv/bin/locust -f loadtests/locustfile.py --master --master-bind-host 10.0.0.5 --expect-workers 4 \\
-        --headless -u 200 -r 50 -t 5m --host switch.internal:50051 --csv reports/run --html reports/run.html
+        --headless -u 200 -r 50 -t 5m --host switch.internal:50051 \\
+        --csv loadtests/reports/latest/run --html loadtests/reports/latest/run.html
     .venv/bin/locust -f loadtests/locustfile.py --worker --master-host 10.0.0.5 --processes -1
 
     # a remote switch: only --host changes (plaintext gRPC; TLS is not wired in)

@@ -299,6 +299,14 @@ def format_table(summaries: Sequence[ScenarioSummary]) -> str:
     return "\n".join([render[0], rule, *render[1:-1], rule, render[-1]])
 
 
+def locust_processes(processes: int) -> int:
+    """The Locust processes that generate load for --processes: -1 forks one per core
+    (Locust's own rule, os.cpu_count()), 0 forks none, so one process runs the users."""
+    if processes == -1:
+        return os.cpu_count() or 1
+    return max(processes, 1)
+
+
 # --- the command -----------------------------------------------------------------------------------
 
 
@@ -334,8 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries = summarize(read_stats(args.out))
     print(
         f"sizing: {args.stores} stores, {'network simulators' if args.real_routes else 'simulated routes'}, "
-        f"{args.users} users, {args.run_time:g} s, Locust processes {args.processes}, batch {args.batch_size}, "
-        f"{os.cpu_count()} CPUs, {time.monotonic() - started:.0f} s in all"
+        f"{args.users} users, {args.run_time:g} s, Locust processes {locust_processes(args.processes)}, "
+        f"batch {args.batch_size}, {os.cpu_count()} CPUs, {time.monotonic() - started:.0f} s in all"
     )
     print(format_table(summaries))
     print(f"reports: {args.out / (REPORT_PREFIX + '_stats.csv')}, {args.out / (REPORT_PREFIX + '.html')}")

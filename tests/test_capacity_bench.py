@@ -19,7 +19,8 @@ def test_a_tiny_run_prints_the_table_with_every_row(tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
     command = [sys.executable, str(ROOT / "loadtests" / "capacity.py"), "--quick", "--duration", "0.4"]
     command += ["--warmup", "0.1", "--stores", "embedded", "--batch-items", "20", "--json", str(out)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=28, check=False)
+    # The timeout only catches a hang: how fast this machine is must not decide the test.
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     printed = done.stdout
     assert "### Capacity" in printed and "- command: `python loadtests/capacity.py --quick" in printed
@@ -27,13 +28,17 @@ def test_a_tiny_run_prints_the_table_with_every_row(tmp_path: Path) -> None:
     table = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith(("| row", "| ---"))]
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
     assert [(c[0], c[1]) for c in cells] == [(row, mode) for mode in MODES for row in ROWS]
-    for c in cells:
-        assert float(c[2].replace(",", "")) > 0, c  # auth/s
-        assert c[5] != "-", c  # p99 @80%
     assert "Targets (row (a) on Redis + PostgreSQL):" in printed
     report = orjson.loads(out.read_bytes())
     assert len(report["rows"]) == 9
-    assert all(row["failed_calls"] == 0 and row["item_errors"] == 0 for row in report["rows"])
+    # What ran, not how fast: in 0.4 s a busy machine may answer nothing at all.
+    for row in report["rows"]:
+        assert row["failed_calls"] == 0 and row["item_errors"] == 0, row
+        assert len(row["runs_per_s"]) == 1, row  # one max-rate run (--quick: one repeat)
+        per_call = 20 if row["mode"] == "batch" else 1
+        assert row["authorizations"] == per_call * row["calls"], row
+        # the open-loop run follows a max rate it can take 80% of, and only then
+        assert (row["p99_at_load_ms"] is None) == (row["authorizations_per_s"] == 0), row
     assert all(row["sim_cores"] is not None for row in report["rows"] if row["target"] == "embedded-b")
 
 
@@ -74,6 +79,53 @@ def test_a_latency_target_shows_the_bare_echos_own_tail_beside_it() -> None:
         return {"target": target, "mode": mode, "p99_at_load_ms": p99, "vs_echo": 1.0, "authorizations_per_s": 1.0}
 
     rows = [row("echo", "unary", 142.6), row("production-a", "unary", 52.8), row("production-a", "batch", 31.0)]
-    shown = {check["what"]: check["shown"] for check in capacity._check_targets(rows)}
+    shown = {check["what"]: check["shown"] for check in capacity._check_targets(rows, duration_s=5.0)}
     assert shown["p99 at 80% of max, production (a), unary"] == "52.8 ms (bare echo in this run: 142.6 ms)"
     assert shown["p99 at 80% of max, production (a), batch"] == "31.0 ms"  # no echo row for batch in this run
+
+
+def _report(authorizations: int, store_cpu_s: float = 0.0) -> dict[str, object]:
+    """A load generator's report of one 1.5 s run."""
+    return {
+        "calls": authorizations, "authorizations": authorizations, "approved": authorizations, "declined": 0,
+        "item_errors": 0, "failed_calls": {}, "elapsed": 1.5, "p50_ms": 5.0, "p99_ms": 9.0, "count_bound": False,
+        "server_cpu_s": 1.4, "sim_cpu_s": 0.0, "store_cpu_s": store_cpu_s, "client_cpu_s": 0.9,
+    }  # fmt: skip
+
+
+def test_a_run_too_short_to_measure_judges_no_target_and_shows_no_negative_cores() -> None:
+    # A --quick run of 1.5 s gave an echo of 3,790 calls/s, the switch at 1.318x it printed
+    # as "holds", and "stores cores -0.04" (a store process exited between two readings).
+    args = capacity._parser().parse_args(["--quick", "--stores", "production", "--rows", "a", "--modes", "unary"])
+    capacity._settle_defaults(args)
+    targets = [
+        capacity.Target("echo", "echo", [], {}, Path("echo.log"), 1),
+        capacity.Target("production-a", "production (a) simulated", [], {}, Path("a.log"), 2),
+    ]
+    results = [
+        capacity.run_result("echo", "unary", "max", 0.0, _report(5685)),
+        capacity.run_result("production-a", "unary", "max", 0.0, _report(7493, -0.06)),
+        capacity.run_result("echo", "unary", "load", 3032.0, _report(4548)),
+        capacity.run_result("production-a", "unary", "load", 3996.0, _report(5994)),
+    ]
+    meta = capacity._meta(args, ["--quick"])
+    report = capacity.build_report(args, meta, ["unary"], targets, results)
+    switch_row = next(row for row in report["rows"] if row["target"] == "production-a")
+    assert switch_row["vs_echo"] > 1 and switch_row["store_cores"] == 0.0
+    assert report["targets"] and all(check["holds"] is None for check in report["targets"]), report["targets"]
+    printed = capacity.render_markdown(report)
+    verdicts = [line for line in printed.splitlines() if line.startswith("- ") and "(target " in line]
+    assert verdicts and all("**not measured: run too short (1.5 s per run" in line for line in verdicts), verdicts
+    assert "holds" not in "\n".join(verdicts) and "-0." not in printed
+
+
+def test_a_run_long_enough_is_judged() -> None:
+    rows = [
+        {"target": "production-a", "mode": "batch", "p99_at_load_ms": 31.0, "vs_echo": 0.05,
+         "authorizations_per_s": 20_000.0},
+    ]  # fmt: skip
+    checks = {check["what"]: check["holds"] for check in capacity._check_targets(rows, duration_s=5.0)}
+    assert checks == {
+        "AuthorizeBatch, production (a), authorizations/s": False,
+        "p99 at 80% of max, production (a), batch": True,
+    }

@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from tests.conftest import POSTGRES_DSN, REDIS_URL
 
@@ -27,10 +29,11 @@ def test_one_worker_prints_its_row_and_names_the_added_configuration(tmp_path: P
     assert report["meta"]["extra_config"] == extra.read_text()
     points = {(p["target"], p["workers"]): p for p in report["points"]}
     assert set(points) == {("echo", 1), ("switch", 1)}
-    switch = points["switch", 1]
-    assert switch["authorizations_per_s"] > 0 and not switch["error"]
-    assert switch["failed_calls"] == {} and switch["item_errors"] == 0
-    assert (out / "scaling.txt").read_text().startswith("scaling:")
+    for point in points.values():
+        _ran_clean(point, duration_s=0.5)
+    table = (out / "scaling.txt").read_text()
+    assert table.startswith("scaling:")
+    assert any(line.split()[:1] == ["1"] for line in table.splitlines()), table  # the row of one worker
 
 
 def test_one_worker_on_a_redis_cluster_the_run_starts(tmp_path: Path) -> None:
@@ -45,9 +48,18 @@ def test_one_worker_on_a_redis_cluster_the_run_starts(tmp_path: Path) -> None:
     report = orjson.loads((out / "scaling.json").read_bytes())
     assert report["meta"]["redis_cluster"] == 3
     switch = next(p for p in report["points"] if p["target"] == "switch")
-    assert switch["authorizations_per_s"] > 0 and not switch["error"]
-    assert switch["failed_calls"] == {} and switch["item_errors"] == 0
+    _ran_clean(switch, duration_s=0.5)
     assert 0 <= switch["redis_busiest_cores"] <= switch["redis_cores"] + 1e-6
+
+
+def _ran_clean(point: dict[str, Any], *, duration_s: float) -> None:
+    """The point ran without errors and its figures agree with its counts. Not how fast:
+    a 0.5 s window on a busy machine may close before the first batch is answered."""
+    assert not point["error"] and point["failed_calls"] == {} and point["item_errors"] == 0, point
+    assert point["authorizations_per_s"] == pytest.approx(point["calls"] * 100 / duration_s), point
+    # every 8th call's answers are read item by item: at most all the calls' 100 items
+    sampled = point["sampled_approved"] + point["sampled_declined"]
+    assert sampled % 100 == 0 and sampled <= point["calls"] * 100, point
 
 
 def test_a_cluster_of_fewer_than_three_primaries_is_refused() -> None:
