@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,7 @@ def test_a_switch_from_the_environment(text: str, expected: bool) -> None:
             "routing.rules[0].candidates[0].route",
         ),
         ({"routing": {"order_by": "luck"}}, "routing.order_by"),
+        ({"idempotency": {"lease_seconds": 3}, "adapters": {"timeout_ms": 2000}}, "idempotency.lease_seconds"),
     ],
 )
 def test_errors_name_the_key(raw: dict[str, object], key: str) -> None:
@@ -110,3 +112,12 @@ def test_rules_that_take_every_card_and_instant_payment_stand_for_the_default_ro
     ]
     settings = config.from_mapping({"routes": {"my-rail": SIMULATED}, "routing": {"rules": rules}})
     assert [route.name for route in settings.routes] == ["my-rail"]
+
+
+def test_the_adapter_templates_routes_are_accepted() -> None:
+    """adapters/template/README.md, step 5, as a user pastes it."""
+    readme = (Path(__file__).resolve().parent.parent / "adapters" / "template" / "README.md").read_text()
+    step = readme[readme.index("## 5. Enable it") :]
+    block = step[step.index("```toml\n") + len("```toml\n") : step.index("```\n", step.index("```toml"))]
+    settings = config.from_mapping(tomllib.loads(block))
+    assert {route.name for route in settings.routes} == {"my-rail", "card", "instant"}
