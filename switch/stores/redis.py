@@ -16,7 +16,9 @@ of a hundred costs a few arguments to pack and a few replies to parse instead of
 over a thousand.
 
 Keys are hash-tagged by subject, so on a Redis Cluster an item's idempotency key
-lives on its merchant's slot and each counter on its subject's slot. This store
+lives on its merchant's slot and each counter on its subject's slot. The ids in
+a key name are encoded (encode_id, in Python as a batch is packed) so that none
+can reach into another part of the name, whatever it holds. This store
 expects a single primary (with replicas or Sentinel); on a Cluster,
 switch.stores.redis_cluster runs the same two scripts on each primary over the
 keys that primary serves. The scripts declare no KEYS (they build the names),
@@ -70,7 +72,8 @@ _SEP = "\x1f"
 # caller can send it again where it now lives. On a single primary every key is
 # served and 'M' only reports a broken key (a wrong type): the store then raises.
 
-# ARGV: now, lease seconds, retention ms, key prefix, then two JSON arrays:
+# ARGV: now, lease seconds, retention ms, key prefix, then two JSON arrays, in which
+# subjects, merchants and idempotency keys come encoded (see KeyLayout):
 #   counters: the batch's distinct counters, 5 fields each: subject, name, window
 #             seconds, limit (strings), and whether it counts amounts (else calls);
 #   claims:   per claim: merchant (false: no key, only the counters, a Cluster's
@@ -234,7 +237,8 @@ table.insert(replies, 1, table.concat(statuses))
 return replies
 """
 
-# ARGV: retention ms, key prefix, then two JSON arrays and the responses:
+# ARGV: retention ms, key prefix, then two JSON arrays (ids encoded, as for claims)
+# and the responses:
 #   counters:    the distinct counters released, 3 fields each: subject, name, and
 #                whether it counts amounts (else calls);
 #   completions: per completion: merchant, idempotency key, request hash, response
@@ -412,9 +416,19 @@ class RedisStateStore:
 class KeyLayout:
     """One key prefix's layout and the two scripts' arguments, for both Redis stores.
 
-    The scripts build the same names from the prefix (see their ARGV comments);
-    idempotency_key and counter_key are for tests and tools that look at Redis
-    directly, tagged() for a cluster client that places keys by their hash tag.
+    An idempotency key is named <prefix>:{m:<merchant>}:i:<key>, a counter
+    <prefix>:{<subject>}:v:<name>, with the merchant, the key and the id part of
+    the subject written by encode_id (a subject's kind, 'm' or 'i', and its first
+    ':' stay), so that the hash tag always ends at the subject's end and ':i:' /
+    ':v:' always follow it: two different things never get one name, and a
+    merchant's key and counters always share its slot. A counter's name is left as
+    it is: it is the switch's own (window, currency, bucket), and as the name's
+    last part, after ':v:', it cannot reach into another part whatever it holds.
+
+    The scripts build the same names from the prefix and the encoded parts (see
+    their ARGV comments); idempotency_key and counter_key are for tests and tools
+    that look at Redis directly, tagged() for a cluster client that places keys by
+    their hash tag.
     """
 
     def __init__(self, prefix: str, retention_seconds: float, lease_seconds: float) -> None:
@@ -430,20 +444,58 @@ class KeyLayout:
         counters, fields, responses = pack_completions(completions, keyed)
         return (self._retention_ms, self.prefix, counters, fields, responses)
 
-    def tagged(self, tag: str) -> str:
-        """Every key name up to and including its hash tag: all its slot depends on."""
-        return f"{self.prefix}:{{{tag}}}"
+    def tagged(self, subject: str) -> str:
+        """Every key name of a subject ("m:<merchant>", a counter's) up to and including
+        its hash tag: all its slot depends on."""
+        return f"{self.prefix}:{{{encode_subject(subject)}}}"
 
     def idempotency_key(self, merchant_id: str, idempotency_key: str) -> str:
-        return f"{self.tagged('m:' + merchant_id)}:i:{idempotency_key}"
+        return f"{self.tagged('m:' + merchant_id)}:i:{encode_id(idempotency_key)}"
 
     def counter_key(self, counter: Counter) -> str:
         return f"{self.tagged(counter.subject)}:v:{counter.name}"
 
 
+# Key names are built by concatenation, so an id that goes into one is written with
+# '%', '{', '}' and ':' percent-encoded (every other character, non-ASCII included,
+# as it is): injective, since '%' is escaped too, and free of the characters that
+# delimit a name's parts. Plain ids ("m-1", UUIDs, hex fingerprints) hold none of
+# the four and keep the names they had before this encoding, so an upgrade finds
+# their keys where they were; only an id holding one of them moves to a new name.
+# Done here rather than in the scripts: the switch's workers scale out, a Redis
+# primary's one thread does not. The packers encode a batch's merchant ids and keys
+# only when its packed JSON holds one of the four (see _delimited).
+
+
+def encode_id(value: str) -> str:
+    """A merchant id, idempotency key or a subject's id as key names hold it."""
+    if "%" in value or ":" in value or "{" in value or "}" in value:
+        return value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D").replace(":", "%3A")
+    return value
+
+
+def encode_subject(subject: str) -> str:
+    """A counter's subject ("i:<fingerprint>", "m:<merchant>") as key names hold it: its
+    kind, up to the first ':', and the rest each encoded, that ':' kept. Injective:
+    the output holds one ':' exactly when the subject holds any."""
+    if "%" in subject or "{" in subject or "}" in subject or subject.count(":") > 1:
+        kind, colon, rest = subject.partition(":")
+        return encode_id(kind) + colon + encode_id(rest)
+    return subject
+
+
 def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[bytes, bytes]:
     """The claim script's two JSON arrays (counters, claims) for these claims.
     counters_only: no idempotency key is claimed, only the counters are checked and moved."""
+    counters, fields = _pack_claims(claims, counters_only, encode=False)
+    if _delimited(fields) or _braced(counters):
+        counters, fields = _pack_claims(claims, counters_only, encode=True)
+    return counters, fields
+
+
+def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> tuple[bytes, bytes]:
+    """pack_claims' work; encode: every id encoded. Else only the subjects holding more
+    than one ':' are (the counters' array cannot tell: a counter's name holds ':')."""
     # Each counter's number in the payload, by identity: a batch's items share
     # their merchant's counter objects, and an id costs less to hash than a
     # dataclass (two equal counters sent twice are still checked correctly).
@@ -453,13 +505,21 @@ def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[b
     for claim in claims:
         _refuse_separator(claim.request_hash)
         merchant: str | bool = False if counters_only else claim.merchant_id
-        fields += (merchant, claim.idempotency_key, claim.request_hash, str(claim.amount_minor))
+        key = claim.idempotency_key
+        if encode:
+            key = encode_id(key)
+            if not counters_only:
+                merchant = encode_id(claim.merchant_id)
+        fields += (merchant, key, claim.request_hash, str(claim.amount_minor))
         fields.append(len(claim.counters))
         for counter in claim.counters:
             number = numbers.get(id(counter))
             if number is None:
                 number = numbers[id(counter)] = len(numbers) + 1
-                counters += (counter.subject, counter.name, str(counter.window_seconds), str(counter.limit))
+                subject = counter.subject
+                if encode or subject.count(":") > 1:
+                    subject = encode_subject(subject)
+                counters += (subject, counter.name, str(counter.window_seconds), str(counter.limit))
                 counters.append(counter.by_amount)
             fields.append(number)
     return _json(counters), _json(fields)
@@ -482,7 +542,17 @@ def pack_completions(
     """The complete script's two JSON arrays (counters, completions) and responses.
     keyed, one per completion: False leaves the key as it is and only releases the
     counters (a Cluster's share of a completion on another node); None: all keyed."""
-    numbers: dict[int, int] = {}  # as in pack_claims()
+    packed = _pack_completions(completions, keyed, encode=False)
+    if _delimited(packed[1]) or _braced(packed[0]):
+        packed = _pack_completions(completions, keyed, encode=True)
+    return packed
+
+
+def _pack_completions(
+    completions: Sequence[Completion], keyed: Sequence[bool] | None, encode: bool
+) -> tuple[bytes, bytes, bytes]:
+    """pack_completions' work; encode as in _pack_claims."""
+    numbers: dict[int, int] = {}  # as in _pack_claims()
     counters: list[str | bool] = []
     fields: list[str | int] = []
     responses: list[bytes] = []
@@ -497,13 +567,19 @@ def pack_completions(
             length = len(response)
             responses.append(response)
         release = done.release
-        fields += (done.merchant_id, done.idempotency_key, done.request_hash, length, str(done.amount_minor))
+        merchant, key = done.merchant_id, done.idempotency_key
+        if encode:
+            merchant, key = encode_id(merchant), encode_id(key)
+        fields += (merchant, key, done.request_hash, length, str(done.amount_minor))
         fields.append(len(release))
         for counter in release:
             number = numbers.get(id(counter))
             if number is None:
                 number = numbers[id(counter)] = len(numbers) + 1
-                counters += (counter.subject, counter.name, counter.by_amount)
+                subject = counter.subject
+                if encode or subject.count(":") > 1:
+                    subject = encode_subject(subject)
+                counters += (subject, counter.name, counter.by_amount)
             fields.append(number)
     return _json(counters), _json(fields), b"".join(responses)
 
@@ -547,6 +623,21 @@ def supports(version: str) -> bool:
     """Whether a Redis server of this version (INFO's redis_version, "7.0.15") runs the scripts."""
     parts = [int(part) if part.isdigit() else 0 for part in version.split(".")[:2]]
     return tuple(parts + [0] * (2 - len(parts))) >= MIN_VERSION
+
+
+def _delimited(packed: bytes) -> bool:
+    """Whether a string in this JSON array of strings, numbers and booleans holds a
+    character encode_id escapes. Exact: orjson writes an array with none of them
+    outside its strings, and non-ASCII characters as bytes of 0x80 and above. A
+    batch of plain ids (nearly every one) is packed once and scanned a few times in
+    C, instead of testing each id in Python; a request hash (or a counter's name,
+    see _braced) holding one of them only costs the second packing."""
+    return b":" in packed or b"%" in packed or b"{" in packed or b"}" in packed
+
+
+def _braced(packed: bytes) -> bool:
+    """_delimited but for ':', which every counter's array holds (in its names)."""
+    return b"%" in packed or b"{" in packed or b"}" in packed
 
 
 def _json(fields: list[str | int] | list[str | bool] | list[str | int | bool]) -> bytes:

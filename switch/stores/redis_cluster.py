@@ -79,7 +79,7 @@ _COMPLETE_SHA = hashlib.sha1(COMPLETE_SCRIPT.encode()).hexdigest()
 # A completion sent to one node: keyed, it stores or gives back the key (with the
 # counters of that node); not keyed, it only releases counters.
 _Release = tuple[Completion, bool]
-# Hash tags whose primary is remembered: merchants recur batch after batch; past
+# Subjects whose primary is remembered: merchants recur batch after batch; past
 # this many (mostly instruments) the memory is dropped and rebuilt.
 _PLACES_KEPT = 100_000
 
@@ -105,7 +105,7 @@ class RedisClusterStateStore:
         # connection, as on one primary's blocking pool, instead of failing.
         self._max_connections = max_connections
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._where: dict[str, ClusterNode] = {}  # hash tag -> its primary, see _node
+        self._where: dict[str, ClusterNode] = {}  # subject -> its primary, see _node
         self._stale = False  # a node failed to answer: read the slot map before the next call
 
     @classmethod
@@ -373,18 +373,20 @@ class RedisClusterStateStore:
 
     # Where keys live.
 
-    def _node(self, tag: str) -> ClusterNode:
-        """The primary serving the keys hash-tagged {tag} ("m:<merchant>", a counter's subject).
+    def _node(self, subject: str) -> ClusterNode:
+        """The primary serving the keys of a subject ("m:<merchant>", a counter's subject).
 
-        Remembered until the slot map is read again: a node that no longer serves a
-        tag refuses its keys ('M'), which reads the map again and forgets them all."""
-        node = self._where.get(tag)
+        Remembered, by the subject as given (so only a miss pays for encoding it), until
+        the slot map is read again: a node that no longer serves a subject refuses its
+        keys ('M'), which reads the map again and forgets them all."""
+        node = self._where.get(subject)
         if node is None:
             if len(self._where) >= _PLACES_KEPT:
                 self._where.clear()
-            # The slot of any key up to its hash tag's end: what follows cannot change it.
-            slot = key_slot(self.keys.tagged(tag).encode())
-            node = self._where[tag] = self._cluster.nodes_manager.get_node_from_slot(slot)
+            # The slot of any key up to its hash tag's end (the encoded subject, as the
+            # scripts write it): what follows cannot change it.
+            slot = key_slot(self.keys.tagged(subject).encode())
+            node = self._where[subject] = self._cluster.nodes_manager.get_node_from_slot(slot)
         return node
 
     async def _refresh(self) -> None:
