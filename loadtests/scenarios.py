@@ -89,7 +89,8 @@ class Keys:
     """Unique idempotency keys: a random tag per instance (so per user, after any fork) and a counter."""
 
     def __init__(self) -> None:
-        self.tag = secrets.token_hex(6)
+        # Glued to a letter: a hex tag that happens to be all digits must not read as a card number.
+        self.tag = "u" + secrets.token_hex(6)
         self._counter = itertools.count()
 
     def next(self) -> str:

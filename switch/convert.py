@@ -2,7 +2,9 @@
 
 Parsing collects every bad field before it raises, so a caller sees all of its
 mistakes at once as InvalidRequest with field paths ("amount.currency",
-"source.card.pan"). Descriptions never echo a card number.
+"source.card.pan"). Descriptions never echo a card number, and identifiers and
+free text (keys, ids, names, metadata) must not hold one: it would be stored and
+echoed in clear (cards.contains_card_number says what looks like one).
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ MAX_ACCOUNT_ID = 128
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+# Every item of a batch gets an answer in one message, which must fit the send
+# limit (16 MiB): at most MAX_BATCH_ITEMS answers of at most ~4.2 KiB (the largest
+# error, see switch.errors) is under 9 MB. tests/test_convert.py checks the sum.
+MAX_BATCH_ITEMS = 2_000
+NO_CARD_NUMBER = "must not contain a card number"
 PAN_LENGTHS = range(12, 20)
 _RAIL = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _CURRENCIES = frozenset(currency.MINOR_UNIT_EXPONENT)
+_has_card_number = cards.contains_card_number
 
 
 class _Violations:
@@ -53,13 +61,18 @@ class _Violations:
     def add(self, field: str, description: str) -> None:
         self.found.append(Violation(field, description))
 
-    def text(self, field: str, value: str, max_length: int, *, required: bool = True) -> str:
+    def text(
+        self, field: str, value: str, max_length: int, *, required: bool = True, card_number_allowed: bool = False
+    ) -> str:
+        """Checks an identifier or free text; the description never quotes the value."""
         if required and not value:
             self.add(field, "is required")
         elif len(value) > max_length:
             self.add(field, f"must be at most {max_length} characters")
         elif not value.isprintable():
             self.add(field, "must not contain control characters")
+        elif not card_number_allowed and cards.contains_card_number(value):
+            self.add(field, NO_CARD_NUMBER)
         return value
 
     def money(self, field: str, value: pb.Money) -> Money | None:
@@ -99,6 +112,8 @@ def authorization(request: pb.AuthorizeRequest, deadline: float | None = None) -
         and merchant
         and len(merchant) <= MAX_ID
         and merchant.isprintable()
+        and not _has_card_number(key)
+        and not _has_card_number(merchant)
     ):
         which = request.WhichOneof("source")
         source: Source | None = None
@@ -137,6 +152,7 @@ def _quick_card(card: pb.Card) -> Card | None:
         and 2000 <= year <= 2199
         and len(holder) <= MAX_NAME
         and holder.isprintable()
+        and (not holder or not _has_card_number(holder))
         and cards.luhn_valid(pan)
     ):
         return unchecked_card(pan, month, year, holder)
@@ -148,23 +164,33 @@ def _quick_account(account: pb.Account) -> Account | None:
     account_id = account.id
     country = account.country
     holder = account.holder_name
+    rail = account.rail
     if (
         account_id
         and len(account_id) <= MAX_ACCOUNT_ID
         and account_id.isprintable()
         and len(holder) <= MAX_NAME
         and holder.isprintable()
-        and _RAIL.fullmatch(account.rail)
+        and (not holder or not _has_card_number(holder))
+        and _RAIL.fullmatch(rail)
+        and not _has_card_number(rail)
         and (not country or _COUNTRY.fullmatch(country))
     ):
-        return Account(account.rail, account_id, country, holder)
+        return Account(rail, account_id, country, holder)
     return None
 
 
 def _quick_token(request: pb.AuthorizeRequest) -> Token | None:
     value = request.token
     key_id = request.token_key_id
-    if value and len(value) <= MAX_ID and value.isprintable() and len(key_id) <= MAX_ID and key_id.isprintable():
+    if (
+        value
+        and len(value) <= MAX_ID
+        and value.isprintable()
+        and len(key_id) <= MAX_ID
+        and key_id.isprintable()
+        and (not key_id or not _has_card_number(key_id))
+    ):
         return Token(value, key_id)
     return None
 
@@ -180,6 +206,8 @@ def _quick_metadata(entries: Mapping[str, str]) -> tuple[tuple[str, str], ...] |
             and key.isprintable()
             and len(value) <= MAX_METADATA_VALUE
             and value.isprintable()
+            and not _has_card_number(key)
+            and not _has_card_number(value)
         ):
             return None
     return pairs
@@ -207,7 +235,8 @@ def _source(v: _Violations, request: pb.AuthorizeRequest) -> Source | None:
         return _card(v, "source.card", request.card)
     if which == "token":
         key_id = v.text("token_key_id", request.token_key_id, MAX_ID, required=False)
-        return Token(v.text("source.token", request.token, MAX_ID), key_id)
+        # A token never passes Luhn: the tokenizer says so more helpfully when one does.
+        return Token(v.text("source.token", request.token, MAX_ID, card_number_allowed=True), key_id)
     if which == "account":
         return _account(v, "source.account", request.account)
     v.add("source", "set one of card, token or account")
@@ -247,6 +276,8 @@ def quote_request(request: pb.QuoteFeeRequest) -> QuoteRequest:
         v.add("amount", "is required")
     if request.rail and not _RAIL.fullmatch(request.rail):
         v.add("rail", "must name a rail: lower-case letters, digits, '-' or '_', at most 32")
+    elif _has_card_number(request.rail):
+        v.add("rail", NO_CARD_NUMBER)
     for field in ("card_country", "merchant_country"):
         if getattr(request, field) and not _COUNTRY.fullmatch(getattr(request, field)):
             v.add(field, "must be an ISO 3166-1 alpha-2 code, e.g. BR")
@@ -280,7 +311,12 @@ def quote_to_proto(quote: FeeQuote) -> pb.FeeQuote:
 def _account(v: _Violations, field: str, account: pb.Account) -> Account:
     if not _RAIL.fullmatch(account.rail):
         v.add(f"{field}.rail", "must name a rail: lower-case letters, digits, '-' or '_', at most 32")
-    account_id = v.text(f"{field}.id", account.id, MAX_ACCOUNT_ID)
+    elif _has_card_number(account.rail):
+        v.add(f"{field}.rail", NO_CARD_NUMBER)
+    # An account id may be a long number (a bank account, a phone number without its
+    # "+"): 1 in 10 of those passes Luhn, so refusing card-like ones would refuse real
+    # accounts. It is the instrument itself, kept like the card is (masked).
+    account_id = v.text(f"{field}.id", account.id, MAX_ACCOUNT_ID, card_number_allowed=True)
     if account.country and not _COUNTRY.fullmatch(account.country):
         v.add(f"{field}.country", "must be an ISO 3166-1 alpha-2 code, e.g. BR")
     holder = v.text(f"{field}.holder_name", account.holder_name, MAX_NAME, required=False)
@@ -292,8 +328,14 @@ def _metadata(v: _Violations, items: Iterable[tuple[str, str]]) -> tuple[tuple[s
     if len(pairs) > MAX_METADATA_ENTRIES:
         v.add("metadata", f"must have at most {MAX_METADATA_ENTRIES} entries")
     for key, value in pairs:
-        v.text(f"metadata[{key[:MAX_METADATA_KEY]}]", key, MAX_METADATA_KEY)
-        v.text(f"metadata[{key[:MAX_METADATA_KEY]}]", value, MAX_METADATA_VALUE, required=False)
+        # The field's name quotes the key: not when the key holds a card number.
+        name = (
+            "metadata[(a key holding a card number)]"
+            if _has_card_number(key)
+            else f"metadata[{key[:MAX_METADATA_KEY]}]"
+        )
+        v.text(name, key, MAX_METADATA_KEY)
+        v.text(name, value, MAX_METADATA_VALUE, required=False)
     return pairs
 
 
@@ -334,9 +376,24 @@ def result_to_proto(result: AuthorizationResult) -> pb.AuthorizeResponse:
     )
 
 
+def batch_size(request: pb.AuthorizeBatchRequest) -> int:
+    """The number of items; InvalidRequest when their answers might not fit one message."""
+    count = len(request.requests)
+    if count > MAX_BATCH_ITEMS:
+        raise InvalidRequest([Violation("requests", f"must hold at most {MAX_BATCH_ITEMS} items")])
+    return count
+
+
 def error_to_proto(idempotency_key: str, error: SwitchError) -> pb.AuthorizeResponse:
-    """A failed item of a batch or stream: the error travels in the response."""
+    """A failed item of a batch or stream: the error travels in the response.
+
+    The key is echoed only when it is a valid one: an overlong key would make the
+    answer as large as the request, and a key holding a card number must not come
+    back. A batch's caller matches answers by position; a stream's sees "" and the
+    error naming idempotency_key."""
     violations = getattr(error, "violations", [])
+    if len(idempotency_key) > MAX_KEY or _has_card_number(idempotency_key):
+        idempotency_key = ""
     return pb.AuthorizeResponse(
         idempotency_key=idempotency_key,
         decision=pb.DECISION_UNSPECIFIED,

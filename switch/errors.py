@@ -47,21 +47,54 @@ class Violation:
     description: str
 
 
+# An error must reach the caller, and a unary call's error travels in its trailers:
+# the status message (grpc-message, percent-encoded: up to 3 bytes per byte) and the
+# google.rpc.Status with the violations (grpc-status-details-bin, base64: 4 per 3).
+# A default client refuses trailers over 8 KiB (grpc.max_metadata_size). At these
+# caps the worst case, every character 4 bytes of UTF-8, is about 5.5 KiB, and an
+# ordinary one (ASCII) under 2 KiB; a batch item's error is as small.
+MAX_VIOLATIONS = 10  # reported; then one more saying how many were left out
+MAX_FIELD_BYTES = 100  # a field path can hold a caller's metadata key
+MAX_DESCRIPTION_BYTES = 200
+MAX_ERROR_MESSAGE_BYTES = 320
+ELIDED = "..."
+
+
 class SwitchError(Exception):
     code = Code.INTERNAL
 
     def __init__(self, message: str) -> None:
+        message = clip(message, MAX_ERROR_MESSAGE_BYTES)  # it is sent: bounded whatever it quotes
         super().__init__(message)
         self.message = message
 
 
 class InvalidRequest(SwitchError):
+    """INVALID_ARGUMENT with the bad fields, at most MAX_VIOLATIONS of them (every
+    error must fit a default client's metadata limit, whatever the request held)."""
+
     code = Code.INVALID_ARGUMENT
 
     def __init__(self, violations: list[Violation]) -> None:
-        detail = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        kept = [
+            Violation(clip(v.field, MAX_FIELD_BYTES), clip(v.description, MAX_DESCRIPTION_BYTES))
+            for v in violations[:MAX_VIOLATIONS]
+        ]
+        if len(violations) > MAX_VIOLATIONS:
+            kept.append(Violation(ELIDED, f"{len(violations) - MAX_VIOLATIONS} more violations left out"))
+        detail = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in kept)
         super().__init__(f"invalid request: {detail}")
-        self.violations = violations
+        self.violations = kept
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """text cut to at most max_bytes of UTF-8 (at a character boundary), "..." marking a cut."""
+    if len(text) * 4 <= max_bytes:  # no character takes more than 4 bytes: no need to encode
+        return text
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[: max_bytes - len(ELIDED)].decode(errors="ignore") + ELIDED
 
 
 class NotFound(SwitchError):

@@ -8,7 +8,10 @@ caller: in the trailing metadata of a unary call, errors included (it rides with
 the status, where initial metadata would cost a message of its own on every
 call), and in the initial metadata of a stream. Any exception a unary handler
 raises becomes the call's gRPC status here (switch.status), and at DEBUG level
-each call writes one access line.
+each call writes one access line. An id that holds a card number is refused
+(INVALID_ARGUMENT naming the header) before it reaches a log line: the call gets
+an id made here instead. A request whose bytes did not decode (switch.decoding)
+is refused here too.
 
 These are decorators on the servicers' methods, not a grpc.aio ServerInterceptor:
 an interceptor costs every call a chain of coroutines and a new method handler,
@@ -29,6 +32,10 @@ from typing import Any, TypeVar
 import grpc
 
 from switch.call_context import caller_id, request_id
+from switch.cards import contains_card_number
+from switch.convert import NO_CARD_NUMBER
+from switch.decoding import Undecodable
+from switch.errors import InvalidRequest, Violation
 from switch.status import as_switch_error, to_grpc_status
 
 log = logging.getLogger("switch.access")
@@ -50,11 +57,15 @@ def unary(
 
     @functools.wraps(method)
     async def call(self: Servicer, request: Request, context: Context) -> Response:
-        identifier = _enter(context)
+        identifier, refused = _enter(context)
         context.set_trailing_metadata((("x-request-id", identifier),))
         started = time.perf_counter()
         outcome = "OK"
         try:
+            if refused is not None:
+                raise refused
+            if isinstance(request, Undecodable):
+                raise request.error()
             return await method(self, request, context)
         except Exception as exc:
             status = to_grpc_status(as_switch_error(exc))
@@ -77,9 +88,13 @@ def streaming(
 
     @functools.wraps(method)
     async def call(self: Servicer, requests: Request, context: Context) -> None:
-        identifier = _enter(context)
-        await context.send_initial_metadata((("x-request-id", identifier),))
+        identifier, refused = _enter(context)
         started = time.perf_counter()
+        if refused is not None:
+            status = to_grpc_status(refused)
+            _access(name, status.code.name, started)
+            await context.abort(status.code, status.details, (("x-request-id", identifier), *status.trailing_metadata))
+        await context.send_initial_metadata((("x-request-id", identifier),))
         outcome = "OK"
         try:
             await method(self, requests, context)
@@ -92,22 +107,31 @@ def streaming(
     return call
 
 
-def _enter(context: Context) -> str:
-    """Sets the call's request id and caller for the handler's log lines; returns the id."""
-    identifier = caller = ""
+def _enter(context: Context) -> tuple[str, InvalidRequest | None]:
+    """Sets the call's request id and caller for the handler's log lines; returns the
+    id, and the error to answer with when an id holds a card number."""
+    identifier: str | None = ""
+    caller: str | None = ""
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and isinstance(value, str):
             identifier = _clean(value)
         elif key == "x-caller-id" and isinstance(value, str):
             caller = _clean(value)
+    refused = None
+    if identifier is None or caller is None:
+        bad = (("x-request-id", identifier), ("x-caller-id", caller))
+        refused = InvalidRequest([Violation(header, NO_CARD_NUMBER) for header, value in bad if value is None])
     identifier = identifier or os.urandom(16).hex()
     request_id.set(identifier)  # the call runs in a task of its own: these end with it
-    caller_id.set(caller)
-    return identifier
+    caller_id.set(caller or "")
+    return identifier, refused
 
 
-def _clean(value: str) -> str:
-    """Ids are echoed and logged: printable ASCII only, bounded."""
+def _clean(value: str) -> str | None:
+    """Ids are echoed and logged: printable ASCII only, bounded; None when one holds a
+    card number (looked for in all of it, before it is cut)."""
+    if contains_card_number(value):
+        return None
     value = value[:MAX_ID_LENGTH]
     return value if value.isascii() and value.isprintable() else ""
 

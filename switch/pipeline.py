@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from switch import idempotency
 from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
+from switch.cards import quoted
 from switch.codes import ResponseCode
 from switch.errors import DeadlineExceeded, IdempotencyConflict, InvalidRequest, SwitchError, Unavailable, Violation
 from switch.fees import FeeEngine, FeeQuote, QuoteRequest
@@ -510,7 +511,7 @@ class AuthorizationPipeline:
 
 def _conflict(item: _Item) -> IdempotencyConflict:
     return IdempotencyConflict(
-        f"idempotency key {item.authorization.idempotency_key!r} was used for a different request"
+        f"idempotency key {quoted(item.authorization.idempotency_key)} was used for a different request"
     )
 
 

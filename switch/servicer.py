@@ -16,6 +16,7 @@ import grpc
 
 from switch import convert, handlers
 from switch.batcher import Answer, MicroBatcher
+from switch.decoding import Undecodable
 from switch.errors import InvalidRequest, SwitchError, Violation
 from switch.fees import FeeEngine, FxRateMissing
 from switch.models import Authorization, MoneyOverflow, OperationKind
@@ -43,7 +44,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 
     @handlers.unary
     async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Context) -> pb.AuthorizeBatchResponse:
-        responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * len(request.requests)
+        responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * convert.batch_size(request)
         valid: list[tuple[int, Authorization]] = []
         deadline = _deadline(context)
         for index, item in enumerate(request.requests):
@@ -58,11 +59,16 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 
     @handlers.streaming
     async def AuthorizeStream(  # type: ignore[override]  # grpc.aio also takes a handler that writes
-        self, requests: AsyncIterator[pb.AuthorizeRequest], context: Context
+        self, requests: AsyncIterator[pb.AuthorizeRequest | Undecodable], context: Context
     ) -> None:
         """Answers as they complete (not in request order); each carries its idempotency_key.
         Written with context.write rather than yielded: a generator would cost every
-        answer one more hop through gRPC's iteration."""
+        answer one more hop through gRPC's iteration.
+
+        A message whose bytes do not decode (switch.decoding) fails alone, like any bad
+        item: its answer has an empty idempotency_key and an INVALID_ARGUMENT error, and
+        the stream goes on. Ending the stream instead would lose the answers of the
+        authorizations still in flight."""
         answers: asyncio.Queue[pb.AuthorizeResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
         reader = asyncio.create_task(self._read_stream(requests, answers, window, _deadline(context)))
@@ -75,7 +81,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 
     async def _read_stream(
         self,
-        requests: AsyncIterator[pb.AuthorizeRequest],
+        requests: AsyncIterator[pb.AuthorizeRequest | Undecodable],
         answers: asyncio.Queue[pb.AuthorizeResponse | None],
         window: asyncio.Semaphore,
         deadline: float | None,
@@ -85,6 +91,10 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         try:
             async for request in requests:
                 await window.acquire()
+                if isinstance(request, Undecodable):
+                    window.release()
+                    answers.put_nowait(_to_response("", request.error()))
+                    continue
                 key = request.idempotency_key
                 try:
                     future = self._batcher.enqueue_many([convert.authorization(request, deadline)])

@@ -121,6 +121,37 @@ async def _traffic(switch: Switch, seen: list[bytes]) -> None:
     for answer in answers:
         if answer is not None and answer.transaction_id:
             keep(await stub.GetTransaction(pb.GetTransactionRequest(transaction_id=answer.transaction_id)))
+    await _misplaced_card_numbers(switch, seen, visa)
+
+
+async def _misplaced_card_numbers(switch: Switch, seen: list[bytes], transaction_id: str) -> None:
+    """Card numbers where identifiers and free text belong: refused before anything is kept."""
+    stub = switch.stub
+    in_holder = card_request(pan=MASTERCARD)
+    in_holder.card.holder_name = f"Ada {DASHED}"
+    in_metadata = card_request(pan=MASTERCARD)
+    in_metadata.metadata["note"] = f"card {AMEX}"
+    in_metadata_key = card_request(pan=MASTERCARD)
+    in_metadata_key.metadata[SHORT] = "x"
+    calls: list[Any] = [
+        stub.Authorize(card_request(key=VISA, pan=MASTERCARD)),
+        stub.Authorize(card_request(merchant=DISCOVER, pan=MASTERCARD)),
+        stub.Authorize(in_holder),
+        stub.Authorize(in_metadata),
+        stub.Authorize(in_metadata_key),
+        stub.Authorize(card_request(pan=MASTERCARD), metadata=(("x-request-id", NO_FUNDS_CARD),)),
+        stub.Authorize(card_request(pan=MASTERCARD), metadata=(("x-caller-id", DECLINE_CARD),)),
+        stub.GetTransaction(pb.GetTransactionRequest(transaction_id=VISA)),
+        stub.Capture(pb.CaptureRequest(transaction_id=EXPIRED, idempotency_key=new_key())),
+        stub.Refund(pb.RefundRequest(transaction_id=transaction_id, idempotency_key=AMEX)),
+    ]
+    for call in calls:
+        refused = await failure(call)
+        assert refused.code is grpc.StatusCode.INVALID_ARGUMENT, refused.details
+        seen.append(refused.everything())
+    batch = await stub.AuthorizeBatch(pb.AuthorizeBatchRequest(requests=[card_request(key=DISCOVER, pan=MASTERCARD)]))
+    assert batch.responses[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    seen.append(batch.SerializeToString())
 
 
 async def _redis_dump(settings: config.Settings) -> list[tuple[str, bytes]]:
