@@ -46,6 +46,10 @@ class AdapterRequest:
     account: Account | None = None
     destination: Account | None = None
     authorization_code: str = ""  # of the original authorization, for captures, voids, refunds
+    # A capture's, void's or refund's own id, the same on every send of it: networks
+    # apply an operation once per reference and answer a repeat with the first answer,
+    # which makes resending one whose outcome is unknown safe. "" for authorizations.
+    reference: str = ""
 
     def __repr__(self) -> str:
         shown = self.instrument.masked if self.instrument else self.authorization_code

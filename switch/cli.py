@@ -201,7 +201,7 @@ def migrate(settings: config.Settings) -> int:
         from switch.stores import sqlite
 
         path = Path(settings.stores.sqlite_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite.private_file(path)  # folder 0700, database 0600, as the journal opens them
         applied = sqlite.migrate(sqlite3.connect(path, isolation_level=None))
     else:
         from switch.stores import postgres

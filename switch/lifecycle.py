@@ -6,6 +6,10 @@
 
 Anything else raises FailedPrecondition. The journal applies the result only if
 the transaction is still the version these functions read.
+
+An operation's result is stored when it is decided, before the network hears of
+it, so the amount it moves is reserved; undo() takes a decided operation back when
+the network declines it or never received it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ def apply(record: TransactionRecord, operation: Operation, now: float) -> Transa
     if operation.kind is OperationKind.REFUND:
         return _refund(record, operation.amount, now)
     raise ValueError(f"not a follow-up operation: {operation.kind}")
+
+
+def undo(record: TransactionRecord, kind: OperationKind, amount: Money, now: float) -> TransactionRecord:
+    """The transaction with a decided operation of `amount` taken back; raises if the
+    transaction does not hold it (taken back already)."""
+    if kind is OperationKind.CAPTURE:
+        _require(record, "take back the capture of", (TransactionStatus.CAPTURED,))
+        return _next(record, now, status=TransactionStatus.AUTHORIZED, captured_minor=0)
+    if kind is OperationKind.VOID:
+        _require(record, "take back the void of", (TransactionStatus.VOIDED,))
+        return _next(record, now, status=TransactionStatus.AUTHORIZED)
+    if kind is OperationKind.REFUND:
+        return _undo_refund(record, amount, now)
+    raise ValueError(f"not a follow-up operation: {kind}")
 
 
 def operation_amount(record: TransactionRecord, operation: Operation) -> Money:
@@ -66,6 +84,15 @@ def _refund(record: TransactionRecord, amount: Money | None, now: float) -> Tran
         )
     refunded = record.refunded_minor + refund.minor_units
     status = TransactionStatus.REFUNDED if refunded == record.captured_minor else TransactionStatus.PARTIALLY_REFUNDED
+    return _next(record, now, status=status, refunded_minor=refunded)
+
+
+def _undo_refund(record: TransactionRecord, amount: Money, now: float) -> TransactionRecord:
+    _require(record, "take back a refund of", (TransactionStatus.PARTIALLY_REFUNDED, TransactionStatus.REFUNDED))
+    refunded = record.refunded_minor - amount.minor_units
+    if refunded < 0:
+        raise FailedPrecondition(f"cannot take back {amount.minor_units} of {record.transaction_id}'s refunds")
+    status = TransactionStatus.PARTIALLY_REFUNDED if refunded else TransactionStatus.CAPTURED
     return _next(record, now, status=status, refunded_minor=refunded)
 
 

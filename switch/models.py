@@ -307,3 +307,7 @@ class JournalEntry:
     response: bytes  # the exact answer given, for replays (orjson; never a PAN)
     created_at: float
     fee_shares: tuple[tuple[str, int], ...] = field(default=())
+    # A capture, void or refund decided (its amount reserved on the transaction) and
+    # not yet answered by the network: response_code is "" and response holds the
+    # transaction as the operation left it, the answer once the network approves.
+    pending: bool = False

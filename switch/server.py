@@ -22,6 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from switch import adapter as adapter_contract
+from switch import decoding
 from switch.adapter import Adapter
 from switch.batcher import MicroBatcher
 from switch.breaker import Breakers, BreakerState
@@ -38,6 +39,7 @@ from switch.metrics import SwitchMetrics
 from switch.metrics import serve as serve_metrics
 from switch.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.operations import TransactionService
+from switch.pending_operations import PendingOperationWorker, lease_seconds
 from switch.pipeline import AuthorizationPipeline
 from switch.reversals import ReversalWorker
 from switch.risk import RiskRules
@@ -71,6 +73,7 @@ class RunningSwitch:
     simulators: list[Simulator]
     metrics: SwitchMetrics
     metrics_server: asyncio.Server | None = None
+    pending_operations: PendingOperationWorker | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -79,6 +82,8 @@ class RunningSwitch:
         await self.server.stop(grace_seconds)
         await self.batcher.close()
         await self.reversals.close()
+        if self.pending_operations is not None:
+            await self.pending_operations.close()
         for adapter in self.adapters:
             await adapter.close()
         for simulator in self.simulators:
@@ -95,8 +100,6 @@ async def build(settings: Settings) -> RunningSwitch:
     # checked before anything starts or connects.
     tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
     fees = FeeEngine(settings.fee_schedules, settings.fx)
-    if not settings.fee_schedules:
-        log.info("no [[fee_schedule]] configured: no fee is charged and QuoteFee answers 0")
     simulators, settings = await _start_default_simulators(settings)
     router = _router(settings, fees)
     metrics = SwitchMetrics()
@@ -122,6 +125,7 @@ async def build(settings: Settings) -> RunningSwitch:
         router=router,
         adapter_timeout=timeout,
         in_flight_wait_seconds=settings.idempotency.lease_seconds,
+        lease_seconds=lease_seconds(timeout),
     )
 
     server = grpc.aio.server(
@@ -131,22 +135,27 @@ async def build(settings: Settings) -> RunningSwitch:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    switch_pb2_grpc.add_SwitchServicer_to_server(SwitchServicer(batcher, transactions, fees), server)
-    switch_pb2_grpc.add_TokensServicer_to_server(TokensServicer(tokenizer), server)
+    # Through switch.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
+    decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, SwitchServicer(batcher, transactions, fees), server)
+    decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, TokensServicer(tokenizer), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, server)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     reversals = ReversalWorker(journal, router, time_left=timeout, intent_lease=settings.idempotency.lease_seconds)
+    operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=lease_seconds(timeout))
     batcher.start()
     reversals.start()
+    operations.start()
     await server.start()
     exporter = None
     if settings.server.metrics_port:
         exporter = await serve_metrics(metrics, settings.server.host, settings.server.metrics_port)
     for service in ("", SERVICE_NAME, TOKENS_SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    if not settings.fee_schedules:
+        log.info("no [[fee_schedule]] configured: no fee is charged and QuoteFee answers 0")
     return RunningSwitch(
         server,
         port,
@@ -159,6 +168,7 @@ async def build(settings: Settings) -> RunningSwitch:
         simulators,
         metrics,
         exporter,
+        operations,
     )
 
 

@@ -151,7 +151,7 @@ async def test_a_switch_killed_mid_commit_is_settled_by_another(rig: Rig, tmp_pa
         committing.set()
         await asyncio.Event().wait()
 
-    rig.journal.record_authorizations = hangs  # type: ignore[method-assign]
+    rig.journal.record_authorizations = hangs  # type: ignore[method-assign,assignment]
     killed = asyncio.ensure_future(rig.pipeline.run([authorization("killed")]))
     await committing.wait()
     killed.cancel()  # nothing after this point runs, as with kill -9

@@ -9,6 +9,10 @@ Test instruments:
     4000000000009995   declined "51" insufficient funds
     expired card       declined "54"
     account ids ending "-insufficient"   declined "51"
+
+Like a real network, it applies a capture, void or refund once per reference
+(AdapterRequest.reference) and answers a repeat with the first answer, for the
+last REMEMBERED_REFERENCES references.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +32,7 @@ DECLINED_CARDS = {
     "4000000000000002": ResponseCode.DO_NOT_HONOR,
     "4000000000009995": ResponseCode.INSUFFICIENT_FUNDS,
 }
+REMEMBERED_REFERENCES = 100_000
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _BYTE_TO_LETTER = bytes(ord(_ALPHABET[byte % 32]) for byte in range(256))
 
@@ -37,6 +43,7 @@ class SimulatedIssuer:
     def __init__(self, name: str = "simulated", options: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self._latency = float((options or {}).get("latency_ms", 0.0)) / 1000.0
+        self._answered: OrderedDict[str, AdapterResult] = OrderedDict()
 
     async def start(self) -> None:
         return None
@@ -51,7 +58,18 @@ class SimulatedIssuer:
                 return [AdapterResult.timed_out() for _ in requests]
             await asyncio.sleep(self._latency)
         codes = _authorization_codes(len(requests))
-        return [self._answer(request, code) for request, code in zip(requests, codes, strict=True)]
+        return [self._once(request, code) for request, code in zip(requests, codes, strict=True)]
+
+    def _once(self, request: AdapterRequest, authorization_code: str) -> AdapterResult:
+        """The answer to a request; a reference seen before gets its first answer again."""
+        if not request.reference:
+            return self._answer(request, authorization_code)
+        answer = self._answered.get(request.reference)
+        if answer is None:
+            answer = self._answered[request.reference] = self._answer(request, authorization_code)
+            if len(self._answered) > REMEMBERED_REFERENCES:
+                self._answered.popitem(last=False)
+        return answer
 
     def _answer(self, request: AdapterRequest, authorization_code: str) -> AdapterResult:
         if request.kind is not OperationKind.AUTHORIZE:

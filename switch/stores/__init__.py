@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from switch.config import Settings, StartupError
@@ -18,10 +19,9 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
         from switch.stores.memory import MemoryStateStore
         from switch.stores.sqlite import SqliteJournal
 
-        path = Path(settings.stores.sqlite_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state: StateStore = MemoryStateStore(idempotency.retention_seconds, idempotency.lease_seconds)
-        return state, await SqliteJournal.open(path)
+        # It makes the folder (0700) and the database (0600) itself.
+        return state, await SqliteJournal.open(Path(settings.stores.sqlite_path))
 
     import asyncpg
     from redis.exceptions import RedisError
@@ -55,6 +55,22 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     except BaseException:
         await state.close()
         raise
+
+
+@functools.cache
+def store_errors() -> tuple[type[Exception], ...]:
+    """What the stores' drivers raise when their server is down, unreachable or reset
+    (OSError holds refused and reset connections and timeouts; asyncpg raises
+    InternalClientError on a connection the server closed mid-statement): the
+    caller's answer is UNAVAILABLE, retry with the same key. The drivers are imported
+    on first use, as in open_stores, so importing this package loads none of them."""
+    import sqlite3
+
+    import asyncpg
+    from redis.exceptions import RedisError
+
+    postgres = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    return (OSError, RedisError, *postgres, sqlite3.OperationalError)
 
 
 def _reason(exc: BaseException) -> str:

@@ -108,6 +108,18 @@ class PendingReversal:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingOperation:
+    """A capture, void or refund journaled pending (entry.pending): decided, not yet
+    answered by the network. attempts counts the takers that sent or were about to
+    send it (the worker that decided it is the first), and fences them: a withdrawal
+    or a take names the count it saw. next_attempt_at ends the current taker's lease."""
+
+    entry: JournalEntry
+    attempts: int
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Intent:
     """An authorization about to be sent to a route, recorded before it is sent.
 
@@ -170,8 +182,43 @@ class Journal(Protocol):
         one commit; False, changing nothing, when it was done already or the record moved."""
         ...
 
-    async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
-        """Stores record (version n+1) if the stored one is still version n, with entry."""
+    async def apply(
+        self, record: TransactionRecord, entry: JournalEntry, *, lease_until: float | None = None
+    ) -> ApplyOutcome:
+        """Stores record (version n+1) if the stored one is still version n, with entry.
+
+        With lease_until, entry (entry.pending) is an operation decided before it is
+        sent: it goes in with attempts 1, its decider's lease running to lease_until.
+        """
+        ...
+
+    async def due_operations(self, now: float, limit: int) -> list[PendingOperation]:
+        """Pending operations whose lease ran out by now, oldest lease first."""
+        ...
+
+    async def pending_operations(self, transaction_id: str) -> list[JournalEntry]:
+        """The transaction's operations still pending."""
+        ...
+
+    async def take_operation(self, entry: JournalEntry, attempts: int, lease_until: float) -> bool:
+        """Takes over a pending operation to send it again: attempts + 1, leased to
+        lease_until; False, changing nothing, when it is no longer pending or someone
+        took it since its attempts were read."""
+        ...
+
+    async def resolve_operation(self, entry: JournalEntry, record: TransactionRecord | None) -> ApplyStatus:
+        """Stores the final form of a pending entry (entry: not pending, with the network's
+        response code, status and answer) and, if given, record (version n+1: the
+        reservation undone) if the stored one is still version n, in one commit.
+        DUPLICATE: the entry is no longer pending (resolved by someone else); STALE: the
+        record moved. Either changes nothing."""
+        ...
+
+    async def withdraw_operation(self, entry: JournalEntry, attempts: int, record: TransactionRecord) -> ApplyStatus:
+        """Deletes a pending entry no one took over (still at attempts) and stores record
+        (version n+1: the reservation undone) if the stored one is still version n, in one
+        commit, so that the key is free again. DUPLICATE: resolved or taken over; STALE:
+        the record moved. Either changes nothing."""
         ...
 
     async def get_transaction(self, transaction_id: str) -> TransactionRecord | None: ...

@@ -32,7 +32,7 @@ import asyncpg
 import orjson
 
 from switch.models import JournalEntry, TransactionRecord
-from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingReversal
+from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingOperation, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
     INTENT_COLUMNS,
@@ -121,6 +121,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX authorization_intents_age ON authorization_intents (created_at);
     """,
+    # Captures, voids and refunds are journaled pending before they are sent (see
+    # switch.pending_operations); attempts and next_attempt_at are the lease of whoever
+    # sends one, and mean nothing once it is resolved. Constant defaults: no rewrite.
+    """
+    ALTER TABLE journal_entries
+        ADD COLUMN pending BOOLEAN NOT NULL DEFAULT FALSE,
+        ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0;
+    CREATE INDEX journal_entries_pending ON journal_entries (next_attempt_at) WHERE pending;
+    """,
 )
 
 # Any constant works: it only has to be the same for every switch migrating this database.
@@ -155,6 +165,7 @@ _TYPES = {
     "request_hash": "text",
     "response": "bytea",
     "fee_shares": "text",
+    "pending": "boolean",
     "attempts": "integer",
     "next_attempt_at": "double precision",
 }
@@ -257,6 +268,20 @@ _INSERT_ENTRY = (
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(ENTRY_COLUMNS) + 1))}) "
     "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING"
 )
+_INSERT_PENDING_ENTRY = (
+    f"INSERT INTO journal_entries ({_ENTRY_LIST}, attempts, next_attempt_at) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(ENTRY_COLUMNS) + 1))}, 1, ${len(ENTRY_COLUMNS) + 1}) "
+    "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING"
+)
+_SELECT_PENDING = f"SELECT {_ENTRY_LIST}, attempts, next_attempt_at FROM journal_entries WHERE pending"
+_PENDING_SCOPE = "merchant_id = $1 AND idempotency_key = $2 AND pending"
+_TAKE_OPERATION = (
+    f"UPDATE journal_entries SET attempts = attempts + 1, next_attempt_at = $4 WHERE {_PENDING_SCOPE} AND attempts = $3"
+)
+_RESOLVE_OPERATION = (
+    f"UPDATE journal_entries SET pending = FALSE, response_code = $3, status = $4, response = $5 WHERE {_PENDING_SCOPE}"
+)
+_WITHDRAW_OPERATION = f"DELETE FROM journal_entries WHERE {_PENDING_SCOPE} AND attempts = $3"
 
 Scope = tuple[str, str]
 
@@ -321,11 +346,13 @@ class PostgresJournal:
                 conflicted, earlier = await _record_skipping_held(connection, fresh)
         return [_earlier(batch, index, conflicted, earlier, first) for index in range(len(batch))]
 
-    async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+    async def apply(
+        self, record: TransactionRecord, entry: JournalEntry, *, lease_until: float | None = None
+    ) -> ApplyOutcome:
         async with self._pool.acquire() as connection:
             try:
                 async with connection.transaction():
-                    await _apply(connection, record, entry)
+                    await _apply(connection, record, entry, lease_until)
             except _Rollback as rollback:
                 return rollback.outcome
         return ApplyOutcome(ApplyStatus.APPLIED)
@@ -372,6 +399,40 @@ class PostgresJournal:
             except _Rollback:
                 return False
         return True
+
+    async def due_operations(self, now: float, limit: int) -> list[PendingOperation]:
+        rows = await self._pool.fetch(
+            f"{_SELECT_PENDING} AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2", now, limit
+        )
+        return [PendingOperation(entry_from_row(row), int(row[-2]), float(row[-1])) for row in rows]
+
+    async def pending_operations(self, transaction_id: str) -> list[JournalEntry]:
+        rows = await self._pool.fetch(f"{_SELECT_PENDING} AND transaction_id = $1", transaction_id)
+        return [entry_from_row(row) for row in rows]
+
+    async def take_operation(self, entry: JournalEntry, attempts: int, lease_until: float) -> bool:
+        scope = (entry.merchant_id, entry.idempotency_key)
+        return bool(await self._pool.execute(_TAKE_OPERATION, *scope, attempts, lease_until) == "UPDATE 1")
+
+    async def resolve_operation(self, entry: JournalEntry, record: TransactionRecord | None) -> ApplyStatus:
+        final = (entry.response_code, entry.status.value, entry.response)
+        return await self._settle(record, _RESOLVE_OPERATION, entry.merchant_id, entry.idempotency_key, *final)
+
+    async def withdraw_operation(self, entry: JournalEntry, attempts: int, record: TransactionRecord) -> ApplyStatus:
+        return await self._settle(record, _WITHDRAW_OPERATION, entry.merchant_id, entry.idempotency_key, attempts)
+
+    async def _settle(self, record: TransactionRecord | None, statement: str, *parameters: Any) -> ApplyStatus:
+        """statement on a pending entry and record's conditional write, in one commit, or neither."""
+        async with self._pool.acquire() as connection:
+            try:
+                async with connection.transaction():
+                    if await connection.execute(statement, *parameters) not in ("UPDATE 1", "DELETE 1"):
+                        raise _Rollback(ApplyOutcome(ApplyStatus.DUPLICATE))
+                    if record is not None and not await _store_next_version(connection, record):
+                        raise _Rollback(ApplyOutcome(ApplyStatus.STALE))
+            except _Rollback as rollback:
+                return rollback.outcome.status
+        return ApplyStatus.APPLIED
 
     async def get_transaction(self, transaction_id: str) -> TransactionRecord | None:
         row = await self._pool.fetchrow(_SELECT_TRANSACTION, transaction_id)
@@ -455,7 +516,16 @@ async def _record_skipping_held(
     return conflicted, await _entries(connection, list(conflicted))
 
 
-async def _apply(connection: Any, record: TransactionRecord, entry: JournalEntry) -> None:
+async def _store_next_version(connection: Any, record: TransactionRecord) -> bool:
+    """Stores record if the stored transaction is still the version before it."""
+    return bool(
+        await connection.execute(_UPDATE_TRANSACTION, *transaction_row(record), record.version - 1) == "UPDATE 1"
+    )
+
+
+async def _apply(
+    connection: Any, record: TransactionRecord, entry: JournalEntry, lease_until: float | None = None
+) -> None:
     """Runs inside a transaction; raises _Rollback for anything but APPLIED."""
     existing = await connection.fetchrow(_SELECT_ENTRY, entry.merchant_id, entry.idempotency_key)
     if existing is not None:
@@ -463,7 +533,10 @@ async def _apply(connection: Any, record: TransactionRecord, entry: JournalEntry
     updated = await connection.execute(_UPDATE_TRANSACTION, *transaction_row(record), record.version - 1)
     if updated != "UPDATE 1":
         raise _Rollback(ApplyOutcome(ApplyStatus.STALE))
-    inserted = await connection.execute(_INSERT_ENTRY, *entry_row(entry))
+    if lease_until is None:
+        inserted = await connection.execute(_INSERT_ENTRY, *entry_row(entry))
+    else:
+        inserted = await connection.execute(_INSERT_PENDING_ENTRY, *entry_row(entry), lease_until)
     if inserted != "INSERT 0 1":
         # Another apply committed the same key after our first look: it wins.
         existing = await connection.fetchrow(_SELECT_ENTRY, entry.merchant_id, entry.idempotency_key)

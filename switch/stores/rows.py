@@ -48,6 +48,7 @@ ENTRY_COLUMNS = (
     "response",
     "fee_shares",
     "created_at",
+    "pending",
 )
 
 
@@ -158,6 +159,7 @@ def entry_row(entry: JournalEntry) -> tuple[Any, ...]:
         entry.response,
         orjson.dumps(entry.fee_shares).decode(),
         entry.created_at,
+        entry.pending,
     )
 
 
@@ -175,6 +177,7 @@ def entry_from_row(row: Any) -> JournalEntry:
         response=bytes(row[9]),
         fee_shares=tuple((party, int(amount)) for party, amount in orjson.loads(row[10])),
         created_at=float(row[11]),
+        pending=bool(row[12]),
     )
 
 

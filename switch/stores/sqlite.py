@@ -7,17 +7,24 @@ interpreter's 5 ms switch interval to get it back from the busy loop: measured,
 a 0.2 ms lookup took 40 ms there. One writer per process follows from the single
 thread; BEGIN IMMEDIATE serializes processes sharing the file. synchronous=FULL
 makes each commit durable before the switch answers.
+
+The journal holds tokens and amounts: its folder is made 0700 and the database
+0600 before SQLite opens it (private_file), whatever the process umask.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from switch.config import StartupError
 from switch.models import JournalEntry, TransactionRecord
-from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingReversal
+from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingOperation, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
     INTENT_COLUMNS,
@@ -32,6 +39,13 @@ from switch.stores.rows import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+# The files SQLite keeps beside the database: write-ahead log, its index, rollback journal.
+_COMPANIONS = ("-wal", "-shm", "-journal")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -100,6 +114,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX authorization_intents_age ON authorization_intents (created_at);
     """,
+    # Captures, voids and refunds are journaled pending before they are sent (see
+    # switch.pending_operations); attempts and next_attempt_at are the lease of whoever
+    # sends one, and mean nothing once it is resolved.
+    """
+    ALTER TABLE journal_entries ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal_entries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal_entries ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0;
+    CREATE INDEX journal_entries_pending ON journal_entries (next_attempt_at) WHERE pending;
+    """,
 )
 
 _CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables
@@ -129,6 +152,19 @@ _UNJOURNALED = (
     "NOT EXISTS (SELECT 1 FROM journal_entries AS e "
     "WHERE e.merchant_id = i.merchant_id AND e.idempotency_key = i.idempotency_key)"
 )
+_INSERT_PENDING_ENTRY = (
+    f"INSERT INTO journal_entries ({', '.join(ENTRY_COLUMNS)}, attempts, next_attempt_at) "
+    f"VALUES ({', '.join('?' * len(ENTRY_COLUMNS))}, 1, ?)"
+)
+_SELECT_PENDING = f"SELECT {', '.join(ENTRY_COLUMNS)}, attempts, next_attempt_at FROM journal_entries WHERE pending"
+_PENDING_SCOPE = "merchant_id = ? AND idempotency_key = ? AND pending"
+_TAKE_OPERATION = (
+    f"UPDATE journal_entries SET attempts = attempts + 1, next_attempt_at = ? WHERE {_PENDING_SCOPE} AND attempts = ?"
+)
+_RESOLVE_OPERATION = (
+    f"UPDATE journal_entries SET pending = 0, response_code = ?, status = ?, response = ? WHERE {_PENDING_SCOPE}"
+)
+_WITHDRAW_OPERATION = f"DELETE FROM journal_entries WHERE {_PENDING_SCOPE} AND attempts = ?"
 
 
 class SqliteJournal:
@@ -137,6 +173,7 @@ class SqliteJournal:
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteJournal:
+        private_file(Path(path))
         return cls(_connect(str(path)))
 
     async def close(self) -> None:
@@ -147,8 +184,10 @@ class SqliteJournal:
     ) -> list[JournalEntry | None]:
         return self._record_authorizations(batch)
 
-    async def apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
-        return self._apply(record, entry)
+    async def apply(
+        self, record: TransactionRecord, entry: JournalEntry, *, lease_until: float | None = None
+    ) -> ApplyOutcome:
+        return self._apply(record, entry, lease_until)
 
     async def get_transaction(self, transaction_id: str) -> TransactionRecord | None:
         return self._get_transaction(transaction_id)
@@ -175,13 +214,15 @@ class SqliteJournal:
             self._db.executemany(_INSERT_REVERSAL, reversal_rows(r for r, _ in fresh))
         return results
 
-    def _apply(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+    def _apply(self, record: TransactionRecord, entry: JournalEntry, lease_until: float | None) -> ApplyOutcome:
         # Nothing is written before either check fails, so returning inside the block
         # (which commits an empty transaction) is as good as a rollback.
         with _transaction(self._db):
-            return self._apply_within(record, entry)
+            return self._apply_within(record, entry, lease_until)
 
-    def _apply_within(self, record: TransactionRecord, entry: JournalEntry) -> ApplyOutcome:
+    def _apply_within(
+        self, record: TransactionRecord, entry: JournalEntry, lease_until: float | None = None
+    ) -> ApplyOutcome:
         """_apply's work, inside the caller's transaction."""
         earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
         if earlier:
@@ -190,7 +231,10 @@ class SqliteJournal:
         updated = self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1))
         if updated.rowcount != 1:
             return ApplyOutcome(ApplyStatus.STALE)
-        self._db.execute(_INSERT_ENTRY, entry_row(entry))
+        if lease_until is None:
+            self._db.execute(_INSERT_ENTRY, entry_row(entry))
+        else:
+            self._db.execute(_INSERT_PENDING_ENTRY, (*entry_row(entry), lease_until))
         return ApplyOutcome(ApplyStatus.APPLIED)
 
     async def record_intents(self, intents: Sequence[Intent]) -> set[str]:
@@ -258,6 +302,52 @@ class SqliteJournal:
             return False
         return True
 
+    async def due_operations(self, now: float, limit: int) -> list[PendingOperation]:
+        rows = self._db.execute(
+            f"{_SELECT_PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", (now, limit)
+        )
+        return [PendingOperation(entry_from_row(row), int(row[-2]), float(row[-1])) for row in rows]
+
+    async def pending_operations(self, transaction_id: str) -> list[JournalEntry]:
+        return [
+            entry_from_row(row)
+            for row in self._db.execute(f"{_SELECT_PENDING} AND transaction_id = ?", (transaction_id,))
+        ]
+
+    async def take_operation(self, entry: JournalEntry, attempts: int, lease_until: float) -> bool:
+        with _transaction(self._db):
+            taken = self._db.execute(_TAKE_OPERATION, (lease_until, entry.merchant_id, entry.idempotency_key, attempts))
+        return taken.rowcount == 1
+
+    async def resolve_operation(self, entry: JournalEntry, record: TransactionRecord | None) -> ApplyStatus:
+        final = (entry.response_code, entry.status.value, entry.response, entry.merchant_id, entry.idempotency_key)
+        return self._settle(_RESOLVE_OPERATION, final, record)
+
+    async def withdraw_operation(self, entry: JournalEntry, attempts: int, record: TransactionRecord) -> ApplyStatus:
+        return self._settle(_WITHDRAW_OPERATION, (entry.merchant_id, entry.idempotency_key, attempts), record)
+
+    def _settle(self, statement: str, parameters: tuple[object, ...], record: TransactionRecord | None) -> ApplyStatus:
+        """statement on a pending entry and record's conditional write, in one commit, or neither."""
+        status = ApplyStatus.APPLIED
+        try:
+            with _transaction(self._db):
+                if self._db.execute(statement, parameters).rowcount != 1:
+                    status = ApplyStatus.DUPLICATE
+                elif record is not None and not self._store_next_version(record):
+                    status = ApplyStatus.STALE
+                if status is not ApplyStatus.APPLIED:
+                    raise _Undo
+        except _Undo:
+            pass
+        return status
+
+    def _store_next_version(self, record: TransactionRecord) -> bool:
+        """Stores record if the stored transaction is still the version before it."""
+        row = transaction_row(record)
+        return (
+            self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1)).rowcount == 1
+        )
+
     def _get_transaction(self, transaction_id: str) -> TransactionRecord | None:
         row = self._db.execute(
             f"SELECT {', '.join(TRANSACTION_COLUMNS)} FROM transactions WHERE transaction_id = ?",
@@ -298,6 +388,51 @@ class _transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def private_file(path: Path) -> None:
+    """Makes the journal's folder (0700, when this creates it) and the database file
+    (0600, empty: SQLite takes that for a new database) if they are missing, whatever
+    the umask; tightens to 0600 an existing database, or a file SQLite keeps beside it,
+    that others may read, and logs it once.
+
+    SQLite would create the database 0644 less the umask, but creates its -wal, -shm
+    and -journal files with the database file's own mode, so a database made 0600
+    first keeps them all 0600. The umask is left alone: it is the whole process's,
+    and another thread may be creating files meanwhile.
+    """
+    if str(path) in ("", ":memory:"):
+        return  # SQLite's names for a private, temporary database: no file
+    try:
+        path.parent.mkdir(mode=FOLDER_MODE, parents=True)
+    except FileExistsError:
+        pass  # an existing folder may be shared (the working directory): left as it is
+    else:
+        path.parent.chmod(FOLDER_MODE)  # mkdir's mode went through the umask
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        try:
+            os.fchmod(fd, FILE_MODE)  # os.open's mode went through the umask too
+        finally:
+            os.close(fd)
+    loose: list[str] = []
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in _COMPANIONS)):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(FILE_MODE)
+                loose.append(f"{file.name} (was {mode:04o})")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StartupError(
+                f"stores.sqlite_path: {file} may be read by others and cannot be made 0600: {exc.strerror}"
+            ) from None
+    if loose:
+        log.info("tightened to %04o, since the journal holds tokens and amounts: %s", FILE_MODE, ", ".join(loose))
 
 
 def _connect(path: str) -> sqlite3.Connection:
