@@ -196,6 +196,7 @@ def to_operation(request: AdapterRequest) -> adapter_pb2.AdapterOperation:
         amount=amount,
         authorization_code=request.authorization_code,
         masked_instrument=request.instrument.masked if request.instrument else "",
+        reference=request.reference,
     )
     if request.card is not None:
         card = request.card

@@ -7,7 +7,7 @@ import logging
 import random
 import secrets
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ LATE_CARD = "4000000000000119"
 # How long before the call's deadline the unanswered operations are given up as
 # unknown, so the reply still reaches the switch in time.
 ANSWER_RESERVE = 0.05
+REMEMBERED_REFERENCES = 100_000
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _OPERATION_NAMES = {
     value: name.removeprefix("OPERATION_KIND_").lower() for name, value in adapter_pb2.OperationKind.items()
@@ -44,6 +45,9 @@ class RemoteIssuer(adapter_pb2_grpc.AdapterServicer):
         self.network_up = True  # False: every Send answers `unavailable`, as when the network is down
         self.received: Counter[str] = Counter()  # operations by kind, for tests and operators
         self.reversals: Counter[str] = Counter()  # reversal requests by transaction id
+        # A capture's, void's or refund's first answer by its reference: a resend is
+        # answered with it and applied once, as networks do.
+        self.answered: OrderedDict[str, adapter_pb2.AdapterOutcome] = OrderedDict()
         self._random = random.Random(seed)
         self._server: grpc.aio.Server | None = None
 
@@ -108,6 +112,16 @@ class RemoteIssuer(adapter_pb2_grpc.AdapterServicer):
         return self._decide(operation)
 
     def _decide(self, operation: adapter_pb2.AdapterOperation) -> adapter_pb2.AdapterOutcome:
+        if operation.reference:
+            first = self.answered.get(operation.reference)
+            if first is None:
+                first = self.answered[operation.reference] = self._decide_once(operation)
+                if len(self.answered) > REMEMBERED_REFERENCES:
+                    self.answered.popitem(last=False)
+            return first
+        return self._decide_once(operation)
+
+    def _decide_once(self, operation: adapter_pb2.AdapterOperation) -> adapter_pb2.AdapterOutcome:
         if operation.kind == adapter_pb2.OPERATION_KIND_UNSPECIFIED:
             return adapter_pb2.AdapterOutcome(response_code="12", message="invalid transaction")
         if operation.kind == adapter_pb2.OPERATION_KIND_REVERSE:

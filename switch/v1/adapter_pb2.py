@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from switch.v1 import switch_pb2 as switch_dot_v1_dot_switch__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17switch/v1/adapter.proto\x12\tswitch.v1\x1a\x16switch/v1/switch.proto\"\x11\n\x0f\x44\x65scribeRequest\"M\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x0c\x63\x61pabilities\x18\x02 \x03(\x0e\x32\x15.switch.v1.Capability\"\xbb\x02\n\x10\x41\x64\x61pterOperation\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.switch.v1.OperationKind\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.switch.v1.Money\x12\x1f\n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x0f.switch.v1.CardH\x00\x12%\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x12.switch.v1.AccountH\x00\x12\'\n\x0b\x64\x65stination\x18\x07 \x01(\x0b\x32\x12.switch.v1.Account\x12\x1a\n\x12\x61uthorization_code\x18\x08 \x01(\t\x12\x19\n\x11masked_instrument\x18\t \x01(\tB\x08\n\x06source\"\x80\x01\n\x0e\x41\x64\x61pterOutcome\x12\x15\n\rresponse_code\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\x12\x61uthorization_code\x18\x03 \x01(\t\x12\x19\n\x11network_reference\x18\x04 \x01(\t\x12\x0f\n\x07unknown\x18\x05 \x01(\x08\">\n\x0bSendRequest\x12/\n\noperations\x18\x01 \x03(\x0b\x32\x1b.switch.v1.AdapterOperation\"l\n\x0cSendResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.switch.v1.AdapterOutcome\x12\x13\n\x0bunavailable\x18\x02 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x03 \x01(\t*\xdd\x01\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41PABILITY_AUTHORIZE\x10\x01\x12\x16\n\x12\x43\x41PABILITY_CAPTURE\x10\x02\x12\x1e\n\x1a\x43\x41PABILITY_PARTIAL_CAPTURE\x10\x03\x12\x13\n\x0f\x43\x41PABILITY_VOID\x10\x04\x12\x15\n\x11\x43\x41PABILITY_REFUND\x10\x05\x12\x16\n\x12\x43\x41PABILITY_REVERSE\x10\x06\x12\x1d\n\x19\x43\x41PABILITY_STATUS_INQUIRY\x10\x07*\xb9\x01\n\rOperationKind\x12\x1e\n\x1aOPERATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_KIND_AUTHORIZE\x10\x01\x12\x1a\n\x16OPERATION_KIND_CAPTURE\x10\x02\x12\x17\n\x13OPERATION_KIND_VOID\x10\x03\x12\x19\n\x15OPERATION_KIND_REFUND\x10\x04\x12\x1a\n\x16OPERATION_KIND_REVERSE\x10\x05\x32\x87\x01\n\x07\x41\x64\x61pter\x12\x43\n\x08\x44\x65scribe\x12\x1a.switch.v1.DescribeRequest\x1a\x1b.switch.v1.DescribeResponse\x12\x37\n\x04Send\x12\x16.switch.v1.SendRequest\x1a\x17.switch.v1.SendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17switch/v1/adapter.proto\x12\tswitch.v1\x1a\x16switch/v1/switch.proto\"\x11\n\x0f\x44\x65scribeRequest\"M\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x0c\x63\x61pabilities\x18\x02 \x03(\x0e\x32\x15.switch.v1.Capability\"\xce\x02\n\x10\x41\x64\x61pterOperation\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.switch.v1.OperationKind\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.switch.v1.Money\x12\x1f\n\x04\x63\x61rd\x18\x05 \x01(\x0b\x32\x0f.switch.v1.CardH\x00\x12%\n\x07\x61\x63\x63ount\x18\x06 \x01(\x0b\x32\x12.switch.v1.AccountH\x00\x12\'\n\x0b\x64\x65stination\x18\x07 \x01(\x0b\x32\x12.switch.v1.Account\x12\x1a\n\x12\x61uthorization_code\x18\x08 \x01(\t\x12\x19\n\x11masked_instrument\x18\t \x01(\t\x12\x11\n\treference\x18\n \x01(\tB\x08\n\x06source\"\x80\x01\n\x0e\x41\x64\x61pterOutcome\x12\x15\n\rresponse_code\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\x12\x61uthorization_code\x18\x03 \x01(\t\x12\x19\n\x11network_reference\x18\x04 \x01(\t\x12\x0f\n\x07unknown\x18\x05 \x01(\x08\">\n\x0bSendRequest\x12/\n\noperations\x18\x01 \x03(\x0b\x32\x1b.switch.v1.AdapterOperation\"l\n\x0cSendResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.switch.v1.AdapterOutcome\x12\x13\n\x0bunavailable\x18\x02 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x03 \x01(\t*\xdd\x01\n\nCapability\x12\x1a\n\x16\x43\x41PABILITY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41PABILITY_AUTHORIZE\x10\x01\x12\x16\n\x12\x43\x41PABILITY_CAPTURE\x10\x02\x12\x1e\n\x1a\x43\x41PABILITY_PARTIAL_CAPTURE\x10\x03\x12\x13\n\x0f\x43\x41PABILITY_VOID\x10\x04\x12\x15\n\x11\x43\x41PABILITY_REFUND\x10\x05\x12\x16\n\x12\x43\x41PABILITY_REVERSE\x10\x06\x12\x1d\n\x19\x43\x41PABILITY_STATUS_INQUIRY\x10\x07*\xb9\x01\n\rOperationKind\x12\x1e\n\x1aOPERATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_KIND_AUTHORIZE\x10\x01\x12\x1a\n\x16OPERATION_KIND_CAPTURE\x10\x02\x12\x17\n\x13OPERATION_KIND_VOID\x10\x03\x12\x19\n\x15OPERATION_KIND_REFUND\x10\x04\x12\x1a\n\x16OPERATION_KIND_REVERSE\x10\x05\x32\x87\x01\n\x07\x41\x64\x61pter\x12\x43\n\x08\x44\x65scribe\x12\x1a.switch.v1.DescribeRequest\x1a\x1b.switch.v1.DescribeResponse\x12\x37\n\x04Send\x12\x16.switch.v1.SendRequest\x1a\x17.switch.v1.SendResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switch.v1.adapter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CAPABILITY']._serialized_start=784
-  _globals['_CAPABILITY']._serialized_end=1005
-  _globals['_OPERATIONKIND']._serialized_start=1008
-  _globals['_OPERATIONKIND']._serialized_end=1193
+  _globals['_CAPABILITY']._serialized_start=803
+  _globals['_CAPABILITY']._serialized_end=1024
+  _globals['_OPERATIONKIND']._serialized_start=1027
+  _globals['_OPERATIONKIND']._serialized_end=1212
   _globals['_DESCRIBEREQUEST']._serialized_start=62
   _globals['_DESCRIBEREQUEST']._serialized_end=79
   _globals['_DESCRIBERESPONSE']._serialized_start=81
   _globals['_DESCRIBERESPONSE']._serialized_end=158
   _globals['_ADAPTEROPERATION']._serialized_start=161
-  _globals['_ADAPTEROPERATION']._serialized_end=476
-  _globals['_ADAPTEROUTCOME']._serialized_start=479
-  _globals['_ADAPTEROUTCOME']._serialized_end=607
-  _globals['_SENDREQUEST']._serialized_start=609
-  _globals['_SENDREQUEST']._serialized_end=671
-  _globals['_SENDRESPONSE']._serialized_start=673
-  _globals['_SENDRESPONSE']._serialized_end=781
-  _globals['_ADAPTER']._serialized_start=1196
-  _globals['_ADAPTER']._serialized_end=1331
+  _globals['_ADAPTEROPERATION']._serialized_end=495
+  _globals['_ADAPTEROUTCOME']._serialized_start=498
+  _globals['_ADAPTEROUTCOME']._serialized_end=626
+  _globals['_SENDREQUEST']._serialized_start=628
+  _globals['_SENDREQUEST']._serialized_end=690
+  _globals['_SENDRESPONSE']._serialized_start=692
+  _globals['_SENDRESPONSE']._serialized_end=800
+  _globals['_ADAPTER']._serialized_start=1215
+  _globals['_ADAPTER']._serialized_end=1350
 # @@protoc_insertion_point(module_scope)

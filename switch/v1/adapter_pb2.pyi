@@ -144,6 +144,7 @@ class AdapterOperation(_message.Message):
     DESTINATION_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_CODE_FIELD_NUMBER: _builtins.int
     MASKED_INSTRUMENT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
     kind: Global___OperationKind.ValueType
     transaction_id: _builtins.str
     """the switch's id: the same for every operation on one payment"""
@@ -152,6 +153,11 @@ class AdapterOperation(_message.Message):
     """The original authorization's code, for a capture, void, refund or reversal."""
     masked_instrument: _builtins.str
     """The source as logs may show it: first 6 and last 4 digits of a card at most."""
+    reference: _builtins.str
+    """A capture's, void's or refund's own id, the same on every send of it: apply an
+    operation once per reference and answer a repeat with the first answer, so the
+    switch may resend one whose outcome it does not know. Empty for authorizations.
+    """
     @_builtins.property
     def amount(self) -> _switch_pb2.Money: ...
     @_builtins.property
@@ -176,10 +182,11 @@ class AdapterOperation(_message.Message):
         destination: _switch_pb2.Account | None = ...,
         authorization_code: _builtins.str = ...,
         masked_instrument: _builtins.str = ...,
+        reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "card", b"card", "destination", b"destination", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "authorization_code", b"authorization_code", "card", b"card", "destination", b"destination", "kind", b"kind", "masked_instrument", b"masked_instrument", "merchant_id", b"merchant_id", "source", b"source", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "authorization_code", b"authorization_code", "card", b"card", "destination", b"destination", "kind", b"kind", "masked_instrument", b"masked_instrument", "merchant_id", b"merchant_id", "reference", b"reference", "source", b"source", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["card", "account"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015

@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def test_a_reversal_crosses_without_a_source() -> None:
     operation = to_operation(request)
     assert operation.kind == adapter_pb2.OPERATION_KIND_REVERSE
     assert operation.WhichOneof("source") is None and operation.authorization_code == "ABC123"
+    assert to_operation(replace(request, kind=OperationKind.REFUND, reference="op_7")).reference == "op_7"
 
 
 def test_outcomes_map_onto_the_switch_results() -> None:
@@ -133,6 +135,19 @@ async def test_reversals_captures_and_refunds_reach_the_process(
     assert all(result.approved for result in results)
     assert issuer[0].reversals["tx-9"] == 2  # a repeated reversal is acknowledged again
     assert (issuer[0].received["capture"], issuer[0].received["refund"]) == (1, 1)
+
+
+async def test_a_resent_operation_is_applied_once_by_its_reference(
+    bridge: RemoteAdapter, issuer: tuple[RemoteIssuer, str]
+) -> None:
+    refund = AdapterRequest(OperationKind.REFUND, "tx-8", "m", Money(100, "USD"), authorization_code="A1")
+    first, again, other = await bridge.send(
+        [replace(refund, reference="op_1"), replace(refund, reference="op_1"), replace(refund, reference="op_2")],
+        time_left=1.0,
+    )
+    assert first.approved and again == first  # the same answer: applied once
+    assert other.approved and other.network_reference != first.network_reference
+    assert len(issuer[0].answered) == 2
 
 
 async def test_a_network_that_is_down_fails_over_with_nothing_sent(
