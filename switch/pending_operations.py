@@ -23,7 +23,6 @@ never received (AdapterUnavailable) and free its key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -35,6 +34,7 @@ from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable
 from switch.codes import ResponseCode
 from switch.errors import FailedPrecondition
 from switch.models import JournalEntry, TransactionRecord
+from switch.periodic import Periodic
 from switch.routing import Router
 from switch.stores.base import ApplyStatus, Journal, PendingOperation
 
@@ -157,9 +157,11 @@ def _declined(entry: JournalEntry, answer: AdapterResult, undone: TransactionRec
     return replace(entry, pending=False, response_code=answer.response_code, status=undone.status, response=response)
 
 
-class PendingOperationWorker:
+class PendingOperationWorker(Periodic):
     """Sends each pending operation whose lease ran out again, with its reference, until
     the network answers, and resolves it. Every worker process runs one."""
+
+    name = "pending-operations"
 
     def __init__(
         self,
@@ -171,21 +173,11 @@ class PendingOperationWorker:
         interval: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(interval)
         self._journal = journal
         self._outcomes = Outcomes(journal, router, adapter_timeout=adapter_timeout, clock=clock)
         self._lease = lease_seconds
-        self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="pending-operations")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run_once(self) -> int:
         """Sends every operation whose lease ran out once more; returns how many it resolved."""
@@ -194,14 +186,6 @@ class PendingOperationWorker:
         for failure in (f for f in finished if isinstance(f, Exception)):
             log.warning("a pending operation stays pending (%s)", type(failure).__name__, exc_info=failure)
         return sum(f is True for f in finished)
-
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # a store hiccup: pending operations are durable, try again later
-                log.exception("pending operations pass failed")
-            await asyncio.sleep(self._interval)
 
     async def _finish(self, pending: PendingOperation) -> bool:
         entry = pending.entry

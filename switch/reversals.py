@@ -22,7 +22,6 @@ conditional). A late approval changes nothing here: the reversal undoes it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -32,6 +31,7 @@ from dataclasses import replace
 from switch import idempotency
 from switch.adapter import AdapterRequest, AdapterResult
 from switch.models import AuthorizationResult, JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
+from switch.periodic import Periodic
 from switch.routing import Router
 from switch.stores.base import Intent, Journal, PendingReversal
 
@@ -42,7 +42,9 @@ MAX_RETRY_SECONDS = 60.0
 BATCH = 100
 
 
-class ReversalWorker:
+class ReversalWorker(Periodic):
+    name = "reversals"
+
     def __init__(
         self,
         journal: Journal,
@@ -53,22 +55,12 @@ class ReversalWorker:
         intent_lease: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(interval)
         self._journal = journal
         self._router = router
-        self._interval = interval
         self._time_left = time_left
         self._intent_lease = intent_lease
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="reversals")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run_once(self) -> int:
         """Settles abandoned intents, then sends every due reversal once; returns how many
@@ -97,14 +89,6 @@ class ReversalWorker:
                     )
         await self._journal.prune_intents(now)
         return recorded
-
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # a store hiccup: the queue is durable, try again later
-                log.exception("reversal pass failed")
-            await asyncio.sleep(self._interval)
 
     async def _reverse(self, route: str, group: list[PendingReversal]) -> int:
         records = [await self._journal.get_transaction(p.transaction_id) for p in group]
