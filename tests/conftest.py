@@ -7,6 +7,7 @@ random schema that are removed afterwards.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -116,3 +117,13 @@ def switch_factory(tmp_path: Path) -> SwitchFactory:
             await drop_production_state(settings)
 
     return start
+
+
+@pytest.fixture
+def keep_root_logging() -> Iterator[None]:
+    """cli.main installs its JSON handler on the root logger; later tests keep theirs."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

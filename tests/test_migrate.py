@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -22,14 +20,7 @@ ENVIRONMENT = {
 }
 
 
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """cli.main installs its JSON handler on the root logger; later tests keep theirs."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("keep_root_logging")  # cli.main configures the root logger
 
 
 @pytest.mark.parametrize("store_set", ["embedded", "production"])

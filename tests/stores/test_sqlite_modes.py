@@ -29,16 +29,6 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
     os.umask(previous)
 
 
-@pytest.fixture
-def keep_root_logging() -> Iterator[None]:
-    """cli.main installs its JSON handler on the root logger; later tests keep theirs."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 async def test_a_fresh_journal_is_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
     path = tmp_path / "data" / "journal.sqlite3"
     journal = await SqliteJournal.open(path)
