@@ -222,8 +222,11 @@ def init_keys(folder: Path) -> int:
     for path in (fingerprint, ring):
         if path.exists():
             raise config.ConfigError(f"keys init: {path} exists; keys are never replaced (rotate them instead)")
-    write_secret(fingerprint, new_fingerprint_key())
-    write_key_file(ring, new_key_ring())
+    if not (
+        write_secret(fingerprint, new_fingerprint_key(), replace=False)
+        and write_key_file(ring, new_key_ring(), replace=False)
+    ):
+        raise config.ConfigError(f"keys init: another process is writing keys in {folder}")
     print(f"wrote {fingerprint} and {ring} (mode 0600)")
     return 0
 

@@ -9,9 +9,11 @@ setting and the path, never the contents.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 from switch.config import ConfigError
@@ -34,17 +36,29 @@ def read_secret(path: Path, setting: str) -> bytes:
     return data
 
 
-def write_secret(path: Path, data: bytes) -> None:
-    """Writes data to path, mode 0600, atomically (a reader sees the old file or the
-    new one), creating its folder as 0700."""
+def write_secret(path: Path, data: bytes, *, replace: bool = True) -> bool:
+    """Writes data to path, mode 0600, atomically (a reader sees the old file or the new
+    one, never a part), creating its folder as 0700. replace=False keeps a file that is
+    already there, even one another process creates meanwhile: returns whether this
+    call wrote it."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(partial, path)
+            return True
+        try:
+            os.link(partial, path)  # fails, changing nothing, when path exists
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
 
 
 def read_fingerprint_key(path: Path, setting: str = "security.fingerprint_key_file") -> bytes:

@@ -254,8 +254,7 @@ def fingerprint_key(settings: Settings) -> bytes:
             "`switch keys init --dir DIR` writes one"
         )
     path = Path(settings.stores.sqlite_path).parent / FINGERPRINT_KEY_FILE
-    if not path.exists():
-        write_secret(path, new_fingerprint_key())
+    write_secret(path, new_fingerprint_key(), replace=False)  # the first start's key, whoever wrote it
     return read_fingerprint_key(path, "stores.sqlite_path (its folder's fingerprint.key)")
 
 
@@ -267,6 +266,5 @@ def token_keys(settings: Settings) -> KeyRing:
     if not settings.stores.embedded:
         raise ConfigError("tokenization: required with Redis and PostgreSQL (active_key and keys, or key_file)")
     path = Path(settings.stores.sqlite_path).parent / TOKEN_KEY_FILE
-    if not path.exists():
-        write_key_file(path, new_key_ring())
+    write_key_file(path, new_key_ring(), replace=False)
     return parse_key_ring({"key_file": str(path)})

@@ -266,10 +266,11 @@ def new_key_ring() -> KeyRing:
     return KeyRing(keys={"k1": secrets.token_bytes(32)}, active_key="k1")
 
 
-def write_key_file(path: Path, ring: KeyRing) -> None:
-    """Writes ring as a key file parse_key_ring reads: JSON, mode 0600, replaced atomically."""
+def write_key_file(path: Path, ring: KeyRing, *, replace: bool = True) -> bool:
+    """Writes ring as a key file parse_key_ring reads: JSON, mode 0600, replaced atomically;
+    replace=False keeps a file already there (see keyfiles.write_secret)."""
     data = orjson.dumps(
         {"active_key": ring.active_key, "keys": {key_id: key.hex() for key_id, key in ring.keys.items()}},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
     )
-    write_secret(path, data)
+    return write_secret(path, data, replace=replace)

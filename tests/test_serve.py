@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,23 @@ def wait_until_serving(port: int, seconds: float = 20.0) -> None:
             time.sleep(0.1)
 
 
+def children_of(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+
+
+def listening_on(port: int) -> str:
+    return subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def request(key: str) -> pb.AuthorizeRequest:
     return pb.AuthorizeRequest(
         idempotency_key=key,
@@ -116,14 +133,10 @@ async def test_sigterm_drains_in_flight_calls(serve: object) -> None:
 def test_workers_share_the_port_and_stop_together(serve: object) -> None:
     process, port, settings = serve("production", "--workers", "2")  # type: ignore[operator]
     try:
-        children = subprocess.run(
-            ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        assert len(children) == 2
-        listening = subprocess.run(
-            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
-        ).stdout
-        assert all(f"pid={child}," in listening for child in children)  # each worker bound the port itself
+        # The first worker serves before the others are forked; each binds the port itself.
+        assert wait_until(lambda: len(children_of(process.pid)) == 2)
+        children = children_of(process.pid)
+        assert wait_until(lambda: all(f"pid={child}," in listening_on(port) for child in children))
         for i in range(4):  # a channel each: SO_REUSEPORT spreads connections, not calls
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 answer = switch_pb2_grpc.SwitchStub(channel).Authorize(request(f"w-{i}"), timeout=10)
