@@ -11,7 +11,7 @@ PostgreSQL, and runs pre-built batches through it one at a time, with no gRPC
 transport. Run serially, each stage's process CPU time is its own:
 
     parse           AuthorizeBatchRequest bytes -> domain Authorizations (switch.convert)
-    pipeline stages tokenize, claim (Redis), journal read, route, price, adapters,
+    pipeline stages tokenize, claim (Redis), journal read, route, price, intents + adapters,
                     commit (journal + Redis completion), timed around each call
     answer          results -> AuthorizeBatchResponse bytes
 
@@ -70,7 +70,7 @@ PIPELINE_STAGES = (
     ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
     ("_route", "route (plan, breakers)"),
     ("_price", "price: one fee-engine call (Cython)"),
-    ("_call_adapters", "adapter: the in-process simulated issuer"),
+    ("_call_adapters", "intents + adapter: one PostgreSQL statement, then the in-process simulated issuer"),
     ("_commit", "commit: rows, one PostgreSQL COPY transaction, one Redis completion"),
 )
 
