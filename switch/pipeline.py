@@ -154,9 +154,14 @@ class AuthorizationPipeline:
         now = self._clock()
         items = self._tokenize(batch, now, outcomes)
         fresh = await self._claim(items, now, outcomes)
-        fresh = await self._skip_journaled(fresh, now, outcomes)
-        self._route(fresh)
-        fresh = await self._price(fresh, now, outcomes)
+        try:
+            fresh = await self._skip_journaled(fresh, now, outcomes)
+            self._route(fresh)
+            fresh = await self._price(fresh, now, outcomes)
+        except Exception:
+            # Nothing was sent: free the keys (and counters) for the retry before failing the batch.
+            await self._complete([_give_back(item) for item in fresh], now)
+            raise
         await self._call_adapters([item for item in fresh if item.answer is None])
         await self._commit(fresh, outcomes)
         assert all(outcome is not None for outcome in outcomes)
@@ -339,7 +344,19 @@ class AuthorizationPipeline:
         return True
 
     async def _send(self, route: str, items: list[_Item]) -> list[_Item]:
-        """Sends one route its items; returns them untouched when nothing was sent."""
+        """Sends one route its items; returns those it did not take (nothing was sent)."""
+        time_left = self._time_left(items)
+        if time_left < MIN_ADAPTER_SECONDS:  # the callers are gone or nearly: send nothing
+            for item in items:  # nobody would see a decline, and a retry must find the key free
+                item.unsent = DeadlineExceeded(
+                    "the deadline passed before the route could be reached; nothing was sent"
+                )
+            return []
+        items = await self._record_intents(route, items)  # only these may go out
+        if not items:
+            return []
+        if not self._router.acquire(route):  # its breaker is open: nothing sent
+            return items
         requests = [
             AdapterRequest(
                 kind=OperationKind.AUTHORIZE,
@@ -353,18 +370,6 @@ class AuthorizationPipeline:
             )
             for i in items
         ]
-        time_left = self._time_left(items)
-        if time_left < MIN_ADAPTER_SECONDS:  # the callers are gone or nearly: send nothing
-            for item in items:  # nobody would see a decline, and a retry must find the key free
-                item.unsent = DeadlineExceeded(
-                    "the deadline passed before the route could be reached; nothing was sent"
-                )
-            return []
-        items = await self._record_intents(route, items)
-        if not items:
-            return []
-        if not self._router.acquire(route):  # its breaker is open: nothing sent
-            return items
         error: BaseException | None = None
         started = time.perf_counter()
         try:

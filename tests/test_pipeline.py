@@ -225,3 +225,31 @@ async def test_nothing_is_sent_once_the_deadline_has_passed(rig: Rig) -> None:
     assert await rig.journal.find_entries([("m-1", "late")]) == {}
     (retried,) = await rig.pipeline.run([authorization("late")])
     assert result(retried).response_code == "00" and not result(retried).replayed
+
+
+async def test_a_retry_held_by_an_intent_beside_a_fresh_authorization_sends_only_the_fresh_one(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> None:
+        raise ConnectionError("disk gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.journal, "record_authorizations", broken)
+        await rig.pipeline.run([authorization("held")])  # sent, never journaled: its intent holds the key
+    retried, fresh = await rig.pipeline.run([authorization("held"), authorization("fresh")])
+    assert isinstance(retried, Unavailable)
+    assert result(fresh).response_code == "00"
+    assert [r.transaction_id for r in rig.adapter.seen[1:]] == [result(fresh).transaction_id]
+
+
+async def test_a_journal_that_fails_before_the_send_frees_the_keys(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: object) -> None:
+        raise ConnectionError("disk gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.journal, "find_entries", broken)
+        with pytest.raises(ConnectionError):
+            await rig.pipeline.run([authorization("read-fails")])
+    (retried,) = await rig.pipeline.run([authorization("read-fails")])  # not held in flight by the failed batch
+    assert result(retried).response_code == "00" and not result(retried).replayed
+    assert len(rig.adapter.seen) == 1
