@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from switch import config, logs
@@ -94,64 +93,12 @@ def serve(settings: config.Settings) -> int:
         return _run_worker(settings)
     if settings.server.port == 0:
         return _refused(config.ConfigError("server.port: name a port when running several workers"))
-    children: list[int] = []
-    stopping: list[int] = []
+    from switch.supervisor import Supervisor
 
-    def forward(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-        for child in children:
-            os.kill(child, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    # The first worker starts alone: a start-up error is then reported once, by it,
-    # and the others are never forked.
-    for index in range(workers):
-        if stopping:
-            break
-        pid, serving = _fork_worker(settings, index)
-        children.append(pid)
-        if not serving:
-            break
-    status = 0
-    for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
-    return status
+    return Supervisor(settings, _run_worker).run()
 
 
-def _fork_worker(settings: config.Settings, index: int) -> tuple[int, bool]:
-    """Forks worker index (gRPC is imported only in the child, after the fork). The
-    first is waited for: True once it serves, False when it exited before that."""
-    if index > 0:
-        pid = os.fork()
-        if pid == 0:
-            _default_signals()
-            os._exit(_run_worker(_as_worker(settings, index)))
-        return pid, True
-    ready_read, ready_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _default_signals()
-        os.close(ready_read)
-        os._exit(_run_worker(_as_worker(settings, index), ready=ready_write))
-    os.close(ready_write)
-    with os.fdopen(ready_read, "rb") as ready:
-        return pid, ready.read(1) == b"1"  # end of file: it exited
-
-
-def _default_signals() -> None:
-    """A worker handles its own signals (see _run_worker), never the parent's forwarding."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _as_worker(settings: config.Settings, index: int) -> config.Settings:
-    """Worker i's settings: its own metrics port, so each process is scraped on its own."""
-    if not settings.server.metrics_port:
-        return settings
-    server = replace(settings.server, metrics_port=settings.server.metrics_port + index)
-    return replace(settings, server=server)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
@@ -161,16 +108,20 @@ def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
     from switch import server
 
     async def run() -> None:
+        # Handled from here on; a signal sent earlier (the supervisor blocks them in a
+        # worker until now) is delivered at the unblock, so a worker stopped while it
+        # starts still drains and exits cleanly.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop.set)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         running = await server.build(settings)
         _tune_garbage_collector()
         log.info("serving on %s:%d (pid %d)", settings.server.host, running.port, os.getpid())
         if ready is not None:
             os.write(ready, b"1")
             os.close(ready)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         log.info("draining (up to %.0f s)", settings.server.drain_seconds)
         await running.stop(settings.server.drain_seconds)

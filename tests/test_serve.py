@@ -148,6 +148,26 @@ def test_workers_share_the_port_and_stop_together(serve: object) -> None:
         asyncio.run(drop_production_state(settings))
 
 
+def test_a_worker_killed_is_replaced_and_the_parent_still_stops_cleanly(serve: object) -> None:
+    process, port, settings = serve("production", "--workers", "2")  # type: ignore[operator]
+    try:
+        assert wait_until(lambda: len(children_of(process.pid)) == 2)
+        killed = children_of(process.pid)[0]
+        os.kill(int(killed), signal.SIGKILL)
+        assert wait_until(lambda: len(children_of(process.pid)) == 2 and killed not in children_of(process.pid))
+        replacement = (set(children_of(process.pid)) - {killed}).pop()
+        assert wait_until(lambda: f"pid={replacement}," in listening_on(port))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = switch_pb2_grpc.SwitchStub(channel).Authorize(request("after-kill"), timeout=10)
+        assert answer.response_code == "00"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert b"Traceback" not in process.stderr.read()
+        assert not children_of(process.pid)
+    finally:
+        asyncio.run(drop_production_state(settings))
+
+
 def test_configuration_loads_without_importing_grpc(tmp_path: Path) -> None:
     """`serve --workers N` reads its configuration, then forks: gRPC must not be loaded yet."""
     path = tmp_path / "switch.toml"
