@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from switch.config import BatcherSettings
-from switch.errors import ConcurrentUpdate, Overloaded, SwitchError, Unavailable
+from switch.errors import Overloaded, SwitchError, Unavailable
 from switch.metrics import SwitchMetrics
 from switch.models import Authorization, AuthorizationResult
 from switch.pipeline import InFlight, Outcome
@@ -220,7 +220,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if loop.time() - waiter.first_seen > self._in_flight_wait:
             self._settle(
-                waiter, ConcurrentUpdate("a request with this idempotency key is still in flight; retry later")
+                waiter, Unavailable("a request with this idempotency key is still in flight; retry with the same key")
             )
             return
         delay = min(_FIRST_RETRY_SECONDS * 2**waiter.attempts, _MAX_RETRY_SECONDS)

@@ -17,9 +17,10 @@ its own idempotency claim, and each reaches the network at most once per intent:
    pending for PendingOperationWorker and the caller gets UNAVAILABLE. A route that
    took nothing withdraws the decision and frees the key.
 
-A key decided before answers from the journal: its final answer, or ABORTED while
-it is pending. A store that does not answer is UNAVAILABLE (retry with the same
-key), translated in one place, _stores_answer.
+A key decided before answers from the journal: its final answer, or UNAVAILABLE
+while it is pending (a retry with the same key finds the answer). A store that
+does not answer is UNAVAILABLE too (retry with the same key), translated in one
+place, _stores_answer.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class TransactionService:
             if outcome.status is not ClaimStatus.IN_FLIGHT:
                 return None
             if self._clock() > deadline:
-                raise ConcurrentUpdate("a request with this idempotency key is still in flight; retry later")
+                raise Unavailable("a request with this idempotency key is still in flight; retry with the same key")
             await asyncio.sleep(_IN_FLIGHT_POLL_SECONDS)
 
     async def _run(self, merchant_id: str, operation: Operation, request_hash: str) -> tuple[JournalEntry, bool]:
@@ -210,9 +211,7 @@ def _approved(entry: JournalEntry, request_hash: str) -> JournalEntry:
     if entry.request_hash != request_hash:
         raise IdempotencyConflict(f"idempotency key {quoted(entry.idempotency_key)} was used for a different request")
     if entry.pending:
-        raise ConcurrentUpdate(
-            f"the {entry.kind.value} with this idempotency key is in progress; retry with the same key"
-        )
+        raise Unavailable(f"the {entry.kind.value} with this idempotency key is in progress; retry with the same key")
     if entry.response_code != ResponseCode.APPROVED.code:
         raise FailedPrecondition(
             f"the network declined the {entry.kind.value} of {entry.transaction_id} ({entry.response_code})"
