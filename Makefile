@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` runs the switch's demo on the
 # embedded default; `make test` passes the tests. Both set everything up first.
-# demo, serve, bench, stages and sizing pass ARGS to their command, since make
+# demo, serve, bench, stages, sizing and chaos pass ARGS to their command, since make
 # takes options after the target as its own: `make bench ARGS=--quick`,
 # `make stages ARGS="--batch 16"`.
 
@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install demo serve test protos lint bench stages sizing clean
+.PHONY: install demo serve test protos lint bench stages sizing chaos clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
 	@echo "installing into $(VENV) with its C extensions and the development tools (first run: about a minute)..."
@@ -48,6 +48,11 @@ stages: install
 
 sizing: install
 	$(PY) loadtests/sizing.py $(ARGS)
+
+# Faults under load (tests/faults/): 10 rounds of a PostgreSQL cut, hold and delay, a
+# Redis kill -9 and a worker kill -9, then a table; exit status 1 on any violation.
+chaos: install
+	$(PY) -m tests.faults.chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so switch-data
