@@ -45,9 +45,11 @@ if _compiled is not None:
 #  - a UUID is never a card number, yet its last group or its middle three groups
 #    pass Luhn about once in 1,500 UUIDs, the commonest idempotency keys.
 # On the hot path one precompiled regex answers for nearly every identifier: only
-# text with 12 digits in a row, or 4 and a separator, goes on to the slower look.
+# text with 12 digits in a row, or 4 and a separator, the first of them an issuer
+# digit (2-9: what the slower look accepts a group to start with, so zero-padded
+# counters and timestamps stay on the fast path) goes on to the slower look.
 # (Its first item a plain class: the regex engine then skips other characters in C.)
-_MAYBE = re.compile(r"[0-9][0-9]{3}(?:[0-9]{8}|[ -][0-9])")
+_MAYBE = re.compile(r"[2-9][0-9]{3}(?:[0-9]{8}|[ -][0-9])")
 _RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _ISSUER_DIGITS = frozenset("23456789")
