@@ -107,6 +107,7 @@ async def build(settings: Settings) -> RunningSwitch:
     for adapter in router.adapters:
         await adapter.start()
     timeout = settings.adapters.timeout_ms / 1000.0
+    operation_lease = lease_seconds(timeout)  # how long a capture, void or refund's sender holds it
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,
@@ -125,7 +126,7 @@ async def build(settings: Settings) -> RunningSwitch:
         router=router,
         adapter_timeout=timeout,
         in_flight_wait_seconds=settings.idempotency.lease_seconds,
-        lease_seconds=lease_seconds(timeout),
+        lease_seconds=operation_lease,
     )
 
     server = grpc.aio.server(
@@ -144,7 +145,7 @@ async def build(settings: Settings) -> RunningSwitch:
     reflection.enable_server_reflection(services, server)
     port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
     reversals = ReversalWorker(journal, router, time_left=timeout, intent_lease=settings.idempotency.lease_seconds)
-    operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=lease_seconds(timeout))
+    operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=operation_lease)
     batcher.start()
     reversals.start()
     operations.start()

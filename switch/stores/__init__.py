@@ -23,9 +23,6 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
         # It makes the folder (0700) and the database (0600) itself.
         return state, await SqliteJournal.open(Path(settings.stores.sqlite_path))
 
-    import asyncpg
-    from redis.exceptions import RedisError
-
     from switch.stores.postgres import PostgresJournal
     from switch.stores.redis import RedisStateStore
     from switch.stores.redis_cluster import RedisClusterStateStore
@@ -40,7 +37,7 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     )
     try:
         await state.check_server()
-    except (OSError, RedisError) as exc:
+    except store_errors() as exc:
         await state.close()
         raise StartupError(f"stores.redis_url: Redis does not answer: {_reason(exc)}") from None
     except BaseException:
@@ -49,7 +46,7 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     schema = settings.stores.postgres_schema or None
     try:
         return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except store_errors() as exc:
         await state.close()
         raise StartupError(f"stores.postgres_dsn: PostgreSQL does not answer: {_reason(exc)}") from None
     except BaseException:

@@ -530,8 +530,7 @@ async def _apply(
     existing = await connection.fetchrow(_SELECT_ENTRY, entry.merchant_id, entry.idempotency_key)
     if existing is not None:
         raise _Rollback(ApplyOutcome(ApplyStatus.DUPLICATE, entry_from_row(existing)))
-    updated = await connection.execute(_UPDATE_TRANSACTION, *transaction_row(record), record.version - 1)
-    if updated != "UPDATE 1":
+    if not await _store_next_version(connection, record):
         raise _Rollback(ApplyOutcome(ApplyStatus.STALE))
     if lease_until is None:
         inserted = await connection.execute(_INSERT_ENTRY, *entry_row(entry))

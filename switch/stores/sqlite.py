@@ -20,7 +20,7 @@ import sqlite3
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from switch.config import StartupError
 from switch.models import JournalEntry, TransactionRecord
@@ -141,7 +141,7 @@ _UPDATE_TRANSACTION = (
     f"UPDATE transactions SET {', '.join(f'{c} = ?' for c in TRANSACTION_COLUMNS[1:])} "
     "WHERE transaction_id = ? AND version = ?"
 )
-_SELECT_ENTRY_JOINED = f"SELECT {', '.join(f'e.{c}' for c in ENTRY_COLUMNS)}"
+_ENTRY_COLUMNS_E = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS)
 # An intent of the same transaction moves to the new route; one of another transaction stays.
 _RECORD_INTENT = (
     f"INSERT INTO authorization_intents ({', '.join(INTENT_COLUMNS)}) VALUES ({', '.join('?' * len(INTENT_COLUMNS))}) "
@@ -227,9 +227,7 @@ class SqliteJournal:
         earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
         if earlier:
             return ApplyOutcome(ApplyStatus.DUPLICATE, next(iter(earlier.values())))
-        row = transaction_row(record)
-        updated = self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1))
-        if updated.rowcount != 1:
+        if not self._store_next_version(record):
             return ApplyOutcome(ApplyStatus.STALE)
         if lease_until is None:
             self._db.execute(_INSERT_ENTRY, entry_row(entry))
@@ -262,18 +260,8 @@ class SqliteJournal:
         return int(pruned.rowcount)
 
     def _intents_of(self, scopes: Sequence[tuple[str, str]]) -> list[Intent]:
-        found: list[Intent] = []
-        for start in range(0, len(scopes), _CHUNK):
-            chunk = scopes[start : start + _CHUNK]
-            placeholders = ", ".join("(?, ?)" for _ in chunk)
-            rows = self._db.execute(
-                f"SELECT {', '.join(f'i.{c}' for c in INTENT_COLUMNS)} FROM (VALUES {placeholders}) AS wanted "
-                "JOIN authorization_intents AS i "
-                "ON i.merchant_id = wanted.column1 AND i.idempotency_key = wanted.column2",
-                [value for scope in chunk for value in scope],
-            )
-            found.extend(intent_from_row(row) for row in rows)
-        return found
+        columns = ", ".join(f"i.{c}" for c in INTENT_COLUMNS)
+        return [intent_from_row(row) for row in self._rows_by_scope(columns, "authorization_intents AS i", scopes)]
 
     async def due_reversals(self, now: float, limit: int) -> list[PendingReversal]:
         rows = self._db.execute(
@@ -356,20 +344,24 @@ class SqliteJournal:
         return None if row is None else record_from_row(row)
 
     def _existing_entries(self, scopes: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JournalEntry]:
-        found: dict[tuple[str, str], JournalEntry] = {}
+        entries = (entry_from_row(row) for row in self._rows_by_scope(_ENTRY_COLUMNS_E, "journal_entries AS e", scopes))
+        return {(entry.merchant_id, entry.idempotency_key): entry for entry in entries}
+
+    def _rows_by_scope(self, columns: str, table: str, scopes: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
+        """columns of table's rows (aliased, by its primary key or unique (merchant_id,
+        idempotency_key)) holding these pairs, in chunks of bound variables."""
+        alias = table.rpartition(" ")[2]
+        found: list[tuple[Any, ...]] = []
         for start in range(0, len(scopes), _CHUNK):
             chunk = scopes[start : start + _CHUNK]
             # A join on VALUES, not "(a, b) IN (VALUES ...)": SQLite plans the IN form
             # as a scan of the whole table, the join as one unique-index probe per key.
             placeholders = ", ".join("(?, ?)" for _ in chunk)
-            rows = self._db.execute(
-                f"{_SELECT_ENTRY_JOINED} FROM (VALUES {placeholders}) AS wanted JOIN journal_entries AS e "
-                "ON e.merchant_id = wanted.column1 AND e.idempotency_key = wanted.column2",
+            found += self._db.execute(
+                f"SELECT {columns} FROM (VALUES {placeholders}) AS wanted JOIN {table} "
+                f"ON {alias}.merchant_id = wanted.column1 AND {alias}.idempotency_key = wanted.column2",
                 [value for scope in chunk for value in scope],
             )
-            for row in rows:
-                entry = entry_from_row(row)
-                found[(entry.merchant_id, entry.idempotency_key)] = entry
         return found
 
 
