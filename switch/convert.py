@@ -71,7 +71,7 @@ class _Violations:
             self.add(field, f"must be at most {max_length} characters")
         elif not value.isprintable():
             self.add(field, "must not contain control characters")
-        elif not card_number_allowed and cards.contains_card_number(value):
+        elif not card_number_allowed and _has_card_number(value):
             self.add(field, NO_CARD_NUMBER)
         return value
 

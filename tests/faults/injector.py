@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.faults.harness import World
@@ -59,30 +60,26 @@ class Injector:
 
     async def postgres_cut(self) -> str:
         seconds = self.rng.uniform(1.0, 2.0)
-        self.world.pg_proxy.cut()
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self.world.pg_proxy.heal()
+        await self._postgres_fault(self.world.pg_proxy.cut, seconds)
         return f"{seconds:.1f} s"
 
     async def postgres_hold(self) -> str:
         seconds = self.rng.uniform(2.0, 4.0)
-        self.world.pg_proxy.hold(seconds)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self.world.pg_proxy.heal()
+        await self._postgres_fault(lambda: self.world.pg_proxy.hold(seconds), seconds)
         return f"{seconds:.1f} s"
 
     async def postgres_delay(self) -> str:
         seconds = self.rng.uniform(1.5, 3.0)
-        self.world.pg_proxy.delay(DELAY_SECONDS)
+        await self._postgres_fault(lambda: self.world.pg_proxy.delay(DELAY_SECONDS), seconds)
+        return f"{DELAY_SECONDS} s per chunk for {seconds:.1f} s"
+
+    async def _postgres_fault(self, start: Callable[[], None], seconds: float) -> None:
+        """start() on the proxy in front of PostgreSQL, then heal it after seconds."""
+        start()
         try:
             await asyncio.sleep(seconds)
         finally:
             self.world.pg_proxy.heal()
-        return f"{DELAY_SECONDS} s per chunk for {seconds:.1f} s"
 
     async def redis_kill(self) -> str:
         down = self.rng.uniform(0.5, 1.5)
