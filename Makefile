@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: install demo serve test protos lint bench stages sizing chaos clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
+$(STAMP): pyproject.toml setup.py $(wildcard switch/*/_*.pyx switch/*/_*.pxd)
 	@echo "installing into $(VENV) with its C extensions and the development tools (first run: about a minute)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -55,4 +55,4 @@ chaos: install
 	$(PY) -m tests.faults.chaos $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so switch-data
+	rm -rf $(VENV) build *.egg-info switch/*/_*.c switch/*/_*.so switch/*/_*.html switch-data

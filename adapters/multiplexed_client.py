@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from switch.adapter import AdapterUnavailable
+from switch.adapters.contract import AdapterUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The fee engine's throughput: compiled core (switch._cext.fees) against its
-pure-Python twin (switch.fees_core), measured in the same run.
+pure-Python twin (switch.money.fees_core), measured in the same run.
 
     .venv/bin/python loadtests/bench_fees.py [--seconds 0.4] [--repeats 5] [--batch 256]
 
@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 
-from switch import fees_core, native
-from switch.fees import FeeEngine, QuoteRequest, parse_fee_schedules, parse_fx
-from switch.models import Money
+from switch import native
+from switch.config.fees import parse_fee_schedules, parse_fx
+from switch.domain.models import Money
+from switch.money import fees_core
+from switch.money.fees import FeeEngine, QuoteRequest
 
 SCHEDULE = {
     "name": "cards",
@@ -81,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    compiled = native.load("fees")
+    compiled = native.load("switch.money._fees_core")
     if compiled is None:
         sys.exit("switch._cext.fees is not built (or SWITCH_NO_EXTENSIONS is set): nothing to compare")
     fast, slow = workloads(compiled, args.batch), workloads(fees_core, args.batch)

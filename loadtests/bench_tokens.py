@@ -72,9 +72,9 @@ def _measure_all(seconds: float, repeats: int, cpu: int) -> dict[str, float | bo
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
     # Imported here so the child's SWITCH_NO_EXTENSIONS decides which implementation loads.
-    from switch import ff1
-    from switch.models import Card
-    from switch.tokens import KeyRing, Tokenizer
+    from switch.cards import ff1
+    from switch.cards.tokenizer import KeyRing, Tokenizer
+    from switch.domain.models import Card
 
     cipher = ff1.FF1(KEY)
     tokenizer = Tokenizer(b"f" * 32, KeyRing({"k1": KEY}, "k1"))
@@ -109,7 +109,7 @@ def _rate(operation: Callable[[int], object], seconds: float) -> float:
 
 
 def _valid_pan(rng: random.Random, length: int) -> str:
-    from switch.cards import reference_luhn_valid
+    from switch.cards.luhn import reference_luhn_valid
 
     digits = "4" + "".join(rng.choice("0123456789") for _ in range(length - 2))
     return next(digits + d for d in "0123456789" if reference_luhn_valid(digits + d))

@@ -10,7 +10,7 @@ tokenization, the in-process simulated issuer) on this machine's Redis and
 PostgreSQL, and runs pre-built batches through it one at a time, with no gRPC
 transport. Run serially, each stage's process CPU time is its own:
 
-    parse           AuthorizeBatchRequest bytes -> domain Authorizations (switch.convert)
+    parse           AuthorizeBatchRequest bytes -> domain Authorizations (switch.api.convert)
     pipeline stages tokenize, claim (Redis), journal read, route, price, intents + adapters,
                     commit (journal + Redis completion), timed around each call
     answer          results -> AuthorizeBatchResponse bytes
@@ -137,13 +137,13 @@ def _at_least_one(text: str) -> int:
 
 
 async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[str, Any]:
-    from switch import config, convert
-    from switch.fees import FeeEngine
-    from switch.pipeline import AuthorizationPipeline
-    from switch.risk import RiskRules
-    from switch.server import _router, fingerprint_key, token_keys
-    from switch.stores import open_stores
-    from switch.tokens import Tokenizer
+    from switch import config
+    from switch.api import convert
+    from switch.cards.tokenizer import Tokenizer
+    from switch.flow.pipeline import AuthorizationPipeline
+    from switch.money.fees import FeeEngine
+    from switch.risk.velocity import RiskRules
+    from switch.server import _router, fingerprint_key, open_stores, token_keys
     from switch.v1 import switch_pb2 as pb
 
     folder = Path(tempfile.mkdtemp(prefix="switch-stages-"))

@@ -1,4 +1,7 @@
-"""Finds the compiled cext modules, unless SWITCH_NO_EXTENSIONS=1 asks for pure Python.
+"""Finds the compiled (Cython) twin of a hot path, unless SWITCH_NO_EXTENSIONS=1 asks
+for pure Python. Each compiled module sits beside its plain-Python twin, named with a
+leading underscore (switch/cards/_luhn.pyx beside switch/cards/luhn.py); the twin is
+both the fallback and the oracle the tests compare the compiled one with.
 
 This is the one place outside the composition root that reads the environment:
 the choice must be made at import time, before any hot path is bound.
@@ -13,15 +16,18 @@ from types import ModuleType
 DISABLED = os.environ.get("SWITCH_NO_EXTENSIONS", "") not in ("", "0")
 
 
-def load(name: str) -> ModuleType | None:
-    """switch._cext.<name>, or None when extensions are disabled or not built."""
+COMPILED = ("switch.cards._luhn", "switch.cards._ff1", "switch.money._fees_core")
+
+
+def load(module: str) -> ModuleType | None:
+    """The compiled module (one of COMPILED), or None when extensions are disabled or not built."""
     if DISABLED:
         return None
     try:
-        return importlib.import_module(f"switch._cext.{name}")
+        return importlib.import_module(module)
     except ImportError:
         return None
 
 
 def active() -> bool:
-    return load("cards") is not None
+    return load("switch.cards._luhn") is not None

@@ -21,34 +21,38 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from switch import adapter as adapter_contract
-from switch import decoding
-from switch.adapter import Adapter
-from switch.batcher import MicroBatcher
-from switch.breaker import Breakers, BreakerState
+from switch.adapters import contract as adapter_contract
+from switch.adapters.contract import Adapter
+from switch.api import decoding
+from switch.api.servicer import SwitchServicer, TokensServicer
+from switch.cards.tokenizer import KeyRing, Tokenizer
 from switch.config import ConfigError, RouteSettings, Settings
-from switch.fees import FeeEngine
-from switch.keyfiles import (
+from switch.config.keys import (
     FINGERPRINT_KEY_FILE,
     TOKEN_KEY_FILE,
     new_fingerprint_key,
+    new_key_ring,
+    parse_key_ring,
     read_fingerprint_key,
+    write_key_file,
     write_secret,
 )
-from switch.metrics import SwitchMetrics
-from switch.metrics import serve as serve_metrics
-from switch.models import INT64_MAX, Authorization, MoneyOverflow
-from switch.operations import TransactionService
-from switch.pending_operations import PendingOperationWorker, lease_seconds
-from switch.pipeline import AuthorizationPipeline
-from switch.reversals import ReversalWorker
-from switch.risk import RiskRules
-from switch.routes import parse_routing
-from switch.routing import Router
-from switch.servicer import SwitchServicer, TokensServicer
-from switch.stores import open_stores
+from switch.config.routing import parse_routing
+from switch.domain.errors import StartupError
+from switch.domain.models import INT64_MAX, Authorization, MoneyOverflow
+from switch.flow.batcher import MicroBatcher
+from switch.flow.pending_operations import PendingOperationWorker, lease_seconds
+from switch.flow.pipeline import AuthorizationPipeline
+from switch.flow.reversals import ReversalWorker
+from switch.flow.transactions import TransactionService
+from switch.money.fees import FeeEngine
+from switch.risk.velocity import RiskRules
+from switch.routing.breaker import Breakers, BreakerState
+from switch.routing.router import Router
+from switch.stores import store_errors
 from switch.stores.base import Journal, StateStore
-from switch.tokens import KeyRing, Tokenizer, new_key_ring, parse_key_ring, write_key_file
+from switch.telemetry.metrics import Counter, SwitchMetrics
+from switch.telemetry.metrics import serve as serve_metrics
 from switch.v1 import switch_pb2, switch_pb2_grpc
 
 SIMULATORS = "switch.simulators"  # entry points: name -> async start(host, port, **options)
@@ -136,7 +140,7 @@ async def build(settings: Settings) -> RunningSwitch:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    # Through switch.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
+    # Through switch.api.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, SwitchServicer(batcher, transactions, fees), server)
     decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, TokensServicer(tokenizer), server)
     health_servicer = HealthServicer()
@@ -269,3 +273,52 @@ def token_keys(settings: Settings) -> KeyRing:
     path = Path(settings.stores.sqlite_path).parent / TOKEN_KEY_FILE
     write_key_file(path, new_key_ring(), replace=False)
     return parse_key_ring({"key_file": str(path)})
+
+
+async def open_stores(settings: Settings, events: Counter | None = None) -> tuple[StateStore, Journal]:
+    """Memory + SQLite for the embedded default; Redis (one primary, or a Cluster) +
+    PostgreSQL when configured. events counts the Redis stores' rare events
+    (SwitchMetrics.state_store_events)."""
+    idempotency = settings.idempotency
+    if settings.stores.embedded:
+        from switch.stores.memory import MemoryStateStore
+        from switch.stores.sqlite import SqliteJournal
+
+        state: StateStore = MemoryStateStore(idempotency.retention_seconds, idempotency.lease_seconds)
+        # It makes the folder (0700) and the database (0600) itself.
+        return state, await SqliteJournal.open(Path(settings.stores.sqlite_path))
+
+    from switch.stores.postgres import PostgresJournal
+    from switch.stores.redis import RedisStateStore
+    from switch.stores.redis_cluster import RedisClusterStateStore
+
+    redis_store = RedisClusterStateStore if settings.stores.redis_cluster else RedisStateStore
+    state = redis_store.from_url(
+        settings.stores.redis_url,
+        prefix=settings.stores.key_prefix,
+        retention_seconds=idempotency.retention_seconds,
+        lease_seconds=idempotency.lease_seconds,
+        events=events,
+    )
+    try:
+        await state.check_server()
+    except store_errors() as exc:
+        await state.close()
+        raise StartupError(f"stores.redis_url: Redis does not answer: {_reason(exc)}") from None
+    except BaseException:
+        await state.close()
+        raise
+    schema = settings.stores.postgres_schema or None
+    try:
+        return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)
+    except store_errors() as exc:
+        await state.close()
+        raise StartupError(f"stores.postgres_dsn: PostgreSQL does not answer: {_reason(exc)}") from None
+    except BaseException:
+        await state.close()
+        raise
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's reason, on one line; drivers name host and port, never the password."""
+    return " ".join(str(exc).split())[:300] or type(exc).__name__

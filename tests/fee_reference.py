@@ -1,7 +1,7 @@
 """A slow, obviously correct model of the fee specification in Decimal: the oracle
 that tests/test_fees.py holds both arithmetic cores (compiled and pure) against.
 
-It shares nothing with switch.fees but the parsed dataclasses: no scaled
+It shares nothing with switch.money.fees but the parsed dataclasses: no scaled
 integers, no split products. Every Decimal operation runs with the Inexact trap
 on, so a rounding anywhere but the one the specification asks for is an error.
 """
@@ -25,9 +25,9 @@ from decimal import (
     localcontext,
 )
 
-from switch import currency
-from switch.fees import FeeQuote, FeeSchedule, FxTable, Rounding, Share
-from switch.models import INT64_MAX, Money, MoneyOverflow
+from switch.domain import currency
+from switch.domain.models import INT64_MAX, Money, MoneyOverflow
+from switch.money.fees import FeeQuote, FeeSchedule, FxTable, Rounding, Share
 
 _MODES = {
     Rounding.HALF_EVEN: ROUND_HALF_EVEN,

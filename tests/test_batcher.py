@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from switch.batcher import MicroBatcher
-from switch.config import BatcherSettings
-from switch.errors import Overloaded, Unavailable
-from switch.models import Account, Authorization, AuthorizationResult, Money
-from switch.pipeline import InFlight, Outcome
+from switch.domain.errors import Overloaded, Unavailable
+from switch.domain.models import Account, Authorization, AuthorizationResult, Money
+from switch.flow.batcher import BatcherSettings, MicroBatcher
+from switch.flow.pipeline import InFlight, Outcome
 
 
 def item(key: str) -> Authorization:

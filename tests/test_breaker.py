@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch.breaker import Breakers, BreakerSettings, BreakerState, CallOutcome, CircuitBreaker
+from switch.routing.breaker import Breakers, BreakerSettings, BreakerState, CallOutcome, CircuitBreaker
 
 SUCCESS, DECLINED = CallOutcome.SUCCESS, CallOutcome.DECLINED
 UNAVAILABLE, UNKNOWN = CallOutcome.UNAVAILABLE, CallOutcome.UNKNOWN

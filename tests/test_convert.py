@@ -9,10 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch import convert, errors, server
-from switch.errors import InvalidRequest, Violation
-from switch.models import Account, Authorization, Card, Money, OperationKind, Token
-from switch.status import to_grpc_status
+from switch import server
+from switch.api import convert
+from switch.api.status import to_grpc_status
+from switch.domain import errors
+from switch.domain.errors import InvalidRequest, Violation
+from switch.domain.models import Account, Authorization, Card, Money, OperationKind, Token
 from switch.v1 import switch_pb2 as pb
 
 VISA = "4111111111111111"

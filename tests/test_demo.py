@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from switch import config, demo
-from switch.cards import reference_luhn_valid
+from switch import config
+from switch.cards.luhn import reference_luhn_valid
+from switch.cli import demo
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PANS = ("4111111111111111", "4000000000000002", "4000000000009995", "4111111111111112")

@@ -16,13 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switch import fees, fees_core, native
+from switch import native
 from switch.config import ConfigError
-from switch.fees import FeeEngine, FxTable, QuoteRequest, parse_fee_schedules, parse_fx
-from switch.models import INT64_MAX, Money, MoneyOverflow
+from switch.config.fees import parse_fee_schedules, parse_fx
+from switch.domain.models import INT64_MAX, Money, MoneyOverflow
+from switch.money import fees, fees_core
+from switch.money.fees import FeeEngine, FxTable, QuoteRequest
 from tests import fee_reference
 
-COMPILED = native.load("fees")
+COMPILED = native.load("switch.money._fees_core")
 CORES = [
     pytest.param(COMPILED, id="compiled", marks=pytest.mark.skipif(COMPILED is None, reason="cext not built")),
     pytest.param(fees_core, id="pure"),
@@ -56,7 +58,7 @@ def core(request: pytest.FixtureRequest) -> ModuleType:
 
 def test_the_compiled_core_is_used_unless_disabled() -> None:
     assert (fees.CORE is fees_core) == native.DISABLED
-    probe = "from switch import fees, fees_core; assert fees.CORE is fees_core"
+    probe = "from switch.money import fees, fees_core; assert fees.CORE is fees_core"
     env = {**os.environ, "SWITCH_NO_EXTENSIONS": "1"}
     subprocess.run([sys.executable, "-c", probe], check=True, env=env)
 

@@ -23,8 +23,9 @@ from fastfpe import ff1 as fastfpe_ff1  # type: ignore[import-untyped]  # no py.
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch import ff1, native
-from switch.ff1 import ALPHABET, MAX_LEN, MAX_TWEAK_LEN, CipherFactory, ReferenceFF1
+from switch import native
+from switch.cards import ff1
+from switch.cards.ff1 import ALPHABET, MAX_LEN, MAX_TWEAK_LEN, CipherFactory, ReferenceFF1
 
 # NIST SP 800-38G FF1 samples 1-9 (FF1samples.pdf), kept in the repo so the tests need nothing beside it.
 VECTORS = Path(__file__).parent / "vectors"
@@ -221,7 +222,7 @@ def test_extension_is_built_unless_disabled() -> None:
 
 
 def test_no_extensions_selects_the_reference() -> None:
-    code = "from switch import ff1; print(ff1.FF1 is ff1.ReferenceFF1)"
+    code = "from switch.cards import ff1; print(ff1.FF1 is ff1.ReferenceFF1)"
     env = {**os.environ, "SWITCH_NO_EXTENSIONS": "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"

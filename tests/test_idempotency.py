@@ -9,8 +9,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch.idempotency import authorization_hash
-from switch.models import Account, Authorization, Card, Instrument, InstrumentKind, Money, Token
+from switch.domain.models import Account, Authorization, Card, Instrument, InstrumentKind, Money, Token
+from switch.flow.idempotency import authorization_hash
 
 
 def first_hash(authorization: Authorization, instrument: Instrument) -> str:

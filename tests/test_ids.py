@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from switch import ids
+from switch.domain import ids
 
 ID = re.compile(r"tx_[0-9A-HJKMNP-TV-Z]{26}")
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

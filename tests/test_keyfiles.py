@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from switch.config import ConfigError
-from switch.keyfiles import new_fingerprint_key, read_fingerprint_key, write_secret
+from switch.config.keys import new_fingerprint_key, read_fingerprint_key, write_secret
 
 
 def test_racing_first_starts_all_read_the_one_key_written(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from switch import lifecycle
-from switch.errors import FailedPrecondition, InvalidRequest
-from switch.models import Money, Operation, OperationKind, TransactionRecord, TransactionStatus
+from switch.domain.errors import FailedPrecondition, InvalidRequest
+from switch.domain.models import Money, Operation, OperationKind, TransactionRecord, TransactionStatus
+from switch.flow import lifecycle
 
 AUTHORIZED = TransactionRecord("tx_1", "m-1", "k", TransactionStatus.AUTHORIZED, Money(1000, "USD"))
 

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from switch.models import (
+from switch.domain.models import (
     Account,
     Authorization,
     Card,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switch import currency
-from switch.models import INT64_MAX, INT64_MIN, Money, MoneyOverflow
+from switch.domain import currency
+from switch.domain.models import INT64_MAX, INT64_MIN, Money, MoneyOverflow
 
 
 def test_exponents_follow_iso_4217() -> None:

@@ -20,16 +20,16 @@ import asyncpg
 import pytest
 
 from adapters.simulated import SimulatedIssuer
-from switch import idempotency, lifecycle
-from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
-from switch.breaker import Breakers, BreakerSettings
-from switch.codes import ResponseCode
-from switch.errors import ConcurrentUpdate, FailedPrecondition, SwitchError, Unavailable
-from switch.models import JournalEntry, Money, Operation, OperationKind, TransactionRecord, TransactionStatus
-from switch.operations import TransactionService
-from switch.pending_operations import PendingOperationWorker
-from switch.routes import parse_routing
-from switch.routing import Router
+from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
+from switch.config.routing import parse_routing
+from switch.domain.errors import ConcurrentUpdate, FailedPrecondition, SwitchError, Unavailable
+from switch.domain.models import JournalEntry, Money, Operation, OperationKind, TransactionRecord, TransactionStatus
+from switch.domain.response_codes import ResponseCode
+from switch.flow import idempotency, lifecycle
+from switch.flow.pending_operations import PendingOperationWorker
+from switch.flow.transactions import TransactionService
+from switch.routing.breaker import Breakers, BreakerSettings
+from switch.routing.router import Router
 from switch.stores.base import ApplyStatus, Journal
 from switch.stores.postgres import PostgresJournal
 from switch.stores.redis import RedisStateStore

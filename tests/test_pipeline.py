@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from switch.adapter import AdapterResult
-from switch.breaker import Breakers, BreakerSettings
-from switch.errors import DeadlineExceeded, IdempotencyConflict, Unavailable
-from switch.fees import FeeEngine
-from switch.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
-from switch.pipeline import AuthorizationPipeline, InFlight
-from switch.reversals import ReversalWorker
-from switch.risk import RiskRules
-from switch.routes import parse_routing
-from switch.routing import Router
+from switch.adapters.contract import AdapterResult
+from switch.adapters.mock import MockAdapter
+from switch.cards.tokenizer import Tokenizer
+from switch.config.routing import parse_routing
+from switch.domain.errors import DeadlineExceeded, IdempotencyConflict, Unavailable
+from switch.domain.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
+from switch.flow.pipeline import AuthorizationPipeline, InFlight
+from switch.flow.reversals import ReversalWorker
+from switch.money.fees import FeeEngine
+from switch.risk.velocity import RiskRules
+from switch.routing.breaker import Breakers, BreakerSettings
+from switch.routing.router import Router
 from switch.stores.memory import MemoryStateStore
 from switch.stores.sqlite import SqliteJournal
-from switch.testing import MockAdapter
-from switch.tokens import Tokenizer
 
 CARD = Card("4111111111111111", 12, 2030)
 

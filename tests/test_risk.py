@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch.config import Limit, LimitScope
-from switch.models import Authorization, Card, Instrument, InstrumentKind, Money
-from switch.risk import RiskRules
+from switch.domain.limits import Limit, LimitScope
+from switch.domain.models import Authorization, Card, Instrument, InstrumentKind, Money
+from switch.risk.velocity import RiskRules
 from switch.stores.base import Counter
 
 

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from switch.adapter import AdapterResult, AdapterUnavailable
-from switch.breaker import Breakers, BreakerSettings, CallOutcome
-from switch.fees import FeeEngine, parse_fee_schedules
-from switch.models import Account, Authorization, Card, Money
-from switch.route_plan import RoutePlanner, may_fail_over, outcome_of
-from switch.routes import RoutingTable, parse_routing
+from switch.adapters.contract import AdapterResult, AdapterUnavailable
+from switch.config.fees import parse_fee_schedules
+from switch.config.routing import parse_routing
+from switch.domain.models import Account, Authorization, Card, Money
+from switch.money.fees import FeeEngine
+from switch.routing.breaker import Breakers, BreakerSettings, CallOutcome
+from switch.routing.plan import RoutePlanner, may_fail_over, outcome_of
+from switch.routing.rules import RoutingTable
 
 CARD = Card("4111111111111111", 12, 2030)
 ROUTES = ("a", "b", "c")

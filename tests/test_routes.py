@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from switch.breaker import BreakerSettings
 from switch.config import ConfigError
-from switch.models import Account, Authorization, Card, Money, Token
-from switch.routes import BinRange, BinTable, OrderBy, RoutingTable, load_bin_table, parse_routing
+from switch.config.routing import check_routes, load_bin_table, parse_routing
+from switch.domain.models import Account, Authorization, Card, Money, Token
+from switch.routing.breaker import BreakerSettings
+from switch.routing.rules import BinRange, BinTable, OrderBy, RoutingTable
 
 BINS = Path(__file__).parent / "data" / "bins.csv"
 VISA = Card("4111111111111111", 12, 2030)
@@ -177,16 +178,14 @@ def test_a_seeded_random_repeats_its_picks() -> None:
         ("399999", None),  # below the first
         ("650999", BinRange(650000, 650999, "elo", "BR", "debit")),  # the last high bound
         ("651000", None),  # above the last
-        ("41111", None),  # not 6 digits
-        ("4111x1", None),
     ],
 )
 def test_bin_lookup(bins: BinTable, card_bin: str, expected: BinRange | None) -> None:
-    assert bins.lookup(card_bin) == expected
+    assert bins.find(int(card_bin)) == expected
 
 
 def test_an_empty_bin_table_finds_nothing() -> None:
-    assert BinTable([]).lookup("400000") is None
+    assert BinTable([]).find(400000) is None
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -218,7 +217,7 @@ def test_bad_bin_tables_name_the_line(tmp_path: Path, rows: str, message: str) -
 def test_adjacent_ranges_do_not_overlap(tmp_path: Path) -> None:
     loaded = load_bin_table(write(tmp_path, HEADER + "400000,409999,visa,US,credit\n410000,419999,visa,BR,debit\n"))
     assert len(loaded) == 2
-    assert loaded.lookup("410000") == BinRange(410000, 419999, "visa", "BR", "debit")
+    assert loaded.find(410000) == BinRange(410000, 419999, "visa", "BR", "debit")
 
 
 def test_a_bin_table_needs_its_header(tmp_path: Path) -> None:
@@ -341,6 +340,6 @@ def test_config_errors_name_the_key(routing: dict[str, Any], message: str) -> No
 
 def test_check_routes_names_an_unknown_route() -> None:
     routing = table(rule(routes=("a",)), rule("second", ("a", "nowhere")))
-    routing.check_routes({"a", "nowhere"})
+    check_routes(routing, {"a", "nowhere"})
     with pytest.raises(ConfigError, match=r"routing.rules\[1\].candidates\[1\].route: unknown route 'nowhere'"):
-        routing.check_routes({"a"})
+        check_routes(routing, {"a"})

@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switch import config
-from switch.tokens import parse_key_ring, write_key_file
+from switch.config.keys import parse_key_ring, write_key_file
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import drop_production_state, store_settings

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from loadtests import stages
-from switch.pipeline import AuthorizationPipeline
+from switch.flow.pipeline import AuthorizationPipeline
 from switch.stores import redis as redis_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,13 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switch import ff1
-from switch.cards import luhn_valid, reference_luhn_valid
+from switch.cards import ff1
+from switch.cards.ff1 import CipherFactory, ReferenceFF1
+from switch.cards.luhn import luhn_valid, reference_luhn_valid
+from switch.cards.tokenizer import CardToken, KeyRing, Tokenizer
 from switch.config import ConfigError
-from switch.errors import InvalidRequest
-from switch.ff1 import CipherFactory, ReferenceFF1
-from switch.models import Account, Card, Instrument, InstrumentKind, Token, mask_pan
-from switch.tokens import CardToken, KeyRing, Tokenizer, mask_account, parse_key_ring, write_key_file
+from switch.config.keys import parse_key_ring, write_key_file
+from switch.domain.errors import InvalidRequest
+from switch.domain.models import Account, Card, Instrument, InstrumentKind, Token, mask_account, mask_pan
 
 FINGERPRINT_KEY = b"f" * 32
 K1 = bytes(range(16))

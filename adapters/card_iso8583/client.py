@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from switch.adapter import AdapterUnavailable
+from switch.adapters.contract import AdapterUnavailable
 
 from ..multiplexed_client import MultiplexedClient
 from . import framing, mapping, spec

@@ -15,9 +15,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Final
 
-from switch.adapter import AdapterRequest, AdapterResult
-from switch.codes import ResponseCode
-from switch.models import OperationKind, mask_pan
+from switch.adapters.contract import AdapterRequest, AdapterResult
+from switch.domain.models import OperationKind, mask_pan
+from switch.domain.response_codes import ResponseCode
 
 from . import spec
 from .framing import Message

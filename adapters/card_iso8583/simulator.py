@@ -17,8 +17,8 @@ import contextlib
 import logging
 from typing import Any
 
-from switch.adapter import AdapterRequest
-from switch.models import Card, Money, OperationKind
+from switch.adapters.contract import AdapterRequest
+from switch.domain.models import Card, Money, OperationKind
 
 from ..simulated import SimulatedIssuer
 from ..simulator_server import SimulatorServer

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
-from switch.codes import ResponseCode
-from switch.models import OperationKind
+from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
+from switch.domain.models import OperationKind
+from switch.domain.response_codes import ResponseCode
 
 from . import mapping
 from .client import Build, RailClient

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from switch import currency
+from switch.domain import currency
 
 
 def to_decimal(minor_units: int, code: str) -> str:

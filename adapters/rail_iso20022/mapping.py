@@ -12,10 +12,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
-from switch.adapter import AdapterRequest, AdapterResult
-from switch.codes import ResponseCode
-from switch.models import OperationKind
-from switch.tokens import mask_account
+from switch.adapters.contract import AdapterRequest, AdapterResult
+from switch.domain.models import OperationKind, mask_account
+from switch.domain.response_codes import ResponseCode
 
 from . import spec
 from .amounts import to_decimal

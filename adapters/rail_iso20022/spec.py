@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from switch.codes import ResponseCode
+from switch.domain.response_codes import ResponseCode
 
 IDENTIFICATION_REQUEST: Final = "acmt.023"  # alias resolution
 IDENTIFICATION_REPORT: Final = "acmt.024"

@@ -24,9 +24,9 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from switch.adapter import AdapterRequest, AdapterResult, Capability
-from switch.codes import ResponseCode
-from switch.models import OperationKind
+from switch.adapters.contract import AdapterRequest, AdapterResult, Capability
+from switch.domain.models import OperationKind
+from switch.domain.response_codes import ResponseCode
 
 DECLINED_CARDS = {
     "4000000000000002": ResponseCode.DO_NOT_HONOR,

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from switch.adapter import AdapterRequest, AdapterResult, Capability
+from switch.adapters.contract import AdapterRequest, AdapterResult, Capability
 
 from . import mapping
 from .client import Build, TemplateClient

@@ -23,10 +23,9 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Final
 
-from switch.adapter import AdapterRequest, AdapterResult
-from switch.codes import ResponseCode
-from switch.models import OperationKind, mask_pan
-from switch.tokens import mask_account
+from switch.adapters.contract import AdapterRequest, AdapterResult
+from switch.domain.models import OperationKind, mask_account, mask_pan
+from switch.domain.response_codes import ResponseCode
 
 from .framing import Message
 

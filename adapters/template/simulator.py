@@ -26,7 +26,7 @@ import logging
 import string
 from typing import Any
 
-from switch.models import OperationKind
+from switch.domain.models import OperationKind
 
 from ..simulator_server import SimulatorServer
 from . import framing, mapping

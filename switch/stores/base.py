@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from switch.models import JournalEntry, Money, TransactionRecord
+from switch.domain.models import JournalEntry, Money, TransactionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class Counter:
     by_amount: bool  # True: counts minor units (declines "61"); False: counts calls ("65")
 
 
-@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class Claim:
     merchant_id: str
     idempotency_key: str
@@ -51,13 +51,13 @@ class ClaimStatus(enum.Enum):
     AMOUNT_LIMIT = "amount_limit"  # claimed, but an amount limit is reached: decline "61"
 
 
-@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class ClaimOutcome:
     status: ClaimStatus
     response: bytes | None = None
 
 
-@dataclass(slots=True)  # built per authorization, so not frozen: see switch.models
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class Completion:
     """Finishes a claim. response None gives the key back (the call failed and may be
     retried); release lists the counters to move back (the item was not approved)."""

@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from switch.models import JournalEntry, TransactionRecord
+from switch.domain.models import JournalEntry, TransactionRecord
 from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingOperation, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
@@ -122,7 +122,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX authorization_intents_age ON authorization_intents (created_at);
     """,
     # Captures, voids and refunds are journaled pending before they are sent (see
-    # switch.pending_operations); attempts and next_attempt_at are the lease of whoever
+    # switch.flow.pending_operations); attempts and next_attempt_at are the lease of whoever
     # sends one, and mean nothing once it is resolved. Constant defaults: no rewrite.
     """
     ALTER TABLE journal_entries

@@ -56,9 +56,9 @@ from typing import Any
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from switch.config import StartupError
-from switch.metrics import Counter as MetricCounter
+from switch.domain.errors import StartupError
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.telemetry.metrics import Counter as MetricCounter
 
 # Separates a stored record's request hash from what follows it (Lua's '\31').
 _SEP = "\x1f"

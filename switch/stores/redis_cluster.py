@@ -52,7 +52,6 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import (
     CLAIM_SCRIPT,
@@ -70,6 +69,7 @@ from switch.stores.redis import (
     claim_outcome,
     taken,
 )
+from switch.telemetry.metrics import Counter as MetricCounter
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from switch.models import JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
+from switch.domain.models import JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
 from switch.stores.base import Intent
 
 TRANSACTION_COLUMNS = (

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from switch.config import StartupError
-from switch.models import JournalEntry, TransactionRecord
+from switch.domain.errors import StartupError
+from switch.domain.models import JournalEntry, TransactionRecord
 from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingOperation, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
@@ -115,7 +115,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX authorization_intents_age ON authorization_intents (created_at);
     """,
     # Captures, voids and refunds are journaled pending before they are sent (see
-    # switch.pending_operations); attempts and next_attempt_at are the lease of whoever
+    # switch.flow.pending_operations); attempts and next_attempt_at are the lease of whoever
     # sends one, and mean nothing once it is resolved.
     """
     ALTER TABLE journal_entries ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;

@@ -11,9 +11,9 @@ import pytest
 
 from adapters.card_iso8583 import Iso8583CardAdapter, framing, mapping, spec
 from adapters.card_iso8583.simulator import LATE_CARD, IssuerSimulator, start_simulator
-from switch.adapter import AdapterRequest, AdapterUnavailable
-from switch.conformance import card_request
-from switch.models import Card, Money, OperationKind
+from switch.adapters.conformance import card_request
+from switch.adapters.contract import AdapterRequest, AdapterUnavailable
+from switch.domain.models import Card, Money, OperationKind
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 TERMINAL = mapping.Terminal("TERM0001", "12345")

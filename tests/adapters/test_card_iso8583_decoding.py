@@ -13,7 +13,7 @@ import iso8583
 import pytest
 
 from adapters.card_iso8583 import Iso8583CardAdapter, framing, mapping, spec
-from switch.conformance import card_request
+from switch.adapters.conformance import card_request
 
 APPROVE = "4111111111111111"
 OTHER = "5555555555554444"

@@ -13,10 +13,10 @@ from adapters.rail_iso20022.simulator import start_simulator as start_rail_simul
 from adapters.remote_issuer import start_simulator as start_remote_issuer
 from adapters.remote_issuer.issuer import LATE_CARD as REMOTE_LATE_CARD
 from adapters.simulated import SimulatedIssuer
-from switch.adapter import Adapter, AdapterRequest
-from switch.conformance import AdapterConformance, card_request
-from switch.models import Account, Money, OperationKind
-from switch.remote_adapter import RemoteAdapter
+from switch.adapters.conformance import AdapterConformance, card_request
+from switch.adapters.contract import Adapter, AdapterRequest
+from switch.adapters.remote import RemoteAdapter
+from switch.domain.models import Account, Money, OperationKind
 
 APPROVING_CARD = "4111111111111111"
 DECLINING_CARD = "4000000000000002"

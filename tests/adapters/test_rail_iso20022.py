@@ -12,9 +12,8 @@ import pytest
 
 from adapters.rail_iso20022 import Iso20022RailAdapter, amounts, framing, mapping, spec
 from adapters.rail_iso20022.simulator import RailSimulator, start_simulator
-from switch.adapter import AdapterRequest, AdapterUnavailable
-from switch.models import Account, Money, OperationKind
-from switch.tokens import mask_account
+from switch.adapters.contract import AdapterRequest, AdapterUnavailable
+from switch.domain.models import Account, Money, OperationKind, mask_account
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 

@@ -23,10 +23,10 @@ from cryptography.x509.oid import NameOID
 
 from adapters.remote_issuer import RemoteIssuer, start_simulator
 from adapters.remote_issuer.issuer import LATE_CARD
-from switch.adapter import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
-from switch.conformance import card_request
-from switch.models import Account, Instrument, InstrumentKind, Money, OperationKind
-from switch.remote_adapter import AdapterProcessError, RemoteAdapter, to_operation, to_result
+from switch.adapters.conformance import card_request
+from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
+from switch.adapters.remote import AdapterProcessError, RemoteAdapter, to_operation, to_result
+from switch.domain.models import Account, Instrument, InstrumentKind, Money, OperationKind
 from switch.v1 import adapter_pb2, adapter_pb2_grpc
 from tests.e2e.test_routing import free_port
 

@@ -13,9 +13,9 @@ import pytest
 
 from adapters.template import TemplateAdapter, framing, mapping
 from adapters.template.simulator import LATE_CARD, TemplateSimulator, start_simulator
-from switch.adapter import Adapter, AdapterRequest
-from switch.conformance import AdapterConformance, card_request
-from switch.models import Account, Card, Money, OperationKind
+from switch.adapters.conformance import AdapterConformance, card_request
+from switch.adapters.contract import Adapter, AdapterRequest
+from switch.domain.models import Account, Card, Money, OperationKind
 
 APPROVING_CARD = "4111111111111111"
 DECLINING_CARD = "4000000000000002"

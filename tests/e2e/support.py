@@ -13,7 +13,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from switch import config, server
-from switch.adapter import Adapter, AdapterRequest, AdapterResult
+from switch.adapters.contract import Adapter, AdapterRequest, AdapterResult
 from switch.server import RunningSwitch
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc

@@ -11,7 +11,7 @@ import grpc
 import orjson
 import pytest
 
-from switch.logs import JsonFormatter
+from switch.telemetry.logs import JsonFormatter
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import SwitchFactory

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 import grpc
 import pytest
 
-from switch.models import OperationKind
+from switch.domain.models import OperationKind
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
 from tests.e2e.support import Switch, approved, card_request, decode, get, money, new_key, serve, spy_on_issuer

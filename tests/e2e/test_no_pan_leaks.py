@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from switch import config
-from switch.logs import JsonFormatter
+from switch.telemetry.logs import JsonFormatter
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import drop_production_state, store_settings
 from tests.e2e.support import (

@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 from adapters.card_iso8583.simulator import start_simulator
-from switch.adapter import AdapterResult
+from switch.adapters.contract import AdapterResult
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
 from tests.e2e.support import Switch, card_request, serve

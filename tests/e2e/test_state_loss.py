@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from switch import config
-from switch.models import OperationKind
+from switch.domain.models import OperationKind
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import drop_production_state, store_settings
 from tests.e2e.support import approved, card_request, get, money, new_key, serve_settings, spy_on_issuer

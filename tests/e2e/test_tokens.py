@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from switch import ff1
-from switch.cards import reference_luhn_valid
-from switch.models import Card
-from switch.tokens import KeyRing, Tokenizer
+from switch.cards import ff1
+from switch.cards.luhn import reference_luhn_valid
+from switch.cards.tokenizer import KeyRing, Tokenizer
+from switch.domain.models import Card
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import TOKEN_KEY, SwitchFactory

@@ -357,8 +357,14 @@ adapter = "simulated"
 
 
 def _write_keys(folder: Path) -> None:
-    from switch.keyfiles import FINGERPRINT_KEY_FILE, TOKEN_KEY_FILE, new_fingerprint_key, write_secret
-    from switch.tokens import new_key_ring, write_key_file
+    from switch.config.keys import (
+        FINGERPRINT_KEY_FILE,
+        TOKEN_KEY_FILE,
+        new_fingerprint_key,
+        new_key_ring,
+        write_key_file,
+        write_secret,
+    )
 
     write_secret(folder / FINGERPRINT_KEY_FILE, new_fingerprint_key())
     write_key_file(folder / TOKEN_KEY_FILE, new_key_ring())

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from switch.models import TransactionStatus
+from switch.domain.models import TransactionStatus
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.postgres import PostgresJournal
 from switch.stores.redis import RedisStateStore

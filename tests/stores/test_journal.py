@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 import pytest
 
-from switch.models import (
+from switch.domain.models import (
     INT64_MAX,
     JournalEntry,
     Money,

@@ -21,10 +21,10 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from loadtests.redis_cluster import free_ports, node_id, node_of_slot, running_cluster
-from switch.metrics import Counter as MetricCounter
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
 from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, SLOT_MAP_READ, KeyNotServed
 from switch.stores.redis_cluster import RedisClusterStateStore
+from switch.telemetry.metrics import Counter as MetricCounter
 from tests.conftest import drop_redis_keys
 
 T0 = 1_700_000_000.0

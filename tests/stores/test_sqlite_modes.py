@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from switch import cli, config
-from switch.stores import open_stores
+from switch.server import open_stores
 from switch.stores.sqlite import SqliteJournal
 
 

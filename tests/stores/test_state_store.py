@@ -16,13 +16,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from switch.config import StartupError
-from switch.metrics import Counter as MetricCounter
-from switch.models import mask_pan
+from switch.domain.errors import StartupError
+from switch.domain.models import mask_pan
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore
 from switch.stores.memory import MemoryStateStore
 from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, KeyNotServed, RedisStateStore, supports
 from switch.stores.redis_cluster import RedisClusterStateStore
+from switch.telemetry.metrics import Counter as MetricCounter
 from tests.conftest import REDIS_URL, drop_redis_keys
 
 T0 = 1_700_000_000.0

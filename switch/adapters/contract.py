@@ -1,0 +1,101 @@
+"""The adapter contract: how the switch talks to a card network, an acquirer or a rail.
+
+An adapter is one small async object with one method, send(), that takes a batch
+of requests and returns one result per request, in order. It declares what it
+can do; the core finds it through the "switch.adapters" entry-point group and
+never imports a concrete adapter.
+
+A decline is a result. An adapter raises AdapterUnavailable only when nothing was
+sent (the route is down: failing over is safe). A request sent but not answered
+in time is an unknown outcome: a result with unknown=True, never a decline the
+switch could forget, because the network may have approved it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from switch.domain.models import Account, Card, Instrument, Money, OperationKind
+from switch.domain.response_codes import ResponseCode
+
+ENTRY_POINT_GROUP = "switch.adapters"
+
+
+class Capability(enum.Enum):
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    PARTIAL_CAPTURE = "partial_capture"
+    VOID = "void"
+    REFUND = "refund"
+    REVERSE = "reverse"
+    STATUS_INQUIRY = "status_inquiry"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AdapterRequest:
+    kind: OperationKind
+    transaction_id: str
+    merchant_id: str
+    amount: Money
+    instrument: Instrument | None = None  # None for a capture, void or refund
+    card: Card | None = None  # the clear card, only for an authorization from a card
+    account: Account | None = None
+    destination: Account | None = None
+    authorization_code: str = ""  # of the original authorization, for captures, voids, refunds
+    # A capture's, void's or refund's own id, the same on every send of it: networks
+    # apply an operation once per reference and answer a repeat with the first answer,
+    # which makes resending one whose outcome is unknown safe. "" for authorizations.
+    reference: str = ""
+
+    def __repr__(self) -> str:
+        shown = self.instrument.masked if self.instrument else self.authorization_code
+        return f"AdapterRequest({self.kind.value} {self.transaction_id} {shown} {self.amount})"
+
+
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
+class AdapterResult:
+    response_code: str
+    message: str = ""
+    authorization_code: str = ""
+    network_reference: str = ""
+    unknown: bool = False  # sent, but no answer in time: the outcome is unknown
+
+    @property
+    def approved(self) -> bool:
+        return self.response_code == ResponseCode.APPROVED.code and not self.unknown
+
+    @classmethod
+    def timed_out(cls) -> AdapterResult:
+        code = ResponseCode.ISSUER_UNAVAILABLE
+        return cls(code.code, "no answer in time; outcome unknown", unknown=True)
+
+
+class AdapterUnavailable(Exception):
+    """Nothing was sent: the route cannot be reached. Failing over is safe."""
+
+
+class Adapter(Protocol):
+    name: str
+    capabilities: frozenset[Capability]
+
+    async def start(self) -> None: ...
+
+    async def send(self, requests: Sequence[AdapterRequest], time_left: float) -> list[AdapterResult]:
+        """One result per request, in order, within time_left seconds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AdapterFactory(Protocol):
+    def __call__(self, name: str, options: Mapping[str, Any]) -> Adapter: ...
+
+
+def discover() -> dict[str, AdapterFactory]:
+    """Every installed adapter, by entry-point name. Installed is not enabled: the
+    configuration's routes name the ones that run."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}

@@ -1,0 +1,185 @@
+"""The gRPC surface of switch.v1.Switch: proto in, domain call, proto out.
+
+Thin on purpose: parsing lives in switch.api.convert, the work in the batcher,
+pipeline and transaction service; what every call goes through (request ids,
+errors mapped to statuses once) in switch.decorators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from switch.api import convert, decorators
+from switch.api.decoding import Undecodable
+from switch.api.status import as_switch_error
+from switch.cards.tokenizer import Tokenizer
+from switch.domain.errors import InvalidRequest, SwitchError, Violation
+from switch.domain.models import Authorization, MoneyOverflow, OperationKind
+from switch.flow.batcher import Answer, MicroBatcher
+from switch.flow.transactions import TransactionService
+from switch.money.fees import FeeEngine, FxRateMissing
+from switch.v1 import switch_pb2 as pb
+from switch.v1 import switch_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+STREAM_WINDOW = 2048  # authorizations one stream may have in the pipeline at once
+
+
+class SwitchServicer(switch_pb2_grpc.SwitchServicer):
+    def __init__(self, batcher: MicroBatcher, transactions: TransactionService, fees: FeeEngine) -> None:
+        self._batcher = batcher
+        self._transactions = transactions
+        self._fees = fees
+
+    @decorators.unary
+    async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
+        result = await self._batcher.submit(convert.authorization(request, _deadline(context)))
+        return convert.result_to_proto(result)
+
+    @decorators.unary
+    async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Context) -> pb.AuthorizeBatchResponse:
+        responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * convert.batch_size(request)
+        valid: list[tuple[int, Authorization]] = []
+        deadline = _deadline(context)
+        for index, item in enumerate(request.requests):
+            try:
+                valid.append((index, convert.authorization(item, deadline)))
+            except SwitchError as error:
+                responses[index] = convert.error_to_proto(item.idempotency_key, error)
+        answers = await self._batcher.submit_many([authorization for _, authorization in valid])
+        for (index, authorization), answer in zip(valid, answers, strict=True):
+            responses[index] = _to_response(authorization.idempotency_key, answer)
+        return pb.AuthorizeBatchResponse(responses=responses)
+
+    @decorators.streaming
+    async def AuthorizeStream(  # type: ignore[override]  # grpc.aio also takes a handler that writes
+        self, requests: AsyncIterator[pb.AuthorizeRequest | Undecodable], context: Context
+    ) -> None:
+        """Answers as they complete (not in request order); each carries its idempotency_key.
+        Written with context.write rather than yielded: a generator would cost every
+        answer one more hop through gRPC's iteration.
+
+        A message whose bytes do not decode (switch.api.decoding) fails alone, like any bad
+        item: its answer has an empty idempotency_key and an INVALID_ARGUMENT error, and
+        the stream goes on. Ending the stream instead would lose the answers of the
+        authorizations still in flight."""
+        answers: asyncio.Queue[pb.AuthorizeResponse | None] = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        reader = asyncio.create_task(self._read_stream(requests, answers, window, _deadline(context)))
+        try:
+            while (answer := await answers.get()) is not None:
+                await context.write(answer)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_stream(
+        self,
+        requests: AsyncIterator[pb.AuthorizeRequest | Undecodable],
+        answers: asyncio.Queue[pb.AuthorizeResponse | None],
+        window: asyncio.Semaphore,
+        deadline: float | None,
+    ) -> None:
+        # One batcher future per request, answered by a callback: no task per request.
+        pending: set[asyncio.Future[list[Answer]]] = set()
+        try:
+            async for request in requests:
+                await window.acquire()
+                if isinstance(request, Undecodable):
+                    window.release()
+                    answers.put_nowait(_to_response("", request.error()))
+                    continue
+                key = request.idempotency_key
+                try:
+                    future = self._batcher.enqueue_many([convert.authorization(request, deadline)])
+                except Exception as exc:
+                    window.release()
+                    answers.put_nowait(_to_response(key, as_switch_error(exc)))
+                    continue
+                pending.add(future)
+                future.add_done_callback(functools.partial(_answer_streamed, key, answers, window, pending))
+            if pending:
+                await asyncio.wait(pending)
+        finally:
+            for future in pending:  # the stream ended early: withdraw what no batch has taken
+                future.cancel()
+            answers.put_nowait(None)
+
+    @decorators.unary
+    async def Capture(self, request: pb.CaptureRequest, context: Context) -> pb.Transaction:
+        return await self._operate(convert.operation(OperationKind.CAPTURE, request))
+
+    @decorators.unary
+    async def Void(self, request: pb.VoidRequest, context: Context) -> pb.Transaction:
+        return await self._operate(convert.operation(OperationKind.VOID, request))
+
+    @decorators.unary
+    async def Refund(self, request: pb.RefundRequest, context: Context) -> pb.Transaction:
+        return await self._operate(convert.operation(OperationKind.REFUND, request))
+
+    @decorators.unary
+    async def GetTransaction(self, request: pb.GetTransactionRequest, context: Context) -> pb.Transaction:
+        return convert.record_to_proto(await self._transactions.get(convert.transaction_id(request)))
+
+    @decorators.unary
+    async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:
+        quote = convert.quote_request(request)
+        try:
+            (answer,) = self._fees.quote_many([quote])
+        except MoneyOverflow:
+            raise InvalidRequest([Violation("amount.minor_units", "too large: its fee does not fit")]) from None
+        except FxRateMissing:
+            violation = Violation("settlement_currency", f"no FX rate is configured from {quote.amount.currency}")
+            raise InvalidRequest([violation]) from None
+        return convert.quote_to_proto(answer)
+
+    async def _operate(self, operation: Any) -> pb.Transaction:
+        record, replayed = await self._transactions.execute(operation)
+        return convert.record_to_proto(record, replayed=replayed)
+
+
+class TokensServicer(switch_pb2_grpc.TokensServicer):
+    """switch.v1.Tokens: cards in, tokens out. Nothing here turns a token back into a card."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    @decorators.unary
+    async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
+        token = self._tokenizer.tokenize(convert.card_to_tokenize(request))
+        return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
+
+
+def _deadline(context: Context) -> float | None:
+    """The call's deadline in event-loop time, or None when the caller set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
+
+
+def _answer_streamed(
+    key: str,
+    answers: asyncio.Queue[pb.AuthorizeResponse | None],
+    window: asyncio.Semaphore,
+    pending: set[asyncio.Future[list[Answer]]],
+    future: asyncio.Future[list[Answer]],
+) -> None:
+    """A stream's request answered (or withdrawn): its response is queued for writing."""
+    pending.discard(future)
+    window.release()
+    if future.cancelled():
+        return
+    error = future.exception()
+    answer = as_switch_error(error) if error is not None else future.result()[0]
+    answers.put_nowait(_to_response(key, answer))
+
+
+def _to_response(idempotency_key: str, answer: Any) -> pb.AuthorizeResponse:
+    if isinstance(answer, SwitchError):
+        return convert.error_to_proto(idempotency_key, answer)
+    return convert.result_to_proto(answer)

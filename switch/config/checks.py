@@ -1,0 +1,31 @@
+"""ConfigError and the validators every section's parser shares: one wording for
+the same mistake everywhere. The bottom of the config package: it imports no engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from switch.domain import currency
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def no_unknown_keys(where: str, item: Mapping[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+
+
+def optional_text(where: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where}: must be a non-empty string")
+    return value
+
+
+def optional_currency(where: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and currency.is_known(value)):
+        raise ConfigError(f"{where}: unknown ISO 4217 currency {value!r}")
+    return value
