@@ -38,7 +38,7 @@ protos: install
 	$(PY) protos/generate.py
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) loadtests/capacity.py $(ARGS)

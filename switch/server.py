@@ -275,6 +275,21 @@ def token_keys(settings: Settings) -> KeyRing:
     return parse_key_ring({"key_file": str(path)})
 
 
+async def migrate(settings: Settings) -> int:
+    """Brings the configured journal's schema up to date; the number of migrations applied."""
+    if settings.stores.embedded:
+        import sqlite3
+
+        from switch.stores import sqlite
+
+        path = Path(settings.stores.sqlite_path)
+        sqlite.private_file(path)  # folder 0700, database 0600, as the journal opens them
+        return sqlite.migrate(sqlite3.connect(path, isolation_level=None))
+    from switch.stores import postgres
+
+    return await postgres.migrate(settings.stores.postgres_dsn, schema=settings.stores.postgres_schema or None)
+
+
 async def open_stores(settings: Settings, events: Counter | None = None) -> tuple[StateStore, Journal]:
     """Memory + SQLite for the embedded default; Redis (one primary, or a Cluster) +
     PostgreSQL when configured. events counts the Redis stores' rare events

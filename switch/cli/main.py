@@ -133,7 +133,7 @@ def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
 
 # Objects made per request (protobufs, results, rows) hold no reference cycles, so
 # the young generation only needs collecting now and then; at the default
-# threshold (700) the collector ran every few batches and took ~6% of the CPU.
+# threshold (700) it would run every few batches, looking for cycles that are not there.
 YOUNG_GENERATION_THRESHOLD = 50_000
 
 
@@ -147,19 +147,9 @@ def _tune_garbage_collector() -> None:
 
 
 def migrate(settings: config.Settings) -> int:
-    if settings.stores.embedded:
-        import sqlite3
+    from switch import server
 
-        from switch.stores import sqlite
-
-        path = Path(settings.stores.sqlite_path)
-        sqlite.private_file(path)  # folder 0700, database 0600, as the journal opens them
-        applied = sqlite.migrate(sqlite3.connect(path, isolation_level=None))
-    else:
-        from switch.stores import postgres
-
-        schema = settings.stores.postgres_schema or None
-        applied = asyncio.run(postgres.migrate(settings.stores.postgres_dsn, schema=schema))
+    applied = asyncio.run(server.migrate(settings))
     log.info("applied %d migration(s)", applied)
     return 0
 

@@ -24,8 +24,8 @@ cdef enum:
     DOWN_C = 2
     UP_C = 3
 
-from switch.fees_core import check_fx, check_pricing, check_share_plan
-from switch.models import MoneyOverflow
+from switch.money.fees_core import check_fx, check_pricing, check_share_plan
+from switch.domain.models import MoneyOverflow
 
 HALF_EVEN = HALF_EVEN_C
 HALF_UP = HALF_UP_C
@@ -165,7 +165,7 @@ def largest_remainder(int64_t total, percents):
 
 
 cdef class SharePlan:
-    """A revenue-share tree flattened in depth-first order (see switch.fees_core.SharePlan)."""
+    """A revenue-share tree flattened in depth-first order (see switch.money.fees_core.SharePlan)."""
 
     cdef readonly Py_ssize_t size
     cdef int64_t[::1] _percent        # per node, of what its parent receives
@@ -235,7 +235,7 @@ cdef class SharePlan:
 
 
 cdef class Pricing:
-    """One schedule's fee rule in scaled integers (see switch.fees_core.Pricing)."""
+    """One schedule's fee rule in scaled integers (see switch.money.fees_core.Pricing)."""
 
     cdef int64_t[::1] _up_to
     cdef int64_t[::1] _percent
