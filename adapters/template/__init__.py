@@ -1,7 +1,7 @@
 """A working adapter to copy: an example protocol of JSON messages over one multiplexed TCP connection.
 
 Copy this folder to start a new card or rail adapter; README.md says how. The
-adapter is the contract's face (switch/adapter.py); client.py does the I/O,
+adapter is the contract's face (switch/adapters/contract.py); client.py does the I/O,
 mapping.py the pure translation, framing.py the bytes on the wire, and
 simulator.py plays the network for tests and local runs.
 

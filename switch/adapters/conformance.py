@@ -3,7 +3,7 @@
 It ships with the switch (it needs pytest and pytest-asyncio), so an adapter in
 its own package subclasses it the way the adapters in this tree do:
 
-    from switch.conformance import AdapterConformance
+    from switch import AdapterConformance
 
 A subclass provides three fixtures and two requests:
 

@@ -1,5 +1,10 @@
 """The one place where exceptions become gRPC statuses.
 
+Of the switch's three kinds of code, this is the mapping from the error to the
+gRPC status a failed call ends with: the code is the error's own
+(switch.domain.errors.Code). A decline is no error: it is an answer carrying an
+ISO-style response code (switch.domain.response_codes), on a call that succeeded.
+
 A SwitchError keeps its own status code and message; InvalidRequest adds a
 google.rpc.BadRequest detail listing every bad field. Anything else is a bug:
 it is logged with its traceback and the caller gets a bare INTERNAL, never the

@@ -1,4 +1,4 @@
-# The typed interface of cext/ff1.pyx: OpenSSL's EVP calls it uses and the FF1 class.
+# The typed interface of _ff1.pyx (beside it): OpenSSL's EVP calls it uses and the FF1 class.
 
 cdef extern from "openssl/evp.h":
     ctypedef struct EVP_CIPHER_CTX:
@@ -25,7 +25,7 @@ cdef extern from *:
     # gcc's 128-bit integer; Cython only needs to know it is an unsigned integer.
     ctypedef unsigned long long u128 "ff1_u128"
 
-# Bounds shared with switch/ff1.py (the tests check both enforce the same domain).
+# Bounds shared with switch/cards/ff1.py (the tests check both enforce the same domain).
 cdef enum:
     MAX_LEN = 256
     MAX_TWEAK_LEN = 256

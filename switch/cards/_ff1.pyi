@@ -1,5 +1,5 @@
 class FF1:
-    """NIST SP 800-38G FF1 over AES with one key; see switch/ff1.py for the domain."""
+    """NIST SP 800-38G FF1 over AES with one key; see switch/cards/ff1.py for the domain."""
 
     def __init__(self, key: bytes) -> None: ...
     def encrypt(self, tweak: bytes, text: str, radix: int = 10) -> str: ...

@@ -2,7 +2,7 @@
 """FF1 (NIST SP 800-38G) over one OpenSSL AES-ECB context: the tokenizer's hot path.
 
 The pure-Python twin, its domain rules and the reasons for them are in
-switch/ff1.py; this module must give the same answers and raise on the same
+switch/cards/ff1.py; this module must give the same answers and raise on the same
 inputs (the tests compare them on thousands of random vectors).
 
 How it is fast: the AES context is created once per key; P and the constant
@@ -116,7 +116,7 @@ cdef class FF1:
         cdef unsigned char numerals[MAX_LEN]
         cdef Py_UCS4 ch
         cdef Setup s
-        # Same checks, in the same order, with the same messages as switch/ff1.py.
+        # Same checks, in the same order, with the same messages as switch/cards/ff1.py.
         if not isinstance(radix, int):
             raise TypeError("the radix must be an int")
         if not isinstance(tweak, bytes):

@@ -3,7 +3,7 @@
 Two implementations with one interface, ``cipher = FF1(key)``, then
 ``cipher.encrypt(tweak, text, radix)`` / ``cipher.decrypt(...)``:
 
-- the compiled one, ``switch._cext.ff1.FF1`` (one OpenSSL AES context per key, C
+- the compiled one, ``switch.cards._ff1.FF1`` (one OpenSSL AES context per key, C
   integers where the numbers fit), used unless extensions are missing or
   SWITCH_NO_EXTENSIONS=1;
 - ``ReferenceFF1`` below: the spec's pseudo-code in Python ints, AES from the

@@ -1,6 +1,6 @@
-"""Card-number checks, compiled when cext is built, with the plain-Python reference.
+"""Card-number checks, compiled when the extensions are built, with the plain-Python reference.
 
-luhn_valid is the compiled one when switch._cext is importable and
+luhn_valid is the compiled one when switch.cards._luhn is importable and
 SWITCH_NO_EXTENSIONS is not set; reference_luhn_valid is always the slow,
 obviously correct version the tests compare it with. contains_card_number finds
 a card number written inside other text, for the fields that must not hold one.

@@ -11,7 +11,7 @@
     └── Unavailable           UNAVAILABLE (a store is down; safe to retry with the same key)
 
 A decline is not an error: it is a normal result with a response code. Errors
-are mapped to gRPC statuses once, in switch.status. Messages never contain a card
+are mapped to gRPC statuses once, in switch.api.status. Messages never contain a card
 number; callers build them from masked values only.
 
 This module does not import grpc: configuration (which `switch serve` reads before
@@ -26,7 +26,14 @@ from dataclasses import dataclass
 
 
 class Code(enum.IntEnum):
-    """The google.rpc.Code (= gRPC status code) values the switch answers with."""
+    """The google.rpc.Code (= gRPC status code) values the switch answers with.
+
+    Of the switch's three kinds of code, this is the status code each error
+    carries; switch.api.status turns it into the call's gRPC status. It is not a
+    response code (switch.domain.response_codes: the outcome of an answered
+    authorization). It copies the values of google.rpc.Code (grpc.StatusCode) it
+    needs, so that this module imports neither; switch.api.status asserts that
+    the names agree."""
 
     DEADLINE_EXCEEDED = 4
     INVALID_ARGUMENT = 3

@@ -27,11 +27,6 @@ _TAIL = 17
 _RANDOM_BITS = b"\x03" + b"\x1f" * 15 + b"\x1c"
 
 
-def new_transaction_id() -> str:
-    """ "tx_" + 26 Crockford base-32 characters: 48 bits of milliseconds, then 80 random bits."""
-    return new_transaction_ids(1)[0]
-
-
 def new_transaction_ids(count: int) -> list[str]:
     """count ids in the module's format, all stamped with the same millisecond."""
     if count <= 0:

@@ -6,8 +6,8 @@ a store: past the tokenizer the pipeline carries an Instrument instead.
 
 Values are frozen, except the records the pipeline builds for every
 authorization (results, journal rows, claims, completions, quotes): a frozen
-dataclass sets each field through object.__setattr__, about six times slower to
-build, and those records are made by the hundred thousand a second. Nothing
+dataclass sets each field through object.__setattr__, several times slower to
+build, and those records are made for every item of every batch. Nothing
 mutates them; `dataclasses.replace` makes changed copies.
 """
 

@@ -1,5 +1,10 @@
 """The response-code table: every code the switch answers with, in one place.
 
+Of the switch's three kinds of code, this is the business outcome of an
+authorization ("00" approved, "05", "51", "91" ... declined), carried in a
+successful call's answer. It is not a gRPC status: a call that fails carries one
+of those instead (switch.domain.errors.Code, mapped in switch.api.status).
+
 Codes follow ISO 8583 field 39 as card networks use them; local rails' reasons
 are mapped onto the same table by their adapters, so callers see one vocabulary.
 """

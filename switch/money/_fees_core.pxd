@@ -1,12 +1,12 @@
-# The typed interface of the compiled fee core (cext/fees.pyx): integer helpers
+# The typed interface of the compiled fee core (_fees_core.pyx, beside it): integer helpers
 # that return 0 on success and 1 when a result leaves int64, so they run without
 # the GIL; the Python-level wrappers turn 1 into MoneyOverflow. Arguments are
 # non-negative; percents are scaled by 10^4 (parts per 10^6 of the amount), rates
 # by 10^8, rounding is 0 half-even, 1 half-up, 2 down, 3 up.
 #
-# Only functions live here: the cdef classes keep their fields in the .pyx so it
-# compiles whether or not Cython finds this file (setup.py names the module
-# switch._cext.fees while the file sits in cext/, so today it does not).
+# Cython reads this file when it compiles the .pyx, since it sits beside it under
+# the module's own name. It declares only the C functions, the module's C-level
+# interface; the cdef classes declare their fields in the .pyx, where all their code is.
 
 from libc.stdint cimport int64_t
 

@@ -1,4 +1,4 @@
-"""The compiled fee core (cext/fees.pyx); its plain-Python twin is switch.fees_core."""
+"""The compiled fee core (_fees_core.pyx); its plain-Python twin is switch.money.fees_core."""
 
 from collections.abc import Sequence
 

@@ -2,7 +2,7 @@
 """The fee engine's arithmetic core, compiled: percent parts, clamps, revenue
 splits and FX conversion in int64 minor units with __int128 intermediates.
 
-The twin of switch/fees_core.py (same names, signatures and results; the scales
+The twin of switch/money/fees_core.py (same names, signatures and results; the scales
 are documented there and in switch.money.fees). Every operand is non-negative, so C
 division (cdivision) truncates exactly like Python's floor division. The GIL is
 held throughout: a batch of a few hundred quotes takes microseconds, and the

@@ -30,7 +30,7 @@ fee. For a schedule (or the tier that applies):
 Integer scales, shared with the arithmetic core: a percent is an integer in
 units of 10^-4 percent (PERCENT_SCALE; "2.9" -> 29_000, i.e. parts per 10^6 of
 the amount), a rate one in units of 10^-8 (RATE_SCALE). Any result that leaves
-int64 raises MoneyOverflow. The core is switch._cext.fees when built, else its
+int64 raises MoneyOverflow. The core is switch.money._fees_core when built, else its
 twin switch.money.fees_core (SWITCH_NO_EXTENSIONS=1 forces the twin).
 """
 
@@ -187,7 +187,7 @@ class _Priced:
 class FeeEngine:
     """Quotes fees, shares and settlement amounts; build one per configuration.
 
-    core: the arithmetic module (switch._cext.fees or switch.money.fees_core); the
+    core: the arithmetic module (switch.money._fees_core or switch.money.fees_core); the
     default is the compiled one when available. The tests pass each explicitly.
     """
 

@@ -1,8 +1,8 @@
-"""The fee engine's arithmetic core in plain Python: the twin of cext/fees.pyx.
+"""The fee engine's arithmetic core in plain Python: the twin of _fees_core.pyx beside it.
 
 Everything here is integer math on minor units, with the same algorithm, names
-and signatures as the compiled module (switch._cext.fees); switch.money.fees picks one
-of the two. Python ints never wrap, so each result is checked against int64
+and signatures as the compiled module (switch.money._fees_core); switch.money.fees
+picks one of the two. Python ints never wrap, so each result is checked against int64
 explicitly where the C code checks its __int128 intermediates.
 
 Scales (shared with the compiled core and documented in switch.money.fees):

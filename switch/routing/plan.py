@@ -1,6 +1,5 @@
 """The route plan of one authorization: its rule's candidates, less the routes
-whose breaker is open or that have no adapter, in the configured order; and the
-failover rule the pipeline follows along that plan.
+whose breaker is open or that have no adapter, in the configured order.
 
 Order (routing.order_by):
 - "rules": as the rule lists them, the first drawn by weight;
@@ -9,18 +8,14 @@ Order (routing.order_by):
   backed by FeeEngine quotes).
 Both sorts are stable over the rule's order, so ties keep the weighted split.
 
-Failover (may_fail_over): to the next route of the plan ONLY when nothing was sent,
-i.e. the adapter raised AdapterUnavailable or the breaker refused the call
-(acquire() False). Never after a decline (an answer is an answer) and never after
-an unknown outcome: the network may have approved it, and a second route would
-charge the customer twice. How the pipeline is meant to use it, per batch:
-
-    plans = {item: planner.plan(item.authorization, card_bin)}   # [] -> decline 91/92
-    route = plan[0]; group the items by route
-    per group: if not breakers.acquire(route): outcome = UNAVAILABLE (nothing sent)
-               else send; outcome = outcome_of(answers, error); breakers.record(route, outcome)
-               if may_fail_over(outcome): route = planner.next_route(plan, route); regroup; repeat
-               (while time is left; no next route -> 91 issuer unavailable)
+Failover is decided by the pipeline (switch.flow.pipeline, Pipeline._send and
+_call_adapters): an item moves to next_route only when nothing was sent for it,
+i.e. the route's breaker refused the call (acquire() False) or the adapter raised
+AdapterUnavailable. Never after a decline (an answer is an answer) and never after
+an unknown outcome (a timeout, an adapter that broke mid-send, an answer marked
+unknown): the network may have approved it, and a second route would charge the
+customer twice. With no next route the item is declined 91. outcome_of turns each
+send into what the route's breaker records.
 """
 
 from __future__ import annotations
@@ -90,8 +85,3 @@ def outcome_of(answers: Sequence[AdapterResult] | None, error: BaseException | N
     if error is not None or answers is None or any(answer.unknown for answer in answers):
         return CallOutcome.UNKNOWN
     return CallOutcome.SUCCESS if any(answer.approved for answer in answers) else CallOutcome.DECLINED
-
-
-def may_fail_over(outcome: CallOutcome) -> bool:
-    """Whether the items of a call may go to the next route: only when nothing was sent."""
-    return outcome is CallOutcome.UNAVAILABLE

@@ -221,9 +221,9 @@ _RECORD = f"""
 # arrays cost asyncpg four abstract-class checks per key to encode). One index probe
 # per pair, whatever the statistics say: the LIMIT keeps the planner from turning the
 # lookups into a join. As a join (`IN (SELECT ...)`), a journal not yet analyzed (a
-# new one, or one just truncated) was read by a hash join over a sequential scan,
-# since the planner takes any set-returning function for 100 rows: its cost grew
-# with the table, 1.3 ms of PostgreSQL's CPU per batch at 5,000 rows.
+# new one, or one just truncated) would be read by a hash join over a sequential scan,
+# since the planner takes any set-returning function for 100 rows: a cost per batch
+# that grows with the table instead of staying one probe per key.
 _SELECT_ENTRIES = f"""
     SELECT entry.* FROM jsonb_array_elements($1::jsonb) AS s, LATERAL (
         SELECT {_ENTRY_LIST} FROM journal_entries
@@ -295,10 +295,9 @@ class _Rollback(Exception):
 
 
 # Below this many rows a batch goes as the one statement: COPY's transaction costs
-# the switch four round trips to the statement's one, and only pays for them in
-# PostgreSQL's CPU from about this size: make stages, run both ways at 16 to 100
-# rows, puts the crossover between 32 and 64 (the figures are in
-# loadtests/reports/capacity-2026-12-06/copy-threshold.md).
+# the switch four round trips to the statement's one, and saves PostgreSQL enough CPU
+# to pay for them only on larger batches (loadtests/stages.py, run both ways at a few
+# batch sizes, finds where).
 COPY_FROM_ROWS = 64
 
 

@@ -1,8 +1,8 @@
 """The production StateStore on a Redis Cluster: each primary gets its share of a batch.
 
-One Redis primary runs scripts on one thread, and the 16-core measurements in
-the SRE guide put its ceiling at roughly 35k authorizations a second. Past that,
-the keys must be spread over several primaries, and a batch touches many of them.
+One Redis primary runs scripts on one thread, which caps the authorizations one
+primary can claim (the SRE guide has the measured ceiling). Past that, the keys
+must be spread over several primaries, and a batch touches many of them.
 
 Keys keep the single-primary layout (switch.stores.redis), hash-tagged by subject:
 an idempotency key and its merchant's counters share the merchant's slot; an

@@ -1,12 +1,12 @@
 """The embedded Journal: a SQLite file in WAL mode, one transaction per batch.
 
-Statements run on the event loop's own thread, on purpose. A batch costs SQLite
-about a millisecond (an indexed lookup and one executemany commit), but on a
-worker thread every sqlite3 step releases the GIL and then waits up to the
-interpreter's 5 ms switch interval to get it back from the busy loop: measured,
-a 0.2 ms lookup took 40 ms there. One writer per process follows from the single
-thread; BEGIN IMMEDIATE serializes processes sharing the file. synchronous=FULL
-makes each commit durable before the switch answers.
+Statements run on the event loop's own thread, on purpose. A batch is little work
+for SQLite (an indexed lookup and one executemany commit), but on a worker thread
+every sqlite3 step releases the GIL and then waits up to the interpreter's switch
+interval (sys.getswitchinterval()) to get it back from the busy loop, so a short
+lookup would take many times its own cost. One writer per process follows from
+the single thread; BEGIN IMMEDIATE serializes processes sharing the file.
+synchronous=FULL makes each commit durable before the switch answers.
 
 The journal holds tokens and amounts: its folder is made 0700 and the database
 0600 before SQLite opens it (private_file), whatever the process umask.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import pytest
 
+from switch.cli.demo import fees as demo_fees
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
 from tests.e2e.support import (
@@ -25,20 +25,10 @@ from tests.e2e.support import (
 )
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-SCHEDULES: list[dict[str, Any]] = [
-    {
-        "name": "cards",
-        "rail": "card",
-        "percent": "2.9",
-        "fixed": 30,
-        "shares": [
-            {"party": "platform", "percent": "50"},
-            {"party": "partner", "percent": "50", "shares": [{"party": "agent", "percent": "40"}]},
-        ],
-    },
-    {"name": "instant", "rail": "instant", "percent": "0.5", "fixed": 0},
-]
-FX = {"USD/EUR": "0.9231", "USD/JPY": "151.37", "USD/KWD": "0.3075"}
+# The demo's schedule and rates (one copy: the fees the demo prints are the ones pinned here),
+# plus rates to currencies with no minor unit and with three decimals.
+SCHEDULES = demo_fees.FEE_SCHEDULE
+FX = {**demo_fees.FX, "USD/JPY": "151.37", "USD/KWD": "0.3075"}
 AMOUNT = 10_000
 # 2.9 % of 10000 + 30 = 320: platform 50 % = 160; partner 50 % = 160, of which agent 40 % = 64, partner keeps 96.
 FEE = 320
