@@ -75,3 +75,14 @@ def test_demo_ignores_production_stores(capsys: pytest.CaptureFixture[str]) -> N
     )
     assert demo.main(settings, calls=40) == 0
     check_summary(capsys.readouterr().out)
+
+
+def test_the_production_example_prices_as_the_demo_does() -> None:
+    # examples/production.toml shows the demo's schedule; TOML cannot import it, so this pins the copy.
+    import tomllib
+    from pathlib import Path
+
+    from switch.cli.demo import fees as demo_fees
+
+    example = tomllib.loads((Path(__file__).parents[1] / "examples" / "production.toml").read_text())
+    assert example["fee_schedule"] == demo_fees.FEE_SCHEDULE
