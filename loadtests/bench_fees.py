@@ -1,4 +1,4 @@
-"""The fee engine's throughput: compiled core (switch._cext.fees) against its
+"""The fee engine's throughput: compiled core (switch.money._fees_core) against its
 pure-Python twin (switch.money.fees_core), measured in the same run.
 
     .venv/bin/python loadtests/bench_fees.py [--seconds 0.4] [--repeats 5] [--batch 256]
@@ -85,7 +85,7 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     compiled = native.load("switch.money._fees_core")
     if compiled is None:
-        sys.exit("switch._cext.fees is not built (or SWITCH_NO_EXTENSIONS is set): nothing to compare")
+        sys.exit("switch.money._fees_core is not built (or SWITCH_NO_EXTENSIONS is set): nothing to compare")
     fast, slow = workloads(compiled, args.batch), workloads(fees_core, args.batch)
     print(f"Python {sys.version.split()[0]}, {args.repeats} runs of ~{args.seconds} s each, median, one CPU\n")
     print("| workload | cext items/s | pure items/s | cext / pure |")

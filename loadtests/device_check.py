@@ -2,8 +2,9 @@
 
     cd /tmp && PYTHONPATH=APP:SITE python3.12 - PYPROJECT < loadtests/device_check.py
 
-APP holds switch/ (with its compiled cext) and switch_adapters/, SITE the carried
-site-packages (loadtests/device_pack.sh builds both). Read from stdin, in /tmp, so
+APP holds switch/ (its compiled modules beside their Python twins:
+switch/cards/_luhn, switch/cards/_ff1, switch/money/_fees_core) and switch_adapters/,
+SITE the carried site-packages (loadtests/device_pack.sh builds both). Read from stdin, in /tmp, so
 that no file beside it shadows a module. device_pack.sh runs it before it replaces
 .device/, device_scaling.sh on the lent machine before anything starts: one check,
 so the pack is tested for exactly what the run will ask of it.
@@ -31,8 +32,10 @@ import switch
 from switch import native
 
 app, site = os.environ["PYTHONPATH"].split(":")
-for compiled in ("cards", "fees", "ff1"):
-    importlib.import_module(f"switch._cext.{compiled}")
+for compiled in native.COMPILED:
+    module = importlib.import_module(compiled)  # raises the ImportError native.load() would hide
+    assert str(module.__file__).startswith(app) and str(module.__file__).endswith(".so"), module.__file__
+    assert native.load(compiled) is module, compiled
 assert native.active(), "switch.native.active() is False"
 assert switch.__file__ is not None and switch.__file__.startswith(app), switch.__file__
 for module in (grpc, uvloop, asyncpg, redis, orjson, cryptography, google.protobuf, hiredis):

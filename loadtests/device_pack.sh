@@ -11,15 +11,18 @@
 #   .device/stores.tar.xz  stores/: Debian bookworm's PostgreSQL 15 and Redis 7 binaries
 #                          (usr/lib/postgresql/15, usr/share/postgresql/15, usr/bin/redis-*)
 #                          and stores/lib, every non-glibc shared library they load
-#   .device/cext312/       switch._cext compiled for CPython 3.12 (*.cpython-312-*.so) and
-#                          SOURCES.sha256, the sha256 of cext/*.pyx and cext/*.pxd
+#   .device/cext312/       switch/*/_*.cpython-312-x86_64-linux-gnu.so: the Cython modules
+#                          compiled for CPython 3.12, at their paths in the package (beside
+#                          their Python twins: switch/cards/_luhn, switch/cards/_ff1,
+#                          switch/money/_fees_core), and SOURCES.sha256, the sha256 of
+#                          switch/*/_*.pyx and switch/*/_*.pxd
 #
 # It needs: a Debian bookworm x86_64 host (apt-get download, dpkg -x, ldd), the package
 # registries (PyPI for the wheels and the build tools, Debian's mirror for the .debs),
 # `make install` done (.venv gives the versions), and a CPython 3.12 (PACK_PYTHON312,
-# default pyenv's 3.12.1) with a C compiler and OpenSSL's headers for the cext.
-# About 1.5 minutes on 2 cores (compiling the cext ~25 s, xz -9 ~1 min); the pack is about
-# 32 MiB (the device carries at most 64 MiB with the working tree).
+# default pyenv's 3.12.1) with a C compiler and OpenSSL's headers for the Cython modules.
+# Compiling and xz -9 take most of its time; the pack must stay well under the 64 MiB
+# that the device carries with the working tree.
 # It works in a temporary folder and replaces .device only when everything passed.
 set -euo pipefail
 
@@ -81,7 +84,7 @@ chmod 755 "$WORK" # apt's _apt user and PostgreSQL's nobody (when root) read in 
 OUTDIR=$WORK/device
 mkdir -p "$OUTDIR/cext312" "$WORK/src"
 
-step "3.12 build tools and the project's cp312 wheel (compiles switch._cext)"
+step "3.12 build tools and the project's cp312 wheel (compiles switch's Cython modules)"
 version_in_venv() { "$VENV_PY" -c "import importlib.metadata as md, sys; print(md.version(sys.argv[1]))" "$1"; }
 "$PY312" -m venv "$WORK/py312"
 B=$WORK/py312/bin/python
@@ -97,10 +100,13 @@ WHEEL=$(ls "$WORK"/dist/payment_switch-*-cp312-*.whl)
 import sys, zipfile
 zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
 EOF
-cp "$WORK"/wheel/switch/_cext/*.cpython-312-x86_64-linux-gnu.so "$OUTDIR/cext312/"
-strip --strip-debug "$OUTDIR"/cext312/*.so
-[ "$(ls "$OUTDIR"/cext312/*.so | wc -l)" = "$(ls "$REPO"/cext/*.pyx | wc -l)" ] || die "not one .so per cext/*.pyx"
-(cd "$REPO" && sha256sum cext/*.pyx cext/*.pxd) >"$OUTDIR/cext312/SOURCES.sha256"
+# each compiled module at its path in the package (switch/cards/_luhn.cpython-312-...so)
+(cd "$WORK/wheel" && find switch -name '_*.cpython-312-x86_64-linux-gnu.so' -print0 |
+    xargs -0 -r cp --parents -t "$OUTDIR/cext312/")
+find "$OUTDIR/cext312" -name '*.so' -exec strip --strip-debug {} +
+built=$(find "$OUTDIR/cext312" -name '*.so' | wc -l)
+[ "$built" = "$(ls "$REPO"/switch/*/_*.pyx | wc -l)" ] || die "$built .so files, not one per switch/*/_*.pyx"
+(cd "$REPO" && sha256sum switch/*/_*.pyx switch/*/_*.pxd) >"$OUTDIR/cext312/SOURCES.sha256"
 
 step "site: the run-time dependencies' wheels at .venv's versions"
 "$VENV_PY" - >"$WORK/pins.txt" <<'EOF'
@@ -153,15 +159,18 @@ find "$WORK/site" -type d \( -name tests -o -name test \) -prune -exec rm -rf {}
 find "$WORK/site" \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' -o -name '*.cpp' -o -name '*.h' \) -delete
 find "$WORK/site" -name '*.so' -exec strip --strip-debug {} +
 
-step "checking site + cext with $PY312 (what device_scaling.sh imports)"
-mkdir -p "$WORK/app/switch/_cext"
-cp -r "$REPO/switch/." "$WORK/app/switch/"
-cp "$REPO"/cext/*.py "$REPO"/cext/*.pyi "$OUTDIR"/cext312/*.so "$WORK/app/switch/_cext/"
+step "checking site + compiled modules with $PY312 (what device_scaling.sh imports)"
+# the app as device_scaling.sh assembles it: this tree's switch/ without its own builds
+# (this host's Python), with the 3.12 ones beside their twins
+mkdir -p "$WORK/app"
+cp -r "$REPO/switch" "$WORK/app/switch"
+find "$WORK/app/switch" \( -name '*.so' -o -name '_*.c' -o -name '_*.html' -o -name __pycache__ \) -prune -exec rm -rf {} +
+cp -r "$OUTDIR/cext312/switch/." "$WORK/app/switch/"
 cp -r "$REPO/adapters" "$WORK/app/switch_adapters"
 find "$WORK/app" -name __pycache__ -prune -exec rm -rf {} +
 (cd /tmp && PYTHONPATH="$WORK/app:$WORK/site" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
     env -u SWITCH_NO_EXTENSIONS "$PY312" - "$REPO/pyproject.toml" <"$REPO/loadtests/device_check.py"
-) || die "the site or the cext does not import (above)"
+) || die "the site or the compiled modules do not import (above)"
 
 step "stores: bookworm's PostgreSQL 15 and Redis 7"
 mkdir -p "$WORK/debs" "$WORK/root"

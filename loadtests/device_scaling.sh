@@ -10,9 +10,12 @@
 #                          payment_switch's dist-info, whose entry points name its adapters)
 #   .device/stores.tar.xz  stores/: Debian bookworm PostgreSQL 15 and Redis 7 binaries, and
 #                          stores/lib, the shared libraries they need (their LD_LIBRARY_PATH only)
-#   .device/cext312/       switch._cext built for CPython 3.12, and the sha256 of its sources
-# The switch's Python code is this working tree's switch/ and adapters/, copied beside
-# the compiled cext into $SCALING_RUNTIME/app.
+#   .device/cext312/       switch/*/_*.cpython-312-*.so, the Cython modules built for
+#                          CPython 3.12 at their paths in the package, and the sha256 of
+#                          their sources
+# The switch's Python code is this working tree's switch/ and adapters/, copied into
+# $SCALING_RUNTIME/app with the compiled modules beside their Python twins
+# (switch/cards/_luhn, switch/cards/_ff1, switch/money/_fees_core).
 #
 # Settings (environment): SCALING_WORKERS (1,2,4,8,12), SCALING_MODES (batch,unary),
 # SCALING_DURATION (5), SCALING_WARMUP (1), SCALING_MAX_SECONDS (300: no point starts
@@ -49,12 +52,12 @@ step "preflight: $(uname -srm), nproc $(nproc), $(id -un 2>/dev/null || id -u), 
 command -v "$PY" >/dev/null || die "no $PY on PATH ($PATH)"
 "$PY" -c 'import sys; print("python", sys.version.replace("\n", " "), sys.executable)' || die "$PY does not run"
 "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' || die "$PY is not CPython 3.12 (the carried wheels are cp312)"
-for f in site.tar.xz stores.tar.xz cext312/SOURCES.sha256; do
+for f in site.tar.xz stores.tar.xz cext312/SOURCES.sha256 cext312/switch; do
     [ -e "$DEV/$f" ] || die "missing $DEV/$f: carry .device"
 done
 
 step "unpacking .device into $RT"
-rm -rf "$RT" && mkdir -p "$RT/app/switch/_cext" || die "cannot make $RT"
+rm -rf "$RT" && mkdir -p "$RT/app" || die "cannot make $RT"
 chmod 755 "$RT"
 "$PY" - "$DEV" "$RT" <<'EOF' || die "unpacking the tarballs failed"
 import sys, tarfile
@@ -62,12 +65,14 @@ for name in ("site.tar.xz", "stores.tar.xz"):
     with tarfile.open(f"{sys.argv[1]}/{name}") as archive:
         archive.extractall(sys.argv[2], filter="tar")
 EOF
-cp -r "$REPO/switch/." "$RT/app/switch/" || die "copying switch/"
-cp "$REPO"/cext/*.py "$REPO"/cext/*.pyi "$DEV"/cext312/*.so "$RT/app/switch/_cext/" || die "copying the cext"
+cp -r "$REPO/switch" "$RT/app/switch" || die "copying switch/"
+# builds of another Python (a working tree that carried them) must not stand beside the 3.12 ones
+find "$RT/app/switch" \( -name '*.so' -o -name '_*.c' -o -name '_*.html' -o -name __pycache__ \) -prune -exec rm -rf {} +
+cp -r "$DEV/cext312/switch/." "$RT/app/switch/" || die "copying the compiled modules"
 cp -r "$REPO/adapters" "$RT/app/switch_adapters" || die "copying adapters/"
 find "$RT/app" -name __pycache__ -prune -exec rm -rf {} +
 if ! (cd "$REPO" && sha256sum --quiet -c "$DEV/cext312/SOURCES.sha256" >/dev/null 2>&1); then
-    echo "WARNING: cext/*.pyx or *.pxd changed since .device/cext312 was built: the compiled cext may not match"
+    echo "WARNING: switch/*/_*.pyx or _*.pxd changed since .device/cext312 was built: the compiled modules may not match"
 fi
 
 export PYTHONPATH="$RT/app:$RT/site"
@@ -76,7 +81,7 @@ unset SWITCH_NO_EXTENSIONS
 # the same check device_pack.sh ran on the pack (loadtests/device_check.py)
 check_imports() { (cd /tmp && "$PY" - "$REPO/pyproject.toml" <"$REPO/loadtests/device_check.py"); }
 if ! check_imports; then
-    # switch._cext.ff1 links libcrypto.so.3: try the carried one (bookworm's OpenSSL 3.0)
+    # switch.cards._ff1 links libcrypto.so.3: try the carried one (bookworm's OpenSSL 3.0)
     mkdir -p "$RT/pylib" && ln -sf "$RT/stores/lib/libcrypto.so.3" "$RT/pylib/libcrypto.so.3"
     export LD_LIBRARY_PATH="$RT/pylib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "retrying the imports with LD_LIBRARY_PATH=$LD_LIBRARY_PATH"

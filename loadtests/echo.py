@@ -1,6 +1,8 @@
 """The bare echo: a grpc.aio server under uvloop implementing switch.v1.Switch with no logic,
-the ceiling the benchmarks measure the switch against (capacity.py and scaling.py run it
-as `--role echo --port N`).
+the ceiling the benchmarks measure the switch against (capacity.py and scaling.py start it
+through loadtests/servers.py):
+
+    python -m loadtests.echo --port N
 
 Authorize returns one fixed response, AuthorizeBatch one per item, AuthorizeStream one per
 request carrying its idempotency_key; the other methods answer UNIMPLEMENTED. Requests and
@@ -12,22 +14,24 @@ says SERVING once it listens, and it prints "echo ready pid P port N".
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-if TYPE_CHECKING or __package__:
-    from loadtests.harness import MAX_MESSAGE_BYTES, SERVICE
-else:  # run from a script in loadtests/, which is sys.path[0]
-    from harness import MAX_MESSAGE_BYTES, SERVICE
+from loadtests.harness import MAX_MESSAGE_BYTES, SERVICE
 
 
-def main(port: int) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="a bare gRPC echo of switch.v1.Switch")
+    parser.add_argument("--port", type=int, required=True, help="the loopback port (shared: SO_REUSEPORT)")
+    args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(serve(port))
+    uvloop.run(serve(args.port))
     return 0
 
 
@@ -104,3 +108,7 @@ async def serve(port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(1.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

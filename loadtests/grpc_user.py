@@ -31,10 +31,10 @@ from typing import Any
 import grpc
 from locust import User
 
-from loadtests import scenarios
+from loadtests import harness, scenarios
 from switch.v1 import switch_pb2 as pb
 
-SERVICE = "/switch.v1.Switch/"
+SERVICE = f"/{harness.SERVICE}/"
 CALL_TIMEOUT_S = 30.0
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -84,7 +84,7 @@ class GrpcUser(User):
         super().__init__(environment)
         _init_gevent_once()
         self.keys = scenarios.Keys()
-        self.channel = grpc.insecure_channel(grpc_target(self.host), options=[("grpc.use_local_subchannel_pool", 1)])
+        self.channel = grpc.insecure_channel(grpc_target(self.host), options=harness.CHANNEL_OPTIONS)
         raw: dict[str, None] = {"request_serializer": None, "response_deserializer": None}
         self._authorize = self.channel.unary_unary(SERVICE + "Authorize", **raw)
         self._batch = self.channel.unary_unary(SERVICE + "AuthorizeBatch", **raw)

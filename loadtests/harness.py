@@ -1,14 +1,13 @@
-"""What the load-test scripts (capacity.py, scaling.py, sizing.py) share: free ports, the
-server processes they start and stop, the CPU time they read from /proc, the switch's
-environment and the production state (Redis keys, a PostgreSQL schema) they clean up.
+"""What the load tests share: free ports, the processes they start and stop, the CPU
+time they read from /proc and the environment they give the switch and their own
+processes.
 
-Standard library only at import time (redis and asyncpg are imported when used): scaling.py
-runs it on a bare machine with nothing but its carried site-packages.
+Standard library and orjson only at import time: scaling.py runs it on a bare machine with
+nothing but its carried site-packages.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import resource
@@ -16,12 +15,12 @@ import secrets
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 SERVICE = "switch.v1.Switch"
@@ -104,14 +103,6 @@ def reap(process: subprocess.Popen[bytes], timeout: float, *, group: bool = Fals
         process.wait(timeout=5)
 
 
-def stop(process: subprocess.Popen[bytes] | None, *, signum: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-    """Signal a process (SIGTERM: a server drains), wait, then kill it."""
-    if process is None:
-        return
-    send(process, signum)
-    reap(process, timeout)
-
-
 # --- CPU time ---------------------------------------------------------------------------------------
 
 
@@ -135,39 +126,41 @@ def store_pids() -> tuple[int, ...]:
     )
 
 
-def tree_cpu_seconds(*roots: int) -> float:
-    """user + system CPU seconds of these processes (0: none), their threads and all their
-    live descendants, plus the descendants they have reaped, from /proc (Linux).
+def cpu_seconds(groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """For each group of processes (pids; 0 and unknown ones are skipped): the user + system
+    CPU seconds of them, their threads and all their live descendants, plus the descendants
+    they have reaped, from one reading of /proc (Linux).
 
-    The reaped ones count so that the figure never goes down between two readings: a
+    The reaped descendants count so that a figure never goes down between two readings: a
     PostgreSQL backend that exits between them (a client's connection closing) takes its
     CPU out of the live tree, and the postmaster's cutime/cstime is where it goes."""
-    roots = tuple(pid for pid in roots if pid)
-    if not roots:
-        return 0.0
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, CPU seconds)
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        # utime, stime, cutime, cstime: proc(5) fields 14-17
-        stats[int(entry.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
+    if any(pid for pids in groups.values() for pid in pids):
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            # utime, stime, cutime, cstime: proc(5) fields 14-17
+            stats[int(entry.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in stats.items():
         children.setdefault(parent, []).append(pid)
-    total, todo, seen = 0.0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid not in stats:
-            continue
-        seen.add(pid)
-        total += stats[pid][1]
-        todo += children.get(pid, [])
-    return total
+    spent: dict[str, float] = {}
+    for name, roots in groups.items():
+        total, todo, seen = 0.0, [pid for pid in roots if pid], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen or pid not in stats:
+                continue
+            seen.add(pid)
+            total += stats[pid][1]
+            todo += children.get(pid, [])
+        spent[name] = total
+    return spent
 
 
 def own_cpu_seconds() -> float:
@@ -175,12 +168,30 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# --- the switch's environment and state --------------------------------------------------------------
+def log_tail(path: Path, size: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError:
+        return f"({path}: unreadable)"
+
+
+# --- environments ------------------------------------------------------------------------------------
 
 
 def clean_env() -> dict[str, str]:
     """This process's environment without any SWITCH_* setting."""
     return {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+
+
+def python_env() -> dict[str, str]:
+    """The environment of a `python -m loadtests.<module>` process (the echo, a load
+    generator, the probe). The repository goes last on its path: the `loadtests` package
+    is found there, while `switch` still comes from PYTHONPATH or the installed package
+    first (on a lent machine, the copy beside its compiled modules)."""
+    env = clean_env()
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (env.get("PYTHONPATH"), str(ROOT))))
+    return env
 
 
 def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> dict[str, str]:
@@ -200,45 +211,3 @@ def write_tokenization_keys(path: Path) -> Path:
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
         handle.write(data)
     return path
-
-
-def drop_production_state(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> None:
-    """Remove one run's Redis keys (prefix:*) and PostgreSQL schema."""
-    _delete_keys(redis_url, prefix)
-    _run_sql(postgres_dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def empty_production_state(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> None:
-    """Empty one run's Redis keys and journal tables, keeping the schema (a running switch
-    keeps its connections and prepared statements)."""
-    _delete_keys(redis_url, prefix)
-    _run_sql(postgres_dsn, f'TRUNCATE "{schema}".reversals, "{schema}".journal_entries, "{schema}".transactions')
-
-
-def _delete_keys(redis_url: str, prefix: str) -> None:
-    import redis
-    from redis.cluster import RedisCluster
-
-    client: Any = redis.Redis.from_url(redis_url)
-    if client.info("cluster").get("cluster_enabled"):
-        client.close()
-        client = RedisCluster.from_url(redis_url)  # scans every primary; splits a DEL by slot
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
-
-
-def _run_sql(postgres_dsn: str, statement: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        connection = await asyncpg.connect(postgres_dsn)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())

@@ -1,15 +1,27 @@
-"""Serialized AuthorizeRequests for the benchmarks (capacity.py, scaling.py): templates
-without their idempotency key, varied in card, account, merchant and amount, and the
-protobuf framing that splices a key of KEY_LENGTH bytes in front of each one.
+"""The requests every benchmark sends (capacity.py, scaling.py, stages.py) and how it
+counts the answers.
+
+Templates are serialized AuthorizeRequests without their idempotency key, varied in
+card, account, merchant and amount. A request is a key of KEY_LENGTH bytes spliced in
+front of a template (AuthorizeRequest field 1 comes first), so building one costs a
+bytes join, not a protobuf serialization: the load generator's CPU stays with the calls.
+
+    Requests(mode, run_id).build()     the next call's bytes, each authorization a fresh key
+    source(kind, ...)                  a run's requests: pre-built ("pool", "ring") or built per call
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 KEY_LENGTH = 24  # every idempotency key has this length, so templates can be spliced
 CARD_POOL = 512
 MERCHANTS = 16
+# The merchant ids are "<prefix>-NN": with this prefix they fit ISO 8583 field 42 (15 characters).
+MERCHANT_PREFIX = "cap-merchant"
+SOURCES = ("pool", "ring", "fresh")
 
 
 def varint(value: int) -> bytes:
@@ -25,6 +37,7 @@ def varint(value: int) -> bytes:
 
 
 KEY_TAG = b"\x0a" + varint(KEY_LENGTH)  # AuthorizeRequest/AuthorizeResponse field 1, length-delimited
+BATCH_TAG = b"\x0a"  # AuthorizeBatchRequest.requests: field 1, length-delimited
 
 
 def luhn_pan(serial: int) -> str:
@@ -40,7 +53,7 @@ def luhn_pan(serial: int) -> str:
     raise AssertionError("unreachable")
 
 
-def templates(merchant_prefix: str, merchants: int = MERCHANTS) -> list[bytes]:
+def templates(merchant_prefix: str = MERCHANT_PREFIX, merchants: int = MERCHANTS) -> list[bytes]:
     """Serialized AuthorizeRequests without their idempotency key (field 1), varied in
     card, account, merchant (one of `merchants`) and amount. A key is spliced in front of each one."""
     from switch.v1 import switch_pb2 as pb
@@ -64,6 +77,73 @@ def templates(merchant_prefix: str, merchants: int = MERCHANTS) -> list[bytes]:
             )
         built.append(request.SerializeToString())
     return built
+
+
+def run_keys(run_id: str) -> Callable[[int], bytes]:
+    """Key n of a run: "b<run_id>-" and n, zero-padded to KEY_LENGTH."""
+    head = f"b{run_id}-".encode()
+    width = KEY_LENGTH - len(head)
+    return lambda n: head + b"%0*d" % (width, n)
+
+
+class Requests:
+    """The calls of one run, in order: an AuthorizeRequest (unary, stream) or an
+    AuthorizeBatchRequest of batch_items, authorization n keyed key(n) on template n."""
+
+    def __init__(
+        self,
+        mode: str,
+        run_id: str,
+        batch_items: int = 100,
+        *,
+        bodies: Sequence[bytes] | None = None,
+        key: Callable[[int], bytes] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.batch_items = batch_items
+        self.bodies = list(bodies) if bodies is not None else templates()
+        self.key = key or run_keys(run_id)
+        # A batch item: its tag and length, then the key's, then the key and the template.
+        self.item_heads = [BATCH_TAG + varint(len(KEY_TAG) + KEY_LENGTH + len(t)) + KEY_TAG for t in self.bodies]
+        self.next = 0
+
+    def build(self) -> bytes:
+        bodies, key, count = self.bodies, self.key, len(self.bodies)
+        if self.mode != "batch":
+            n = self.next
+            self.next += 1
+            return KEY_TAG + key(n) + bodies[n % count]
+        first = self.next
+        self.next += self.batch_items
+        parts: list[bytes] = []
+        for n in range(first, first + self.batch_items):
+            parts += (self.item_heads[n % count], key(n), bodies[n % count])
+        return b"".join(parts)
+
+
+def prebuilt(mode: str, run_id: str, calls: int, batch_items: int = 100) -> list[bytes]:
+    """`calls` serialized requests of a run, built now."""
+    requests = Requests(mode, run_id, batch_items)
+    return [requests.build() for _ in range(calls)]
+
+
+def source(kind: str, mode: str, run_id: str, batch_items: int, count: int) -> Callable[[], bytes | None]:
+    """A run's next request, or None when there is none left:
+
+    pool    `count` calls built before the run; the run may use them up ("count-bound")
+    ring    `count` calls built before the run, sent again and again: for a server that
+            ignores the keys (the echo), so the generator's CPU goes to the calls
+    fresh   each call built when it is sent: never used up, for long runs on many clients
+    """
+    if kind == "fresh":
+        return Requests(mode, run_id, batch_items).build
+    built = prebuilt(mode, run_id, count, batch_items)
+    if kind == "ring":
+        return itertools.cycle(built).__next__
+    if kind != "pool":
+        raise ValueError(f"requests: one of {', '.join(SOURCES)}, not {kind!r}")
+    remaining = iter(built)
+    return lambda: next(remaining, None)
 
 
 def tally(counts: dict[str, int], answer: Any) -> None:

@@ -26,6 +26,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from loadtests.payloads import BATCH_TAG, varint
 from switch.v1 import switch_pb2 as pb
 
 APPROVED = "00"
@@ -103,24 +104,15 @@ def cycle(templates: Sequence[Template]) -> Iterator[Template]:
     return itertools.cycle((*templates[start:], *templates[:start]))
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def with_key(key: str, body: bytes) -> bytes:
     """A serialized AuthorizeRequest: field 1 (idempotency_key) followed by the template."""
     raw = key.encode()
-    return b"\x0a" + _varint(len(raw)) + raw + body
+    return b"\x0a" + varint(len(raw)) + raw + body
 
 
 def batch_payload(items: Sequence[bytes]) -> bytes:
     """A serialized AuthorizeBatchRequest: each item as field 1 (requests)."""
-    return b"".join(b"\x0a" + _varint(len(item)) + item for item in items)
+    return b"".join(BATCH_TAG + varint(len(item)) + item for item in items)
 
 
 def problem(answer: pb.AuthorizeResponse, expected: Template) -> str | None:

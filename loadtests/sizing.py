@@ -37,21 +37,18 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING or __package__:
-    from loadtests import harness
-else:  # run as a script (python loadtests/sizing.py): loadtests/ is sys.path[0]
-    import harness
+if not __package__:  # run as a script: loadtests/ is sys.path[0], the repository is not on it
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
+from loadtests import harness, servers, stores, tables
+
+ROOT = harness.ROOT
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 DEFAULT_OUT = ROOT / "loadtests" / "reports" / "latest"
 REPORT_PREFIX = "switch"  # switch_stats.csv, switch_failures.csv, switch.html, ...
 REDIS_URL = os.environ.get("SWITCH_REDIS_URL", harness.DEFAULT_REDIS_URL)
 POSTGRES_DSN = os.environ.get("SWITCH_POSTGRES_DSN", harness.DEFAULT_POSTGRES_DSN)
-HEALTH_SERVICE = harness.SERVICE
-READY_TIMEOUT_S = 60.0
 
 # The routes carry an explicit option so they differ from the built-in defaults: routes
 # equal to the defaults would be swapped for the network simulators on the embedded store.
@@ -68,48 +65,8 @@ options = { latency_ms = 0 }
 # --- the switch ----------------------------------------------------------------------------------
 
 
-def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT_S) -> None:
-    """Blocks until the gRPC health service at target answers SERVING; raises if it never does."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{target}: the server exited with {process.returncode}")
-            try:
-                answer = health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=1.0)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = f"health status {answer.status}"
-            except grpc.RpcError as error:
-                last = error.code().name if isinstance(error, grpc.Call) else str(error)
-            time.sleep(0.1)
-    raise RuntimeError(f"{target}: not serving after {timeout:.0f} s ({last})")
-
-
 @contextlib.contextmanager
-def serving(command: Sequence[str], env: dict[str, str], log: Path, port: int) -> Iterator[str]:
-    """Runs a gRPC server process until the block ends (SIGTERM, then kill); yields its target.
-    On an error its log's tail goes to stderr."""
-    target = f"127.0.0.1:{port}"
-    process = harness.spawn(command, log=log, cwd=ROOT, env=env)
-    try:
-        wait_serving(target, process)
-        yield target
-    except BaseException:
-        with contextlib.suppress(OSError):
-            print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        harness.stop(process)
-
-
-@contextlib.contextmanager
-def running_switch(stores: str = "embedded", real_routes: bool = False) -> Iterator[str]:
+def running_switch(store_set: str = "embedded", real_routes: bool = False) -> Iterator[str]:
     """A switch on a free loopback port, isolated in a temporary folder (and, for production,
     a fresh PostgreSQL schema and Redis key prefix, dropped afterwards); yields its target."""
     folder = Path(tempfile.mkdtemp(prefix="switch-sizing-"))
@@ -123,20 +80,18 @@ def running_switch(stores: str = "embedded", real_routes: bool = False) -> Itera
         + f'\n[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{secrets.token_hex(32)}" }}\n'
     )
     env = harness.clean_env()
-    if stores == "production":
+    if store_set == "production":
         env |= harness.production_env(REDIS_URL, POSTGRES_DSN, schema, prefix)
-    elif stores == "embedded":
+    elif store_set == "embedded":
         env["SWITCH_SQLITE_PATH"] = str(folder / "journal.sqlite3")
     else:
-        raise ValueError(f"stores: embedded or production, not {stores!r}")
-    port = harness.free_port()
-    command = [sys.executable, "-m", "switch", "serve", "--config", str(config), "--port", str(port)]
+        raise ValueError(f"stores: embedded or production, not {store_set!r}")
     try:
-        with serving(command, env, folder / "switch.log", port) as target:
+        with servers.serving(servers.switch(config, env, folder / "switch.log")) as target:
             yield target
     finally:
-        if stores == "production":
-            harness.drop_production_state(REDIS_URL, POSTGRES_DSN, schema, prefix)
+        if store_set == "production":
+            stores.drop_state(REDIS_URL, POSTGRES_DSN, schema, prefix)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -278,7 +233,7 @@ def format_table(summaries: Sequence[ScenarioSummary]) -> str:
         0.0,
         0.0,
     )
-    lines = [
+    rows = [
         (
             s.scenario,
             f"{s.calls_per_s:,.1f}",
@@ -290,13 +245,7 @@ def format_table(summaries: Sequence[ScenarioSummary]) -> str:
         )
         for s in (*summaries, total)
     ]
-    widths = [max(len(row[i]) for row in (header, *lines)) for i in range(len(header))]
-    rule = "  ".join("-" * width for width in widths)
-    render = [
-        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-        for row in (header, *lines)
-    ]
-    return "\n".join([render[0], rule, *render[1:-1], rule, render[-1]])
+    return "\n".join(tables.aligned(header, rows, left=1, total=True))
 
 
 def locust_processes(processes: int) -> int:

@@ -7,8 +7,9 @@ The capacity benchmark (capacity.py) says how fast the switch is; this says why.
 It builds the switch's authorization pipeline in this process, exactly as the
 server's composition root does (capacity.toml: velocity, fees with shares,
 tokenization, the in-process simulated issuer) on this machine's Redis and
-PostgreSQL, and runs pre-built batches through it one at a time, with no gRPC
-transport. Run serially, each stage's process CPU time is its own:
+PostgreSQL, and runs pre-built batches (the benchmarks' requests, loadtests/payloads.py)
+through it one at a time, with no gRPC transport. Run serially, each stage's process
+CPU time is its own:
 
     parse           AuthorizeBatchRequest bytes -> domain Authorizations (switch.api.convert)
     pipeline stages tokenize, claim (Redis), journal read, route, price, intents + adapters,
@@ -18,14 +19,14 @@ transport. Run serially, each stage's process CPU time is its own:
 and the stores' own CPU (redis-server; the PostgreSQL postmaster and all its
 processes) is read from /proc over the same batches. With --redis-cluster N the
 state store runs on a Redis Cluster of N primaries that the script starts on this
-machine (loadtests/redis_cluster.py), and the table adds the busiest primary's
+machine (loadtests/stores.py), and the table adds the busiest primary's
 share: what sizes a cluster, since each primary runs its scripts on one thread.
 A merchant's idempotency keys and counters share its slot, so --merchants 1 (the
 requests spread over 16 merchants by default) shows one merchant's own bound. Every figure is CPU
-microseconds per authorization. The table ends with the ceilings they imply:
-one switch process can do no more than 1e6 / (its µs) authorizations a second,
-and a machine of C cores running the switch and its stores no more than
-C x 1e6 / (all µs), before any load generator or gRPC transport.
+microseconds per authorization. The table (loadtests/stages_report.py) ends with the
+ceilings they imply: one switch process can do no more than 1e6 / (its µs)
+authorizations a second, and a machine of C cores running the switch and its stores
+no more than C x 1e6 / (all µs), before any load generator or gRPC transport.
 
 What the pipeline stages do not include (the gRPC transport, the micro-batcher,
 the event loop's own work) is the difference between the capacity benchmark's
@@ -45,61 +46,38 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING or __package__:
-    from loadtests import harness, payloads, redis_cluster
-else:  # run as a script (python loadtests/stages.py): loadtests/ is sys.path[0]
-    import harness
-    import payloads
-    import redis_cluster
+if not __package__:  # run as a script: loadtests/ is sys.path[0], the repository is not on it
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
+from loadtests import harness, payloads, stores
+from loadtests.stages_report import PIPELINE_STAGES, render_markdown
+
 CONFIG = Path(__file__).resolve().parent / "capacity.toml"
 WARMUP_BATCHES = 5
-TARGET_RATE = 50_000  # the capacity issue's AuthorizeBatch target, authorizations/s
 # What the state store's scripts call (switch.stores.redis): counted inside EVALSHA too.
 SCRIPT_COMMANDS = ("set", "get", "del", "incrby", "decrby", "exists", "expire")
-
-# The pipeline's stages, in the order run() calls them (AuthorizationPipeline methods).
-PIPELINE_STAGES = (
-    ("_tokenize", "tokenize (FF1 token, HMAC fingerprint, request hash, counters, ids)"),
-    ("_claim", "claim keys + velocity: one Redis script call, one per primary and step on a Cluster (client side)"),
-    ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
-    ("_route", "route (plan, breakers)"),
-    ("_price", "price: one fee-engine call (Cython)"),
-    ("_call_adapters", "intents + adapter: one PostgreSQL statement, then the in-process simulated issuer"),
-    ("_commit", "commit: rows, one PostgreSQL COPY transaction, one Redis completion"),
-)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.quick:
         args.batches = min(args.batches, 8)
-    if args.redis_cluster:
-        with (
-            tempfile.TemporaryDirectory(prefix="switch-stages-cluster-") as folder,
-            redis_cluster.running_cluster(Path(folder), args.redis_cluster) as ports,
-        ):
-            args.redis_urls = [f"redis://127.0.0.1:{port}/0" for port in ports]
-            args.redis_url = args.redis_urls[0]
-            return _run(args, argv)
-    args.redis_urls = [args.redis_url]
-    return _run(args, argv)
+    with (
+        tempfile.TemporaryDirectory(prefix="switch-stages-") as folder,
+        stores.Stores(args.redis_url, args.postgres_dsn, Path(folder), cluster=args.redis_cluster) as running,
+    ):
+        schema, prefix = f"stages_{secrets.token_hex(4)}", f"stages-{secrets.token_hex(4)}"
+        stores.drop_state(running.redis_url, args.postgres_dsn, schema, prefix)
+        try:
+            import uvloop  # the server's event loop
 
-
-def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    schema, prefix = f"stages_{secrets.token_hex(4)}", f"stages-{secrets.token_hex(4)}"
-    harness.drop_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
-    try:
-        import uvloop  # the server's event loop
-
-        report = uvloop.run(_measure(args, schema, prefix))
-    finally:
-        harness.drop_production_state(args.redis_url, args.postgres_dsn, schema, prefix)
+            report = uvloop.run(_measure(args, running, Path(folder), schema=schema, prefix=prefix))
+        finally:
+            stores.drop_state(running.redis_url, args.postgres_dsn, schema, prefix)
     report["meta"]["command"] = "python loadtests/stages.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(render_markdown(report))
     if args.json:
@@ -136,7 +114,9 @@ def _at_least_one(text: str) -> int:
     return number
 
 
-async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[str, Any]:
+async def _measure(
+    args: argparse.Namespace, running: stores.Stores, folder: Path, *, schema: str, prefix: str
+) -> dict[str, Any]:
     from switch import config
     from switch.api import convert
     from switch.cards.tokenizer import Tokenizer
@@ -146,8 +126,7 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
     from switch.server import _router, fingerprint_key, open_stores, token_keys
     from switch.v1 import switch_pb2 as pb
 
-    folder = Path(tempfile.mkdtemp(prefix="switch-stages-"))
-    env = harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix)
+    env = harness.production_env(running.redis_url, args.postgres_dsn, schema, prefix)
     if args.redis_cluster:
         env["SWITCH_REDIS_CLUSTER"] = "true"
     env["SWITCH_TOKENIZATION_KEY_FILE"] = str(harness.write_tokenization_keys(folder / "tokenization-keys.json"))
@@ -170,20 +149,19 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
     for name, _ in PIPELINE_STAGES:
         setattr(pipeline, name, _timed(getattr(pipeline, name), name, cpu))
 
-    run_id = secrets.token_hex(4)
-    templates = payloads.templates(f"m{run_id}", args.merchants)
-    requests = [_batch_request(run_id, templates, n, args.batch) for n in range(WARMUP_BATCHES + args.batches)]
+    requests = _batches(secrets.token_hex(4), args.batch, args.merchants)
+    batches = [requests.build() for _ in range(WARMUP_BATCHES + args.batches)]
     redis_pids, postgres_pids = _store_pids()
     try:
-        for payload in requests[:WARMUP_BATCHES]:
+        for payload in batches[:WARMUP_BATCHES]:
             await _one_batch(pipeline, payload, pb, convert, cpu)
         cpu.clear()
-        before = await _store_snapshot(redis_pids, postgres_pids, args.redis_urls)
+        before = await _store_snapshot(redis_pids, postgres_pids, running.redis_urls)
         started = time.perf_counter()
-        for payload in requests[WARMUP_BATCHES:]:
+        for payload in batches[WARMUP_BATCHES:]:
             await _one_batch(pipeline, payload, pb, convert, cpu)
         wall = time.perf_counter() - started
-        after = await _store_snapshot(redis_pids, postgres_pids, args.redis_urls)
+        after = await _store_snapshot(redis_pids, postgres_pids, running.redis_urls)
     finally:
         for adapter in router.adapters:
             await adapter.close()
@@ -191,7 +169,7 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
         await journal.close()
     items = args.batch * args.batches
     per_item = {name: seconds / items * 1e6 for name, seconds in cpu.items()}
-    stores = _stores_per_auth(before, after, items, busiest=bool(args.redis_cluster))
+    store_us = _stores_per_auth(before, after, items, busiest=bool(args.redis_cluster))
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -205,8 +183,22 @@ async def _measure(args: argparse.Namespace, schema: str, prefix: str) -> dict[s
             "wall_us_per_auth": wall / items * 1e6,
         },
         "switch_us": per_item,
-        "stores_us": stores,
+        "stores_us": store_us,
     }
+
+
+def _batches(run_id: str, size: int, merchants: int) -> payloads.Requests:
+    """AuthorizeBatchRequests of `size` fresh keys over the benchmarks' requests, the
+    merchants this run's own (fresh velocity counters)."""
+
+    def key(n: int) -> bytes:
+        # The profile's own key shape: what the switch's identifier checks cost depends on
+        # it, and profiles are compared with earlier ones.
+        text = f"s{run_id}-{n // size:06d}-{n % size:05d}".encode().ljust(payloads.KEY_LENGTH, b"x")
+        return text[: payloads.KEY_LENGTH]
+
+    bodies = payloads.templates(f"m{run_id}", merchants)
+    return payloads.Requests("batch", run_id, size, bodies=bodies, key=key)
 
 
 def _timed(stage: Callable[..., Any], name: str, cpu: dict[str, float]) -> Callable[..., Any]:
@@ -250,16 +242,6 @@ async def _one_batch(pipeline: Any, payload: bytes, pb: Any, convert: Any, cpu: 
         raise SystemExit(f"the pipeline did not answer {len(unanswered)} items, e.g. {unanswered[0]!r}")
 
 
-def _batch_request(run_id: str, templates: list[bytes], number: int, size: int) -> bytes:
-    """A serialized AuthorizeBatchRequest of size fresh keys over the varied templates."""
-    body = bytearray()
-    for index in range(size):
-        key = f"s{run_id}-{number:06d}-{index:05d}".encode().ljust(payloads.KEY_LENGTH, b"x")
-        item = payloads.KEY_TAG + key[: payloads.KEY_LENGTH] + templates[(number * size + index) % len(templates)]
-        body += b"\x0a" + payloads.varint(len(item)) + item
-    return bytes(body)
-
-
 async def _redis_command_usec(urls: Sequence[str]) -> dict[str, float]:
     """Microseconds these Redis servers have spent in each command so far, together
     (INFO commandstats; a cluster's primaries each keep their own)."""
@@ -280,27 +262,29 @@ async def _redis_command_usec(urls: Sequence[str]) -> dict[str, float]:
 
 async def _store_snapshot(redis: tuple[int, ...], postgres: tuple[int, ...], urls: Sequence[str]) -> dict[str, Any]:
     """The stores' CPU seconds so far (each redis-server's too) and Redis's command clock."""
+    groups = {"redis": redis, "postgres": postgres, **{str(pid): (pid,) for pid in redis}}
+    spent = harness.cpu_seconds(groups)
     return {
-        "redis": harness.tree_cpu_seconds(*redis),
-        "each_redis": [harness.tree_cpu_seconds(pid) for pid in redis],
-        "postgres": harness.tree_cpu_seconds(*postgres),
+        "redis": spent["redis"],
+        "each_redis": [spent[str(pid)] for pid in redis],
+        "postgres": spent["postgres"],
         "commands": await _redis_command_usec(urls),
     }
 
 
 def _stores_per_auth(before: dict[str, Any], after: dict[str, Any], items: int, *, busiest: bool) -> dict[str, float]:
     """The stores' CPU µs per authorization between two snapshots."""
-    stores = {name: (after[name] - before[name]) / items * 1e6 for name in ("redis", "postgres")}
+    spent_us = {name: (after[name] - before[name]) / items * 1e6 for name in ("redis", "postgres")}
     # Redis's own clock, from INFO commandstats: time inside the scripts, and the part
     # of it spent in the commands they run; the rest is Lua and JSON decoding.
     commands_before, commands_after = before["commands"], after["commands"]
     spent = {name: commands_after.get(name, 0.0) - commands_before.get(name, 0.0) for name in commands_after}
-    stores["redis_scripts"] = spent.get("evalsha", 0.0) / items
-    stores["redis_script_commands"] = sum(spent.get(name, 0.0) for name in SCRIPT_COMMANDS) / items
+    spent_us["redis_scripts"] = spent.get("evalsha", 0.0) / items
+    spent_us["redis_script_commands"] = sum(spent.get(name, 0.0) for name in SCRIPT_COMMANDS) / items
     if busiest:
         each = zip(before["each_redis"], after["each_redis"], strict=True)
-        stores["redis_busiest"] = max(end - start for start, end in each) / items * 1e6
-    return stores
+        spent_us["redis_busiest"] = max(end - start for start, end in each) / items * 1e6
+    return spent_us
 
 
 def _store_pids() -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -314,72 +298,6 @@ def _name(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    meta, switch, stores = report["meta"], report["switch_us"], report["stores_us"]
-    stage_names = [("parse", "parse: AuthorizeBatchRequest -> Authorizations")]
-    stage_names += list(PIPELINE_STAGES)
-    stage_names.append(("answer", "answer: results -> AuthorizeBatchResponse bytes"))
-    switch_total = sum(switch.get(name, 0.0) for name, _ in stage_names)
-    store_total = stores["redis"] + stores["postgres"]
-    everything = switch_total + store_total
-    cores = meta["cores"]
-    lines = [
-        f"### Stages ({meta['date']})",
-        "",
-        f"- machine: {meta['machine']}; Python {meta['python']}",
-        f"- command: `{meta['command']}`",
-        f"- {meta['batches']} batches of {meta['batch']}, one at a time, on {_redis_name(meta)} + PostgreSQL;"
-        f" {_merchants(meta)}; wall {meta['wall_us_per_auth']:.1f} µs/auth",
-        "",
-        "| where | stage | CPU µs/auth |",
-        "| --- | --- | ---: |",
-    ]
-    lines += [f"| switch | {label} | {switch.get(name, 0.0):.1f} |" for name, label in stage_names]
-    lines += [
-        f"| switch | **total, one process** | **{switch_total:.1f}** |",
-        f"| Redis | redis-server{'s, all primaries' if 'redis_busiest' in stores else ''} | {stores['redis']:.1f} |",
-        *_redis_detail(stores),
-        f"| PostgreSQL | all its processes (backends, WAL writer, ...) | {stores['postgres']:.1f} |",
-        f"| all | **switch + stores** | **{everything:.1f}** |",
-        "",
-        "Ceilings these imply, before the gRPC transport, the batcher and any load generator:",
-        "",
-        f"- one switch process: {1e6 / switch_total:,.0f} auth/s",
-        f"- this machine's {cores} cores running the switch and its stores: {cores * 1e6 / everything:,.0f} auth/s",
-        f"- {TARGET_RATE:,} auth/s on {cores} cores needs at most {cores * 1e6 / TARGET_RATE:.1f} µs/auth"
-        " for everything",
-    ]
-    if "redis_busiest" in stores:
-        busiest = stores["redis_busiest"]  # /proc counts 10 ms ticks: a tiny run may read none
-        ceiling = f"{1e6 / busiest:,.0f} auth/s" if busiest else "not measured (under one clock tick)"
-        lines.append(f"- the cluster, bound by its busiest primary (each runs scripts on one thread): {ceiling}")
-    return "\n".join(lines)
-
-
-def _merchants(meta: dict[str, Any]) -> str:
-    count = meta.get("merchants", payloads.MERCHANTS)
-    return f"{count} merchant{'' if count == 1 else 's'}"
-
-
-def _redis_name(meta: dict[str, Any]) -> str:
-    primaries = meta.get("redis_cluster", 0)
-    return f"a Redis Cluster of {primaries} primaries" if primaries else "Redis"
-
-
-def _redis_detail(stores: dict[str, float]) -> list[str]:
-    """The scripts' share of redis-server's CPU, by Redis's own clock (not added to the totals)."""
-    if "redis_scripts" not in stores:
-        return []
-    scripts, commands = stores["redis_scripts"], stores["redis_script_commands"]
-    busiest = stores.get("redis_busiest")
-    return [
-        *([f"| Redis | of which, the busiest primary | {busiest:.1f} |"] if busiest is not None else []),
-        f"| Redis | of which, inside the two scripts (Redis's clock) | {scripts:.1f} |",
-        f"| Redis | of which, the scripts' own work (Lua, JSON decoding) | {scripts - commands:.1f} |",
-        f"| Redis | of which, the commands the scripts run (SET, GET, INCRBY, ...) | {commands:.1f} |",
-    ]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A smoke test of loadtests/capacity.py: a tiny run against the embedded store set."""
+"""A smoke test of loadtests/capacity.py (a tiny run against the embedded store set), and its
+targets and report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from loadtests import capacity
+from loadtests import capacity, capacity_report, capacity_targets, payloads
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("echo", "embedded (a) simulated", "embedded (b) ISO 8583")
@@ -47,7 +48,7 @@ def test_row_b_puts_the_card_route_on_the_iso8583_adapter() -> None:
 
     config_a = capacity.CONFIG.read_text()
     assert tomllib.loads(config_a)["routes"]["card"]["adapter"] == "simulated"
-    routes = tomllib.loads(capacity.config_b(config_a, 12345))["routes"]
+    routes = tomllib.loads(capacity_targets.config_b(config_a, 12345))["routes"]
     assert routes["card"] == {
         "adapter": "card_iso8583",
         "rail": "card",
@@ -59,19 +60,23 @@ def test_row_b_puts_the_card_route_on_the_iso8583_adapter() -> None:
 def test_payloads_carry_unique_keys() -> None:
     from switch.v1 import switch_pb2 as pb
 
-    payloads = capacity.build_payloads("stream", "abcd1234", 300)
-    keys = {pb.AuthorizeRequest.FromString(p).idempotency_key for p in payloads}
+    built = payloads.prebuilt("stream", "abcd1234", 300)
+    keys = {pb.AuthorizeRequest.FromString(p).idempotency_key for p in built}
     assert len(keys) == 300
-    (batch,) = capacity.build_payloads("batch", "abcd1234", 1, batch_items=7)
+    (batch,) = payloads.prebuilt("batch", "abcd1234", 1, batch_items=7)
     assert len(pb.AuthorizeBatchRequest.FromString(batch).requests) == 7
 
 
 def test_each_embedded_row_has_a_journal_file_of_its_own(tmp_path: Path) -> None:
     # Two switches opening one SQLite file at once failed at start ("database is locked").
-    args = capacity._parser().parse_args([])
-    targets = capacity._targets(args, tmp_path, stores=["embedded"], rows=["a", "b"], schema="s", prefix="p")
-    paths = {t.key: t.env["SWITCH_SQLITE_PATH"] for t in targets if t.key.startswith("embedded")}
+    targets = capacity_targets.targets(
+        tmp_path, config=capacity.CONFIG, stores=["embedded"], rows=["a", "b"], production_env={}
+    )
+    paths = {t.key: t.server.env["SWITCH_SQLITE_PATH"] for t in targets if t.key.startswith("embedded")}
     assert len(paths) == 2 and len(set(paths.values())) == 2, paths
+    sims = [t.sim for t in targets if t.sim is not None]
+    assert [t.key for t in targets] == ["echo", "embedded-a", "embedded-b"] and len(sims) == 1
+    assert f"port = {sims[0].port} " in (tmp_path / "embedded-b.toml").read_text()  # (b) talks to its simulator
 
 
 def test_a_latency_target_shows_the_bare_echos_own_tail_beside_it() -> None:
@@ -79,41 +84,41 @@ def test_a_latency_target_shows_the_bare_echos_own_tail_beside_it() -> None:
         return {"target": target, "mode": mode, "p99_at_load_ms": p99, "vs_echo": 1.0, "authorizations_per_s": 1.0}
 
     rows = [row("echo", "unary", 142.6), row("production-a", "unary", 52.8), row("production-a", "batch", 31.0)]
-    shown = {check["what"]: check["shown"] for check in capacity._check_targets(rows, duration_s=5.0)}
+    shown = {check["what"]: check["shown"] for check in capacity_report.check_targets(rows, duration_s=5.0)}
     assert shown["p99 at 80% of max, production (a), unary"] == "52.8 ms (bare echo in this run: 142.6 ms)"
     assert shown["p99 at 80% of max, production (a), batch"] == "31.0 ms"  # no echo row for batch in this run
 
 
 def _report(authorizations: int, store_cpu_s: float = 0.0) -> dict[str, object]:
-    """A load generator's report of one 1.5 s run."""
+    """A load generator's report of one 1.5 s run, with the CPU read meanwhile."""
     return {
         "calls": authorizations, "authorizations": authorizations, "approved": authorizations, "declined": 0,
         "item_errors": 0, "failed_calls": {}, "elapsed": 1.5, "p50_ms": 5.0, "p99_ms": 9.0, "count_bound": False,
-        "server_cpu_s": 1.4, "sim_cpu_s": 0.0, "store_cpu_s": store_cpu_s, "client_cpu_s": 0.9,
+        "client_cpu_s": 0.9, "window_s": 1.5, "cpu_s": {"server": 1.4, "sim": 0.0, "stores": store_cpu_s},
     }  # fmt: skip
 
 
 def test_a_run_too_short_to_measure_judges_no_target_and_shows_no_negative_cores() -> None:
-    # A --quick run of 1.5 s gave an echo of 3,790 calls/s, the switch at 1.318x it printed
-    # as "holds", and "stores cores -0.04" (a store process exited between two readings).
+    # A --quick run once printed the switch faster than the echo as "holds", and a negative
+    # "stores cores" (a store process exited between two readings).
     args = capacity._parser().parse_args(["--quick", "--stores", "production", "--rows", "a", "--modes", "unary"])
-    capacity._settle_defaults(args)
+    capacity.settle_defaults(args)
     targets = [
-        capacity.Target("echo", "echo", [], {}, Path("echo.log"), 1),
-        capacity.Target("production-a", "production (a) simulated", [], {}, Path("a.log"), 2),
+        capacity_report.Measured("echo", "echo", has_sim=False),
+        capacity_report.Measured("production-a", "production (a) simulated", has_sim=False),
     ]
     results = [
-        capacity.run_result("echo", "unary", "max", 0.0, _report(5685)),
-        capacity.run_result("production-a", "unary", "max", 0.0, _report(7493, -0.06)),
-        capacity.run_result("echo", "unary", "load", 3032.0, _report(4548)),
-        capacity.run_result("production-a", "unary", "load", 3996.0, _report(5994)),
+        capacity_report.run_result("echo", "unary", "max", 0.0, _report(5685)),
+        capacity_report.run_result("production-a", "unary", "max", 0.0, _report(7493, -0.06)),
+        capacity_report.run_result("echo", "unary", "load", 3032.0, _report(4548)),
+        capacity_report.run_result("production-a", "unary", "load", 3996.0, _report(5994)),
     ]
-    meta = capacity._meta(args, ["--quick"])
-    report = capacity.build_report(args, meta, ["unary"], targets, results)
+    meta = capacity_report.meta(args, ["--quick"])
+    report = capacity_report.build_report(meta, ["unary"], targets, results)
     switch_row = next(row for row in report["rows"] if row["target"] == "production-a")
     assert switch_row["vs_echo"] > 1 and switch_row["store_cores"] == 0.0
     assert report["targets"] and all(check["holds"] is None for check in report["targets"]), report["targets"]
-    printed = capacity.render_markdown(report)
+    printed = capacity_report.render_markdown(report)
     verdicts = [line for line in printed.splitlines() if line.startswith("- ") and "(target " in line]
     assert verdicts and all("**not measured: run too short (1.5 s per run" in line for line in verdicts), verdicts
     assert "holds" not in "\n".join(verdicts) and "-0." not in printed
@@ -124,7 +129,7 @@ def test_a_run_long_enough_is_judged() -> None:
         {"target": "production-a", "mode": "batch", "p99_at_load_ms": 31.0, "vs_echo": 0.05,
          "authorizations_per_s": 20_000.0},
     ]  # fmt: skip
-    checks = {check["what"]: check["holds"] for check in capacity._check_targets(rows, duration_s=5.0)}
+    checks = {check["what"]: check["holds"] for check in capacity_report.check_targets(rows, duration_s=5.0)}
     assert checks == {
         "AuthorizeBatch, production (a), authorizations/s": False,
         "p99 at 80% of max, production (a), batch": True,

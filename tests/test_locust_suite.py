@@ -7,13 +7,12 @@ monkey-patching never reaches this pytest process.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from loadtests import harness, scenarios, sizing
+from loadtests import scenarios, servers, sizing
 from switch.v1 import switch_pb2 as pb
 
 RUN_S = 3.0
@@ -160,9 +159,7 @@ def test_tags_select_scenarios_across_worker_processes(switch_target: str, tmp_p
 def test_wrong_answers_and_grpc_errors_are_failures(tmp_path: Path) -> None:
     """The capacity benchmark's echo server approves everything (declining cards too), never
     marks a replay, and answers Capture with UNIMPLEMENTED: every scenario must fail."""
-    port = harness.free_port()
-    echo = [sys.executable, str(sizing.ROOT / "loadtests" / "capacity.py"), "--role", "echo", "--port", str(port)]
-    with sizing.serving(echo, dict(os.environ), tmp_path / "echo.log", port) as target:
+    with servers.serving(servers.echo(tmp_path)) as target:
         done = sizing.run_locust(
             target,
             tmp_path / "out",
