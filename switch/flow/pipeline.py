@@ -1,23 +1,26 @@
 """The authorization flow, top to bottom, on a batch.
 
-    tokenize -> claim keys + move velocity counters (one state-store call)
+    tokenize -> limit counters (risk) -> claim keys + move velocity counters (one state-store call)
     -> drop keys the journal already holds (one read) -> route -> price (one fee-engine call)
     -> intents, then adapters (per route, concurrently: record what is about to be sent, send it)
-    -> journal (one commit) -> complete the claims (one state-store call)
+    -> journal (one commit) -> complete the claims (one state-store call) -> resolve
 
-Every item gets exactly one outcome, in order: a result (approved or declined),
-a SwitchError of its own, or InFlight when another caller holds its key. No
-result is returned before its journal entry is committed.
+Each item carries its Stage: a step takes the items in the stages it acts on and
+moves them on, and the stage an item ends in decides its one outcome, made in
+one place (_outcome_of), in order: a result (approved or declined), a
+SwitchError of its own, or InFlight when another caller holds its key. No result
+is returned before its journal entry is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnavailable
 from switch.cards.luhn import quoted
@@ -71,31 +74,91 @@ DEADLINE_RESERVE_SECONDS = 0.02
 # outcome (and a reversal) for a caller that has stopped waiting.
 MIN_ADAPTER_SECONDS = 0.005
 
-_LIMIT_CODES = {
-    ClaimStatus.COUNT_LIMIT: ResponseCode.EXCEEDS_COUNT_LIMIT,
-    ClaimStatus.AMOUNT_LIMIT: ResponseCode.EXCEEDS_AMOUNT_LIMIT,
+
+class Stage(enum.Enum):
+    """Where an item stands; the comment says what it carries and where it goes next."""
+
+    TOKENIZED = enum.auto()  # its key is not claimed yet
+    CLAIMED = enum.auto()  # its key is this batch's and its counters moved: to be routed
+    LIMITED = enum.auto()  # over a velocity or amount limit (decline): journaled, never routed or sent
+    # No route takes it: none serves it, every breaker is open, or failing over left none that
+    # could, or whose fee fits (decline): journaled, never sent.
+    UNROUTABLE = enum.auto()
+    ROUTED = enum.auto()  # on the first route of its plan: to be priced
+    PRICED = enum.auto()  # its fee is quoted (quote): to be sent
+    ANSWERED = enum.auto()  # the route answered (answer), approving or declining: to be journaled
+    UNKNOWN = enum.auto()  # sent, outcome unknown (answer): journaled as unknown, with its pending reversal
+    UNSENT = enum.auto()  # not sent after all (error): its key is given back with the commit
+    JOURNALED = enum.auto()  # committed (result)
+    REPLAYED = enum.auto()  # done before with the same request (result)
+    CONFLICT = enum.auto()  # its key was used for a different request
+    IN_FLIGHT = enum.auto()  # another caller holds its key
+    FAILED = enum.auto()  # answered with its error; its key was given back for the retry
+
+
+# The steps compare stages item by item, so they read these plain module names: on
+# Python 3.11 every Stage.X lookup runs EnumType's Python-level attribute hook.
+_TOKENIZED = Stage.TOKENIZED
+_CLAIMED = Stage.CLAIMED
+_LIMITED = Stage.LIMITED
+_UNROUTABLE = Stage.UNROUTABLE
+_ROUTED = Stage.ROUTED
+_PRICED = Stage.PRICED
+_ANSWERED = Stage.ANSWERED
+_UNKNOWN = Stage.UNKNOWN
+_UNSENT = Stage.UNSENT
+_JOURNALED = Stage.JOURNALED
+_REPLAYED = Stage.REPLAYED
+_CONFLICT = Stage.CONFLICT
+_IN_FLIGHT = Stage.IN_FLIGHT
+_FAILED = Stage.FAILED
+
+# Tuples, not sets: membership by identity, without Enum's hash in Python.
+# Claimed by this batch and nothing sent: what a batch failing before the send gives back.
+_HELD_NOT_SENT = (_CLAIMED, _LIMITED, _ROUTED, _UNROUTABLE, _PRICED)
+_TO_JOURNAL = (_ANSWERED, _UNKNOWN, _LIMITED, _UNROUTABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decline:
+    """The switch's own answer to an item it never sent."""
+
+    code: ResponseCode
+    reason: str = ""  # when the code's own message does not say enough
+
+    @property
+    def message(self) -> str:
+        return self.reason or self.code.message
+
+
+_LIMIT_DECLINES = {
+    ClaimStatus.COUNT_LIMIT: _Decline(ResponseCode.EXCEEDS_COUNT_LIMIT),
+    ClaimStatus.AMOUNT_LIMIT: _Decline(ResponseCode.EXCEEDS_AMOUNT_LIMIT),
 }
+_NO_ROUTE = _Decline(ResponseCode.NO_ROUTE)
+_EVERY_BREAKER_OPEN = _Decline(ResponseCode.ISSUER_UNAVAILABLE, "no route can take it now")
 
 
 @dataclass(slots=True)
 class _Item:
-    """One authorization on its way through the pipeline."""
+    """One authorization on its way through the pipeline; stage says which fields hold."""
 
     index: int
     authorization: Authorization
     instrument: Instrument
     card: Card | None
     request_hash: str
-    counters: tuple[Counter, ...]
     transaction_id: str
-    route: str = ""
-    plan: list[str] = field(default_factory=list)
-    answer: AdapterResult | None = None
-    quote: FeeQuote | None = None
+    stage: Stage = _TOKENIZED
+    counters: tuple[Counter, ...] = ()
     counted: bool = False  # the claim moved the velocity counters
-    # Not sent, and answered with this error instead of a journaled result; its key is
-    # given back for the retry.
-    unsent: SwitchError | None = None
+    route: str = ""
+    plan: Sequence[str] = ()
+    quote: FeeQuote | None = None
+    decline: _Decline | None = None
+    answer: AdapterResult | None = None
+    result: AuthorizationResult | None = None
+    error: SwitchError | None = None
     # Fixed once by settle(), when the answer is final.
     status: TransactionStatus = TransactionStatus.UNKNOWN
     fee: Money | None = None  # what the approved authorization costs the merchant; zero for a decline
@@ -106,23 +169,31 @@ class _Item:
 
     def settle(self) -> AuthorizationResult:
         """Fixes the item's status and fee from its final answer; returns its result."""
-        answer = self.answer
-        assert answer is not None
-        approved = answer.approved
-        if answer.unknown:
-            self.status = TransactionStatus.UNKNOWN
-        else:
-            self.status = TransactionStatus.AUTHORIZED if approved else TransactionStatus.DECLINED
+        stage = self.stage
+        if stage is _ANSWERED or stage is _UNKNOWN:
+            answer = self.answer
+            assert answer is not None
+            code, authorization_code, approved = answer.response_code, answer.authorization_code, answer.approved
+            message = answer.message or ResponseCode.from_code(code).message
+            if stage is _UNKNOWN:
+                self.status = TransactionStatus.UNKNOWN
+            else:
+                self.status = TransactionStatus.AUTHORIZED if approved else TransactionStatus.DECLINED
+        else:  # LIMITED or UNROUTABLE: the switch's own decline
+            decline = self.decline
+            assert decline is not None
+            code, message, authorization_code, approved = decline.code.code, decline.message, "", False
+            self.status = TransactionStatus.DECLINED
         quote = self.quote
         fee = quote.fee if approved and quote is not None else Money.zero(self.authorization.amount.currency)
         self.fee = fee
         return AuthorizationResult(
             idempotency_key=self.authorization.idempotency_key,
             transaction_id=self.transaction_id,
-            response_code=answer.response_code,
-            message=answer.message or ResponseCode.from_code(answer.response_code).message,
+            response_code=code,
+            message=message,
             route=self.route,
-            authorization_code=answer.authorization_code,
+            authorization_code=authorization_code,
             token=self.instrument.token,
             fee=fee,
         )
@@ -157,62 +228,66 @@ class AuthorizationPipeline:
         self._clock = clock
 
     async def run(self, batch: Sequence[Authorization]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(batch)
         now = self._clock()
-        items = self._tokenize(batch, now, outcomes)
-        fresh = await self._claim(items, now, outcomes)
+        items, refused = self._tokenize(batch)
+        self._limit_counters(items, now)
+        await self._claim(items, now)
         try:
-            fresh = await self._skip_journaled(fresh, now, outcomes)
-            self._route(fresh)
-            fresh = await self._price(fresh, now, outcomes)
+            await self._skip_journaled(items, now)
+            self._route(items)
+            await self._price(items, now)
         except Exception:
             # Nothing was sent: free the keys (and counters) for the retry before failing the batch.
-            await self._complete([_give_back(item) for item in fresh], now)
+            await self._complete([_give_back(item) for item in items if item.stage in _HELD_NOT_SENT], now)
             raise
-        await self._call_adapters([item for item in fresh if item.answer is None])
-        await self._commit(fresh, outcomes)
-        assert all(outcome is not None for outcome in outcomes)
-        return outcomes  # type: ignore[return-value]
+        await self._call_adapters(items)
+        await self._commit(items)
+        return self._resolve(len(batch), items, refused)
 
-    def _tokenize(self, batch: Sequence[Authorization], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
-        """Past this point only instruments travel, except the card an adapter needs."""
+    def _tokenize(self, batch: Sequence[Authorization]) -> tuple[list[_Item], list[tuple[int, SwitchError]]]:
+        """Past this point only instruments travel, except the card an adapter needs. An
+        authorization whose token cannot be read is refused here, with its error."""
         tokenizer = self._tokenizer
         resolved: list[tuple[int, Authorization, Card | None, Instrument]] = []
+        refused: list[tuple[int, SwitchError]] = []
         for index, authorization in enumerate(batch):
             source = authorization.source
             try:
                 if isinstance(source, Token):
                     source = tokenizer.detokenize(source, source.key_id)
             except SwitchError as error:
-                outcomes[index] = error
+                refused.append((index, error))
                 continue
             if isinstance(source, Account):
                 resolved.append((index, authorization, None, tokenizer.account(source)))
             else:
                 resolved.append((index, authorization, source, tokenizer.card(source)))
-        # Per batch: counters are shared by a merchant's items, ids come from one random read.
-        counters = self._risk.counters_many([r[1] for r in resolved], [r[3] for r in resolved], now)
-        transaction_ids = new_transaction_ids(len(resolved))
+        transaction_ids = new_transaction_ids(len(resolved))  # one random read for the batch
         authorization_hash = idempotency.authorization_hash
-        return [
+        items = [
             _Item(
                 index=index,
                 authorization=authorization,
                 instrument=instrument,
                 card=card,
                 request_hash=authorization_hash(authorization, instrument),
-                counters=item_counters,
                 transaction_id=transaction_id,
             )
-            for (index, authorization, card, instrument), item_counters, transaction_id in zip(
-                resolved, counters, transaction_ids, strict=True
-            )
+            for (index, authorization, card, instrument), transaction_id in zip(resolved, transaction_ids, strict=True)
         ]
+        return items, refused
 
-    async def _claim(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
-        """Claims every key in one call; returns the items this batch must answer itself."""
+    def _limit_counters(self, items: list[_Item], now: float) -> None:
+        """Risk: the velocity and amount counters each item must fit under. The claim checks
+        and moves them with the key, atomically, so concurrent batches cannot both pass a limit."""
+        counters = self._risk.counters_many([i.authorization for i in items], [i.instrument for i in items], now)
+        for item, item_counters in zip(items, counters, strict=True):
+            item.counters = item_counters
+
+    async def _claim(self, items: list[_Item], now: float) -> None:
+        """Claims every key in one call. CLAIMED and LIMITED items are this batch's to answer."""
         if not items:
-            return []
+            return
         claims = [
             Claim(
                 i.authorization.merchant_id,
@@ -223,74 +298,72 @@ class AuthorizationPipeline:
             )
             for i in items
         ]
-        fresh = []
+        new = ClaimStatus.NEW  # read once: each ClaimStatus.X lookup is slow on 3.11, as Stage's
         for item, claimed in zip(items, await self._state.claim(claims, now), strict=True):
             status = claimed.status
-            if status is ClaimStatus.REPLAY:
+            if status is new:
+                item.stage, item.counted = _CLAIMED, True
+            elif status is ClaimStatus.REPLAY:
                 assert claimed.response is not None
                 self._metrics.replays.inc()
-                outcomes[item.index] = idempotency.decode_result(claimed.response, replayed=True)
+                item.stage, item.result = _REPLAYED, idempotency.decode_result(claimed.response, replayed=True)
             elif status is ClaimStatus.CONFLICT:
-                outcomes[item.index] = _conflict(item)
+                item.stage = _CONFLICT
             elif status is ClaimStatus.IN_FLIGHT:
-                outcomes[item.index] = InFlight()
-            else:
-                item.counted = status is ClaimStatus.NEW
-                if status in _LIMIT_CODES:
-                    code = _LIMIT_CODES[status]
-                    item.answer = AdapterResult(code.code, code.message)
-                fresh.append(item)
-        return fresh
+                item.stage = _IN_FLIGHT
+            else:  # claimed, but over a limit: its counters did not move
+                item.stage, item.decline = _LIMITED, _LIMIT_DECLINES[status]
 
-    async def _skip_journaled(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
+    async def _skip_journaled(self, items: list[_Item], now: float) -> None:
         """Answers from the journal any key it already holds, so nothing is sent twice.
 
         The state store normally knows every key, but it may have lost some (a Redis
         restart, the embedded store after a switch restart, a lease taken over after
         a crash); the journal is the record of what was done.
         """
-        if not items:
-            return []
-        scopes = [(i.authorization.merchant_id, i.authorization.idempotency_key) for i in items]
+        ours = [item for item in items if item.stage is _CLAIMED or item.stage is _LIMITED]
+        if not ours:
+            return
+        scopes = [(i.authorization.merchant_id, i.authorization.idempotency_key) for i in ours]
         journaled = await self._journal.find_entries(scopes)
         if not journaled:
-            return items
-        fresh, completions = [], []
-        for item, scope in zip(items, scopes, strict=True):
-            found = journaled.get(scope)
-            if found is None:
-                fresh.append(item)
-                continue
-            outcomes[item.index] = self._answer_from(found, item)
+            return
+        pairs = [(item, journaled.get(scope)) for item, scope in zip(ours, scopes, strict=True)]
+        held = [(item, found) for item, found in pairs if found is not None]
+        # Every replay is decoded before any item moves: if one cannot be, the whole batch
+        # still holds its keys and gives them all back.
+        replays = [self._replay_of(item, found) for item, found in held]
+        completions = []
+        for (item, found), replay in zip(held, replays, strict=True):
+            _answer_from_journal(item, replay)
             completions.append(_completion(item, found.request_hash, found.response, item.moved_counters))
         await self._complete(completions, now)
-        return fresh
 
-    def _answer_from(self, found: JournalEntry, item: _Item) -> Outcome:
+    def _replay_of(self, item: _Item, found: JournalEntry) -> AuthorizationResult | None:
+        """The journal's answer for item's key; None when the key was used for a different request."""
         if found.request_hash != item.request_hash:
-            return _conflict(item)
+            return None
         self._metrics.replays.inc()
         return idempotency.decode_result(found.response, replayed=True)
 
     def _route(self, items: list[_Item]) -> None:
-        """Each item's plan of routes; it starts on the first."""
+        """Each claimed item's plan of routes; it starts on the first. LIMITED items go nowhere."""
         for item in items:
-            if item.answer is not None:  # declined by a limit: goes nowhere
+            if item.stage is not _CLAIMED:
                 continue
             card_bin = item.card.pan[:6] if item.card is not None else None  # inside the tokenizer boundary
             plan = self._router.plan(item.authorization, card_bin)
             if plan:
-                item.plan, item.route = plan, plan[0]
-            elif self._router.routable(item.authorization, card_bin):  # every breaker is open
-                code = ResponseCode.ISSUER_UNAVAILABLE
-                item.answer = AdapterResult(code.code, "no route can take it now")
+                item.stage, item.plan, item.route = _ROUTED, plan, plan[0]
+            elif self._router.routable(item.authorization, card_bin):
+                item.stage, item.decline = _UNROUTABLE, _EVERY_BREAKER_OPEN
             else:
-                item.answer = AdapterResult(ResponseCode.NO_ROUTE.code, ResponseCode.NO_ROUTE.message)
+                item.stage, item.decline = _UNROUTABLE, _NO_ROUTE
 
-    async def _price(self, items: list[_Item], now: float, outcomes: list[Outcome | None]) -> list[_Item]:
+    async def _price(self, items: list[_Item], now: float) -> None:
         """Quotes every routed item's fee in one engine call, before anything is sent:
         an amount whose fee cannot be computed fails alone, with its key given back."""
-        routed = [item for item in items if item.answer is None]
+        routed = [item for item in items if item.stage is _ROUTED]
         requests = [self._quote_request(item) for item in routed]
         try:
             quotes: list[FeeQuote | None] = list(self._fees.quote_many(requests))
@@ -300,14 +373,12 @@ class AuthorizationPipeline:
         for item, quote in zip(routed, quotes, strict=True):
             if quote is None:
                 violation = Violation("amount.minor_units", "too large: its fee does not fit in int64 minor units")
-                outcomes[item.index] = InvalidRequest([violation])
+                item.stage, item.error = _FAILED, InvalidRequest([violation])
                 unpriced.append(item)
-            item.quote = quote
-        if not unpriced:
-            return items
-        await self._complete([_give_back(item) for item in unpriced], now)
-        failed = {item.index for item in unpriced}
-        return [item for item in items if item.index not in failed]
+            else:
+                item.stage, item.quote = _PRICED, quote
+        if unpriced:
+            await self._complete([_give_back(item) for item in unpriced], now)
 
     def _quote_request(self, item: _Item) -> QuoteRequest:
         return QuoteRequest(item.authorization.merchant_id, item.authorization.amount, self._router.rail(item.route))
@@ -319,9 +390,9 @@ class AuthorizationPipeline:
             return None
 
     async def _call_adapters(self, items: list[_Item]) -> None:
-        """Sends each route its group at once; items a route did not take (nothing was
-        sent) move to the next route of their plan, re-priced if its rail differs."""
-        pending = items
+        """Sends each route its group of PRICED items at once; items a route did not take
+        (nothing was sent) move to the next route of their plan, re-priced if its rail differs."""
+        pending = [item for item in items if item.stage is _PRICED]
         while pending:
             by_route: dict[str, list[_Item]] = defaultdict(list)
             for item in pending:
@@ -334,19 +405,20 @@ class AuthorizationPipeline:
             pending = [item for group in untaken for item in group if self._fail_over(item)]
 
     def _fail_over(self, item: _Item) -> bool:
-        """Moves the item to its next route; False (and a decline) when there is none."""
+        """Moves the item to its next route; False (and UNROUTABLE) when there is none."""
         following = self._router.next_route(item.plan, item.route)
         if following is None:
             code = ResponseCode.ISSUER_UNAVAILABLE
-            item.answer = AdapterResult(code.code, f"route {item.route} unavailable and no other route can take it")
+            reason = f"route {item.route} unavailable and no other route can take it"
+            item.stage, item.decline = _UNROUTABLE, _Decline(code, reason)
             return False
         rail_changed = self._router.rail(following) != self._router.rail(item.route)
         item.route = following
         if rail_changed:
             item.quote = self._quote_alone(self._quote_request(item))
             if item.quote is None:
-                code = ResponseCode.INVALID_AMOUNT
-                item.answer = AdapterResult(code.code, f"the fee on route {following} does not fit")
+                reason = f"the fee on route {following} does not fit"
+                item.stage, item.decline = _UNROUTABLE, _Decline(ResponseCode.INVALID_AMOUNT, reason)
                 return False
         return True
 
@@ -355,9 +427,8 @@ class AuthorizationPipeline:
         time_left = self._time_left(items)
         if time_left < MIN_ADAPTER_SECONDS:  # the callers are gone or nearly: send nothing
             for item in items:  # nobody would see a decline, and a retry must find the key free
-                item.unsent = DeadlineExceeded(
-                    "the deadline passed before the route could be reached; nothing was sent"
-                )
+                item.stage = _UNSENT
+                item.error = DeadlineExceeded("the deadline passed before the route could be reached; nothing was sent")
             return []
         items = await self._record_intents(route, items)  # only these may go out
         if not items:
@@ -395,13 +466,13 @@ class AuthorizationPipeline:
         self._router.record(route, outcome_of(answers, error))
         self._metrics.adapter_seconds.observe(time.perf_counter() - started, (("route", route),))
         for item, answer in zip(items, answers, strict=True):
-            item.answer = answer
+            item.stage, item.answer = (_UNKNOWN if answer.unknown else _ANSWERED), answer
         return []
 
     async def _record_intents(self, route: str, items: list[_Item]) -> list[_Item]:
         """Records, durably, that these items are about to be sent to route (intent before
-        send); returns those that may be sent. If their outcome is never journaled, the
-        reversal worker records them as unknown and reverses them on that route."""
+        send); returns those that may be sent, the others UNSENT. If their outcome is never
+        journaled, the reversal worker records them as unknown and reverses them on that route."""
         now = self._clock()
         intents = [
             Intent(
@@ -423,12 +494,14 @@ class AuthorizationPipeline:
         except Exception as exc:
             log.exception("recording %d intents failed; nothing sent", len(items))
             for item in items:
-                item.unsent = Unavailable(f"journal failed: {type(exc).__name__}; nothing was sent, retry")
+                item.stage = _UNSENT
+                item.error = Unavailable(f"journal failed: {type(exc).__name__}; nothing was sent, retry")
             return []
         for item in items:
             if item.transaction_id not in recorded:  # an earlier attempt with this key may be at the network
-                item.unsent = Unavailable("an earlier attempt with this idempotency key is being settled; retry later")
-        return [item for item in items if item.unsent is None]
+                item.stage = _UNSENT
+                item.error = Unavailable("an earlier attempt with this idempotency key is being settled; retry later")
+        return [item for item in items if item.stage is _PRICED]
 
     def _time_left(self, items: list[_Item]) -> float:
         """The adapter's budget: the configured timeout, cut to the nearest caller's
@@ -439,45 +512,59 @@ class AuthorizationPipeline:
             return self._adapter_timeout
         return min(self._adapter_timeout, min(deadlines) - now - DEADLINE_RESERVE_SECONDS)
 
-    async def _commit(self, items: list[_Item], outcomes: list[Outcome | None]) -> None:
-        """Journals every answer in one commit, then completes the claims."""
+    async def _commit(self, items: list[_Item]) -> None:
+        """Gives back the UNSENT items' keys, journals every decided item in one commit, then
+        completes their claims."""
         now = self._clock()
-        unsent = [item for item in items if item.unsent is not None]
+        unsent = [item for item in items if item.stage is _UNSENT]
         if unsent:
-            for item in unsent:
-                outcomes[item.index] = item.unsent
             await self._complete([_give_back(item) for item in unsent], now)
-            items = [item for item in items if item.unsent is None]
-        if not items:
+            for item in unsent:
+                item.stage = _FAILED
+        decided = [item for item in items if item.stage in _TO_JOURNAL]
+        if not decided:
             return
-        results = [item.settle() for item in items]
-        rows = [(self._record(i, r, now), self._entry(i, r, now)) for i, r in zip(items, results, strict=True)]
+        results = [item.settle() for item in decided]
+        rows = [(self._record(i, r, now), self._entry(i, r, now)) for i, r in zip(decided, results, strict=True)]
         try:
             earlier = await self._journal.record_authorizations(rows)
         except Exception as exc:
-            # The sent ones' intents stay: the reversal worker records them as unknown and
-            # reverses them, and until then a retry with the same key is not sent again.
-            log.exception("journal commit of %d authorizations failed", len(items))
-            await self._complete([_give_back(i) for i in items], now)
-            for item in items:
-                outcomes[item.index] = Unavailable(f"journal failed: {type(exc).__name__}; retry with the same key")
+            log.exception("journal commit of %d authorizations failed", len(decided))
+            await self._commit_failed(decided, exc, now)
             return
         completions = []
         answered: defaultdict[tuple[str, str], int] = defaultdict(int)
-        for item, result, (_, entry), found in zip(items, results, rows, earlier, strict=True):
+        for item, result, (_, entry), found in zip(decided, results, rows, earlier, strict=True):
             if found is None:
-                outcomes[item.index] = result
+                item.stage, item.result = _JOURNALED, result
                 answered[item.route, item.status.value] += 1
                 release = item.moved_counters if item.status is TransactionStatus.DECLINED else ()
                 completions.append(_completion(item, entry.request_hash, entry.response, release))
                 continue
             # The journal already held this key: the state store had lost or expired it.
             log.warning("duplicate of %s caught by the journal's unique guard", found.transaction_id)
-            outcomes[item.index] = self._answer_from(found, item)
+            _answer_from_journal(item, self._replay_of(item, found))
             completions.append(_completion(item, found.request_hash, found.response, item.moved_counters))
         for (route, status), count in answered.items():
             self._metrics.authorizations.inc((("route", route or "none"), ("status", status)), count)
         await self._complete(completions, now)
+
+    async def _commit_failed(self, decided: list[_Item], exc: Exception, now: float) -> None:
+        """Gives the keys back for the retry. The sent ones' intents stay: the reversal worker
+        records them as unknown and reverses them, and until then a retry is not sent again."""
+        await self._complete([_give_back(i) for i in decided], now)
+        for item in decided:
+            item.stage = _FAILED
+            item.error = Unavailable(f"journal failed: {type(exc).__name__}; retry with the same key")
+
+    def _resolve(self, size: int, items: list[_Item], refused: list[tuple[int, SwitchError]]) -> list[Outcome]:
+        """Every authorization's outcome, in the batch's order: the refused ones' errors, and
+        each item's from the stage it ended in."""
+        if not refused:  # the items are the batch, in order
+            return [_outcome_of(item) for item in items]
+        errors = dict(refused)
+        rest = iter(items)
+        return [errors[index] if index in errors else _outcome_of(next(rest)) for index in range(size)]
 
     async def _complete(self, completions: list[Completion], now: float) -> None:
         # The journal already holds the truth; a failure here only delays replays until
@@ -519,6 +606,30 @@ class AuthorizationPipeline:
             created_at=now,
             fee_shares=item.fee_shares,
         )
+
+
+def _outcome_of(item: _Item) -> Outcome:
+    """The one place an item's stage becomes its caller's outcome."""
+    stage = item.stage
+    if stage is _JOURNALED or stage is _REPLAYED:
+        assert item.result is not None
+        return item.result
+    if stage is _FAILED:
+        assert item.error is not None
+        return item.error
+    if stage is _IN_FLIGHT:
+        return InFlight()
+    if stage is _CONFLICT:
+        return _conflict(item)
+    raise AssertionError(f"item {item.index} left the pipeline unanswered, {stage}")
+
+
+def _answer_from_journal(item: _Item, replay: AuthorizationResult | None) -> None:
+    """The journal already held item's key: REPLAYED with its answer, or CONFLICT (None)."""
+    if replay is None:
+        item.stage = _CONFLICT
+    else:
+        item.stage, item.result = _REPLAYED, replay
 
 
 def _conflict(item: _Item) -> IdempotencyConflict:
