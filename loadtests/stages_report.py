@@ -11,13 +11,15 @@ TARGET_RATE = 50_000  # the capacity issue's AuthorizeBatch target, authorizatio
 
 # The pipeline's stages, in the order run() calls them (AuthorizationPipeline methods).
 PIPELINE_STAGES = (
-    ("_tokenize", "tokenize (FF1 token, HMAC fingerprint, request hash, counters, ids)"),
+    ("_tokenize", "tokenize (FF1 token, HMAC fingerprint, request hash, ids)"),
+    ("_limit_counters", "risk: the velocity counters each authorization moves"),
     ("_claim", "claim keys + velocity: one Redis script call, one per primary and step on a Cluster (client side)"),
     ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
     ("_route", "route (plan, breakers)"),
     ("_price", "price: one fee-engine call (Cython)"),
     ("_call_adapters", "intents + adapter: one PostgreSQL statement, then the in-process simulated issuer"),
     ("_commit", "commit: rows, one PostgreSQL COPY transaction, one Redis completion"),
+    ("_resolve", "resolve: each item's stage -> its outcome"),
 )
 STAGES = (
     ("parse", "parse: AuthorizeBatchRequest -> Authorizations"),
