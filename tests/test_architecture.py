@@ -81,3 +81,11 @@ def test_a_wrong_import_breaks_a_contract(tmp_path: Path, importer: str, importe
     assert result.returncode == 1, result.stdout[-3000:]
     assert "BROKEN" in result.stdout
     assert f"-> {imported} (l." in result.stdout  # broken by the added import, not by anything else
+
+
+def test_the_readme_names_every_room() -> None:
+    # The README's architecture table is how a newcomer finds where a thing lives.
+    readme = (ROOT / "README.md").read_text()
+    rooms = {f"`switch/{path.parent.name}/`" for path in (ROOT / "switch").glob("*/__init__.py")}
+    missing = sorted(room for room in rooms if room not in readme)
+    assert not missing, f"README's architecture table does not name {missing}"
