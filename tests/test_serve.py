@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -61,15 +62,18 @@ def serve(tmp_path: Path) -> Iterator[object]:
         if toml:
             (tmp_path / "switch.toml").write_text(toml)
             command += ["--config", str(tmp_path / "switch.toml")]
-        process = subprocess.Popen(command, env=environment(raw, tmp_path), stderr=subprocess.PIPE)
+        # Its own session, so that teardown reaches the workers even when the parent is gone.
+        process = subprocess.Popen(
+            command, env=environment(raw, tmp_path), stderr=subprocess.PIPE, start_new_session=True
+        )
         started.append(process)
         wait_until_serving(port)
         return process, port, config.from_mapping(raw)
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 

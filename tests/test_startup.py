@@ -5,6 +5,7 @@ the README's production path starts on the first try."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -173,7 +174,8 @@ def test_the_readmes_production_path_starts(production: dict[str, str], tmp_path
     command = [sys.executable, "-m", "switch", *serve.split()[1:]]
     command[command.index("examples/production.toml")] = str(ROOT / "examples" / "production.toml")
     env = {**production, "SWITCH_PORT": str(port), "SWITCH_METRICS_PORT": str(free_port())}
-    process = subprocess.Popen([*command], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    # Its own session: a failing test kills the workers too, not only their parent.
+    process = subprocess.Popen([*command], cwd=tmp_path, env=env, stderr=subprocess.PIPE, start_new_session=True)
     try:
         wait_until_serving(port)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -183,6 +185,6 @@ def test_the_readmes_production_path_starts(production: dict[str, str], tmp_path
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
