@@ -10,6 +10,7 @@ the choice must be made at import time, before any hot path is bound.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from types import ModuleType
 
@@ -21,12 +22,11 @@ COMPILED = ("switch.cards._luhn", "switch.cards._ff1", "switch.money._fees_core"
 
 def load(module: str) -> ModuleType | None:
     """The compiled module (one of COMPILED), or None when extensions are disabled or not built."""
-    if DISABLED:
+    if DISABLED or importlib.util.find_spec(module) is None:
         return None
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+    # Built but failing to import (a wrong import inside it, a missing C library) is a
+    # broken install, not a reason to run the slow twin unnoticed: it raises.
+    return importlib.import_module(module)
 
 
 def active() -> bool:
