@@ -38,6 +38,7 @@ from switch.config.keys import (
     write_secret,
 )
 from switch.config.routing import parse_routing
+from switch.config.settings import DEFAULT_CALLERS
 from switch.domain.errors import StartupError
 from switch.domain.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.flow.batcher import MicroBatcher
@@ -49,6 +50,10 @@ from switch.money.fees import FeeEngine
 from switch.risk.velocity import RiskRules
 from switch.routing.breaker import Breakers, BreakerState
 from switch.routing.router import Router
+from switch.security.access import Access
+from switch.security.identity import IdentitySource
+from switch.security.policy import Policy
+from switch.security.tls import ServerCertificates
 from switch.stores import store_errors
 from switch.stores.base import Journal, StateStore
 from switch.telemetry.metrics import Counter, SwitchMetrics
@@ -78,6 +83,7 @@ class RunningSwitch:
     metrics: SwitchMetrics
     metrics_server: asyncio.Server | None = None
     pending_operations: PendingOperationWorker | None = None
+    certificates: ServerCertificates | None = None  # reload() on SIGHUP
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -141,13 +147,20 @@ async def build(settings: Settings) -> RunningSwitch:
         ],
     )
     # Through switch.api.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
-    decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, SwitchServicer(batcher, transactions, fees), server)
-    decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, TokensServicer(tokenizer), server)
+    access = _access(settings)
+    switch_servicer = SwitchServicer(batcher, transactions, fees, access)
+    decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
+    decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, TokensServicer(tokenizer, access), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, server)
-    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    address = f"{settings.server.host}:{settings.server.port}"
+    certificates = ServerCertificates(settings.tls) if settings.tls is not None else None
+    if certificates is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, certificates.credentials())
     reversals = ReversalWorker(journal, router, time_left=timeout, intent_lease=settings.idempotency.lease_seconds)
     operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=operation_lease)
     batcher.start()
@@ -161,6 +174,7 @@ async def build(settings: Settings) -> RunningSwitch:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     if not settings.fee_schedules:
         log.info("no [[fee_schedule]] configured: no fee is charged and QuoteFee answers 0")
+    _log_transport(settings)
     return RunningSwitch(
         server,
         port,
@@ -174,7 +188,38 @@ async def build(settings: Settings) -> RunningSwitch:
         metrics,
         exporter,
         operations,
+        certificates,
     )
+
+
+def _access(settings: Settings) -> Access:
+    """Who may call: identities from client certificates with TLS, else from the trusted
+    sidecar's header when one is named, else nobody's (the anonymous caller)."""
+    if settings.tls is not None:
+        source = IdentitySource.CERTIFICATE
+    elif settings.security.trusted_identity_header:
+        source = IdentitySource.HEADER
+    else:
+        source = IdentitySource.NONE
+    policy = Policy(DEFAULT_CALLERS if settings.callers is None else settings.callers)
+    return Access(policy, source, settings.security.trusted_identity_header)
+
+
+def _log_transport(settings: Settings) -> None:
+    if settings.tls is not None:
+        mutual = "mutual TLS" if settings.tls.require_client_cert else "TLS (client certificates optional)"
+        log.info("serving %s; callers are named by their certificates", mutual)
+    elif settings.server.plaintext:
+        log.info("serving plaintext, as server.plaintext says (a TLS-terminating sidecar in front)")
+    elif settings.stores.embedded and settings.server.host in ("127.0.0.1", "::1", "localhost"):
+        log.info("serving plaintext on loopback (the embedded default); configure [server.tls] for TLS")
+    else:
+        log.warning("serving plaintext: any process that reaches the port can call; configure [server.tls]")
+    if settings.callers is None:
+        log.info(
+            "no [[security.callers]]: every caller may authorize, operate, read, quote and tokenize "
+            "for every merchant, and none may detokenize"
+        )
 
 
 def _watch(metrics: SwitchMetrics, batcher: MicroBatcher, router: Router) -> None:

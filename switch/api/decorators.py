@@ -1,12 +1,14 @@
 """What every call of the switch's own services goes through, in one place.
 
 Each call gets a request id (the caller's `x-request-id` metadata, or one made
-here) and a caller identity (its `x-caller-id`: mutual TLS or a mesh identity
-would set it). Both go into every log line written while the handler runs
-(switch.telemetry.logs reads them from switch.telemetry.call_context), and the id goes back to the
-caller: in the trailing metadata of a unary call, errors included (it rides with
-the status, where initial metadata would cost a message of its own on every
-call), and in the initial metadata of a stream. Any exception a unary handler
+here) and is admitted, or refused, under its caller's identity and the role the
+method needs (switch.security.access: the client certificate's identity with TLS,
+a trusted sidecar's header, or the anonymous caller). Id and caller go into every
+log line written while the handler runs (switch.telemetry.logs reads them from
+switch.telemetry.call_context), and the id goes back to the caller: in the
+trailing metadata of a unary call, errors included (it rides with the status,
+where initial metadata would cost a message of its own on every call), and in
+the initial metadata of a stream. Any exception a unary handler
 raises becomes the call's gRPC status here (switch.api.status), and at DEBUG level
 each call writes one access line. An id that holds a card number is refused
 (INVALID_ARGUMENT naming the header) before it reaches a log line: the call gets
@@ -27,7 +29,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -35,95 +37,121 @@ from switch.api.convert import NO_CARD_NUMBER
 from switch.api.decoding import Undecodable
 from switch.api.status import as_switch_error, to_grpc_status
 from switch.cards.luhn import contains_card_number
-from switch.domain.errors import InvalidRequest, Violation
+from switch.domain.errors import InvalidRequest, SwitchError, Violation
+from switch.security.access import Access
+from switch.security.policy import Role
 from switch.telemetry.call_context import caller_id, request_id
 
 log = logging.getLogger("switch.access")
 
 MAX_ID_LENGTH = 128
 
-Servicer = TypeVar("Servicer")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def unary(
-    method: Callable[[Servicer, Request, Context], Awaitable[Response]],
-) -> Callable[[Servicer, Request, Context], Awaitable[Response]]:
-    """A unary handler: call context, the request id in the trailing metadata, and
-    any exception turned into the call's status."""
-    name = method.__qualname__
+class Guarded(Protocol):
+    """A servicer: it holds the access check its calls pass."""
 
-    @functools.wraps(method)
-    async def call(self: Servicer, request: Request, context: Context) -> Response:
-        identifier, refused = _enter(context)
-        context.set_trailing_metadata((("x-request-id", identifier),))
-        started = time.perf_counter()
-        outcome = "OK"
-        try:
+    access: Access
+
+
+Servicer = TypeVar("Servicer", bound=Guarded)
+Method = Callable[[Servicer, Request, Context], Awaitable[Response]]
+StreamMethod = Callable[[Servicer, Request, Context], Awaitable[None]]
+
+
+def unary(role: Role) -> Callable[[Method[Servicer, Request, Response]], Method[Servicer, Request, Response]]:
+    """A unary handler that needs role: call context, admission, the request id in the
+    trailing metadata, and any exception turned into the call's status."""
+
+    def decorate(method: Method[Servicer, Request, Response]) -> Method[Servicer, Request, Response]:
+        name = method.__qualname__
+
+        @functools.wraps(method)
+        async def call(self: Servicer, request: Request, context: Context) -> Response:
+            identifier, refused = _enter(context, self.access, role)
+            context.set_trailing_metadata((("x-request-id", identifier),))
+            started = time.perf_counter()
+            outcome = "OK"
+            try:
+                if refused is not None:
+                    raise refused
+                if isinstance(request, Undecodable):
+                    raise request.error()
+                return await method(self, request, context)
+            except Exception as exc:
+                status = to_grpc_status(as_switch_error(exc))
+                outcome = status.code.name
+                # Aborting replaces the trailing metadata: keep the request id.
+                trailing = (("x-request-id", identifier), *status.trailing_metadata)
+                await context.abort(status.code, status.details, trailing)
+                raise
+            finally:
+                _access(name, outcome, started)
+
+        return call
+
+    return decorate
+
+
+def streaming(role: Role) -> Callable[[StreamMethod[Servicer, Request]], StreamMethod[Servicer, Request]]:
+    """A streaming handler that needs role and writes its answers with context.write:
+    call context, admission and the request id in the initial metadata. Its items
+    carry their own errors."""
+
+    def decorate(method: StreamMethod[Servicer, Request]) -> StreamMethod[Servicer, Request]:
+        name = method.__qualname__
+
+        @functools.wraps(method)
+        async def call(self: Servicer, requests: Request, context: Context) -> None:
+            identifier, refused = _enter(context, self.access, role)
+            started = time.perf_counter()
             if refused is not None:
-                raise refused
-            if isinstance(request, Undecodable):
-                raise request.error()
-            return await method(self, request, context)
-        except Exception as exc:
-            status = to_grpc_status(as_switch_error(exc))
-            outcome = status.code.name
-            # Aborting replaces the trailing metadata: keep the request id.
-            await context.abort(status.code, status.details, (("x-request-id", identifier), *status.trailing_metadata))
-            raise
-        finally:
-            _access(name, outcome, started)
+                status = to_grpc_status(refused)
+                _access(name, status.code.name, started)
+                trailing = (("x-request-id", identifier), *status.trailing_metadata)
+                await context.abort(status.code, status.details, trailing)
+            await context.send_initial_metadata((("x-request-id", identifier),))
+            outcome = "OK"
+            try:
+                await method(self, requests, context)
+            except BaseException as exc:  # the caller went away (cancelled), or a bug: gRPC ends the stream
+                outcome = type(exc).__name__
+                raise
+            finally:
+                _access(name, outcome, started)
 
-    return call
+        return call
 
-
-def streaming(
-    method: Callable[[Servicer, Request, Context], Awaitable[None]],
-) -> Callable[[Servicer, Request, Context], Awaitable[None]]:
-    """A streaming handler that writes its answers with context.write: call context
-    and the request id in the initial metadata. Its items carry their own errors."""
-    name = method.__qualname__
-
-    @functools.wraps(method)
-    async def call(self: Servicer, requests: Request, context: Context) -> None:
-        identifier, refused = _enter(context)
-        started = time.perf_counter()
-        if refused is not None:
-            status = to_grpc_status(refused)
-            _access(name, status.code.name, started)
-            await context.abort(status.code, status.details, (("x-request-id", identifier), *status.trailing_metadata))
-        await context.send_initial_metadata((("x-request-id", identifier),))
-        outcome = "OK"
-        try:
-            await method(self, requests, context)
-        except BaseException as exc:  # the caller went away (cancelled), or a bug: gRPC ends the stream
-            outcome = type(exc).__name__
-            raise
-        finally:
-            _access(name, outcome, started)
-
-    return call
+    return decorate
 
 
-def _enter(context: Context) -> tuple[str, InvalidRequest | None]:
-    """Sets the call's request id and caller for the handler's log lines; returns the
-    id, and the error to answer with when an id holds a card number."""
+def _enter(context: Context, access: Access, role: Role) -> tuple[str, SwitchError | None]:
+    """Sets the call's request id and caller for the handler's log lines and admits the
+    caller; returns the id, and the error to answer with instead of running the handler
+    (an id holding a card number, no identity, no role)."""
     identifier: str | None = ""
-    caller: str | None = ""
+    header: str | None = ""
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and isinstance(value, str):
             identifier = _clean(value)
-        elif key == "x-caller-id" and isinstance(value, str):
-            caller = _clean(value)
-    refused = None
-    if identifier is None or caller is None:
-        bad = (("x-request-id", identifier), ("x-caller-id", caller))
-        refused = InvalidRequest([Violation(header, NO_CARD_NUMBER) for header, value in bad if value is None])
+        elif key == access.header and isinstance(value, str):
+            header = _clean(value)
+    refused: SwitchError | None = None
+    if identifier is None or header is None:
+        bad = (("x-request-id", identifier), (access.header, header))
+        refused = InvalidRequest([Violation(name, NO_CARD_NUMBER) for name, value in bad if value is None])
     identifier = identifier or os.urandom(16).hex()
     request_id.set(identifier)  # the call runs in a task of its own: these end with it
-    caller_id.set(caller or "")
+    if refused is None:
+        try:
+            caller = access.caller(context, header)
+            caller_id.set(caller)
+            access.admit(caller, role)
+        except SwitchError as error:
+            refused = error
     return identifier, refused
 
 

@@ -23,6 +23,8 @@ from switch.domain.models import Authorization, MoneyOverflow, OperationKind
 from switch.flow.batcher import Answer, MicroBatcher
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
+from switch.security.access import Access, check_merchant, current_grant
+from switch.security.policy import Grant, Role
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 
@@ -32,23 +34,29 @@ STREAM_WINDOW = 2048  # authorizations one stream may have in the pipeline at on
 
 
 class SwitchServicer(switch_pb2_grpc.SwitchServicer):
-    def __init__(self, batcher: MicroBatcher, transactions: TransactionService, fees: FeeEngine) -> None:
+    def __init__(
+        self, batcher: MicroBatcher, transactions: TransactionService, fees: FeeEngine, access: Access
+    ) -> None:
+        self.access = access
         self._batcher = batcher
         self._transactions = transactions
         self._fees = fees
 
-    @decorators.unary
+    @decorators.unary(Role.AUTHORIZE)
     async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
+        check_merchant(current_grant.get(), request.merchant_id)
         result = await self._batcher.submit(convert.authorization(request, _deadline(context)))
         return convert.result_to_proto(result)
 
-    @decorators.unary
+    @decorators.unary(Role.AUTHORIZE)
     async def AuthorizeBatch(self, request: pb.AuthorizeBatchRequest, context: Context) -> pb.AuthorizeBatchResponse:
         responses: list[pb.AuthorizeResponse] = [pb.AuthorizeResponse()] * convert.batch_size(request)
         valid: list[tuple[int, Authorization]] = []
         deadline = _deadline(context)
+        grant = current_grant.get()
         for index, item in enumerate(request.requests):
             try:
+                check_merchant(grant, item.merchant_id)  # out of scope: this item alone is refused
                 valid.append((index, convert.authorization(item, deadline)))
             except SwitchError as error:
                 responses[index] = convert.error_to_proto(item.idempotency_key, error)
@@ -57,7 +65,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
             responses[index] = _to_response(authorization.idempotency_key, answer)
         return pb.AuthorizeBatchResponse(responses=responses)
 
-    @decorators.streaming
+    @decorators.streaming(Role.AUTHORIZE)
     async def AuthorizeStream(  # type: ignore[override]  # grpc.aio also takes a handler that writes
         self, requests: AsyncIterator[pb.AuthorizeRequest | Undecodable], context: Context
     ) -> None:
@@ -71,7 +79,9 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         authorizations still in flight."""
         answers: asyncio.Queue[pb.AuthorizeResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
-        reader = asyncio.create_task(self._read_stream(requests, answers, window, _deadline(context)))
+        reader = asyncio.create_task(
+            self._read_stream(requests, answers, window, _deadline(context), current_grant.get())
+        )
         try:
             while (answer := await answers.get()) is not None:
                 await context.write(answer)
@@ -85,6 +95,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         answers: asyncio.Queue[pb.AuthorizeResponse | None],
         window: asyncio.Semaphore,
         deadline: float | None,
+        grant: Grant,
     ) -> None:
         # One batcher future per request, answered by a callback: no task per request.
         pending: set[asyncio.Future[list[Answer]]] = set()
@@ -97,6 +108,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
                     continue
                 key = request.idempotency_key
                 try:
+                    check_merchant(grant, request.merchant_id)
                     future = self._batcher.enqueue_many([convert.authorization(request, deadline)])
                 except Exception as exc:
                     window.release()
@@ -111,24 +123,27 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
                 future.cancel()
             answers.put_nowait(None)
 
-    @decorators.unary
+    @decorators.unary(Role.OPERATE)
     async def Capture(self, request: pb.CaptureRequest, context: Context) -> pb.Transaction:
         return await self._operate(convert.operation(OperationKind.CAPTURE, request))
 
-    @decorators.unary
+    @decorators.unary(Role.OPERATE)
     async def Void(self, request: pb.VoidRequest, context: Context) -> pb.Transaction:
         return await self._operate(convert.operation(OperationKind.VOID, request))
 
-    @decorators.unary
+    @decorators.unary(Role.OPERATE)
     async def Refund(self, request: pb.RefundRequest, context: Context) -> pb.Transaction:
         return await self._operate(convert.operation(OperationKind.REFUND, request))
 
-    @decorators.unary
+    @decorators.unary(Role.READ)
     async def GetTransaction(self, request: pb.GetTransactionRequest, context: Context) -> pb.Transaction:
-        return convert.record_to_proto(await self._transactions.get(convert.transaction_id(request)))
+        transaction_id = convert.transaction_id(request)
+        record = await self._transactions.get(transaction_id, may_act_for=current_grant.get().may_act_for)
+        return convert.record_to_proto(record)
 
-    @decorators.unary
+    @decorators.unary(Role.QUOTE)
     async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:
+        check_merchant(current_grant.get(), request.merchant_id)
         quote = convert.quote_request(request)
         try:
             (answer,) = self._fees.quote_many([quote])
@@ -140,17 +155,18 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         return convert.quote_to_proto(answer)
 
     async def _operate(self, operation: Any) -> pb.Transaction:
-        record, replayed = await self._transactions.execute(operation)
+        record, replayed = await self._transactions.execute(operation, may_act_for=current_grant.get().may_act_for)
         return convert.record_to_proto(record, replayed=replayed)
 
 
 class TokensServicer(switch_pb2_grpc.TokensServicer):
     """switch.v1.Tokens: cards in, tokens out. Nothing here turns a token back into a card."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, access: Access) -> None:
+        self.access = access
         self._tokenizer = tokenizer
 
-    @decorators.unary
+    @decorators.unary(Role.TOKENIZE)
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
         token = self._tokenizer.tokenize(convert.card_to_tokenize(request))
         return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)

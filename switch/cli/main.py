@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from switch import config
 from switch.telemetry import logs
@@ -100,6 +101,8 @@ def serve(settings: config.Settings) -> int:
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# What a worker handles: the stops, and SIGHUP, which reads the TLS files again.
+WORKER_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
 
 
 def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
@@ -116,8 +119,11 @@ def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        built: list[server.RunningSwitch] = []
+        loop.add_signal_handler(signal.SIGHUP, _reload_certificates, built)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         running = await server.build(settings)
+        built.append(running)
         _tune_garbage_collector()
         log.info("serving on %s:%d (pid %d)", settings.server.host, running.port, os.getpid())
         if ready is not None:
@@ -129,6 +135,14 @@ def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
         log.info("stopped")
 
     return _refusing_cleanly(lambda: uvloop.run(run()) or 0)
+
+
+def _reload_certificates(built: list[Any]) -> None:
+    certificates = built[0].certificates if built else None
+    if certificates is None:
+        log.info("SIGHUP: no [server.tls] to read again")
+    else:
+        certificates.reload()
 
 
 # Objects made per request (protobufs, results, rows) hold no reference cycles, so

@@ -31,6 +31,7 @@ FIRST_PAUSE_SECONDS = 0.5
 MAX_PAUSE_SECONDS = 30.0
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+FORK_BLOCKED = {*STOP_SIGNALS, signal.SIGHUP}  # the worker unblocks them once it handles them
 RunWorker = Callable[[config.Settings, int | None], int]  # (settings, ready pipe or None) -> exit status
 
 
@@ -47,6 +48,7 @@ class Supervisor:
         a worker that was stopping, or of the first worker if it never served."""
         signal.signal(signal.SIGTERM, self._forward)
         signal.signal(signal.SIGINT, self._forward)
+        signal.signal(signal.SIGHUP, self._relay)
         pid, serving = self._fork(0, wait_until_serving=True)
         if not serving:
             return _exit_status(os.waitpid(pid, 0)[1])
@@ -88,16 +90,16 @@ class Supervisor:
         # Blocked across the fork: the child keeps them blocked until its own handlers are in
         # place (the worker unblocks them), so a stop sent while it starts is neither lost nor
         # kills it half-built, and the parent's handler never runs in the child.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         pid = os.fork()
         if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            for signum in FORK_BLOCKED:
+                signal.signal(signum, signal.SIG_DFL)
             if wait_until_serving:
                 os.close(ready_read)
             os._exit(self._run_worker(_as_worker(self._settings, index), ready_write if wait_until_serving else None))
         self._children[pid] = (index, time.monotonic())  # before the unblock: a stop pending now reaches it
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
         if not wait_until_serving:
             return pid, True
         os.close(ready_write)
@@ -106,6 +108,12 @@ class Supervisor:
         if not serving:
             del self._children[pid]
         return pid, serving
+
+    def _relay(self, signum: int, _frame: object) -> None:
+        """SIGHUP: every worker reads its TLS files again; nothing stops."""
+        for pid in list(self._children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def _forward(self, signum: int, _frame: object) -> None:
         self._stopping = True

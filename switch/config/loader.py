@@ -17,6 +17,7 @@ from switch.config.checks import ConfigError, no_unknown_keys, optional_text
 from switch.config.fees import parse_fee_schedules, parse_fx
 from switch.config.keys import parse_key_ring
 from switch.config.routing import check_routes, load_bin_table, parse_routing
+from switch.config.security import parse_callers, parse_tls
 from switch.config.settings import (
     DEFAULT_ROUTES,
     AdapterSettings,
@@ -60,6 +61,10 @@ _SECTIONS: dict[str, Any] = {
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+# Tables inside a section, parsed by their own parsers rather than as scalars.
+_TABLES = frozenset({("server", "tls"), ("security", "callers")})
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
 
 def load(
     path: str | Path | None = None,
@@ -94,7 +99,9 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         values = raw.get(section, {})
         if not isinstance(values, Mapping):
             raise ConfigError(f"{section}: must be a table")
-        settings = replace(settings, **{section: _section(section, cls(), values)})
+        scalars = {key: value for key, value in values.items() if (section, key) not in _TABLES}
+        settings = replace(settings, **{section: _section(section, cls(), scalars)})
+    settings = replace(settings, **_security(raw))
     log_level = str(raw.get("log_level", "INFO")).upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
@@ -177,6 +184,14 @@ def _money_and_tokens(raw: Mapping[str, Any]) -> dict[str, Any]:
         "tokenization": None if tokenization is None else parse_key_ring(tokenization),
         "fee_schedules": parse_fee_schedules(_list(raw, "fee_schedule")),
         "fx": parse_fx(fx),
+    }
+
+
+def _security(raw: Mapping[str, Any]) -> dict[str, Any]:
+    server, security = raw.get("server", {}), raw.get("security", {})
+    return {
+        "tls": parse_tls(server["tls"]) if "tls" in server else None,
+        "callers": parse_callers(security["callers"]) if "callers" in security else None,
     }
 
 
@@ -264,6 +279,7 @@ def _check(settings: Settings) -> None:
         raise ConfigError("stores.redis_cluster: needs redis_url, the address of one of the cluster's nodes")
     if settings.stores.embedded and settings.server.workers > 1:
         raise ConfigError("server.workers: the embedded default keeps state in one process; use Redis and PostgreSQL")
+    _check_transport(settings)
     key_hex = settings.security.fingerprint_key_hex
     if key_hex:
         try:
@@ -271,3 +287,16 @@ def _check(settings: Settings) -> None:
                 raise ValueError
         except ValueError:
             raise ConfigError("security.fingerprint_key_hex: must be at least 32 hex digits") from None
+
+
+def _check_transport(settings: Settings) -> None:
+    server, header = settings.server, settings.security.trusted_identity_header
+    if settings.tls is not None and server.plaintext:
+        raise ConfigError("server.plaintext: [server.tls] is configured; remove one of them")
+    if header and (settings.tls is not None or server.host not in _LOOPBACK):
+        raise ConfigError(
+            "security.trusted_identity_header: only for a plaintext listener on loopback, "
+            "where nothing but the sidecar that sets it can reach the switch"
+        )
+    if header and header.lower() != header:
+        raise ConfigError("security.trusted_identity_header: must be lower case (gRPC metadata keys are)")

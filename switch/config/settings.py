@@ -15,6 +15,8 @@ from switch.domain.limits import Limit
 from switch.flow.batcher import BatcherSettings
 from switch.money.fees import FeeSchedule, FxTable
 from switch.routing.rules import RoutingTable
+from switch.security.policy import CallerRule, Role
+from switch.security.tls import TlsFiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,9 @@ class ServerSettings:
     workers: int = 1
     drain_seconds: float = 10.0
     metrics_port: int = 0  # Prometheus text on GET /metrics; 0: off. Worker i uses metrics_port + i.
+    # Without [server.tls] the port is plaintext: true says it is meant (behind a
+    # TLS-terminating sidecar); otherwise the switch warns at start.
+    plaintext: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,9 @@ class StoreSettings:
 class SecuritySettings:
     fingerprint_key_hex: str = ""  # empty: a random key kept beside the SQLite journal
     fingerprint_key_file: str = ""
+    # Plaintext behind a sidecar that terminated mutual TLS on loopback: the header in
+    # which it passes the identity it verified. Empty: every plaintext caller is anonymous.
+    trusted_identity_header: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +100,12 @@ class Settings:
     fee_schedules: tuple[FeeSchedule, ...] = ()
     fx: FxTable | None = None
     log_level: str = "INFO"
+    tls: TlsFiles | None = None  # [server.tls]; None: plaintext
+    callers: tuple[CallerRule, ...] | None = None  # [[security.callers]]; None: DEFAULT_CALLERS
+
+
+# Without [[security.callers]]: every caller may do what the demo does, never detokenize
+# or administer; the switch logs this at start.
+DEFAULT_CALLERS = (
+    CallerRule("*", frozenset({Role.AUTHORIZE, Role.OPERATE, Role.READ, Role.QUOTE, Role.TOKENIZE}), ("*",)),
+)

@@ -8,7 +8,9 @@
     ├── ConcurrentUpdate      ABORTED (lost a race on the same transaction; retry)
     ├── Overloaded            RESOURCE_EXHAUSTED (shed before any side effect)
     ├── DeadlineExceeded      DEADLINE_EXCEEDED
-    └── Unavailable           UNAVAILABLE (a store is down; safe to retry with the same key)
+    ├── Unavailable           UNAVAILABLE (a store is down; safe to retry with the same key)
+    ├── Unauthenticated       UNAUTHENTICATED (no verified identity)
+    └── PermissionDenied      PERMISSION_DENIED (no role for the call, or a merchant out of scope)
 
 A decline is not an error: it is a normal result with a response code. Errors
 are mapped to gRPC statuses once, in switch.api.status. Messages never contain a card
@@ -44,6 +46,8 @@ class Code(enum.IntEnum):
     ABORTED = 10
     INTERNAL = 13
     UNAVAILABLE = 14
+    PERMISSION_DENIED = 7
+    UNAUTHENTICATED = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,19 @@ class DeadlineExceeded(SwitchError):
 
 class Unavailable(SwitchError):
     code = Code.UNAVAILABLE
+
+
+class Unauthenticated(SwitchError):
+    """No verified identity where the call needs one (no client certificate)."""
+
+    code = Code.UNAUTHENTICATED
+
+
+class PermissionDenied(SwitchError):
+    """The caller lacks the call's role, or acts for a merchant outside its scope.
+    Raised before anything is claimed, counted or sent."""
+
+    code = Code.PERMISSION_DENIED
 
 
 class StartupError(Exception):

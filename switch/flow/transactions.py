@@ -34,7 +34,14 @@ from collections.abc import Callable, Iterator
 
 from switch.adapters.contract import AdapterUnavailable
 from switch.cards.luhn import quoted
-from switch.domain.errors import ConcurrentUpdate, FailedPrecondition, IdempotencyConflict, NotFound, Unavailable
+from switch.domain.errors import (
+    ConcurrentUpdate,
+    FailedPrecondition,
+    IdempotencyConflict,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from switch.domain.models import JournalEntry, Operation, OperationKind, TransactionRecord
 from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency, lifecycle, pending_operations
@@ -47,6 +54,18 @@ log = logging.getLogger(__name__)
 _IN_FLIGHT_POLL_SECONDS = 0.01
 DECIDE_ATTEMPTS = 5
 _DECIDE_PAUSE_SECONDS = 0.005  # before the second attempt; doubling, jittered, after each
+
+
+MerchantScope = Callable[[str], bool]
+
+
+def _any_merchant(_: str) -> bool:
+    return True
+
+
+def _check_scope(record: TransactionRecord, may_act_for: MerchantScope) -> None:
+    if not may_act_for(record.merchant_id):
+        raise PermissionDenied("this caller may not act for this transaction's merchant")
 
 
 class TransactionService:
@@ -70,14 +89,19 @@ class TransactionService:
         self._clock = clock
         self._store_errors = store_errors()
 
-    async def get(self, transaction_id: str) -> TransactionRecord:
+    async def get(self, transaction_id: str, may_act_for: MerchantScope = _any_merchant) -> TransactionRecord:
         with self._stores_answer():
-            return await self._get(transaction_id)
+            record = await self._get(transaction_id)
+        _check_scope(record, may_act_for)
+        return record
 
-    async def execute(self, operation: Operation) -> tuple[TransactionRecord, bool]:
-        """The transaction after the operation, and whether this answer is a replay."""
+    async def execute(
+        self, operation: Operation, may_act_for: MerchantScope = _any_merchant
+    ) -> tuple[TransactionRecord, bool]:
+        """The transaction after the operation, and whether this answer is a replay. A caller
+        who may not act for the transaction's merchant is refused before anything is claimed."""
         with self._stores_answer():
-            return await self._execute(operation)
+            return await self._execute(operation, may_act_for)
 
     @contextlib.contextmanager
     def _stores_answer(self) -> Iterator[None]:
@@ -95,8 +119,10 @@ class TransactionService:
             raise NotFound(f"no transaction {quoted(transaction_id)}")
         return record
 
-    async def _execute(self, operation: Operation) -> tuple[TransactionRecord, bool]:
-        merchant_id = (await self._get(operation.transaction_id)).merchant_id
+    async def _execute(self, operation: Operation, may_act_for: MerchantScope) -> tuple[TransactionRecord, bool]:
+        record = await self._get(operation.transaction_id)
+        _check_scope(record, may_act_for)
+        merchant_id = record.merchant_id
         request_hash = idempotency.operation_hash(operation)
         claim = Claim(merchant_id, operation.idempotency_key, request_hash, 0)
         replay = await self._claim(claim)

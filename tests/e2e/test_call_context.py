@@ -17,6 +17,9 @@ from switch.v1 import switch_pb2_grpc
 from tests.conftest import SwitchFactory
 from tests.e2e.support import card_request, serve
 
+# The caller is named by a sidecar's trusted header (plaintext on loopback) in these tests.
+TRUSTED_HEADER = {"trusted_identity_header": "x-caller-id"}
+
 
 class _Lines(logging.Handler):
     """Formats at emit time, inside the call, as the switch's own handler does."""
@@ -49,7 +52,7 @@ async def _request_id(call: grpc.aio.UnaryUnaryCall[pb.AuthorizeRequest, pb.Auth
 
 
 async def test_the_callers_request_id_is_echoed_and_logged(switch_factory: SwitchFactory, access_log: _Lines) -> None:
-    async with serve(switch_factory, "embedded") as switch:
+    async with serve(switch_factory, "embedded", security=TRUSTED_HEADER) as switch:
         metadata = (("x-request-id", "req-42"), ("x-caller-id", "wallet-api"))
         call = switch.stub.Authorize(card_request(), metadata=metadata)
         assert await _request_id(call) == "req-42"
@@ -88,7 +91,10 @@ async def test_streams_get_a_request_id(switch_factory: SwitchFactory) -> None:
 
 
 async def test_the_tokens_service_carries_the_request_id_on_errors(switch_factory: SwitchFactory) -> None:
-    async with serve(switch_factory, "embedded") as switch, grpc.aio.insecure_channel(switch.target) as channel:
+    async with (
+        serve(switch_factory, "embedded") as switch,
+        grpc.aio.insecure_channel(switch.target) as channel,
+    ):
         stub = switch_pb2_grpc.TokensStub(channel)
         bad = pb.TokenizeRequest(card=pb.Card(pan="4111111111111112", expiry_month=12, expiry_year=2099))
         call = stub.Tokenize(bad, metadata=(("x-request-id", "req-tok"),))
@@ -99,7 +105,7 @@ async def test_the_tokens_service_carries_the_request_id_on_errors(switch_factor
 
 
 async def test_a_stream_writes_one_access_line_with_its_ids(switch_factory: SwitchFactory, access_log: _Lines) -> None:
-    async with serve(switch_factory, "embedded") as switch:
+    async with serve(switch_factory, "embedded", security=TRUSTED_HEADER) as switch:
         metadata = (("x-request-id", "req-s2"), ("x-caller-id", "wallet-api"))
         call = switch.stub.AuthorizeStream(iter([card_request(), card_request()]), metadata=metadata)
         assert len([answer async for answer in call]) == 2
