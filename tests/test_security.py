@@ -86,30 +86,30 @@ def test_grants_are_cached_per_caller_and_the_cache_is_bounded() -> None:
 
 
 class _Context:
-    def __init__(self, auth: dict[str, list[bytes]]) -> None:
-        self._auth = auth
+    def __init__(self, names: list[bytes] | None) -> None:
+        self._names = names
 
-    def auth_context(self) -> dict[str, list[bytes]]:
-        return self._auth
+    def peer_identities(self) -> list[bytes] | None:
+        return self._names
 
 
 def test_with_tls_the_certificate_names_the_caller_and_none_is_unauthenticated() -> None:
     access = Access(Policy([rule("*", Role.READ)]), IdentitySource.CERTIFICATE)
-    assert access.caller(_Context({"x509_common_name": [b"cn"]}), "ignored-header") == "cn"
+    assert access.caller(_Context([b"cn"]), "ignored-header") == "cn"
     with pytest.raises(Unauthenticated):
-        access.caller(_Context({"transport_security_type": [b"ssl"]}), "spoofed")
+        access.caller(_Context(None), "spoofed")
 
 
 def test_a_trusted_header_is_required_when_it_names_the_caller() -> None:
     access = Access(Policy([rule("*", Role.READ)]), IdentitySource.HEADER, "x-caller-id")
-    assert access.caller(_Context({}), "wallet-api") == "wallet-api"
+    assert access.caller(_Context(None), "wallet-api") == "wallet-api"
     with pytest.raises(Unauthenticated, match="x-caller-id"):
-        access.caller(_Context({}), "")
+        access.caller(_Context(None), "")
 
 
 def test_plaintext_without_a_trusted_header_is_anonymous() -> None:
     access = Access(Policy([rule("*", Role.READ)]), IdentitySource.NONE)
-    assert access.caller(_Context({}), "wallet-api") == ""
+    assert access.caller(_Context(None), "wallet-api") == ""
 
 
 def test_admission_needs_the_role_and_names_neither_caller_nor_merchant() -> None:
@@ -127,25 +127,18 @@ def test_admission_needs_the_role_and_names_neither_caller_nor_merchant() -> Non
 
 
 @pytest.mark.parametrize(
-    ("properties", "identity"),
+    ("names", "identity"),
     [
-        (
-            {
-                "peer_spiffe_id": [b"spiffe://w/p"],
-                "peer_uri": [b"spiffe://w/p"],
-                "peer_dns": [b"p.internal"],
-                "x509_common_name": [b"cn"],
-            },
-            "spiffe://w/p",
-        ),
-        ({"peer_uri": [b"urn:example:p"], "peer_dns": [b"p.internal"], "x509_common_name": [b"cn"]}, "urn:example:p"),
-        ({"peer_dns": [b"p.internal", b"q.internal"], "x509_common_name": [b"cn"]}, "p.internal"),
-        ({"x509_common_name": [b"cn"]}, "cn"),
-        ({}, None),
+        ([b"p.internal", b"urn://x/y", b"spiffe://w/p"], "spiffe://w/p"),
+        ([b"p.internal", b"https://w.example/p"], "https://w.example/p"),
+        ([b"p.internal", b"q.internal"], "p.internal"),
+        ([b"cn"], "cn"),  # no SAN: gRPC gives the common name
+        ([], None),
+        (None, None),
     ],
 )
-def test_the_certificate_identity_is_the_most_specific_name(properties: dict[str, list[bytes]], identity: str) -> None:
-    assert from_certificate(properties) == identity
+def test_the_certificate_identity_is_the_most_specific_name(names: list[bytes] | None, identity: str | None) -> None:
+    assert from_certificate(names) == identity
 
 
 # --- configuration --------------------------------------------------------------------

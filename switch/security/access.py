@@ -24,7 +24,7 @@ class Access:
     def caller(self, context: Any, header_value: str | None) -> str:
         """The call's identity; header_value: the trusted header's, already cleaned."""
         if self.source is IdentitySource.CERTIFICATE:
-            identity = from_certificate(context.auth_context())
+            identity = from_certificate(context.peer_identities())
             if identity is None:
                 raise Unauthenticated("a client certificate is required")
             return identity

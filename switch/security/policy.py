@@ -38,15 +38,24 @@ class CallerRule:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What one caller may do: its roles, and the merchants it may act for."""
+    """What one caller may do: its roles, and the merchants it may act for (exact ids,
+    id prefixes from patterns ending in `*`, and other patterns)."""
 
     caller: str
     roles: frozenset[Role]
-    merchants: tuple[re.Pattern[str], ...]
     every_merchant: bool
+    merchants: frozenset[str]
+    prefixes: tuple[str, ...]
+    patterns: tuple[re.Pattern[str], ...]
 
     def may_act_for(self, merchant_id: str) -> bool:
-        return self.every_merchant or any(pattern.fullmatch(merchant_id) for pattern in self.merchants)
+        # Checked for every item of a batch: set and prefix tests first, regexes last.
+        return (
+            self.every_merchant
+            or merchant_id in self.merchants
+            or merchant_id.startswith(self.prefixes)
+            or any(pattern.fullmatch(merchant_id) for pattern in self.patterns)
+        )
 
 
 _CACHE_LIMIT = 4096  # distinct callers remembered; past it the cache starts again
@@ -73,9 +82,13 @@ class Policy:
 
 
 def _grant(caller: str, rule: CallerRule) -> Grant:
+    wild = [merchant for merchant in rule.merchants if "*" in merchant]
+    prefixes = tuple(m[:-1] for m in wild if m.endswith("*") and m.count("*") == 1 and len(m) > 1)
     return Grant(
         caller=caller,
         roles=rule.roles,
-        merchants=tuple(_pattern(merchant) for merchant in rule.merchants),
         every_merchant="*" in rule.merchants,
+        merchants=frozenset(m for m in rule.merchants if "*" not in m),
+        prefixes=prefixes,
+        patterns=tuple(_pattern(m) for m in wild if m != "*" and m[:-1] not in prefixes),
     )
