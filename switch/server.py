@@ -196,7 +196,8 @@ def _access(settings: Settings) -> Access:
     """Who may call: identities from client certificates with TLS, else from the trusted
     sidecar's header when one is named, else nobody's (the anonymous caller)."""
     if settings.tls is not None:
-        source = IdentitySource.CERTIFICATE
+        # Without required client certificates gRPC asks for none: nobody is named.
+        source = IdentitySource.CERTIFICATE if settings.tls.require_client_cert else IdentitySource.NONE
     elif settings.security.trusted_identity_header:
         source = IdentitySource.HEADER
     else:
@@ -207,8 +208,10 @@ def _access(settings: Settings) -> Access:
 
 def _log_transport(settings: Settings) -> None:
     if settings.tls is not None:
-        mutual = "mutual TLS" if settings.tls.require_client_cert else "TLS (client certificates optional)"
-        log.info("serving %s; callers are named by their certificates", mutual)
+        if settings.tls.require_client_cert:
+            log.info("serving mutual TLS; callers are named by their certificates")
+        else:
+            log.warning("serving TLS without client certificates: every caller is anonymous")
     elif settings.server.plaintext:
         log.info("serving plaintext, as server.plaintext says (a TLS-terminating sidecar in front)")
     elif settings.stores.embedded and settings.server.host in ("127.0.0.1", "::1", "localhost"):

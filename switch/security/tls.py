@@ -31,7 +31,9 @@ class TlsFiles:
     cert_file: str  # PEM: the server's certificate, then its chain
     key_file: str  # PEM: its private key (mode 0600)
     client_ca_file: str = ""  # PEM: the CAs client certificates must chain to
-    require_client_cert: bool = True  # mutual TLS; False: a client certificate is optional
+    # True: mutual TLS, callers named by their certificates. False: the server alone is
+    # authenticated; gRPC then does not ask for client certificates, so callers are anonymous.
+    require_client_cert: bool = True
 
 
 class ServerCertificates:
