@@ -195,12 +195,14 @@ def python_env() -> dict[str, str]:
 
 
 def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> dict[str, str]:
-    """The switch on Redis + PostgreSQL, in its own schema and key prefix."""
+    """The switch on Redis + PostgreSQL, in its own schema and key prefix; plaintext on
+    loopback, said explicitly (production stores otherwise need [server.tls])."""
     return {
         "SWITCH_REDIS_URL": redis_url,
         "SWITCH_POSTGRES_DSN": postgres_dsn,
         "SWITCH_POSTGRES_SCHEMA": schema,
         "SWITCH_KEY_PREFIX": prefix,
+        "SWITCH_PLAINTEXT": "true",
         "SWITCH_FINGERPRINT_KEY": secrets.token_hex(32),
     }
 

@@ -214,10 +214,8 @@ def _log_transport(settings: Settings) -> None:
             log.warning("serving TLS without client certificates: every caller is anonymous")
     elif settings.server.plaintext:
         log.info("serving plaintext, as server.plaintext says (a TLS-terminating sidecar in front)")
-    elif settings.stores.embedded and settings.server.host in ("127.0.0.1", "::1", "localhost"):
+    else:  # the loader allows nothing else: the embedded default on loopback
         log.info("serving plaintext on loopback (the embedded default); configure [server.tls] for TLS")
-    else:
-        log.warning("serving plaintext: any process that reaches the port can call; configure [server.tls]")
     if settings.callers is None:
         log.info(
             "no [[security.callers]]: every caller may authorize, operate, read, quote and tokenize "

@@ -29,11 +29,14 @@ STORE_SETS = ("embedded", "production")
 
 
 def store_settings(store_set: str, tmp_path: Path) -> dict[str, Any]:
-    """The [stores] and [security] tables for one store set, isolated for one test."""
+    """The [stores] and [security] tables for one store set, isolated for one test.
+    Production is plaintext only when it says so (server.plaintext), as a switch
+    behind a TLS-terminating sidecar does; the embedded default on loopback need not."""
     if store_set == "embedded":
         return {"stores": {"sqlite_path": str(tmp_path / "journal.sqlite3")}}
     unique = secrets.token_hex(4)
     return {
+        "server": {"plaintext": True},
         "stores": {
             "redis_url": REDIS_URL,
             "postgres_dsn": POSTGRES_DSN,
@@ -103,6 +106,8 @@ def switch_factory(tmp_path: Path) -> SwitchFactory:
         raw = store_settings(store_set, tmp_path)
         raw.setdefault("server", {})["port"] = 0
         for section, values in tables.items():
+            if section == "server" and isinstance(values, dict) and "tls" in values and "plaintext" not in values:
+                raw["server"].pop("plaintext", None)  # [server.tls] replaces the sidecar's plaintext
             if isinstance(values, dict):
                 raw.setdefault(section, {}).update(values)
             else:

@@ -22,9 +22,11 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         '[server]\nport = 7000\nhost = "0.0.0.0"\n'
         '[[limits]]\nscope = "instrument"\nwindow_seconds = 3600\nmax_count = 7\nmax_amount = 500000\n'
     )
-    settings = config.load(path, {"SWITCH_PORT": "7100", "SWITCH_LOG_LEVEL": "debug"}, {"server": {"workers": 1}})
+    environ = {"SWITCH_PORT": "7100", "SWITCH_LOG_LEVEL": "debug", "SWITCH_PLAINTEXT": "1"}
+    settings = config.load(path, environ, {"server": {"workers": 1}})
     assert settings.server.port == 7100
     assert settings.server.host == "0.0.0.0"
+    assert settings.server.plaintext  # beyond loopback, plaintext only when said
     assert settings.log_level == "DEBUG"
     (limit,) = settings.limits
     assert limit == config.Limit(config.LimitScope.INSTRUMENT, 3600, 7, 500000)
@@ -32,7 +34,7 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("off", False), (" False ", False)])
 def test_a_switch_from_the_environment(text: str, expected: bool) -> None:
-    environ = {"SWITCH_REDIS_URL": "redis://r:7000", "SWITCH_POSTGRES_DSN": "postgresql://p/x"}
+    environ = {"SWITCH_REDIS_URL": "redis://r:7000", "SWITCH_POSTGRES_DSN": "postgresql://p/x", "SWITCH_PLAINTEXT": "1"}
     settings = config.load(None, {**environ, "SWITCH_REDIS_CLUSTER": text})
     assert settings.stores.redis_cluster is expected
 
@@ -121,3 +123,77 @@ def test_the_adapter_templates_routes_are_accepted() -> None:
     block = step[step.index("```toml\n") + len("```toml\n") : step.index("```\n", step.index("```toml"))]
     settings = config.from_mapping(tomllib.loads(block))
     assert {route.name for route in settings.routes} == {"my-rail", "card", "instant"}
+
+
+# --- the port's transport: TLS, unless plaintext is said or it is the demo on loopback ---------
+
+PRODUCTION = {"redis_url": "redis://127.0.0.1:6379/0", "postgres_dsn": "postgresql://postgres@127.0.0.1/test"}
+TLS = {"cert_file": "server.pem", "key_file": "server.key", "require_client_cert": False}
+PLAINTEXT_REFUSED = (
+    "server.tls: the switch serves TLS unless it is the embedded default on loopback; "
+    "configure [server.tls], or set server.plaintext = true behind a TLS-terminating sidecar"
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"stores": PRODUCTION},
+        {"stores": PRODUCTION, "server": {"host": "127.0.0.1"}},  # loopback is not enough with production stores
+        {"server": {"host": "0.0.0.0"}},  # the embedded default, reachable from other machines
+        {"server": {"host": "10.0.0.7", "plaintext": False}},
+    ],
+)
+def test_plaintext_beyond_the_demo_on_loopback_is_refused(raw: dict[str, object]) -> None:
+    with pytest.raises(config.ConfigError) as error:
+        config.from_mapping(raw)
+    assert str(error.value) == PLAINTEXT_REFUSED
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_the_embedded_default_on_loopback_is_plaintext(host: str) -> None:
+    settings = config.from_mapping({"server": {"host": host}})
+    assert settings.tls is None and not settings.server.plaintext and settings.stores.embedded
+
+
+@pytest.mark.parametrize(
+    ("raw", "environ"),
+    [
+        ({"stores": PRODUCTION, "server": {"plaintext": True}}, {}),
+        ({"stores": PRODUCTION}, {"SWITCH_PLAINTEXT": "true"}),
+        ({"server": {"host": "0.0.0.0"}}, {"SWITCH_PLAINTEXT": "1"}),
+    ],
+)
+def test_plaintext_said_explicitly_is_accepted(raw: dict[str, dict[str, object]], environ: dict[str, str]) -> None:
+    settings = config.load(None, environ, raw)
+    assert settings.server.plaintext and settings.tls is None
+
+
+def test_tls_is_accepted_with_production_stores_and_beyond_loopback() -> None:
+    settings = config.from_mapping({"stores": PRODUCTION, "server": {"host": "0.0.0.0", "tls": TLS}})
+    assert settings.tls is not None and not settings.server.plaintext
+
+
+def test_tls_and_plaintext_together_are_refused() -> None:
+    with pytest.raises(config.ConfigError, match=r"^server\.plaintext: \[server\.tls\] is configured; remove one"):
+        config.from_mapping({"stores": PRODUCTION, "server": {"plaintext": True, "tls": TLS}})
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"tls": TLS},  # the identity comes from the client's certificate, never a header
+        {"host": "0.0.0.0", "plaintext": True},  # anyone who reaches the port could set the header
+        {"host": "10.0.0.7", "plaintext": True},
+    ],
+)
+def test_a_trusted_identity_header_only_on_plaintext_loopback(server: dict[str, object]) -> None:
+    raw = {"server": server, "security": {"trusted_identity_header": "x-client-id"}}
+    with pytest.raises(config.ConfigError, match=r"^security\.trusted_identity_header: only for a plaintext listener"):
+        config.from_mapping(raw)
+
+
+def test_a_trusted_identity_header_behind_a_sidecar_on_loopback() -> None:
+    raw = {"stores": PRODUCTION, "server": {"plaintext": True}, "security": {"trusted_identity_header": "x-client-id"}}
+    assert config.from_mapping(raw).security.trusted_identity_header == "x-client-id"

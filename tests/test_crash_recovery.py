@@ -285,6 +285,7 @@ async def production_switch(tmp_path: Path) -> AsyncIterator[tuple[Switch, str, 
         SWITCH_POSTGRES_DSN=POSTGRES_DSN,
         SWITCH_POSTGRES_SCHEMA=schema,
         SWITCH_KEY_PREFIX=prefix,
+        SWITCH_PLAINTEXT="true",
         SWITCH_FINGERPRINT_KEY=FINGERPRINT_KEY,
         SWITCH_LOG_LEVEL="INFO",
     )

@@ -69,6 +69,7 @@ def test_demo_ignores_production_stores(capsys: pytest.CaptureFixture[str]) -> N
     """The demo always runs on the embedded default, whatever stores are configured."""
     settings = config.from_mapping(
         {
+            "server": {"plaintext": True},
             "stores": {"redis_url": "redis://127.0.0.1:1/0", "postgres_dsn": "postgresql://nobody@127.0.0.1:1/none"},
             "security": {"fingerprint_key_hex": "ab" * 32},
         }

@@ -28,6 +28,8 @@ def test_migrate_creates_the_schema_once(store_set: str, tmp_path: Path, monkeyp
     raw = store_settings(store_set, tmp_path)
     for key, value in raw["stores"].items():
         monkeypatch.setenv(ENVIRONMENT[key], value)
+    if raw.get("server", {}).get("plaintext"):
+        monkeypatch.setenv("SWITCH_PLAINTEXT", "true")  # the setting production's serve runs with
     try:
         assert cli.main(["migrate"]) == 0
         assert cli.main(["migrate"]) == 0  # nothing left to do the second time

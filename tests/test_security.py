@@ -245,3 +245,22 @@ def test_key_errors_never_quote_the_key(files: tuple[CA, TlsFiles], tmp_path: Pa
     with pytest.raises(StartupError) as refused:
         ServerCertificates(TlsFiles(tls.cert_file, str(tmp_path / "broken.key"), ""))
     assert "c2VjcmV0" not in str(refused.value)
+
+
+def test_the_readmes_callers_section_configures_what_it_says() -> None:
+    import re
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Callers: TLS, identities and roles") : readme.index("## Running it")]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    settings = from_mapping(tomllib.loads("\n".join(blocks)))
+    assert settings.tls == TlsFiles(
+        "/etc/switch/tls/server.pem", "/etc/switch/tls/server.key", "/etc/switch/tls/clients-ca.pem", True
+    )
+    assert settings.callers is not None
+    payments = Policy(settings.callers).grant("spiffe://wallet.example/payments")
+    assert payments is not None and Role.TOKENIZE in payments.roles
+    assert payments.may_act_for("m-br-1") and not payments.may_act_for("m-ar-1")
+    reporting = Policy(settings.callers).grant("spiffe://wallet.example/reporting/daily")
+    assert reporting is not None and reporting.roles == {Role.READ}

@@ -42,6 +42,8 @@ def environment(raw: dict[str, Any], folder: Path) -> dict[str, str]:
         "sqlite_path": "SWITCH_SQLITE_PATH",
     }
     env.update({names[key]: value for key, value in stores.items()})
+    if raw.get("server", {}).get("plaintext"):
+        env["SWITCH_PLAINTEXT"] = "true"
     if "fingerprint_key_hex" in security:
         env["SWITCH_FINGERPRINT_KEY"] = security["fingerprint_key_hex"]
     if "tokenization" in raw:

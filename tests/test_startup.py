@@ -29,7 +29,8 @@ BOTH_DEFAULT_ROUTES = '[routes.card]\nadapter = "simulated"\n[routes.instant]\na
 
 @pytest.fixture
 def production(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a production switch with its own key prefix and schema (no keys)."""
+    """The environment of a production switch with its own key prefix and schema (no keys),
+    plaintext as behind a TLS-terminating sidecar."""
     unique = os.urandom(4).hex()
     env = dict(os.environ)
     env.update(
@@ -37,6 +38,7 @@ def production(tmp_path: Path) -> Iterator[dict[str, str]]:
         SWITCH_POSTGRES_DSN=POSTGRES_DSN,
         SWITCH_POSTGRES_SCHEMA=f"test_{unique}",
         SWITCH_KEY_PREFIX=f"test:{unique}",
+        SWITCH_PLAINTEXT="true",
     )
     for variable in ("SWITCH_FINGERPRINT_KEY", "SWITCH_FINGERPRINT_KEY_FILE", "SWITCH_TOKENIZATION_KEY_FILE"):
         env.pop(variable, None)
@@ -174,6 +176,7 @@ def test_the_readmes_production_path_starts(production: dict[str, str], tmp_path
     command = [sys.executable, "-m", "switch", *serve.split()[1:]]
     command[command.index("examples/production.toml")] = str(ROOT / "examples" / "production.toml")
     env = {**production, "SWITCH_PORT": str(port), "SWITCH_METRICS_PORT": str(free_port())}
+    del env["SWITCH_PLAINTEXT"]  # the example says server.plaintext itself
     # Its own session: a failing test kills the workers too, not only their parent.
     process = subprocess.Popen([*command], cwd=tmp_path, env=env, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -188,3 +191,66 @@ def test_the_readmes_production_path_starts(production: dict[str, str], tmp_path
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+# --- the port's transport ------------------------------------------------------------------
+
+PLAINTEXT_REFUSED = (
+    r"configuration error: server\.tls: the switch serves TLS unless it is the embedded default on loopback; "
+    r"configure \[server\.tls\], or set server\.plaintext = true behind a TLS-terminating sidecar"
+)
+
+
+def embedded(tmp_path: Path) -> dict[str, str]:
+    """No configuration but a journal of its own (SWITCH_NO_EXTENSIONS, not configuration, goes through)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_") or k == "SWITCH_NO_EXTENSIONS"}
+    return {**env, "SWITCH_SQLITE_PATH": str(tmp_path / "journal.sqlite3")}
+
+
+def serving_log(env: dict[str, str], *args: str) -> str:
+    """Starts `switch serve`, calls it once, stops it; what it logged."""
+    port = free_port()
+    command = [sys.executable, "-m", "switch", "serve", "--port", str(port), *args]
+    env = {**env, "SWITCH_LOG_LEVEL": "INFO"}  # the transport's line is at INFO
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until_serving(port)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = switch_pb2_grpc.SwitchStub(channel).Authorize(request("transport"), timeout=10)
+        assert answer.response_code == "00"
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=15)
+        assert process.returncode == 0, log
+        return log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_production_without_tls_or_plaintext_is_refused(production: dict[str, str], tmp_path: Path) -> None:
+    env = keys_in(tmp_path / "keys", production)
+    del env["SWITCH_PLAINTEXT"]
+    assert_refused_once(start(env, tmp_path), PLAINTEXT_REFUSED)
+
+
+def test_production_with_plaintext_said_starts_and_says_so(production: dict[str, str], tmp_path: Path) -> None:
+    log = serving_log(keys_in(tmp_path / "keys", production), "--workers", "2")
+    assert "serving plaintext, as server.plaintext says" in log
+
+
+def test_the_embedded_default_on_loopback_starts_plaintext_and_says_so(tmp_path: Path) -> None:
+    log = serving_log(embedded(tmp_path), "--host", "127.0.0.1")
+    assert "serving plaintext on loopback (the embedded default)" in log
+
+
+def test_the_embedded_default_beyond_loopback_is_refused_without_tls(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "switch", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=embedded(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert_refused_once(result, PLAINTEXT_REFUSED)

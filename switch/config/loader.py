@@ -38,6 +38,7 @@ ENVIRONMENT = {
     "SWITCH_PORT": ("server", "port"),
     "SWITCH_WORKERS": ("server", "workers"),
     "SWITCH_METRICS_PORT": ("server", "metrics_port"),
+    "SWITCH_PLAINTEXT": ("server", "plaintext"),
     "SWITCH_REDIS_URL": ("stores", "redis_url"),
     "SWITCH_REDIS_CLUSTER": ("stores", "redis_cluster"),
     "SWITCH_POSTGRES_DSN": ("stores", "postgres_dsn"),
@@ -293,6 +294,12 @@ def _check_transport(settings: Settings) -> None:
     server, header = settings.server, settings.security.trusted_identity_header
     if settings.tls is not None and server.plaintext:
         raise ConfigError("server.plaintext: [server.tls] is configured; remove one of them")
+    if settings.tls is None and not server.plaintext and not (settings.stores.embedded and server.host in _LOOPBACK):
+        # Plaintext by default only for the demo: the embedded stores, reachable from this machine alone.
+        raise ConfigError(
+            "server.tls: the switch serves TLS unless it is the embedded default on loopback; "
+            "configure [server.tls], or set server.plaintext = true behind a TLS-terminating sidecar"
+        )
     if header and (settings.tls is not None or server.host not in _LOOPBACK):
         raise ConfigError(
             "security.trusted_identity_header: only for a plaintext listener on loopback, "

@@ -44,7 +44,7 @@ class ServerSettings:
     drain_seconds: float = 10.0
     metrics_port: int = 0  # Prometheus text on GET /metrics; 0: off. Worker i uses metrics_port + i.
     # Without [server.tls] the port is plaintext: true says it is meant (behind a
-    # TLS-terminating sidecar); otherwise the switch warns at start.
+    # TLS-terminating sidecar). Only the embedded default on loopback may leave it out.
     plaintext: bool = False
 
 

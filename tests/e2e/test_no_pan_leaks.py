@@ -223,7 +223,7 @@ async def test_no_pan_anywhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     raw = store_settings(store_set, tmp_path / "stores")
-    raw["server"] = {"port": 0}
+    raw.setdefault("server", {})["port"] = 0
     raw["limits"] = [
         {"scope": "instrument", "window_seconds": 30 * 86_400, "max_count": 3},
         {"scope": "merchant", "window_seconds": 30 * 86_400, "max_amount": 500_000},

@@ -21,7 +21,7 @@ from tests.e2e.support import approved, card_request, get, money, new_key, serve
 @pytest.fixture
 async def settings(store_set: str, tmp_path: Path) -> AsyncIterator[config.Settings]:
     raw = store_settings(store_set, tmp_path)
-    raw["server"] = {"port": 0}
+    raw.setdefault("server", {})["port"] = 0
     kept = config.from_mapping(raw)
     yield kept
     await drop_production_state(kept)

@@ -326,6 +326,7 @@ host = "127.0.0.1"
 port = {self.port}
 workers = {s.workers}
 drain_seconds = {s.drain_seconds}
+plaintext = true
 
 [idempotency]
 lease_seconds = {s.lease_seconds}
