@@ -12,11 +12,13 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switch import config
 from switch.v1 import switch_pb2_grpc
@@ -164,33 +166,56 @@ def test_keys_init_writes_private_files_and_never_replaces_them(tmp_path: Path) 
 
 
 def test_the_readmes_production_path_starts(production: dict[str, str], tmp_path: Path) -> None:
-    """README "Production": keys init, then serve examples/production.toml with two workers,
-    from the working folder the relative key paths of the example are resolved against."""
+    """README "Production": keys init, tls init, then serve examples/production.toml with
+    two workers, from the working folder the relative key and certificate paths of the
+    example are resolved against; a client of tls init's files calls it over mutual TLS."""
     readme = (ROOT / "README.md").read_text()
-    init = ".venv/bin/switch keys init --dir switch-data/keys"
+    keys = ".venv/bin/switch keys init --dir switch-data/keys"
+    tls = ".venv/bin/switch tls init --dir switch-data/tls"
     serve = ".venv/bin/switch serve --config examples/production.toml --workers 2"
-    assert init in readme and serve in readme, "the README's production commands changed: update this test"
-    init_command = [sys.executable, "-m", "switch", *init.split()[1:]]
-    subprocess.run(init_command, cwd=tmp_path, env=production, check=True, capture_output=True)
+    assert all(command in readme for command in (keys, tls, serve)), "the README's production commands changed"
+    for init in (keys, tls):
+        command = [sys.executable, "-m", "switch", *init.split()[1:]]
+        subprocess.run(command, cwd=tmp_path, env=production, check=True, capture_output=True)
     port = free_port()
     command = [sys.executable, "-m", "switch", *serve.split()[1:]]
     command[command.index("examples/production.toml")] = str(ROOT / "examples" / "production.toml")
     env = {**production, "SWITCH_PORT": str(port), "SWITCH_METRICS_PORT": str(free_port())}
-    del env["SWITCH_PLAINTEXT"]  # the example says server.plaintext itself
+    del env["SWITCH_PLAINTEXT"]  # the example serves mutual TLS
+    files = tmp_path / "switch-data" / "tls"
+    credentials = grpc.ssl_channel_credentials(
+        (files / "ca.pem").read_bytes(), (files / "client.key").read_bytes(), (files / "client.pem").read_bytes()
+    )
     # Its own session: a failing test kills the workers too, not only their parent.
     process = subprocess.Popen([*command], cwd=tmp_path, env=env, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        wait_until_serving(port)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+            wait_until_healthy(channel)
             answer = switch_pb2_grpc.SwitchStub(channel).Authorize(request("readme-production"), timeout=10)
         assert answer.response_code == "00"
         assert answer.fee.minor_units > 0  # the example's fee schedule is in force
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError):
+            switch_pb2_grpc.SwitchStub(channel).Authorize(request("readme-plaintext"), timeout=2)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def wait_until_healthy(channel: grpc.Channel, seconds: float = 20.0) -> None:
+    """Until the switch behind channel (of any transport) answers SERVING to a health check."""
+    deadline = time.monotonic() + seconds
+    stub = health_pb2_grpc.HealthStub(channel)
+    while True:
+        try:
+            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 # --- the port's transport ------------------------------------------------------------------

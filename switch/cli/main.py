@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys":
         return _refusing_cleanly(lambda: init_keys(Path(args.dir)))
+    if args.command == "tls":
+        from switch.cli import tls_init
+
+        return _refusing_cleanly(lambda: tls_init.init(Path(args.dir), args.client, args.name))
     try:
         flags = {key: getattr(args, key, None) for key in ("host", "port", "workers")}
         overrides = {"server": {key: value for key, value in flags.items() if value is not None}}
@@ -40,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from switch.cli import demo
 
-        return _refusing_cleanly(lambda: demo.main(settings, calls=args.calls))
+        tls_dir = Path(args.tls_dir) if args.tls_dir else None
+        return _refusing_cleanly(lambda: demo.main(settings, calls=args.calls, tls_dir=tls_dir))
     if args.command == "migrate":
         return _refusing_cleanly(lambda: migrate(settings))
     if args.command == "sim":
@@ -71,11 +76,28 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     demo_cmd = commands.add_parser("demo", help="start the switch on the embedded default and drive it")
     demo_cmd.add_argument("--calls", type=int, default=300, help="how many calls the demo sends")
+    demo_cmd.add_argument(
+        "--tls-dir", help="a folder made by `switch tls init`: the demo's switch serves mutual TLS with it"
+    )
     commands.add_parser("migrate", help="apply the journal's schema migrations")
     keys = commands.add_parser("keys", help="key material for a deployment")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     init = key_commands.add_parser("init", help="write a new fingerprint key and tokenization key ring (mode 0600)")
     init.add_argument("--dir", required=True, help="the folder to write them in (created 0700; never replaces a file)")
+    tls = commands.add_parser("tls", help="certificates for trying mutual TLS (a throwaway CA)")
+    tls_commands = tls.add_subparsers(dest="tls_command", required=True)
+    tls_init = tls_commands.add_parser(
+        "init", help="write a test CA, a server certificate and a client certificate (keys 0600)"
+    )
+    tls_init.add_argument(
+        "--dir", required=True, help="the folder to write them in (created 0700; never replaces a file)"
+    )
+    tls_init.add_argument(
+        "--client", default="spiffe://switch.local/client", help="the client certificate's identity (a SPIFFE id)"
+    )
+    tls_init.add_argument(
+        "--name", action="append", default=None, help="a DNS name or IP the server certificate holds (repeatable)"
+    )
     sim = commands.add_parser("sim", help="run a network simulator an adapter can talk to (e.g. card)")
     sim.add_argument("kind", help="a simulator installed under the 'switch.simulators' entry points, e.g. card")
     sim.add_argument("--host", default="127.0.0.1")
