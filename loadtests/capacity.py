@@ -4,7 +4,7 @@
         [--stores embedded,production] [--rows a,b] [--modes unary,batch,stream]
         [--concurrency 64] [--batch-concurrency 8] [--batch-items 100]
         [--streams 4] [--stream-window 256] [--channels 4] [--load 0.8]
-        [--json PATH] [--strict] [--keep-logs]
+        [--tls-dir DIR] [--json PATH] [--strict] [--keep-logs]
 
 It starts everything it drives, each in its own process, and so is the load
 generator, so client and servers never share a GIL:
@@ -22,6 +22,13 @@ generator, so client and servers never share a GIL:
     production (a)  row (a) on this machine's Redis and PostgreSQL (SWITCH_REDIS_URL /
     production (b)  SWITCH_POSTGRES_DSN), in a fresh schema and key prefix per run that
                     are removed at the end.
+
+--tls-dir DIR (a folder made by `switch tls init`) adds every row again over mutual TLS,
+the echo included: the servers serve DIR's server certificate and require client
+certificates from DIR's CA, the switch grants DIR's client identity what the load calls
+([[security.callers]]), and the load generator presents DIR's client certificate. An
+mTLS row's "vs echo" is against the echo over mTLS, so it shows the switch's cost on a
+TLS transport; the plaintext rows beside it show what TLS costs.
 
 capacity.toml turns everything on: durable journal, idempotency, velocity limits
 (set far above what a run reaches, so they count without declining), fees with
@@ -75,7 +82,7 @@ import orjson
 if not __package__:  # run as a script: loadtests/ is sys.path[0], the repository is not on it
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from loadtests import capacity_targets, generators, harness, stores
+from loadtests import capacity_targets, generators, harness, servers, stores
 from loadtests.capacity_report import Measured, RunResult, build_report, median_rate, meta, render_markdown, run_result
 from loadtests.capacity_targets import Target
 from loadtests.driver import Plan
@@ -114,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=CONFIG, help="the switch's configuration for row (a)")
     parser.add_argument("--redis-url", default=os.environ.get("SWITCH_REDIS_URL") or harness.DEFAULT_REDIS_URL)
     parser.add_argument("--postgres-dsn", default=os.environ.get("SWITCH_POSTGRES_DSN") or harness.DEFAULT_POSTGRES_DSN)
+    parser.add_argument(
+        "--tls-dir", type=Path, help="a `switch tls init` folder: every row again over mutual TLS with its files"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target of the issue does not hold")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (printed path)")
@@ -148,13 +158,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     modes = _split(args.modes, MODES, "--modes")
     store_sets = _split(args.stores, STORE_SETS, "--stores")
     rows = _split(args.rows, ROWS, "--rows")
+    args.tls_dir = servers.tls_folder(args.tls_dir)
     heading = meta(args, argv)
     folder = Path(tempfile.mkdtemp(prefix="switch-capacity-"))
     unique = secrets.token_hex(4)
     schema, prefix = f"capacity_{unique}", f"capacity:{unique}"
     production_env = harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix)
     targets = capacity_targets.targets(
-        folder, config=args.config, stores=store_sets, rows=rows, production_env=production_env
+        folder, config=args.config, stores=store_sets, rows=rows, production_env=production_env, tls_dir=args.tls_dir
     )
     results: list[RunResult] = []
     started = time.monotonic()
@@ -187,7 +198,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     heading["total_s"] = round(time.monotonic() - started, 1)
-    measured = [Measured(t.key, t.label, t.sim is not None) for t in targets]
+    measured = [Measured(t.key, t.label, t.sim is not None, t.baseline) for t in targets]
     report = build_report(heading, modes, measured, results)
     print()
     print(render_markdown(report))
@@ -259,6 +270,7 @@ def _one_run(
         requests="pool",
         pool=pool,
         run_id=secrets.token_hex(4),
+        tls_dir=str(target.server.tls_dir or ""),
     )
     watch = {
         "server": target.server.pids(),

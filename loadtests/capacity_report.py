@@ -34,6 +34,7 @@ class Measured:
     key: str  # "echo", "embedded-a", ...
     label: str  # "embedded (a) simulated", ...
     has_sim: bool  # row (b): its simulator's CPU is a column of its own
+    baseline: str = "echo"  # the key of the echo its "vs echo" is against (the mTLS rows': "echo-tls")
 
 
 @dataclass(frozen=True)
@@ -150,15 +151,14 @@ def build_report(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for mode in modes:
-        echo_rate = 0.0
+        rates: dict[str, float] = {}
         for target in targets:
             runs = [r for r in results if r.target == target.key and r.mode == mode and r.phase == "max"]
             loaded = [r for r in results if r.target == target.key and r.mode == mode and r.phase == "load"]
             if not runs:
                 continue
-            rate = statistics.median(r.authorizations_per_s for r in runs)
-            if target.key == "echo":
-                echo_rate = rate
+            rate = rates[target.key] = statistics.median(r.authorizations_per_s for r in runs)
+            echo_rate = rates.get(target.baseline, 0.0)
             row = _row(target, mode, rate=rate, echo_rate=echo_rate, runs=runs, loaded=loaded)
             rows.append(row)
             notes += _notes(f"{target.label} / {mode_label(mode, batch_items)}", target, row, runs, loaded)
@@ -222,7 +222,7 @@ def _notes(
     if row["item_errors"]:
         notes.append(f"{name}: {row['item_errors']} authorizations answered with an error")
     share = row["declined_share"]
-    if target.key != "echo" and share is not None and share > 0.25:
+    if target.key != target.baseline and share is not None and share > 0.25:
         notes.append(f"{name}: {share:.0%} declined (the load's mix declines about 10%)")
     for r in loaded:
         if r.authorizations_per_s < 0.95 * r.offered_per_s:
@@ -316,6 +316,17 @@ HEADER = (
 )
 
 
+def _tls_note(rows: Sequence[dict[str, Any]]) -> list[str]:
+    if not any(row["target"].endswith("-tls") for row in rows):
+        return []
+    return [
+        "",
+        "mTLS rows: the server serves mutual TLS (`--tls-dir`) and every client channel presents a client "
+        'certificate; their "vs echo" is against the echo over mTLS, and the plaintext row of the same '
+        "server shows what TLS costs it.",
+    ]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     c = meta["concurrency"]
@@ -357,6 +368,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Server CPU is the switch's process tree (the echo server's on echo rows); sim cores is the "
         "ISO 8583 simulator's process, not counted in the switch's; stores cores is PostgreSQL's and "
         "Redis's on this machine while the row ran (the embedded rows' SQLite is inside the switch).",
+        *_tls_note(report["rows"]),
         "",
         "Targets (row (a) on Redis + PostgreSQL):",
         "",

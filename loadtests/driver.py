@@ -2,7 +2,8 @@
 scaling.py run it in load generator processes, loadtests/loadgen.py).
 
 One run follows its Plan against one target, on `channels` channels (one TCP connection
-each) and in one of three modes: unary Authorize (`concurrency` calls in flight),
+each; mutual TLS with a `switch tls init` folder's client files when the plan names one,
+plaintext otherwise) and in one of three modes: unary Authorize (`concurrency` calls in flight),
 AuthorizeBatch (`concurrency` calls of `batch_items` in flight) or AuthorizeStream
 (`concurrency` streams, answers matched to requests by idempotency key). Two phases:
 
@@ -60,6 +61,7 @@ class Plan:
     pool: int = 0  # pool and ring: calls to build before the run
     run_id: str = ""  # the idempotency keys' prefix: unique per run
     sample_every: int = 1  # read every n-th answer item by item
+    tls_dir: str = ""  # a `switch tls init` folder: mutual TLS with its client files; empty: plaintext
 
     def check(self) -> None:
         if self.mode not in MODES or self.phase not in PHASES or self.requests not in payloads.SOURCES:
@@ -90,9 +92,18 @@ class Driver:
         import grpc
 
         plan = self.plan
-        self.channels = [
-            grpc.aio.insecure_channel(plan.target, options=harness.CHANNEL_OPTIONS) for _ in range(plan.channels)
-        ]
+        if plan.tls_dir:
+            from switch.cli.demo.tls import TlsFolder
+
+            credentials = TlsFolder.open(plan.tls_dir).credentials()
+            self.channels = [
+                grpc.aio.secure_channel(plan.target, credentials, options=harness.CHANNEL_OPTIONS)
+                for _ in range(plan.channels)
+            ]
+        else:
+            self.channels = [
+                grpc.aio.insecure_channel(plan.target, options=harness.CHANNEL_OPTIONS) for _ in range(plan.channels)
+            ]
         await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in self.channels)), CONNECT_TIMEOUT)
 
     async def close(self) -> None:

@@ -2,14 +2,16 @@
 the ceiling the benchmarks measure the switch against (capacity.py and scaling.py start it
 through loadtests/servers.py):
 
-    python -m loadtests.echo --port N
+    python -m loadtests.echo --port N [--tls-dir DIR]
 
 Authorize returns one fixed response, AuthorizeBatch one per item, AuthorizeStream one per
 request carrying its idempotency_key; the other methods answer UNIMPLEMENTED. Requests and
 answers are still protobuf-parsed and serialized, the service is registered as the switch
 registers its own, and the server has the switch's options (SO_REUSEPORT: several echo
 processes can share a port), so only the service logic differs. The gRPC health service
-says SERVING once it listens, and it prints "echo ready pid P port N".
+says SERVING once it listens, and it prints "echo ready pid P port N". With --tls-dir (a
+folder made by `switch tls init`) it serves mutual TLS as the switch does with that folder:
+server.pem / server.key, client certificates required and chaining to ca.pem.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from loadtests.harness import MAX_MESSAGE_BYTES, SERVICE
@@ -28,14 +31,15 @@ from loadtests.harness import MAX_MESSAGE_BYTES, SERVICE
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="a bare gRPC echo of switch.v1.Switch")
     parser.add_argument("--port", type=int, required=True, help="the loopback port (shared: SO_REUSEPORT)")
+    parser.add_argument("--tls-dir", type=Path, help="serve mutual TLS with this folder's server files")
     args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(serve(args.port))
+    uvloop.run(serve(args.port, args.tls_dir))
     return 0
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, tls_dir: Path | None = None) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_health.v1._async import HealthServicer
@@ -96,7 +100,19 @@ async def serve(port: int) -> None:
     switch_pb2_grpc.add_SwitchServicer_to_server(Echo(), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    if not server.add_insecure_port(f"127.0.0.1:{port}"):
+    address = f"127.0.0.1:{port}"
+    if tls_dir is None:
+        bound = server.add_insecure_port(address)
+    else:
+        from switch.cli.demo.tls import CA_FILE, SERVER_CERT, SERVER_KEY, TlsFolder
+
+        files = TlsFolder.open(tls_dir)
+        pair = (files.read(SERVER_KEY), files.read(SERVER_CERT))
+        credentials = grpc.ssl_server_credentials(
+            [pair], root_certificates=files.read(CA_FILE), require_client_auth=True
+        )
+        bound = server.add_secure_port(address, credentials)
+    if not bound:
         raise SystemExit(f"echo: could not bind 127.0.0.1:{port}")
     await server.start()
     for service in ("", SERVICE):

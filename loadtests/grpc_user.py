@@ -6,7 +6,9 @@ process opens its first channel (after `--processes` has forked, never before).
 
 Every user opens its own channel (its own TCP connection: a local subchannel pool,
 so a switch run with `--workers N` spreads users over its processes) and sends
-pre-serialized requests through multicallables without serializers.
+pre-serialized requests through multicallables without serializers. With a TLS folder
+(`switch tls init`; the locustfile's --tls-dir, or LOCUST_TLS_DIR) the channel is mutual
+TLS: it trusts the folder's ca.pem and presents its client.pem; without, it is plaintext.
 
 Events, one Locust stats row each (request_type / name):
 
@@ -23,6 +25,7 @@ invariant, see scenarios.problem) fails that item's authorization.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -84,13 +87,26 @@ class GrpcUser(User):
         super().__init__(environment)
         _init_gevent_once()
         self.keys = scenarios.Keys()
-        self.channel = grpc.insecure_channel(grpc_target(self.host), options=harness.CHANNEL_OPTIONS)
+        self.channel = self._open_channel(grpc_target(self.host))
         raw: dict[str, None] = {"request_serializer": None, "response_deserializer": None}
         self._authorize = self.channel.unary_unary(SERVICE + "Authorize", **raw)
         self._batch = self.channel.unary_unary(SERVICE + "AuthorizeBatch", **raw)
         self._stream = self.channel.stream_stream(SERVICE + "AuthorizeStream", **raw)
         self._capture = self.channel.unary_unary(SERVICE + "Capture", **raw)
         self._refund = self.channel.unary_unary(SERVICE + "Refund", **raw)
+
+    def tls_dir(self) -> str:
+        """The TLS folder to connect with ("" : plaintext): --tls-dir, else LOCUST_TLS_DIR."""
+        options = self.environment.parsed_options
+        return str(getattr(options, "tls_dir", "") or os.environ.get("LOCUST_TLS_DIR", ""))
+
+    def _open_channel(self, target: str) -> grpc.Channel:
+        folder = self.tls_dir()
+        if not folder:
+            return grpc.insecure_channel(target, options=harness.CHANNEL_OPTIONS)
+        from switch.cli.demo.tls import TlsFolder
+
+        return grpc.secure_channel(target, TlsFolder.open(folder).credentials(), options=harness.CHANNEL_OPTIONS)
 
     def on_stop(self) -> None:
         self.channel.close()

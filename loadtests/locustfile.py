@@ -1,4 +1,5 @@
-"""Locust load test of the switch over gRPC (plaintext, one channel per simulated user).
+"""Locust load test of the switch over gRPC (one channel per simulated user; plaintext, or
+mutual TLS with --tls-dir).
 
 Scenarios, one user class each (select by class name, or by tag with --tags):
 
@@ -42,8 +43,14 @@ Runs (from the repository root; the switch listens on --host, default 127.0.0.1:
         --csv loadtests/reports/latest/run --html loadtests/reports/latest/run.html
     .venv/bin/locust -f loadtests/locustfile.py --worker --master-host 10.0.0.5 --processes -1
 
-    # a remote switch: only --host changes (plaintext gRPC; TLS is not wired in)
+    # a remote switch: only --host changes (plaintext gRPC)
     .venv/bin/locust -f loadtests/locustfile.py --host switch.staging.internal:50051 --headless -u 50 -t 2m
+
+    # mutual TLS: a folder made by `switch tls init --dir DIR` (or LOCUST_TLS_DIR=DIR); each user
+    # trusts DIR/ca.pem and presents DIR/client.pem. The switch serves DIR/server.pem, whose names
+    # must hold the host dialled (`switch tls init --name`), and grants the client's identity
+    # authorize and operate ([[security.callers]]). Distributed: every worker needs the folder too.
+    .venv/bin/locust -f loadtests/locustfile.py --host 127.0.0.1:50051 --headless -u 20 -t 15s --tls-dir DIR
 
 `loadtests/sizing.py` runs the standard sizing run (it starts its own switch).
 """
@@ -75,6 +82,12 @@ def _add_arguments(parser: Any) -> None:
         default=int(os.environ.get("LOCUST_BATCH_SIZE", DEFAULT_BATCH_SIZE)),
         env_var="LOCUST_BATCH_SIZE",
         help="authorizations per AuthorizeBatch call and per AuthorizeStream",
+    )
+    parser.add_argument(
+        "--tls-dir",
+        default=os.environ.get("LOCUST_TLS_DIR", ""),
+        env_var="LOCUST_TLS_DIR",
+        help="a folder made by `switch tls init`: connect over mutual TLS with its ca.pem, client.pem, client.key",
     )
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python loadtests/scaling.py [--workers 1,2,4,8,12] [--modes batch,unary]
         [--duration 5] [--warmup 1] [--clients 0] [--redis-url URL] [--postgres-dsn DSN]
         [--start-stores DIR] [--redis-cluster N] [--out DIR] [--max-seconds 0] [--extra-config PATH]
+        [--tls-dir DIR]
 
 For each worker count N it starts, one after the other (never side by side):
 
@@ -38,6 +39,10 @@ instead of one Redis; the table adds the busiest primary's cores, the one that
 bounds a cluster.
 --extra-config PATH adds a TOML file to the switch's configuration (a [batcher]
 table, say), to measure a tuning knob at every worker count; the table names it.
+--tls-dir DIR (a folder made by `switch tls init`) runs every point over mutual TLS, the
+echo's too: both serve DIR's server certificate and require client certificates from DIR's
+CA, the switch grants DIR's client identity what the load calls ([[security.callers]]),
+and every client channel presents DIR's client certificate; the table says so.
 """
 
 from __future__ import annotations
@@ -104,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="TOML added to the switch's configuration",
     )
+    parser.add_argument(
+        "--tls-dir", type=Path, help="a `switch tls init` folder: every point over mutual TLS with its files"
+    )
     return parser
 
 
@@ -123,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--workers: positive integers; --modes: from {', '.join(MODES)}")
     if args.duration <= 0 or args.warmup < 0:
         raise SystemExit("--duration must be positive and --warmup not negative")
+    args.tls_dir = servers.tls_folder(args.tls_dir)
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="switch-scaling-"))
     folder.chmod(0o755)  # PostgreSQL runs as nobody when this runs as root
@@ -178,7 +187,7 @@ def _run_workers(
         schema, prefix = f"scale_{unique}", f"scale:{unique}"
         began = time.monotonic()
         if target == "echo":
-            server = servers.echo(folder, copies=count, name=f"echo-{mode}-{count}w")
+            server = servers.echo(folder, copies=count, name=f"echo-{mode}-{count}w", tls_dir=args.tls_dir)
             server.start()
         else:
             server = _start_switch(args, folder, running, count, mode, schema=schema, prefix=prefix)
@@ -211,7 +220,12 @@ def _start_switch(
     args: argparse.Namespace, folder: Path, running: stores.Stores, count: int, mode: str, *, schema: str, prefix: str
 ) -> servers.Server:
     config = folder / "switch.toml"
-    config.write_text(CONFIG.read_text() + "\n" + args.extra_config)
+    tls_config = ""
+    if args.tls_dir is not None:
+        from switch.cli.demo.tls import TlsFolder
+
+        tls_config = TlsFolder.open(args.tls_dir).server_toml()
+    config.write_text(CONFIG.read_text() + "\n" + args.extra_config + tls_config)
     keys = harness.write_tokenization_keys(folder / "tokenization.json")
     env = dict(
         harness.clean_env(),
@@ -222,11 +236,13 @@ def _start_switch(
     )
     if running.cluster:
         env["SWITCH_REDIS_CLUSTER"] = "true"
+    if tls_config:
+        del env["SWITCH_PLAINTEXT"]  # [server.tls] instead
     log = folder / f"switch-{mode}-{count}w.log"
     extra = ["--host", "127.0.0.1", "--workers", str(count)]
     # cwd is not the repository: `-m` puts cwd first on sys.path, and the switch must
     # come from PYTHONPATH / the installed package (where its compiled modules live).
-    server = servers.switch(config, env, log, extra=extra, cwd=folder)
+    server = servers.switch(config, env, log, extra=extra, cwd=folder, tls_dir=args.tls_dir)
     server.start()
     return server
 
@@ -270,6 +286,7 @@ def _drive(
             pool=RING_CALLS[mode],
             run_id=f"{run_id}{index:02d}",
             sample_every=SAMPLE_EVERY,
+            tls_dir=str(args.tls_dir or ""),
         )
         for index, (share_channels, share_flight) in enumerate(
             zip(_spread(channels, clients), _spread(in_flight, clients), strict=True)

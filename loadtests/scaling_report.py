@@ -64,6 +64,7 @@ def report(
             "batch_items": BATCH_ITEMS,
             "command": " ".join(sys.argv),
             "extra_config": args.extra_config,
+            "tls": bool(getattr(args, "tls_dir", None)),  # every point over mutual TLS
             "total_s": round(total, 1),
         },
         "points": [asdict(point) for point in points],
@@ -115,7 +116,8 @@ def render_table(report: dict[str, Any]) -> str:
     points = report["points"]
     lines = [
         f"scaling: {meta['cpus']} CPUs, kernel {meta['kernel']}, Python {meta['python']}, grpcio {meta['grpcio']}, "
-        f"cext {'on' if meta['cext'] else 'OFF'}, stores {meta['stores']}{_cluster_note(meta)}; "
+        f"cext {'on' if meta['cext'] else 'OFF'}, stores {meta['stores']}{_cluster_note(meta)}"
+        f"{', mutual TLS (echo and switch)' if meta.get('tls') else ''}; "
         f"{meta['duration_s']:g} s per point "
         f"after {meta['warmup_s']:g} s warm-up; {meta['total_s']:.0f} s in all",
     ]

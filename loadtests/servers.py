@@ -3,7 +3,8 @@ ISO 8583 simulator; started, waited for, stopped (capacity.py, scaling.py, sizin
 
 Each server runs in a session of its own with its output in a log, so stopping it signals
 its whole process group (a `switch serve --workers N` and its workers, N echo processes
-sharing one port).
+sharing one port). A server with a TLS folder (`switch tls init`) serves mutual TLS with
+its files, and is probed with its client certificate.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Server:
     log: Path
     cwd: Path
     copies: int = 1  # processes of the same command (echo processes sharing the port)
+    tls_dir: Path | None = None  # it serves mutual TLS with this folder's files; clients use its client files
     port: int = field(default_factory=harness.free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -71,10 +73,15 @@ class Server:
                 print(f"--- {self.label}: {log.name} (tail) ---\n{tail}", file=sys.stderr)
 
 
-def echo(folder: Path, *, copies: int = 1, name: str = "echo") -> Server:
-    """`copies` bare echo processes on one port (loadtests/echo.py)."""
+def echo(
+    folder: Path, *, copies: int = 1, name: str = "echo", label: str = "echo", tls_dir: Path | None = None
+) -> Server:
+    """`copies` bare echo processes on one port (loadtests/echo.py); with tls_dir, over mutual TLS."""
     command = [sys.executable, "-m", "loadtests.echo", "--port", "{port}"]
-    return Server(name, "echo", command, harness.python_env(), folder / f"{name}.log", folder, copies)
+    if tls_dir is not None:
+        command += ["--tls-dir", str(tls_dir)]
+    env = harness.python_env()
+    return Server(name, label, command, env, folder / f"{name}.log", folder, copies, tls_dir=tls_dir)
 
 
 def switch(
@@ -86,16 +93,32 @@ def switch(
     label: str = "switch",
     extra: Sequence[str] = (),
     cwd: Path = harness.ROOT,
+    tls_dir: Path | None = None,
 ) -> Server:
-    """`python -m switch serve` on a configuration file; `extra` adds options (--workers N)."""
+    """`python -m switch serve` on a configuration file; `extra` adds options (--workers N).
+    tls_dir: the folder whose files the configuration's [server.tls] names (the probe's client files)."""
     command = [sys.executable, "-m", "switch", "serve", "--config", str(config), "--port", "{port}", *extra]
-    return Server(name, label, command, env, log, cwd)
+    return Server(name, label, command, env, log, cwd, tls_dir=tls_dir)
 
 
 def simulator(env: dict[str, str], log: Path, *, name: str, label: str) -> Server:
     """The ISO 8583 card network's simulator (`python -m switch sim card`)."""
     command = [sys.executable, "-m", "switch", "sim", "card", "--port", "{port}"]
     return Server(name, label, command, env, log, harness.ROOT)
+
+
+def tls_folder(path: Path | None) -> Path | None:
+    """A --tls-dir option's folder (`switch tls init`), absolute (the servers and clients run
+    in other folders), once it holds every file: SystemExit naming what it lacks."""
+    if path is None:
+        return None
+    from switch.cli.demo.tls import TlsFolder
+    from switch.domain.errors import StartupError
+
+    try:
+        return TlsFolder.open(path).path
+    except StartupError as error:
+        raise SystemExit(str(error)) from None
 
 
 # --- readiness -------------------------------------------------------------------------------------
@@ -113,8 +136,11 @@ def wait_listening(server: Server, timeout: float = READY_TIMEOUT) -> None:
 
 def wait_healthy(server: Server, timeout: float = READY_TIMEOUT) -> None:
     """Its gRPC health service says SERVING (loadtests/probe.py); fails at once if it exits."""
+    command = [sys.executable, "-m", "loadtests.probe", server.target, "--timeout", str(timeout)]
+    if server.tls_dir is not None:
+        command += ["--tls-dir", str(server.tls_dir)]
     probe = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.probe", server.target, "--timeout", str(timeout)],
+        command,
         cwd=server.cwd,
         env=harness.python_env(),
         stdout=subprocess.PIPE,

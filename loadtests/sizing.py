@@ -2,7 +2,7 @@
 
     .venv/bin/python loadtests/sizing.py [--stores embedded|production] [--users 20]
         [--run-time 15] [--processes -1] [--batch-size 100] [--out loadtests/reports/latest]
-        [--real-routes] [UserClass ...]
+        [--real-routes] [--tls-dir DIR] [UserClass ...]
 
 1. Starts `python -m switch serve` on a free loopback port:
    - embedded (default): memory + SQLite in a temporary folder;
@@ -13,6 +13,9 @@
    Routes are the in-process simulated issuer, so the run measures the switch, not the
    network simulators (--real-routes: the embedded default's ISO 8583 / ISO 20022
    simulators instead). Velocity limits are set far above what a run reaches.
+   --tls-dir DIR (a folder made by `switch tls init`): the switch serves mutual TLS with
+   DIR's server certificate and grants DIR's client identity what the scenarios call
+   ([[security.callers]]); Locust's users connect with DIR's client certificate.
 2. Waits until its health service says SERVING.
 3. Runs Locust headless with every scenario of loadtests/locustfile.py (or the named
    user classes): --users users, all spawned in the first second, for --run-time
@@ -66,9 +69,18 @@ options = { latency_ms = 0 }
 
 
 @contextlib.contextmanager
-def running_switch(store_set: str = "embedded", real_routes: bool = False) -> Iterator[str]:
+def running_switch(
+    store_set: str = "embedded", real_routes: bool = False, tls_dir: Path | None = None
+) -> Iterator[str]:
     """A switch on a free loopback port, isolated in a temporary folder (and, for production,
-    a fresh PostgreSQL schema and Redis key prefix, dropped afterwards); yields its target."""
+    a fresh PostgreSQL schema and Redis key prefix, dropped afterwards); yields its target.
+    With tls_dir it serves mutual TLS with that folder's files (and admits its client)."""
+    tls_config = ""
+    if tls_dir is not None:
+        from switch.cli.demo.tls import TlsFolder
+
+        tls = TlsFolder.open(tls_dir)
+        tls_dir, tls_config = tls.path, tls.server_toml()
     folder = Path(tempfile.mkdtemp(prefix="switch-sizing-"))
     unique = secrets.token_hex(4)
     schema, prefix = f"sizing_{unique}", f"sizing:{unique}"
@@ -78,16 +90,20 @@ def running_switch(store_set: str = "embedded", real_routes: bool = False) -> It
         + ("" if real_routes else SIMULATED_ROUTES)
         + harness.VELOCITY_LIMITS
         + f'\n[tokenization]\nactive_key = "k1"\nkeys = {{ k1 = "{secrets.token_hex(32)}" }}\n'
+        + tls_config
     )
     env = harness.clean_env()
     if store_set == "production":
         env |= harness.production_env(REDIS_URL, POSTGRES_DSN, schema, prefix)
+        if tls_config:
+            del env["SWITCH_PLAINTEXT"]  # [server.tls] instead
     elif store_set == "embedded":
         env["SWITCH_SQLITE_PATH"] = str(folder / "journal.sqlite3")
     else:
         raise ValueError(f"stores: embedded or production, not {store_set!r}")
     try:
-        with servers.serving(servers.switch(config, env, folder / "switch.log")) as target:
+        switch = servers.switch(config, env, folder / "switch.log", tls_dir=tls_dir)
+        with servers.serving(switch) as target:
             yield target
     finally:
         if store_set == "production":
@@ -108,8 +124,10 @@ def run_locust(
     batch_size: int = 100,
     user_classes: Sequence[str] = (),
     extra: Sequence[str] = (),
+    tls_dir: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Locust headless against target, reports in out/switch_*; its exit status and output."""
+    """Locust headless against target, reports in out/switch_*; its exit status and output.
+    tls_dir: the users connect over mutual TLS with that folder's client files."""
     out.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -136,6 +154,7 @@ def run_locust(
         "--loglevel",
         "WARNING",
         *(["--processes", str(processes)] if processes else []),
+        *(["--tls-dir", str(tls_dir)] if tls_dir is not None else []),
         *extra,
         *user_classes,
     ]
@@ -268,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=100, help="items per AuthorizeBatch / AuthorizeStream")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the CSV and HTML reports")
     parser.add_argument("--real-routes", action="store_true", help="route through the ISO 8583/20022 simulators")
+    parser.add_argument(
+        "--tls-dir", type=Path, help="a `switch tls init` folder: mutual TLS between Locust and the switch"
+    )
     parser.add_argument("user_classes", nargs="*", help="only these user classes (default: all)")
     return parser
 
@@ -277,8 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.users < 1 or args.run_time <= 0 or args.batch_size < 1:
         raise SystemExit("--users, --run-time and --batch-size must be positive")
     started = time.monotonic()
-    with running_switch(args.stores, args.real_routes) as target:
-        print(f"# switch ({args.stores}) serving on {target}; Locust: {args.users} users, {args.run_time:g} s")
+    tls_dir = servers.tls_folder(args.tls_dir)
+    transport = ", mutual TLS" if tls_dir else ""
+    with running_switch(args.stores, args.real_routes, tls_dir) as target:
+        print(
+            f"# switch ({args.stores}{transport}) serving on {target}; Locust: {args.users} users, {args.run_time:g} s"
+        )
         done = run_locust(
             target,
             args.out,
@@ -287,10 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             processes=args.processes,
             batch_size=args.batch_size,
             user_classes=args.user_classes,
+            tls_dir=tls_dir,
         )
     summaries = summarize(read_stats(args.out))
     print(
-        f"sizing: {args.stores} stores, {'network simulators' if args.real_routes else 'simulated routes'}, "
+        f"sizing: {args.stores} stores, {'network simulators' if args.real_routes else 'simulated routes'}"
+        f"{transport}, "
         f"{args.users} users, {args.run_time:g} s, Locust processes {locust_processes(args.processes)}, "
         f"batch {args.batch_size}, {os.cpu_count()} CPUs, {time.monotonic() - started:.0f} s in all"
     )

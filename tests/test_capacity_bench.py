@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import orjson
 
 from loadtests import capacity, capacity_report, capacity_targets, payloads
+from tests.pki import CA
+from tests.test_demo_tls import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("echo", "embedded (a) simulated", "embedded (b) ISO 8583")
@@ -44,8 +47,6 @@ def test_a_tiny_run_prints_the_table_with_every_row(tmp_path: Path) -> None:
 
 
 def test_row_b_puts_the_card_route_on_the_iso8583_adapter() -> None:
-    import tomllib
-
     config_a = capacity.CONFIG.read_text()
     assert tomllib.loads(config_a)["routes"]["card"]["adapter"] == "simulated"
     routes = tomllib.loads(capacity_targets.config_b(config_a, 12345))["routes"]
@@ -134,3 +135,49 @@ def test_a_run_long_enough_is_judged() -> None:
         "AuthorizeBatch, production (a), authorizations/s": False,
         "p99 at 80% of max, production (a), batch": True,
     }
+
+
+def test_a_tiny_run_with_a_tls_folder_adds_the_mtls_rows(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "tls", CA())
+    out = tmp_path / "capacity.json"
+    command = [sys.executable, str(ROOT / "loadtests" / "capacity.py"), "--quick", "--duration", "0.4"]
+    command += ["--warmup", "0.1", "--stores", "embedded", "--rows", "a", "--modes", "unary"]
+    command += ["--tls-dir", str(folder), "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = orjson.loads(out.read_bytes())
+    labels = ["echo", "embedded (a) simulated", "echo (mTLS)", "embedded (a) simulated, mTLS"]
+    assert [row["label"] for row in report["rows"]] == labels
+    for row in report["rows"]:  # a refused handshake or caller would show here
+        assert row["failed_calls"] == 0 and row["item_errors"] == 0, row
+    assert "mTLS rows: the server serves mutual TLS" in done.stdout
+
+
+def test_an_mtls_row_is_measured_against_the_echo_over_mtls(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "tls", CA())
+    production = {"SWITCH_PLAINTEXT": "true", "SWITCH_REDIS_URL": "redis://127.0.0.1:1/0"}
+    targets = capacity_targets.targets(
+        tmp_path, config=capacity.CONFIG, stores=["production"], rows=["a"], production_env=production, tls_dir=folder
+    )
+    assert [(t.key, t.baseline) for t in targets] == [
+        ("echo", "echo"),
+        ("production-a", "echo"),
+        ("echo-tls", "echo-tls"),
+        ("production-a-tls", "echo-tls"),
+    ]
+    plain, tls = targets[1].server, targets[3].server
+    assert plain.env["SWITCH_PLAINTEXT"] == "true" and "SWITCH_PLAINTEXT" not in tls.env
+    assert "--tls-dir" in targets[2].server.command and tls.tls_dir == folder.resolve()
+    assert "tls" not in tomllib.loads((tmp_path / "production-a.toml").read_text()).get("server", {})
+    config = tomllib.loads((tmp_path / "production-a-tls.toml").read_text())
+    assert config["server"]["tls"]["cert_file"] == str(folder.resolve() / "server.pem")
+    assert config["security"]["callers"][0]["identity"] == "spiffe://switch.local/client"
+
+    measured = [capacity_report.Measured(t.key, t.label, False, t.baseline) for t in targets]
+    rates = {"echo": 4000, "production-a": 2000, "echo-tls": 3000, "production-a-tls": 1500}
+    results = [capacity_report.run_result(key, "unary", "max", 0.0, _report(int(n * 1.5))) for key, n in rates.items()]
+    args = capacity._parser().parse_args(["--quick"])
+    capacity.settle_defaults(args)
+    report = capacity_report.build_report(capacity_report.meta(args, []), ["unary"], measured, results)
+    ratios = {row["target"]: row["vs_echo"] for row in report["rows"]}
+    assert ratios == {"echo": 1.0, "production-a": 0.5, "echo-tls": 1.0, "production-a-tls": 0.5}

@@ -40,18 +40,16 @@ def check_summary(out: str) -> None:
     assert not [run for run in runs if reference_luhn_valid(run)]
 
 
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    """`switch demo ARGS` as a user runs it: no SWITCH_ settings from this environment."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
+    command = [sys.executable, "-m", "switch", "demo", *args]
+    return subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60, check=False)
+
+
 @pytest.mark.slow
 def test_demo_command_runs_and_masks_every_instrument() -> None:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("SWITCH_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "switch", "demo", "--calls", "120"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_demo("--calls", "120")
     assert done.returncode == 0, done.stdout + done.stderr
     check_summary(done.stdout)
     assert "120 RPCs" in done.stdout

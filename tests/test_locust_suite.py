@@ -14,6 +14,8 @@ import pytest
 
 from loadtests import scenarios, servers, sizing
 from switch.v1 import switch_pb2 as pb
+from tests.pki import CA
+from tests.test_demo_tls import make_folder
 
 RUN_S = 3.0
 SCENARIO_OF = {
@@ -185,3 +187,18 @@ def test_sizing_command_prints_a_table_and_passes(tmp_path: Path, capsys: pytest
     for scenario in ("unary", "batch", "stream", "lifecycle", "retry", "mix", "total"):
         assert f"\n{scenario} " in table
     assert (tmp_path / "switch_stats.csv").exists() and (tmp_path / "switch.html").exists()
+
+
+@pytest.mark.slow
+def test_the_sizing_run_over_mutual_tls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--tls-dir: the switch serves mutual TLS only, so every answered call went over it with
+    the folder's client certificate (and its identity was granted what the scenarios call)."""
+    folder = make_folder(tmp_path / "tls", CA())
+    argv = ["--run-time", "3", "--users", "6", "--processes", "0", "--batch-size", "10"]
+    status = sizing.main([*argv, "--out", str(tmp_path / "out"), "--tls-dir", str(folder)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "# switch (embedded, mutual TLS) serving on" in printed
+    summaries = {s.scenario: s for s in sizing.summarize(sizing.read_stats(tmp_path / "out"))}
+    assert summaries and all(s.failures == 0 for s in summaries.values()), summaries
+    assert {"lifecycle", "unary"} <= set(summaries)  # Capture and Refund (role operate) too

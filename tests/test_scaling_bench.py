@@ -11,18 +11,25 @@ import orjson
 import pytest
 
 from tests.conftest import POSTGRES_DSN, REDIS_URL
+from tests.pki import CA
+from tests.test_demo_tls import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_worker(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A short scaling run of one worker on batches, into out."""
+    command = [sys.executable, str(ROOT / "loadtests" / "scaling.py"), "--workers", "1", "--modes", "batch"]
+    command += ["--duration", "0.5", "--warmup", "0.2", "--redis-url", REDIS_URL, "--postgres-dsn", POSTGRES_DSN]
+    command += [*args, "--out", str(out)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_one_worker_prints_its_row_and_names_the_added_configuration(tmp_path: Path) -> None:
     extra = tmp_path / "batcher.toml"
     extra.write_text("[batcher]\nmax_items = 128\n")
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "loadtests" / "scaling.py"), "--workers", "1", "--modes", "batch"]
-    command += ["--duration", "0.5", "--warmup", "0.2", "--redis-url", REDIS_URL, "--postgres-dsn", POSTGRES_DSN]
-    command += ["--extra-config", str(extra), "--out", str(out)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    done = one_worker(out, "--extra-config", str(extra))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "switch configuration, added: [batcher] max_items = 128" in done.stdout
     report = orjson.loads((out / "scaling.json").read_bytes())
@@ -67,3 +74,16 @@ def test_a_cluster_of_fewer_than_three_primaries_is_refused() -> None:
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert "at least three primaries" in done.stderr
+
+
+def test_one_worker_over_mutual_tls(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "tls", CA())
+    out = tmp_path / "out"
+    done = one_worker(out, "--tls-dir", str(folder))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = orjson.loads((out / "scaling.json").read_bytes())
+    assert report["meta"]["tls"] is True
+    assert ", mutual TLS (echo and switch);" in (out / "scaling.txt").read_text()
+    assert {p["target"] for p in report["points"]} == {"echo", "switch"}
+    for point in report["points"]:  # a refused handshake or caller would show here
+        _ran_clean(point, duration_s=0.5)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from switch.cli.demo.tls import CA_FILE, CLIENT_CERT, CLIENT_KEY, SERVER_CERT, SERVER_KEY  # the folder's layout
 from switch.config import ConfigError
 from switch.config.keys import write_secret
 
@@ -159,7 +160,7 @@ def init(folder: Path, client: str, names: Sequence[str] | None) -> int:
             raise ConfigError(f"tls init: --client {client!r} is not a URI (e.g. spiffe://switch.local/client)")
     elif not _DNS_NAME.fullmatch(identity):
         raise ConfigError(f"tls init: --client {client!r} is neither a URI (a SPIFFE id) nor a DNS name")
-    targets = [folder / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")]
+    targets = [folder / name for name in (CA_FILE, SERVER_CERT, SERVER_KEY, CLIENT_CERT, CLIENT_KEY)]
     for path in targets:
         if path.exists():
             raise ConfigError(f"tls init: {path} exists; certificates are never replaced (choose another --dir)")

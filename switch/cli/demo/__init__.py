@@ -10,60 +10,28 @@ stdout (switch.cli.demo.report) lists, per RPC and outcome, the count and the me
 latency, then a few example lines. Instruments are printed masked only, never in
 clear (switch.cli.demo.cards).
 
-Returns 0 when every expectation held, 1 otherwise.
+With `--tls-dir DIR` (a folder made by `switch tls init`, switch.cli.demo.tls) the
+private switch serves mutual TLS with DIR's server certificate, admits the identity of
+DIR's client certificate with the roles the demo calls, and the demo's client connects
+with that certificate; the output is the same. Without it the port is plaintext on
+loopback and every caller may make the demo's calls, whatever the configuration says.
+
+Returns 0 when every expectation held, 1 otherwise. The run itself is in
+switch.cli.demo.run, loaded when the demo runs: switch.cli.demo.tls serves the load
+tests too, and importing it loads none of the demo.
 """
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
-import time
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
-import uvloop
-
-from switch.cli.demo.fees import DEMO_FEES
-from switch.cli.demo.report import Report
-from switch.cli.demo.script import VELOCITY, Script
-from switch.config import Settings, StoreSettings, from_mapping
-from switch.v1 import switch_pb2_grpc
-
-DEMO_TIMEOUT = 60.0
+if TYPE_CHECKING:
+    from switch.config import Settings
 
 
-def main(settings: Settings, calls: int = 300) -> int:
+def main(settings: Settings, calls: int = 300, tls_dir: Path | None = None) -> int:
     """Runs the demo on a private embedded switch; 0 when every expectation held."""
-    with tempfile.TemporaryDirectory(prefix="switch-demo-") as folder:
-        fees = settings if settings.fee_schedules else from_mapping(DEMO_FEES)
-        demo_settings = replace(
-            settings,
-            server=replace(settings.server, host="127.0.0.1", port=0, workers=1),
-            stores=StoreSettings(sqlite_path=str(Path(folder) / "journal.sqlite3")),
-            limits=(*settings.limits, VELOCITY),
-            tokenization=None,  # the embedded default makes its own key ring in the folder
-            fee_schedules=fees.fee_schedules,
-            fx=fees.fx,
-        )
-        return uvloop.run(_run(demo_settings, calls))
+    from switch.cli.demo import run
 
-
-async def _run(settings: Settings, calls: int) -> int:
-    from switch import server
-
-    running = await server.build(settings)
-    report = Report()
-    started = time.perf_counter()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            stub = switch_pb2_grpc.SwitchStub(channel)
-            tokens = switch_pb2_grpc.TokensStub(channel)
-            async with asyncio.timeout(DEMO_TIMEOUT):
-                await Script(stub, tokens, report).run(calls)
-    except TimeoutError:
-        report.fail(f"the demo did not finish within {DEMO_TIMEOUT:.0f} s")
-    finally:
-        await running.stop(1.0)
-    report.print_summary(calls, time.perf_counter() - started)
-    return 1 if report.failures else 0
+    return run.main(settings, calls, tls_dir)
