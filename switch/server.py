@@ -51,8 +51,10 @@ from switch.risk.velocity import RiskRules
 from switch.routing.breaker import Breakers, BreakerState
 from switch.routing.router import Router
 from switch.security.access import Access
+from switch.security.enumeration import EnumerationGuard
 from switch.security.identity import IdentitySource
 from switch.security.policy import Policy
+from switch.security.ratelimit import CallerRateLimit
 from switch.security.tls import ServerCertificates
 from switch.stores import store_errors
 from switch.stores.base import Journal, StateStore
@@ -148,9 +150,14 @@ async def build(settings: Settings) -> RunningSwitch:
     )
     # Through switch.api.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
     access = _access(settings)
-    switch_servicer = SwitchServicer(batcher, transactions, fees, access)
+    security = settings.security
+    # One guard for both ways to a token: Tokenize and a card Authorize.
+    guard = EnumerationGuard(security.enumeration_max_distinct, security.enumeration_window_seconds)
+    rate = CallerRateLimit(security.tokenize_per_second, security.tokenize_burst)
+    switch_servicer = SwitchServicer(batcher, transactions, fees, access, guard)
+    tokens_servicer = TokensServicer(tokenizer, access, guard, rate)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
-    decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, TokensServicer(tokenizer, access), server)
+    decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, tokens_servicer, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)

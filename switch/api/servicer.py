@@ -18,13 +18,15 @@ from switch.api import convert, decorators
 from switch.api.decoding import Undecodable
 from switch.api.status import as_switch_error
 from switch.cards.tokenizer import Tokenizer
-from switch.domain.errors import InvalidRequest, SwitchError, Violation
-from switch.domain.models import Authorization, MoneyOverflow, OperationKind
+from switch.domain.errors import InvalidRequest, PermissionDenied, RateLimited, SwitchError, Violation
+from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKind
 from switch.flow.batcher import Answer, MicroBatcher
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
 from switch.security.access import Access, check_merchant, current_grant
+from switch.security.enumeration import EnumerationGuard
 from switch.security.policy import Grant, Role
+from switch.security.ratelimit import CallerRateLimit
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 
@@ -35,17 +37,26 @@ STREAM_WINDOW = 2048  # authorizations one stream may have in the pipeline at on
 
 class SwitchServicer(switch_pb2_grpc.SwitchServicer):
     def __init__(
-        self, batcher: MicroBatcher, transactions: TransactionService, fees: FeeEngine, access: Access
+        self,
+        batcher: MicroBatcher,
+        transactions: TransactionService,
+        fees: FeeEngine,
+        access: Access,
+        guard: EnumerationGuard,
     ) -> None:
         self.access = access
+        self._guard = guard
         self._batcher = batcher
         self._transactions = transactions
         self._fees = fees
 
     @decorators.unary(Role.AUTHORIZE)
     async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
-        check_merchant(current_grant.get(), request.merchant_id)
-        result = await self._batcher.submit(convert.authorization(request, _deadline(context)))
+        grant = current_grant.get()
+        check_merchant(grant, request.merchant_id)
+        authorization = convert.authorization(request, _deadline(context))
+        _check_card(self._guard, grant, authorization)
+        result = await self._batcher.submit(authorization)
         return convert.result_to_proto(result)
 
     @decorators.unary(Role.AUTHORIZE)
@@ -57,7 +68,9 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         for index, item in enumerate(request.requests):
             try:
                 check_merchant(grant, item.merchant_id)  # out of scope: this item alone is refused
-                valid.append((index, convert.authorization(item, deadline)))
+                authorization = convert.authorization(item, deadline)
+                _check_card(self._guard, grant, authorization)
+                valid.append((index, authorization))
             except SwitchError as error:
                 responses[index] = convert.error_to_proto(item.idempotency_key, error)
         answers = await self._batcher.submit_many([authorization for _, authorization in valid])
@@ -109,7 +122,9 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
                 key = request.idempotency_key
                 try:
                     check_merchant(grant, request.merchant_id)
-                    future = self._batcher.enqueue_many([convert.authorization(request, deadline)])
+                    authorization = convert.authorization(request, deadline)
+                    _check_card(self._guard, grant, authorization)
+                    future = self._batcher.enqueue_many([authorization])
                 except Exception as exc:
                     window.release()
                     answers.put_nowait(_to_response(key, as_switch_error(exc)))
@@ -162,14 +177,32 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 class TokensServicer(switch_pb2_grpc.TokensServicer):
     """switch.v1.Tokens: cards in, tokens out. Nothing here turns a token back into a card."""
 
-    def __init__(self, tokenizer: Tokenizer, access: Access) -> None:
+    def __init__(self, tokenizer: Tokenizer, access: Access, guard: EnumerationGuard, rate: CallerRateLimit) -> None:
         self.access = access
         self._tokenizer = tokenizer
+        self._guard = guard
+        self._rate = rate
 
     @decorators.unary(Role.TOKENIZE)
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
-        token = self._tokenizer.tokenize(convert.card_to_tokenize(request))
+        caller = current_grant.get().caller
+        if not self._rate.allows(caller):
+            raise RateLimited("this caller is over its Tokenize rate; retry later")
+        card = convert.card_to_tokenize(request)
+        if not self._guard.allows(caller, card.pan):
+            raise PermissionDenied(ENUMERATION_REFUSED)
+        token = self._tokenizer.tokenize(card)
         return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
+
+
+ENUMERATION_REFUSED = "too many different card numbers sharing their first 6 and last 4 digits"
+
+
+def _check_card(guard: EnumerationGuard, grant: Grant, authorization: Authorization) -> None:
+    """A card authorization answers with the card's token: the same guard as Tokenize."""
+    source = authorization.source
+    if isinstance(source, Card) and not guard.allows(grant.caller, source.pan):
+        raise PermissionDenied(ENUMERATION_REFUSED)
 
 
 def _deadline(context: Context) -> float | None:

@@ -274,6 +274,17 @@ def _check(settings: Settings) -> None:
         raise ConfigError("idempotency.lease_seconds: must be at least twice adapters.timeout_ms")
     if settings.batcher.max_delay_ms < 0:
         raise ConfigError("batcher.max_delay_ms: must be >= 0")
+    security = settings.security
+    for where, number in (
+        ("security.tokenize_per_second", security.tokenize_per_second),
+        ("security.enumeration_max_distinct", security.enumeration_max_distinct),
+    ):
+        if number < 0:
+            raise ConfigError(f"{where}: must be >= 0 (0: no limit)")
+    if security.tokenize_burst < 1:
+        raise ConfigError("security.tokenize_burst: must be an integer >= 1")
+    if security.enumeration_window_seconds <= 0:
+        raise ConfigError("security.enumeration_window_seconds: must be > 0")
     if bool(settings.stores.redis_url) != bool(settings.stores.postgres_dsn):
         raise ConfigError("stores: set both redis_url and postgres_dsn, or neither for the embedded default")
     if settings.stores.redis_cluster and not settings.stores.redis_url:

@@ -75,6 +75,13 @@ class SecuritySettings:
     # Plaintext behind a sidecar that terminated mutual TLS on loopback: the header in
     # which it passes the identity it verified. Empty: every plaintext caller is anonymous.
     trusted_identity_header: str = ""
+    # Tokenize calls per second per caller and worker (0: no limit), and the burst above it.
+    tokenize_per_second: float = 100.0
+    tokenize_burst: int = 200
+    # Different card numbers one caller may send per pattern (length, first 6, last 4)
+    # within the window, through Tokenize or a card Authorize (0: no limit).
+    enumeration_max_distinct: int = 100
+    enumeration_window_seconds: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@
     ├── DeadlineExceeded      DEADLINE_EXCEEDED
     ├── Unavailable           UNAVAILABLE (a store is down; safe to retry with the same key)
     ├── Unauthenticated       UNAUTHENTICATED (no verified identity)
-    └── PermissionDenied      PERMISSION_DENIED (no role for the call, or a merchant out of scope)
+    ├── PermissionDenied      PERMISSION_DENIED (no role for the call, or a merchant out of scope)
+    └── RateLimited           RESOURCE_EXHAUSTED (the caller is over its rate for the call)
 
 A decline is not an error: it is a normal result with a response code. Errors
 are mapped to gRPC statuses once, in switch.api.status. Messages never contain a card
@@ -147,6 +148,12 @@ class PermissionDenied(SwitchError):
     Raised before anything is claimed, counted or sent."""
 
     code = Code.PERMISSION_DENIED
+
+
+class RateLimited(SwitchError):
+    """The caller is over its rate for this call; retry later."""
+
+    code = Code.RESOURCE_EXHAUSTED
 
 
 class StartupError(Exception):
