@@ -174,6 +174,27 @@ def test_a_worker_killed_is_replaced_and_the_parent_still_stops_cleanly(serve: o
         asyncio.run(drop_production_state(settings))
 
 
+def test_workers_stop_when_their_supervisor_is_killed_outright(serve: object) -> None:
+    process, _, settings = serve("production", "--workers", "2")  # type: ignore[operator]
+    try:
+        assert wait_until(lambda: len(children_of(process.pid)) == 2)
+        workers = [int(pid) for pid in children_of(process.pid)]
+        process.send_signal(signal.SIGKILL)  # no chance to stop them
+        process.wait(timeout=5)
+        assert wait_until(lambda: not any(_running(pid) for pid in workers), seconds=20)
+    finally:
+        asyncio.run(drop_production_state(settings))
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_configuration_loads_without_importing_grpc(tmp_path: Path) -> None:
     """`serve --workers N` reads its configuration, then forks: gRPC must not be loaded yet."""
     path = tmp_path / "switch.toml"

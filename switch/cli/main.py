@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -119,16 +120,18 @@ def serve(settings: config.Settings) -> int:
         return _refused(config.ConfigError("server.port: name a port when running several workers"))
     from switch.cli.supervisor import Supervisor
 
-    return Supervisor(settings, _run_worker).run()
+    return Supervisor(settings, functools.partial(_run_worker, supervisor=os.getpid())).run()
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # What a worker handles: the stops, and SIGHUP, which reads the TLS files again.
 WORKER_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
+ORPHAN_CHECK_SECONDS = 1.0
 
 
-def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
-    """Serves until SIGTERM or SIGINT. ready: a pipe to write b"1" to once serving."""
+def _run_worker(settings: config.Settings, ready: int | None = None, supervisor: int | None = None) -> int:
+    """Serves until SIGTERM or SIGINT, or until its supervisor (that pid) is gone. ready:
+    a pipe to write b"1" to once serving."""
     import uvloop
 
     from switch import server
@@ -151,12 +154,24 @@ def _run_worker(settings: config.Settings, ready: int | None = None) -> int:
         if ready is not None:
             os.write(ready, b"1")
             os.close(ready)
+        watch = asyncio.create_task(_stop_when_orphaned(supervisor, stop)) if supervisor else None
         await stop.wait()
+        if watch is not None:
+            watch.cancel()
         log.info("draining (up to %.0f s)", settings.server.drain_seconds)
         await running.stop(settings.server.drain_seconds)
         log.info("stopped")
 
     return _refusing_cleanly(lambda: uvloop.run(run()) or 0)
+
+
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers, and
+    nothing would replace them: a worker whose parent is no longer it drains and stops."""
+    while os.getppid() == supervisor:  # noqa: ASYNC110  (no event tells Python its parent died)
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+    log.error("the supervisor (pid %d) is gone: draining and stopping", supervisor)
+    stop.set()
 
 
 def _reload_certificates(built: list[Any]) -> None:
