@@ -238,10 +238,23 @@ def test_unreadable_files_refuse_the_start_naming_the_setting(tmp_path: Path) ->
         ServerCertificates(TlsFiles(str(tmp_path / "bad.pem"), str(tmp_path / "k"), ""))
 
 
+def test_a_key_others_may_read_is_refused_like_every_key_file(files: tuple[CA, TlsFiles]) -> None:
+    _, tls = files
+    Path(tls.key_file).chmod(0o640)
+    with pytest.raises(StartupError, match=r"server.tls: key_file: .* is mode 0640; key files must be 0600"):
+        ServerCertificates(tls)
+    Path(tls.key_file).chmod(0o600)
+    certificates = ServerCertificates(tls)
+    Path(tls.key_file).chmod(0o644)
+    certificates.reload()
+    assert certificates._fetch() is None  # a rotation that exposes the key keeps the current pair
+
+
 def test_key_errors_never_quote_the_key(files: tuple[CA, TlsFiles], tmp_path: Path) -> None:
     _, tls = files
     secret = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
     (tmp_path / "broken.key").write_text(secret)
+    (tmp_path / "broken.key").chmod(0o600)  # private: the parse, not the mode, refuses it
     with pytest.raises(StartupError) as refused:
         ServerCertificates(TlsFiles(tls.cert_file, str(tmp_path / "broken.key"), ""))
     assert "c2VjcmV0" not in str(refused.value)

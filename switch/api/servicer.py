@@ -33,6 +33,7 @@ from switch.v1 import switch_pb2_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 STREAM_WINDOW = 2048  # authorizations one stream may have in the pipeline at once
+ENUMERATION_REFUSED = "too many different card numbers sharing their first 6 and last 4 digits"
 
 
 class SwitchServicer(switch_pb2_grpc.SwitchServicer):
@@ -52,10 +53,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 
     @decorators.unary(Role.AUTHORIZE)
     async def Authorize(self, request: pb.AuthorizeRequest, context: Context) -> pb.AuthorizeResponse:
-        grant = current_grant.get()
-        check_merchant(grant, request.merchant_id)
-        authorization = convert.authorization(request, _deadline(context))
-        _check_card(self._guard, grant, authorization)
+        authorization = self._admitted(current_grant.get(), request, _deadline(context))
         result = await self._batcher.submit(authorization)
         return convert.result_to_proto(result)
 
@@ -67,10 +65,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         grant = current_grant.get()
         for index, item in enumerate(request.requests):
             try:
-                check_merchant(grant, item.merchant_id)  # out of scope: this item alone is refused
-                authorization = convert.authorization(item, deadline)
-                _check_card(self._guard, grant, authorization)
-                valid.append((index, authorization))
+                valid.append((index, self._admitted(grant, item, deadline)))  # or this item alone is refused
             except SwitchError as error:
                 responses[index] = convert.error_to_proto(item.idempotency_key, error)
         answers = await self._batcher.submit_many([authorization for _, authorization in valid])
@@ -121,10 +116,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
                     continue
                 key = request.idempotency_key
                 try:
-                    check_merchant(grant, request.merchant_id)
-                    authorization = convert.authorization(request, deadline)
-                    _check_card(self._guard, grant, authorization)
-                    future = self._batcher.enqueue_many([authorization])
+                    future = self._batcher.enqueue_many([self._admitted(grant, request, deadline)])
                 except Exception as exc:
                     window.release()
                     answers.put_nowait(_to_response(key, as_switch_error(exc)))
@@ -169,6 +161,17 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
             raise InvalidRequest([violation]) from None
         return convert.quote_to_proto(answer)
 
+    def _admitted(self, grant: Grant, request: pb.AuthorizeRequest, deadline: float | None) -> Authorization:
+        """The request as an Authorization, once the caller may act for its merchant and,
+        for a card, once the card is no step of an enumeration (the answer carries the
+        card's token, as Tokenize's does); PERMISSION_DENIED or INVALID_ARGUMENT otherwise."""
+        check_merchant(grant, request.merchant_id)
+        authorization = convert.authorization(request, deadline)
+        source = authorization.source
+        if isinstance(source, Card) and not self._guard.allows(grant.caller, source.pan):
+            raise PermissionDenied(ENUMERATION_REFUSED)
+        return authorization
+
     async def _operate(self, operation: Any) -> pb.Transaction:
         record, replayed = await self._transactions.execute(operation, may_act_for=current_grant.get().may_act_for)
         return convert.record_to_proto(record, replayed=replayed)
@@ -193,16 +196,6 @@ class TokensServicer(switch_pb2_grpc.TokensServicer):
             raise PermissionDenied(ENUMERATION_REFUSED)
         token = self._tokenizer.tokenize(card)
         return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
-
-
-ENUMERATION_REFUSED = "too many different card numbers sharing their first 6 and last 4 digits"
-
-
-def _check_card(guard: EnumerationGuard, grant: Grant, authorization: Authorization) -> None:
-    """A card authorization answers with the card's token: the same guard as Tokenize."""
-    source = authorization.source
-    if isinstance(source, Card) and not guard.allows(grant.caller, source.pan):
-        raise PermissionDenied(ENUMERATION_REFUSED)
 
 
 def _deadline(context: Context) -> float | None:

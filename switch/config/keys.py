@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import secrets
-import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import orjson
 
 from switch.cards.tokenizer import KeyRing
 from switch.config.checks import ConfigError
+from switch.security.secret_files import SecretFileError, read_private
 
 FINGERPRINT_KEY_FILE = "fingerprint.key"
 TOKEN_KEY_FILE = "token-keys.json"
@@ -35,14 +35,9 @@ def read_secret(path: Path, setting: str) -> bytes:
     """The file's bytes; ConfigError naming setting when it is unreadable or readable
     by group or others."""
     try:
-        with path.open("rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            data = handle.read()
-    except OSError as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{setting}: {path} is mode {stat.S_IMODE(mode):04o}; key files must be 0600 (chmod 600)")
-    return data
+        return read_private(path)
+    except SecretFileError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
 
 
 def write_secret(path: Path, data: bytes, *, replace: bool = True) -> bool:

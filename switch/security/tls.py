@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from switch.domain.errors import StartupError
+from switch.security.secret_files import SecretFileError, read_private
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     cert_file: str  # PEM: the server's certificate, then its chain
-    key_file: str  # PEM: its private key (mode 0600)
+    key_file: str  # PEM: its private key; refused unless only its owner may read it (0600)
     client_ca_file: str = ""  # PEM: the CAs client certificates must chain to
     # True: mutual TLS, callers named by their certificates. False: the server alone is
     # authenticated; gRPC then does not ask for client certificates, so callers are anonymous.
@@ -89,11 +90,14 @@ class ServerCertificates:
         import grpc
 
         chain = _read(self.files.cert_file, "cert_file")
-        key = _read(self.files.key_file, "key_file")
         try:
             certificate = x509.load_pem_x509_certificates(chain)[0]
         except ValueError:
             raise ValueError(f"cert_file: {self.files.cert_file} holds no PEM certificate") from None
+        try:
+            key = read_private(Path(self.files.key_file))
+        except SecretFileError as exc:
+            raise ValueError(f"key_file: {exc}") from None
         try:
             private_key = serialization.load_pem_private_key(key, password=None)
         except (ValueError, TypeError):
