@@ -12,7 +12,7 @@ ARGS ?=
 
 .PHONY: install demo serve test protos lint bench stages sizing chaos clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard switch/*/_*.pyx switch/*/_*.pxd)
+$(STAMP): pyproject.toml setup.py $(wildcard switch/*/_*.pyx switch/*/_*.pxd switch/*/*/_*.pyx)
 	@echo "installing into $(VENV) with its C extensions and the development tools (first run: about a minute)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

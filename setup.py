@@ -14,7 +14,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("SWITCH_CYTHON_DEBUG", "") not in ("", "0")
-LIBRARIES = {"switch.cards._ff1": ["crypto"]}
+LIBRARIES = {"switch.cards._ff1": ["crypto"], "switch.stores.audit._merkle": ["crypto"]}
 
 
 def module_name(path: Path) -> str:

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from switch.domain.audit import SecurityEvent
 from switch.domain.models import JournalEntry, Money, TransactionRecord
+from switch.stores.audit import AuditSnapshot, Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,23 @@ class Journal(Protocol):
 
     async def find_entries(self, scopes: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JournalEntry]:
         """The entries holding these (merchant, idempotency key) pairs, in one query."""
+        ...
+
+    # The audit trail. Every method above that writes journal rows also seals them
+    # into a block of the audit chain in the same commit (switch.stores.audit).
+
+    async def record_events(self, events: Sequence[SecurityEvent]) -> None:
+        """Commits security events (and their block); durable when it returns."""
+        ...
+
+    def audit_heads(self) -> list[tuple[str, int, bytes]]:
+        """This journal's chains at rest: (chain, seq, block hash) of each one's last block."""
+        ...
+
+    async def record_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    async def read_audit(self) -> AuditSnapshot:
+        """The blocks, checkpoints and every chained row, for verification."""
         ...
 
     async def close(self) -> None: ...

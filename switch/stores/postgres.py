@@ -6,11 +6,14 @@ pending reversals, in one transaction (BEGIN, two or three COPYs, COMMIT). The
 unique (merchant_id, idempotency_key) constraint is the last guard against a
 duplicate that slipped past the state store, even one racing in from another
 process: when it fires, the transaction rolls back and the batch goes again as
-one statement that skips the keys already held and reports them (see _RECORD),
-so the usual batch never pays for ON CONFLICT and a clashing one still commits
-every other item. A small batch (under COPY_FROM_ROWS) goes as that statement at
+one statement without the keys found held (see _RECORD), so a clashing batch
+still commits every other item. A small batch (under COPY_FROM_ROWS) goes as that statement at
 once: one round trip instead of four. Every method commits before it returns: the
 switch only answers once the record is durable.
+
+Every commit that writes journal rows also writes their block of the audit chain
+(switch.stores.audit), in the same transaction, so the one statement takes all of
+its rows or none (see _RECORD).
 
 The journal sets no session state on its connections (no SET, LISTEN, cursors or
 session-level advisory locks), so the pool skips asyncpg's reset query on release
@@ -24,14 +27,26 @@ that start together.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
+from switch.domain.audit import SecurityEvent
 from switch.domain.models import JournalEntry, TransactionRecord
+from switch.stores.audit import (
+    BLOCK_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    AuditChains,
+    AuditRows,
+    AuditSnapshot,
+    Block,
+    Checkpoint,
+)
 from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingOperation, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
@@ -39,6 +54,7 @@ from switch.stores.rows import (
     TRANSACTION_COLUMNS,
     entry_from_row,
     entry_row,
+    event_row,
     intent_from_row,
     intent_row,
     record_from_row,
@@ -131,6 +147,39 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0;
     CREATE INDEX journal_entries_pending ON journal_entries (next_attempt_at) WHERE pending;
     """,
+    # The audit trail (switch.stores.audit): a block per commit, security events, and
+    # signed checkpoints of the chains' heads.
+    """
+    CREATE TABLE audit_blocks (
+        chain_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        prev_hash BYTEA NOT NULL,
+        root BYTEA NOT NULL,
+        block_hash BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        leaves BYTEA NOT NULL,
+        keys TEXT NOT NULL,
+        PRIMARY KEY (chain_id, seq)
+    );
+    CREATE TABLE security_events (
+        event_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE audit_checkpoints (
+        checkpoint_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        created_at DOUBLE PRECISION NOT NULL,
+        heads TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        public_key BYTEA NOT NULL,
+        signature BYTEA NOT NULL
+    );
+    """,
 )
 
 # Any constant works: it only has to be the same for every switch migrating this database.
@@ -185,38 +234,30 @@ def _value(column: str, n: int) -> str:
     return f"(row ->> {n})::{_TYPES[column]}"
 
 
-# A batch that COPY could not take (one of its keys is already journaled) as one
-# statement: $1 the entries, $2 their transactions, $3 the pending reversals, each
-# one JSON text (one parameter costs the client far less to encode than an array
-# per column). The reversals' foreign key is checked at the end of the statement,
-# when every row is in. Only the transactions whose entry went in are kept, with
-# their reversals, so a duplicate leaves no orphan behind; a clashing
-# transaction_id still fails the whole statement. It returns the positions of the
-# entries that did not go in.
+# A batch that COPY could not take (one of its keys is already journaled), or a small
+# one, as one statement: $1 the entries, $2 their transactions, $3 the pending
+# reversals, each one JSON text (one parameter costs the client far less to encode
+# than an array per column), $4.. the audit block covering them. All of it goes in,
+# or none: a key already held fails the statement on the unique constraint, and the
+# batch goes again without the keys found held (which is rare: the pipeline drops
+# keys the journal holds just before). The reversals' foreign key is checked at the
+# end of the statement, when every row is in.
 _RECORD = f"""
-    WITH entries AS MATERIALIZED (
-        {_rows(ENTRY_COLUMNS, 1)}
-    ), inserted AS (
+    WITH entries_in AS (
         INSERT INTO journal_entries ({_ENTRY_LIST})
-        SELECT {_ENTRY_LIST} FROM entries
-        ON CONFLICT (merchant_id, idempotency_key) DO NOTHING
-        RETURNING transaction_id
+        SELECT {_ENTRY_LIST} FROM ({_rows(ENTRY_COLUMNS, 1)}) AS batch
     ), transactions_in AS (
         INSERT INTO transactions ({_TRANSACTION_LIST})
         SELECT {_TRANSACTION_LIST} FROM ({_rows(TRANSACTION_COLUMNS, 2)}) AS batch
-        WHERE transaction_id IN (SELECT transaction_id FROM inserted)
     ), reversals_in AS (
         INSERT INTO reversals ({", ".join(_REVERSAL_COLUMNS)})
         SELECT {", ".join(_REVERSAL_COLUMNS)} FROM ({_rows(_REVERSAL_COLUMNS, 3)}) AS batch
-        WHERE transaction_id IN (SELECT transaction_id FROM inserted)
         ON CONFLICT (transaction_id) DO NOTHING
     )
-    SELECT ARRAY(
-        SELECT position FROM entries
-        WHERE transaction_id NOT IN (SELECT transaction_id FROM inserted)
-        ORDER BY position
-    )
+    INSERT INTO audit_blocks ({", ".join(BLOCK_COLUMNS)})
+    VALUES ({", ".join(f"${n}" for n in range(4, 4 + len(BLOCK_COLUMNS)))})
 """
+_RECORD_ATTEMPTS = 4
 # $1: the (merchant_id, idempotency_key) pairs as one JSON array of pairs (two text
 # arrays cost asyncpg four abstract-class checks per key to encode). One index probe
 # per pair, whatever the statistics say: the LIMIT keeps the planner from turning the
@@ -283,6 +324,16 @@ _RESOLVE_OPERATION = (
 )
 _WITHDRAW_OPERATION = f"DELETE FROM journal_entries WHERE {_PENDING_SCOPE} AND attempts = $3"
 
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    values = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
+
+
+_INSERT_BLOCK = _insert("audit_blocks", BLOCK_COLUMNS)
+_INSERT_EVENT = _insert("security_events", EVENT_COLUMNS)
+_INSERT_CHECKPOINT = _insert("audit_checkpoints", CHECKPOINT_COLUMNS)
+
 Scope = tuple[str, str]
 
 
@@ -302,9 +353,10 @@ COPY_FROM_ROWS = 64
 
 
 class PostgresJournal:
-    def __init__(self, pool: Any, *, copy_from_rows: int = COPY_FROM_ROWS) -> None:
+    def __init__(self, pool: Any, *, copy_from_rows: int = COPY_FROM_ROWS, audit: AuditChains | None = None) -> None:
         self._pool = pool
         self._copy_from_rows = copy_from_rows
+        self._audit = audit or AuditChains()
 
     @classmethod
     async def open(
@@ -324,6 +376,25 @@ class PostgresJournal:
     async def close(self) -> None:
         await self._pool.close()
 
+    @contextlib.asynccontextmanager
+    async def _sealed(self, connection: Any) -> AsyncIterator[AuditRows]:
+        """A transaction whose rows, added to the AuditRows it yields, are sealed into
+        one block of the audit chain before it commits."""
+        rows = AuditRows()
+        block: Block | None = None
+        try:
+            async with connection.transaction():
+                yield rows
+                if rows:
+                    block = self._audit.seal(rows)
+                    await connection.execute(_INSERT_BLOCK, *block.row())
+        except BaseException:
+            if block is not None:
+                self._audit.settle(block, None)  # COMMIT failed: whether it happened is not known
+            raise
+        if block is not None:
+            self._audit.settle(block, True)
+
     async def record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
     ) -> list[JournalEntry | None]:
@@ -335,23 +406,72 @@ class PostgresJournal:
             first.setdefault(_scope(entry), index)
         fresh = [batch[index] for index in first.values()]
         async with self._pool.acquire() as connection:
-            if len(fresh) >= self._copy_from_rows and await _copied(connection, fresh):
-                conflicted: set[Scope] = set()
+            if len(fresh) >= self._copy_from_rows and await self._copied(connection, fresh):
                 earlier: dict[Scope, JournalEntry] = {}
             else:
                 # A small batch, or a key arrived meanwhile (the pipeline asked just
-                # before): one statement that skips held keys; their earlier entries
+                # before): one statement; the earlier entries of keys found held
                 # answer for them.
-                conflicted, earlier = await _record_skipping_held(connection, fresh)
-        return [_earlier(batch, index, conflicted, earlier, first) for index in range(len(batch))]
+                earlier = await self._record_skipping_held(connection, fresh)
+        return [_earlier(batch, index, earlier, first) for index in range(len(batch))]
+
+    async def _copied(self, connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]) -> bool:
+        """The batch's rows by binary COPY, in one transaction with their block; False
+        (having written nothing) when a key or transaction id is already held."""
+        reversals = reversal_rows(record for record, _ in batch)
+        transactions = [transaction_row(record) for record, _ in batch]
+        entries = [entry_row(entry) for _, entry in batch]
+        try:
+            async with self._sealed(connection) as sealed:
+                # Transactions first: an entry never exists without its transaction.
+                copy = connection.copy_records_to_table
+                await copy("transactions", records=transactions, columns=TRANSACTION_COLUMNS)
+                await copy("journal_entries", records=entries, columns=ENTRY_COLUMNS)
+                if reversals:
+                    await copy("reversals", records=reversals, columns=_REVERSAL_COLUMNS)
+                sealed.transactions(transactions).entries(entries)
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
+
+    async def _record_skipping_held(
+        self, connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
+    ) -> dict[Scope, JournalEntry]:
+        """The batch as one statement, without the keys the journal holds; returns the
+        entries holding them."""
+        held: dict[Scope, JournalEntry] = {}
+        todo = list(batch)
+        for _ in range(_RECORD_ATTEMPTS):
+            if not todo:
+                return held
+            entries = [entry_row(entry) for _, entry in todo]
+            transactions = [transaction_row(record) for record, _ in todo]
+            block = self._audit.seal(AuditRows().transactions(transactions).entries(entries))
+            reversals = _json(reversal_rows(record for record, _ in todo))
+            try:
+                await connection.execute(_RECORD, _json(entries), _json(transactions), reversals, *block.row())
+            except asyncpg.PostgresError as exc:
+                self._audit.settle(block, False)  # the statement failed whole: nothing went in
+                found = await _entries(connection, [_scope(entry) for _, entry in todo])
+                if not isinstance(exc, asyncpg.UniqueViolationError) or not found:
+                    raise  # not a key held (a clashing transaction id, say): not ours to skip
+                held.update(found)
+                todo = [item for item in todo if _scope(item[1]) not in found]
+                continue
+            except BaseException:
+                self._audit.settle(block, None)
+                raise
+            self._audit.settle(block, True)
+            return held
+        raise asyncpg.PostgresError("journal: keys kept arriving while a batch was recorded; try again")
 
     async def apply(
         self, record: TransactionRecord, entry: JournalEntry, *, lease_until: float | None = None
     ) -> ApplyOutcome:
         async with self._pool.acquire() as connection:
             try:
-                async with connection.transaction():
-                    await _apply(connection, record, entry, lease_until)
+                async with self._sealed(connection) as sealed:
+                    await _apply(connection, sealed, record, entry, lease_until)
             except _Rollback as rollback:
                 return rollback.outcome
         return ApplyOutcome(ApplyStatus.APPLIED)
@@ -387,14 +507,14 @@ class PostgresJournal:
     async def finish_reversal(self, record: TransactionRecord, entry: JournalEntry) -> bool:
         async with self._pool.acquire() as connection:
             try:
-                async with connection.transaction():
+                async with self._sealed(connection) as sealed:
                     done = await connection.execute(
                         "UPDATE reversals SET done = TRUE WHERE transaction_id = $1 AND NOT done",
                         record.transaction_id,
                     )
                     if done != "UPDATE 1":
                         raise _Rollback(ApplyOutcome(ApplyStatus.DUPLICATE))
-                    await _apply(connection, record, entry)
+                    await _apply(connection, sealed, record, entry)
             except _Rollback:
                 return False
         return True
@@ -415,20 +535,27 @@ class PostgresJournal:
 
     async def resolve_operation(self, entry: JournalEntry, record: TransactionRecord | None) -> ApplyStatus:
         final = (entry.response_code, entry.status.value, entry.response)
-        return await self._settle(record, _RESOLVE_OPERATION, entry.merchant_id, entry.idempotency_key, *final)
+        written = AuditRows().entries([entry_row(entry)])
+        return await self._settle(record, written, _RESOLVE_OPERATION, entry.merchant_id, entry.idempotency_key, *final)
 
     async def withdraw_operation(self, entry: JournalEntry, attempts: int, record: TransactionRecord) -> ApplyStatus:
-        return await self._settle(record, _WITHDRAW_OPERATION, entry.merchant_id, entry.idempotency_key, attempts)
+        scope = (entry.merchant_id, entry.idempotency_key)
+        written = AuditRows().withdrawn(*scope, entry.created_at)
+        return await self._settle(record, written, _WITHDRAW_OPERATION, *scope, attempts)
 
-    async def _settle(self, record: TransactionRecord | None, statement: str, *parameters: Any) -> ApplyStatus:
-        """statement on a pending entry and record's conditional write, in one commit, or neither."""
+    async def _settle(
+        self, record: TransactionRecord | None, written: AuditRows, statement: str, *parameters: Any
+    ) -> ApplyStatus:
+        """statement on a pending entry and record's conditional write, in one commit, or
+        neither; written is what statement did to the entry, for the audit chain."""
         async with self._pool.acquire() as connection:
             try:
-                async with connection.transaction():
+                async with self._sealed(connection) as sealed:
                     if await connection.execute(statement, *parameters) not in ("UPDATE 1", "DELETE 1"):
                         raise _Rollback(ApplyOutcome(ApplyStatus.DUPLICATE))
-                    if record is not None and not await _store_next_version(connection, record):
+                    if record is not None and not await _store_next_version(connection, sealed, record):
                         raise _Rollback(ApplyOutcome(ApplyStatus.STALE))
+                    sealed.extend(written)
             except _Rollback as rollback:
                 return rollback.outcome.status
         return ApplyStatus.APPLIED
@@ -440,6 +567,36 @@ class PostgresJournal:
     async def find_entries(self, scopes: Sequence[Scope]) -> dict[Scope, JournalEntry]:
         async with self._pool.acquire() as connection:
             return await _entries(connection, scopes)
+
+    async def record_events(self, events: Sequence[SecurityEvent]) -> None:
+        rows = [event_row(event) for event in events]
+        async with self._pool.acquire() as connection, self._sealed(connection) as sealed:
+            await connection.executemany(_INSERT_EVENT, rows)
+            sealed.events(rows)
+
+    def audit_heads(self) -> list[tuple[str, int, bytes]]:
+        return self._audit.heads()
+
+    async def record_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._pool.execute(_INSERT_CHECKPOINT, *checkpoint.row())
+
+    async def read_audit(self) -> AuditSnapshot:
+        async with self._pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            # One snapshot for every table: rows committed meanwhile are in all or none.
+
+            async def rows(table: str, columns: Sequence[str], order: str) -> list[tuple[Any, ...]]:
+                query = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
+                return [tuple(row) for row in await connection.fetch(query)]
+
+            return AuditSnapshot(
+                blocks=[Block(*row) for row in await rows("audit_blocks", BLOCK_COLUMNS, "chain_id, seq")],
+                transactions=await rows("transactions", TRANSACTION_COLUMNS, "transaction_id"),
+                entries=await rows("journal_entries", ENTRY_COLUMNS, "entry_id"),
+                events=await rows("security_events", EVENT_COLUMNS, "event_id"),
+                checkpoints=[
+                    Checkpoint(*row) for row in await rows("audit_checkpoints", CHECKPOINT_COLUMNS, "checkpoint_id")
+                ],
+            )
 
 
 async def _keep_session(connection: Any) -> None:
@@ -478,63 +635,34 @@ def _json(rows: Sequence[tuple[Any, ...]]) -> str:
     return orjson.dumps(rows, default=bytes.hex).decode()
 
 
-async def _copied(connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]) -> bool:
-    """The batch's rows by binary COPY, in one transaction; False (having written
-    nothing) when a key or transaction id is already held."""
-    try:
-        await _copy_batch(connection, batch)
-    except asyncpg.UniqueViolationError:
+async def _store_next_version(connection: Any, sealed: AuditRows, record: TransactionRecord) -> bool:
+    """Stores record if the stored transaction is still the version before it."""
+    row = transaction_row(record)
+    if await connection.execute(_UPDATE_TRANSACTION, *row, record.version - 1) != "UPDATE 1":
         return False
+    sealed.transactions([row])
     return True
 
 
-async def _copy_batch(connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]) -> None:
-    reversals = reversal_rows(record for record, _ in batch)
-    async with connection.transaction():
-        # Transactions first: an entry never exists without its transaction.
-        await connection.copy_records_to_table(
-            "transactions", records=[transaction_row(record) for record, _ in batch], columns=TRANSACTION_COLUMNS
-        )
-        await connection.copy_records_to_table(
-            "journal_entries", records=[entry_row(entry) for _, entry in batch], columns=ENTRY_COLUMNS
-        )
-        if reversals:
-            await connection.copy_records_to_table("reversals", records=reversals, columns=_REVERSAL_COLUMNS)
-
-
-async def _record_skipping_held(
-    connection: Any, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
-) -> tuple[set[Scope], dict[Scope, JournalEntry]]:
-    """The batch as one statement that skips the keys the journal holds; returns those
-    keys and the entries holding them."""
-    entries = _json([entry_row(entry) for _, entry in batch])
-    transactions = _json([transaction_row(record) for record, _ in batch])
-    reversals = _json(reversal_rows(record for record, _ in batch))
-    missed = await connection.fetchval(_RECORD, entries, transactions, reversals)
-    conflicted = {_scope(batch[position - 1][1]) for position in missed}
-    return conflicted, await _entries(connection, list(conflicted))
-
-
-async def _store_next_version(connection: Any, record: TransactionRecord) -> bool:
-    """Stores record if the stored transaction is still the version before it."""
-    return bool(
-        await connection.execute(_UPDATE_TRANSACTION, *transaction_row(record), record.version - 1) == "UPDATE 1"
-    )
-
-
 async def _apply(
-    connection: Any, record: TransactionRecord, entry: JournalEntry, lease_until: float | None = None
+    connection: Any,
+    sealed: AuditRows,
+    record: TransactionRecord,
+    entry: JournalEntry,
+    lease_until: float | None = None,
 ) -> None:
     """Runs inside a transaction; raises _Rollback for anything but APPLIED."""
     existing = await connection.fetchrow(_SELECT_ENTRY, entry.merchant_id, entry.idempotency_key)
     if existing is not None:
         raise _Rollback(ApplyOutcome(ApplyStatus.DUPLICATE, entry_from_row(existing)))
-    if not await _store_next_version(connection, record):
+    if not await _store_next_version(connection, sealed, record):
         raise _Rollback(ApplyOutcome(ApplyStatus.STALE))
+    row = entry_row(entry)
     if lease_until is None:
-        inserted = await connection.execute(_INSERT_ENTRY, *entry_row(entry))
+        inserted = await connection.execute(_INSERT_ENTRY, *row)
     else:
-        inserted = await connection.execute(_INSERT_PENDING_ENTRY, *entry_row(entry), lease_until)
+        inserted = await connection.execute(_INSERT_PENDING_ENTRY, *row, lease_until)
+    sealed.entries([row])
     if inserted != "INSERT 0 1":
         # Another apply committed the same key after our first look: it wins.
         existing = await connection.fetchrow(_SELECT_ENTRY, entry.merchant_id, entry.idempotency_key)
@@ -552,13 +680,12 @@ async def _entries(connection: Any, scopes: Sequence[Scope]) -> dict[Scope, Jour
 def _earlier(
     batch: Sequence[tuple[TransactionRecord, JournalEntry]],
     index: int,
-    conflicted: set[Scope],
     stored: dict[Scope, JournalEntry],
     first: dict[Scope, int],
 ) -> JournalEntry | None:
     """None when batch[index] went in; else the entry that holds its key."""
     scope = _scope(batch[index][1])
-    if scope in conflicted:
+    if scope in stored:
         return stored[scope]
     return None if first[scope] == index else batch[first[scope]][1]
 

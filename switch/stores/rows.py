@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from switch.domain.audit import EventKind, SecurityEvent
 from switch.domain.models import JournalEntry, Money, OperationKind, TransactionRecord, TransactionStatus
 from switch.stores.base import Intent
 
@@ -188,3 +189,28 @@ def reversal_rows(records: Iterable[TransactionRecord]) -> list[tuple[str, str, 
         for record in records
         if record.status is TransactionStatus.UNKNOWN
     ]
+
+
+def event_row(event: SecurityEvent) -> tuple[Any, ...]:
+    """In switch.stores.audit.EVENT_COLUMNS order."""
+    return (
+        event.event_id,
+        event.kind.value,
+        event.caller,
+        event.outcome,
+        event.subject,
+        event.detail,
+        event.created_at,
+    )
+
+
+def event_from_row(row: Any) -> SecurityEvent:
+    return SecurityEvent(
+        kind=EventKind(row[1]),
+        caller=row[2],
+        outcome=row[3],
+        subject=row[4],
+        detail=row[5],
+        created_at=float(row[6]),
+        event_id=row[0],
+    )

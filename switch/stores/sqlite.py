@@ -14,16 +14,28 @@ The journal holds tokens and amounts: its folder is made 0700 and the database
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from switch.domain.audit import SecurityEvent
 from switch.domain.errors import StartupError
 from switch.domain.models import JournalEntry, TransactionRecord
+from switch.stores.audit import (
+    BLOCK_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    AuditChains,
+    AuditRows,
+    AuditSnapshot,
+    Block,
+    Checkpoint,
+)
 from switch.stores.base import ApplyOutcome, ApplyStatus, Intent, PendingOperation, PendingReversal
 from switch.stores.rows import (
     ENTRY_COLUMNS,
@@ -31,6 +43,7 @@ from switch.stores.rows import (
     TRANSACTION_COLUMNS,
     entry_from_row,
     entry_row,
+    event_row,
     intent_from_row,
     intent_row,
     record_from_row,
@@ -123,6 +136,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal_entries ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0;
     CREATE INDEX journal_entries_pending ON journal_entries (next_attempt_at) WHERE pending;
     """,
+    # The audit trail (switch.stores.audit): a block per commit, security events, and
+    # signed checkpoints of the chains' heads.
+    """
+    CREATE TABLE audit_blocks (
+        chain_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        prev_hash BLOB NOT NULL,
+        root BLOB NOT NULL,
+        block_hash BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        leaves BLOB NOT NULL,
+        keys TEXT NOT NULL,
+        PRIMARY KEY (chain_id, seq)
+    );
+    CREATE TABLE security_events (
+        event_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE audit_checkpoints (
+        checkpoint_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        heads TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+    """,
 )
 
 _CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables
@@ -167,14 +213,43 @@ _RESOLVE_OPERATION = (
 _WITHDRAW_OPERATION = f"DELETE FROM journal_entries WHERE {_PENDING_SCOPE} AND attempts = ?"
 
 
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+_INSERT_BLOCK = _insert("audit_blocks", BLOCK_COLUMNS)
+_INSERT_EVENT = _insert("security_events", EVENT_COLUMNS)
+_INSERT_CHECKPOINT = _insert("audit_checkpoints", CHECKPOINT_COLUMNS)
+
+
 class SqliteJournal:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, audit: AuditChains | None = None) -> None:
         self._db = connection
+        self._audit = audit or AuditChains()
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteJournal:
         private_file(Path(path))
         return cls(_connect(str(path)))
+
+    @contextlib.contextmanager
+    def _sealed(self) -> Iterator[AuditRows]:
+        """A transaction whose rows, added to the AuditRows it yields, are sealed into
+        one block of the audit chain before it commits."""
+        rows = AuditRows()
+        block: Block | None = None
+        try:
+            with _transaction(self._db):
+                yield rows
+                if rows:
+                    block = self._audit.seal(rows)
+                    self._db.execute(_INSERT_BLOCK, block.row())
+        except BaseException:
+            if block is not None:
+                self._audit.settle(block, None)  # COMMIT failed: whether it happened is not known
+            raise
+        if block is not None:
+            self._audit.settle(block, True)
 
     async def close(self) -> None:
         self._db.close()
@@ -198,7 +273,7 @@ class SqliteJournal:
     def _record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]
     ) -> list[JournalEntry | None]:
-        with _transaction(self._db):
+        with self._sealed() as sealed:
             existing = self._existing_entries([(e.merchant_id, e.idempotency_key) for _, e in batch])
             results: list[JournalEntry | None] = []
             fresh: list[tuple[TransactionRecord, JournalEntry]] = []
@@ -209,30 +284,35 @@ class SqliteJournal:
                 if earlier is None:
                     existing[scope] = entry  # a repeat later in this batch is a duplicate too
                     fresh.append((record, entry))
-            self._db.executemany(_INSERT_TRANSACTION, [transaction_row(r) for r, _ in fresh])
-            self._db.executemany(_INSERT_ENTRY, [entry_row(e) for _, e in fresh])
+            transactions = [transaction_row(r) for r, _ in fresh]
+            entries = [entry_row(e) for _, e in fresh]
+            self._db.executemany(_INSERT_TRANSACTION, transactions)
+            self._db.executemany(_INSERT_ENTRY, entries)
             self._db.executemany(_INSERT_REVERSAL, reversal_rows(r for r, _ in fresh))
+            sealed.transactions(transactions).entries(entries)
         return results
 
     def _apply(self, record: TransactionRecord, entry: JournalEntry, lease_until: float | None) -> ApplyOutcome:
         # Nothing is written before either check fails, so returning inside the block
-        # (which commits an empty transaction) is as good as a rollback.
-        with _transaction(self._db):
-            return self._apply_within(record, entry, lease_until)
+        # (which commits an empty transaction, and seals no block) is as good as a rollback.
+        with self._sealed() as sealed:
+            return self._apply_within(sealed, record, entry, lease_until)
 
     def _apply_within(
-        self, record: TransactionRecord, entry: JournalEntry, lease_until: float | None = None
+        self, sealed: AuditRows, record: TransactionRecord, entry: JournalEntry, lease_until: float | None = None
     ) -> ApplyOutcome:
         """_apply's work, inside the caller's transaction."""
         earlier = self._existing_entries([(entry.merchant_id, entry.idempotency_key)])
         if earlier:
             return ApplyOutcome(ApplyStatus.DUPLICATE, next(iter(earlier.values())))
-        if not self._store_next_version(record):
+        if not self._store_next_version(record, sealed):
             return ApplyOutcome(ApplyStatus.STALE)
+        row = entry_row(entry)
         if lease_until is None:
-            self._db.execute(_INSERT_ENTRY, entry_row(entry))
+            self._db.execute(_INSERT_ENTRY, row)
         else:
-            self._db.execute(_INSERT_PENDING_ENTRY, (*entry_row(entry), lease_until))
+            self._db.execute(_INSERT_PENDING_ENTRY, (*row, lease_until))
+        sealed.entries([row])
         return ApplyOutcome(ApplyStatus.APPLIED)
 
     async def record_intents(self, intents: Sequence[Intent]) -> set[str]:
@@ -280,11 +360,11 @@ class SqliteJournal:
 
     async def finish_reversal(self, record: TransactionRecord, entry: JournalEntry) -> bool:
         try:
-            with _transaction(self._db):
+            with self._sealed() as sealed:
                 done = self._db.execute(
                     "UPDATE reversals SET done = 1 WHERE transaction_id = ? AND done = 0", (record.transaction_id,)
                 )
-                if done.rowcount != 1 or self._apply_within(record, entry).status is not ApplyStatus.APPLIED:
+                if done.rowcount != 1 or self._apply_within(sealed, record, entry).status is not ApplyStatus.APPLIED:
                     raise _Undo
         except _Undo:
             return False
@@ -309,31 +389,66 @@ class SqliteJournal:
 
     async def resolve_operation(self, entry: JournalEntry, record: TransactionRecord | None) -> ApplyStatus:
         final = (entry.response_code, entry.status.value, entry.response, entry.merchant_id, entry.idempotency_key)
-        return self._settle(_RESOLVE_OPERATION, final, record)
+        return self._settle(_RESOLVE_OPERATION, final, record, AuditRows().entries([entry_row(entry)]))
 
     async def withdraw_operation(self, entry: JournalEntry, attempts: int, record: TransactionRecord) -> ApplyStatus:
-        return self._settle(_WITHDRAW_OPERATION, (entry.merchant_id, entry.idempotency_key, attempts), record)
+        scope = (entry.merchant_id, entry.idempotency_key)
+        gone = AuditRows().withdrawn(*scope, entry.created_at)
+        return self._settle(_WITHDRAW_OPERATION, (*scope, attempts), record, gone)
 
-    def _settle(self, statement: str, parameters: tuple[object, ...], record: TransactionRecord | None) -> ApplyStatus:
-        """statement on a pending entry and record's conditional write, in one commit, or neither."""
+    def _settle(
+        self, statement: str, parameters: tuple[object, ...], record: TransactionRecord | None, written: AuditRows
+    ) -> ApplyStatus:
+        """statement on a pending entry and record's conditional write, in one commit, or
+        neither; written is what statement did to the entry, for the audit chain."""
         status = ApplyStatus.APPLIED
         try:
-            with _transaction(self._db):
+            with self._sealed() as sealed:
                 if self._db.execute(statement, parameters).rowcount != 1:
                     status = ApplyStatus.DUPLICATE
-                elif record is not None and not self._store_next_version(record):
+                elif record is not None and not self._store_next_version(record, sealed):
                     status = ApplyStatus.STALE
                 if status is not ApplyStatus.APPLIED:
                     raise _Undo
+                sealed.extend(written)
         except _Undo:
             pass
         return status
 
-    def _store_next_version(self, record: TransactionRecord) -> bool:
+    def _store_next_version(self, record: TransactionRecord, sealed: AuditRows) -> bool:
         """Stores record if the stored transaction is still the version before it."""
         row = transaction_row(record)
-        return (
+        stored = (
             self._db.execute(_UPDATE_TRANSACTION, (*row[1:], record.transaction_id, record.version - 1)).rowcount == 1
+        )
+        if stored:
+            sealed.transactions([row])
+        return stored
+
+    async def record_events(self, events: Sequence[SecurityEvent]) -> None:
+        rows = [event_row(event) for event in events]
+        with self._sealed() as sealed:
+            self._db.executemany(_INSERT_EVENT, rows)
+            sealed.events(rows)
+
+    def audit_heads(self) -> list[tuple[str, int, bytes]]:
+        return self._audit.heads()
+
+    async def record_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with _transaction(self._db):
+            self._db.execute(_INSERT_CHECKPOINT, checkpoint.row())
+
+    async def read_audit(self) -> AuditSnapshot:
+        def rows(table: str, columns: Sequence[str], order: str) -> list[tuple[Any, ...]]:
+            query = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
+            return [tuple(row) for row in self._db.execute(query)]
+
+        return AuditSnapshot(
+            blocks=[Block(*row) for row in rows("audit_blocks", BLOCK_COLUMNS, "chain_id, seq")],
+            transactions=rows("transactions", TRANSACTION_COLUMNS, "transaction_id"),
+            entries=rows("journal_entries", ENTRY_COLUMNS, "entry_id"),
+            events=rows("security_events", EVENT_COLUMNS, "event_id"),
+            checkpoints=[Checkpoint(*row) for row in rows("audit_checkpoints", CHECKPOINT_COLUMNS, "checkpoint_id")],
         )
 
     def _get_transaction(self, transaction_id: str) -> TransactionRecord | None:

@@ -1,0 +1,3 @@
+from collections.abc import Sequence
+
+def seal(payloads: Sequence[bytes]) -> tuple[bytes, bytes]: ...
