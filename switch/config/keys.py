@@ -9,11 +9,8 @@ setting and the path, never the contents.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import orjson
 
 from switch.cards.tokenizer import KeyRing
 from switch.config.checks import ConfigError
+from switch.security.custody.storage import write_private
 from switch.security.secret_files import SecretFileError, read_private
 
 FINGERPRINT_KEY_FILE = "fingerprint.key"
@@ -45,24 +43,7 @@ def write_secret(path: Path, data: bytes, *, replace: bool = True) -> bool:
     one, never a part), creating its folder as 0700. replace=False keeps a file that is
     already there, even one another process creates meanwhile: returns whether this
     call wrote it."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(partial, path)
-            return True
-        try:
-            os.link(partial, path)  # fails, changing nothing, when path exists
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
+    return write_private(path, data, replace=replace)
 
 
 def read_fingerprint_key(path: Path, setting: str = "security.fingerprint_key_file") -> bytes:
