@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     folder = Path(tempfile.mkdtemp(prefix="switch-capacity-"))
     unique = secrets.token_hex(4)
     schema, prefix = f"capacity_{unique}", f"capacity:{unique}"
-    production_env = harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix)
+    production_env = harness.production_env(args.redis_url, args.postgres_dsn, schema, prefix, folder)
     targets = capacity_targets.targets(
         folder, config=args.config, stores=store_sets, rows=rows, production_env=production_env, tls_dir=args.tls_dir
     )

@@ -194,9 +194,16 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str) -> dict[str, str]:
+def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str, folder: Path) -> dict[str, str]:
     """The switch on Redis + PostgreSQL, in its own schema and key prefix; plaintext on
-    loopback, said explicitly (production stores otherwise need [server.tls])."""
+    loopback, said explicitly (production stores otherwise need [server.tls]); its
+    checkpoint signing key is written in folder."""
+    signing_key = folder / "audit-signing.key"
+    if not signing_key.exists():
+        from switch.security.custody.files import new_signing_key_pem
+        from switch.security.custody.storage import write_private
+
+        write_private(signing_key, new_signing_key_pem())
     return {
         "SWITCH_REDIS_URL": redis_url,
         "SWITCH_POSTGRES_DSN": postgres_dsn,
@@ -204,6 +211,7 @@ def production_env(redis_url: str, postgres_dsn: str, schema: str, prefix: str) 
         "SWITCH_KEY_PREFIX": prefix,
         "SWITCH_PLAINTEXT": "true",
         "SWITCH_FINGERPRINT_KEY": secrets.token_hex(32),
+        "SWITCH_AUDIT_SIGNING_KEY_FILE": str(signing_key),
     }
 
 

@@ -229,7 +229,7 @@ def _start_switch(
     keys = harness.write_tokenization_keys(folder / "tokenization.json")
     env = dict(
         harness.clean_env(),
-        **harness.production_env(running.redis_url, running.postgres_dsn, schema, prefix),
+        **harness.production_env(running.redis_url, running.postgres_dsn, schema, prefix, folder),
         PYTHONUNBUFFERED="1",
         SWITCH_TOKENIZATION_KEY_FILE=str(keys),
         SWITCH_LOG_LEVEL="INFO",  # one "serving on" line per worker tells it is up

@@ -94,7 +94,7 @@ def running_switch(
     )
     env = harness.clean_env()
     if store_set == "production":
-        env |= harness.production_env(REDIS_URL, POSTGRES_DSN, schema, prefix)
+        env |= harness.production_env(REDIS_URL, POSTGRES_DSN, schema, prefix, folder)
         if tls_config:
             del env["SWITCH_PLAINTEXT"]  # [server.tls] instead
     elif store_set == "embedded":

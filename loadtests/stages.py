@@ -126,7 +126,7 @@ async def _measure(
     from switch.server import _router, fingerprint_key, open_stores, token_keys
     from switch.v1 import switch_pb2 as pb
 
-    env = harness.production_env(running.redis_url, args.postgres_dsn, schema, prefix)
+    env = harness.production_env(running.redis_url, args.postgres_dsn, schema, prefix, folder)
     if args.redis_cluster:
         env["SWITCH_REDIS_CLUSTER"] = "true"
     env["SWITCH_TOKENIZATION_KEY_FILE"] = str(harness.write_tokenization_keys(folder / "tokenization-keys.json"))

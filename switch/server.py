@@ -43,6 +43,7 @@ from switch.domain.errors import StartupError
 from switch.domain.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.flow.batcher import MicroBatcher
 from switch.flow.pending_operations import PendingOperationWorker, lease_seconds
+from switch.flow.periodic import Every
 from switch.flow.pipeline import AuthorizationPipeline
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
@@ -51,6 +52,11 @@ from switch.risk.velocity import RiskRules
 from switch.routing.breaker import Breakers, BreakerState
 from switch.routing.router import Router
 from switch.security.access import Access
+from switch.security.audit.checkpoints import Checkpoints
+from switch.security.audit.trail import AuditTrail
+from switch.security.custody import CheckpointSigner, Custody, CustodyError, FileKeys, TokenKeys
+from switch.security.custody import open_custody as open_key_custody
+from switch.security.custody.files import SIGNING_KEY_FILE, new_signing_key_pem
 from switch.security.enumeration import EnumerationGuard
 from switch.security.identity import IdentitySource
 from switch.security.policy import Policy
@@ -86,6 +92,10 @@ class RunningSwitch:
     metrics_server: asyncio.Server | None = None
     pending_operations: PendingOperationWorker | None = None
     certificates: ServerCertificates | None = None  # reload() on SIGHUP
+    custody: Custody | None = None  # this worker's keys; checkpoint_signer(settings, custody) signs with it
+    trail: AuditTrail | None = None  # security events
+    checkpoints: Checkpoints | None = None  # signs the audit chains' heads
+    checkpointing: Every | None = None  # ... every security.audit_checkpoint_seconds
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -100,17 +110,38 @@ class RunningSwitch:
             await adapter.close()
         for simulator in self.simulators:
             await simulator.close()
+        await self._close_audit()
         await self.state.close()
         await self.journal.close()
+        if self.custody is not None:
+            self.custody.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
 
+    async def _close_audit(self) -> None:
+        """Writes the security events still buffered and signs the chains' final heads."""
+        if self.checkpointing is not None:
+            await self.checkpointing.close()
+        if self.trail is not None:
+            await self.trail.close()
+        if self.checkpoints is not None:
+            try:
+                await self.checkpoints.sign()
+            except Exception:  # the journal is going away with the switch: verify still covers the chain
+                log.exception("could not sign the audit chains' last checkpoint")
+
 
 async def build(settings: Settings) -> RunningSwitch:
     # What the configuration alone can refuse (keys, adapters and their options) is
-    # checked before anything starts or connects.
-    tokenizer = Tokenizer(fingerprint_key(settings), token_keys(settings))
+    # checked before anything starts or connects. The keys are reached here, in the
+    # worker, after the fork: a PKCS#11 token is initialised and logged in to now.
+    keys = open_custody(settings)
+    try:
+        tokenizer = Tokenizer(*_keys(settings, keys))
+    except BaseException:
+        keys.close()
+        raise
     fees = FeeEngine(settings.fee_schedules, settings.fx)
     simulators, settings = await _start_default_simulators(settings)
     router = _router(settings, fees)
@@ -149,13 +180,12 @@ async def build(settings: Settings) -> RunningSwitch:
         ],
     )
     # Through switch.api.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
-    access = _access(settings)
-    security = settings.security
-    # One guard for both ways to a token: Tokenize and a card Authorize.
-    guard = EnumerationGuard(security.enumeration_max_distinct, security.enumeration_window_seconds)
-    rate = CallerRateLimit(security.tokenize_per_second, security.tokenize_burst)
-    switch_servicer = SwitchServicer(batcher, transactions, fees, access, guard)
-    tokens_servicer = TokensServicer(tokenizer, access, guard, rate)
+    trail = AuditTrail(journal)
+    switch_servicer, tokens_servicer = _servicers(
+        settings, _access(settings, trail), batcher=batcher, transactions=transactions, fees=fees, tokenizer=tokenizer
+    )
+    checkpoints = Checkpoints(journal, checkpoint_signer(settings, keys))
+    checkpointing = Every(settings.security.audit_checkpoint_seconds, "audit-checkpoints", checkpoints.sign)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
     decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, tokens_servicer, server)
     health_servicer = HealthServicer()
@@ -173,6 +203,7 @@ async def build(settings: Settings) -> RunningSwitch:
     batcher.start()
     reversals.start()
     operations.start()
+    checkpointing.start()
     await server.start()
     exporter = None
     if settings.server.metrics_port:
@@ -196,10 +227,34 @@ async def build(settings: Settings) -> RunningSwitch:
         exporter,
         operations,
         certificates,
+        keys,
+        trail,
+        checkpoints,
+        checkpointing,
     )
 
 
-def _access(settings: Settings) -> Access:
+def _servicers(
+    settings: Settings,
+    access: Access,
+    *,
+    batcher: MicroBatcher,
+    transactions: TransactionService,
+    fees: FeeEngine,
+    tokenizer: Tokenizer,
+) -> tuple[SwitchServicer, TokensServicer]:
+    security = settings.security
+    # One guard for both ways to a token: Tokenize and a card Authorize.
+    guard = EnumerationGuard(security.enumeration_max_distinct, security.enumeration_window_seconds)
+    rate = CallerRateLimit(security.tokenize_per_second, security.tokenize_burst)
+    detokenize_rate = CallerRateLimit(security.detokenize_per_second, security.detokenize_burst)
+    return (
+        SwitchServicer(batcher, transactions, fees, access, guard),
+        TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
+    )
+
+
+def _access(settings: Settings, trail: AuditTrail) -> Access:
     """Who may call: identities from client certificates with TLS, else from the trusted
     sidecar's header when one is named, else nobody's (the anonymous caller)."""
     if settings.tls is not None:
@@ -210,7 +265,7 @@ def _access(settings: Settings) -> Access:
     else:
         source = IdentitySource.NONE
     policy = Policy(DEFAULT_CALLERS if settings.callers is None else settings.callers)
-    return Access(policy, source, settings.security.trusted_identity_header)
+    return Access(policy, source, settings.security.trusted_identity_header, trail)
 
 
 def _log_transport(settings: Settings) -> None:
@@ -298,7 +353,66 @@ def _router(settings: Settings, fees: FeeEngine) -> Router:
     return Router(adapters, rails, table, Breakers(table.breaker, time.monotonic), cost)
 
 
+def open_custody(settings: Settings) -> Custody:
+    """Where this process's keys are: a PKCS#11 token (security.key_custody = "pkcs11"),
+    or key files. Open it where the keys are used, after any fork; close it when done.
+    ConfigError names the setting at fault."""
+    try:
+        if settings.pkcs11 is not None:
+            return open_key_custody(settings.pkcs11)
+        fingerprint, ring = _file_fingerprint_key(settings), _file_token_keys(settings)  # in this order: errors too
+        tokens = TokenKeys(ring.keys, ring.active_key)
+        return open_key_custody(FileKeys(fingerprint, tokens, _signing_key_file(settings)))
+    except CustodyError as exc:
+        raise _refusal(settings, exc) from None
+
+
 def fingerprint_key(settings: Settings) -> bytes:
+    """The HMAC key for fingerprints, from the custody."""
+    opened = open_custody(settings)
+    try:
+        return _keys(settings, opened)[0]
+    finally:
+        opened.close()
+
+
+def token_keys(settings: Settings) -> KeyRing:
+    """The tokenization keys, from the custody."""
+    opened = open_custody(settings)
+    try:
+        return _keys(settings, opened)[1]
+    finally:
+        opened.close()
+
+
+def checkpoint_signer(settings: Settings, opened: Custody) -> CheckpointSigner:
+    """The key the audit trail's checkpoints are signed with, from a custody this process
+    opened (a worker's: RunningSwitch.custody); valid until that custody is closed."""
+    try:
+        return opened.checkpoint_signer()
+    except CustodyError as exc:
+        raise _refusal(settings, exc) from None
+
+
+def _keys(settings: Settings, opened: Custody) -> tuple[bytes, KeyRing]:
+    try:
+        ring = opened.token_keys()
+        return opened.fingerprint_key(), KeyRing(ring.keys, ring.active_key)
+    except CustodyError as exc:
+        raise _refusal(settings, exc) from None
+
+
+def _refusal(settings: Settings, exc: CustodyError) -> ConfigError:
+    """The custody's error as the configuration's: named by the setting at fault."""
+    if settings.pkcs11 is not None:
+        return ConfigError(f"security.pkcs11.{exc.field}: {exc}")
+    if settings.security.audit_signing_key_file or not settings.stores.embedded:
+        hint = "" if settings.security.audit_signing_key_file else "; `switch keys init --dir DIR` writes one"
+        return ConfigError(f"security.audit_signing_key_file: {exc}{hint}")
+    return ConfigError(f"stores.sqlite_path (its folder's {SIGNING_KEY_FILE}): {exc}")
+
+
+def _file_fingerprint_key(settings: Settings) -> bytes:
     """The HMAC key for fingerprints. Every worker and instance must share it, so
     production requires it; the embedded default keeps a random one beside its journal."""
     security = settings.security
@@ -316,7 +430,7 @@ def fingerprint_key(settings: Settings) -> bytes:
     return read_fingerprint_key(path, "stores.sqlite_path (its folder's fingerprint.key)")
 
 
-def token_keys(settings: Settings) -> KeyRing:
+def _file_token_keys(settings: Settings) -> KeyRing:
     """The tokenization keys. Production must configure them (every instance shares
     them); the embedded default keeps a random ring beside its journal."""
     if settings.tokenization is not None:
@@ -326,6 +440,16 @@ def token_keys(settings: Settings) -> KeyRing:
     path = Path(settings.stores.sqlite_path).parent / TOKEN_KEY_FILE
     write_key_file(path, new_key_ring(), replace=False)
     return parse_key_ring({"key_file": str(path)})
+
+
+def _signing_key_file(settings: Settings) -> str:
+    """The Ed25519 key file checkpoints are signed with: the configured one; the embedded
+    default keeps one beside its journal; production without one has none ("")."""
+    if settings.security.audit_signing_key_file or not settings.stores.embedded:
+        return settings.security.audit_signing_key_file
+    path = Path(settings.stores.sqlite_path).parent / SIGNING_KEY_FILE
+    write_secret(path, new_signing_key_pem(), replace=False)
+    return str(path)
 
 
 async def migrate(settings: Settings) -> int:
@@ -350,13 +474,10 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     idempotency = settings.idempotency
     if settings.stores.embedded:
         from switch.stores.memory import MemoryStateStore
-        from switch.stores.sqlite import SqliteJournal
 
         state: StateStore = MemoryStateStore(idempotency.retention_seconds, idempotency.lease_seconds)
-        # It makes the folder (0700) and the database (0600) itself.
-        return state, await SqliteJournal.open(Path(settings.stores.sqlite_path))
+        return state, await open_journal(settings)
 
-    from switch.stores.postgres import PostgresJournal
     from switch.stores.redis import RedisStateStore
     from switch.stores.redis_cluster import RedisClusterStateStore
 
@@ -376,15 +497,36 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     except BaseException:
         await state.close()
         raise
-    schema = settings.stores.postgres_schema or None
     try:
-        return state, await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)
-    except store_errors() as exc:
-        await state.close()
-        raise StartupError(f"stores.postgres_dsn: PostgreSQL does not answer: {_reason(exc)}") from None
+        return state, await open_journal(settings)
     except BaseException:
         await state.close()
         raise
+
+
+async def open_journal(settings: Settings) -> Journal:
+    """The configured journal alone (`switch audit verify` reads no state store)."""
+    if settings.stores.embedded:
+        from switch.stores.sqlite import SqliteJournal
+
+        # It makes the folder (0700) and the database (0600) itself.
+        return await SqliteJournal.open(Path(settings.stores.sqlite_path))
+    from switch.stores.postgres import PostgresJournal
+
+    schema = settings.stores.postgres_schema or None
+    try:
+        return await PostgresJournal.open(settings.stores.postgres_dsn, schema=schema)
+    except store_errors() as exc:
+        raise StartupError(f"stores.postgres_dsn: PostgreSQL does not answer: {_reason(exc)}") from None
+
+
+def checkpoint_public_key(settings: Settings) -> bytes:
+    """The public key (PEM) of the configured checkpoint signing key."""
+    opened = open_custody(settings)
+    try:
+        return checkpoint_signer(settings, opened).public_key_pem()
+    finally:
+        opened.close()
 
 
 def _reason(exc: BaseException) -> str:

@@ -43,9 +43,19 @@ def store_settings(store_set: str, tmp_path: Path) -> dict[str, Any]:
             "postgres_schema": f"test_{unique}",
             "key_prefix": f"test:{unique}",
         },
-        "security": {"fingerprint_key_hex": FINGERPRINT_KEY},
+        "security": {"fingerprint_key_hex": FINGERPRINT_KEY, "audit_signing_key_file": str(signing_key(tmp_path))},
         "tokenization": {"active_key": "k1", "keys": {"k1": TOKEN_KEY}},
     }
+
+
+def signing_key(folder: Path) -> Path:
+    """An Ed25519 checkpoint signing key file (0600) in folder, made once."""
+    from switch.config.keys import write_secret
+    from switch.security.custody.files import SIGNING_KEY_FILE, new_signing_key_pem
+
+    path = folder / SIGNING_KEY_FILE
+    write_secret(path, new_signing_key_pem(), replace=False)
+    return path
 
 
 async def drop_production_state(settings: config.Settings) -> None:

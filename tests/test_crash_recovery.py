@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
+from tests.conftest import signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -287,6 +288,7 @@ async def production_switch(tmp_path: Path) -> AsyncIterator[tuple[Switch, str, 
         SWITCH_KEY_PREFIX=prefix,
         SWITCH_PLAINTEXT="true",
         SWITCH_FINGERPRINT_KEY=FINGERPRINT_KEY,
+        SWITCH_AUDIT_SIGNING_KEY_FILE=str(signing_key(tmp_path)),
         SWITCH_LOG_LEVEL="INFO",
     )
     config = tmp_path / "switch.toml"

@@ -46,6 +46,8 @@ def environment(raw: dict[str, Any], folder: Path) -> dict[str, str]:
         env["SWITCH_PLAINTEXT"] = "true"
     if "fingerprint_key_hex" in security:
         env["SWITCH_FINGERPRINT_KEY"] = security["fingerprint_key_hex"]
+    if "audit_signing_key_file" in security:
+        env["SWITCH_AUDIT_SIGNING_KEY_FILE"] = security["audit_signing_key_file"]
     if "tokenization" in raw:
         path = folder / "token-keys.json"  # how production mounts its keys: a file
         write_key_file(path, parse_key_ring(raw["tokenization"]))

@@ -42,7 +42,12 @@ def production(tmp_path: Path) -> Iterator[dict[str, str]]:
         SWITCH_KEY_PREFIX=f"test:{unique}",
         SWITCH_PLAINTEXT="true",
     )
-    for variable in ("SWITCH_FINGERPRINT_KEY", "SWITCH_FINGERPRINT_KEY_FILE", "SWITCH_TOKENIZATION_KEY_FILE"):
+    for variable in (
+        "SWITCH_FINGERPRINT_KEY",
+        "SWITCH_FINGERPRINT_KEY_FILE",
+        "SWITCH_TOKENIZATION_KEY_FILE",
+        "SWITCH_AUDIT_SIGNING_KEY_FILE",
+    ):
         env.pop(variable, None)
     yield env
     settings = config.load(None, env)
@@ -55,6 +60,7 @@ def keys_in(folder: Path, env: dict[str, str]) -> dict[str, str]:
         **env,
         "SWITCH_FINGERPRINT_KEY_FILE": str(folder / "fingerprint.key"),
         "SWITCH_TOKENIZATION_KEY_FILE": str(folder / "token-keys.json"),
+        "SWITCH_AUDIT_SIGNING_KEY_FILE": str(folder / "audit-signing.key"),
     }
 
 

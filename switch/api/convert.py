@@ -243,3 +243,45 @@ def _timestamp(seconds: float) -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(round(seconds * 1e9))
     return stamp
+
+
+MAX_REASON_LENGTH = 200
+_DETOKENIZE_FIELDS = {"source.token": "token", "source.token_key_id": "key_id"}
+
+
+def detokenize_request(request: pb.DetokenizeRequest) -> tuple[Token, str]:
+    """(the token, the reason given); InvalidRequest naming token, key_id or reason.
+    The token's own checks (shape, Luhn, key id) are the tokenizer's: see detokenize_error."""
+    found: list[Violation] = []
+    if not request.token:
+        found.append(Violation("token", rules.REQUIRED.message))
+    reason = request.reason.strip()
+    if not reason:
+        found.append(Violation("reason", "is required: why the card number is needed (a case or ticket id)"))
+    elif len(reason) > MAX_REASON_LENGTH or not reason.isprintable():
+        found.append(Violation("reason", f"must be printable text of at most {MAX_REASON_LENGTH} characters"))
+    elif _has_card_number(reason):
+        found.append(Violation("reason", NO_CARD_NUMBER))
+    if found:
+        raise InvalidRequest(found)
+    return Token(request.token, request.key_id), reason
+
+
+def detokenize_error(error: InvalidRequest) -> InvalidRequest:
+    """The tokenizer's refusal, with the fields named as DetokenizeRequest names them."""
+    renamed = [Violation(_DETOKENIZE_FIELDS.get(v.field, v.field), v.description) for v in error.violations]
+    return InvalidRequest(renamed)
+
+
+def describe_detokenize(request: pb.DetokenizeRequest) -> tuple[str, str]:
+    """What the audit trail records of a Detokenize call: the token and key id (a token
+    is no card number: it fails the Luhn check) and the reason. Whatever a caller put
+    where a token goes that holds a card number, or is no token at all, is not kept."""
+    token = request.token
+    if not (12 <= len(token) <= 19 and token.isascii() and token.isdigit()) or luhn.luhn_valid(token):
+        token = "(not a token)"
+    key_id = request.key_id if request.key_id.isascii() and request.key_id.isprintable() else "(not a key id)"
+    reason = request.reason.strip()[:MAX_REASON_LENGTH]
+    if not reason.isprintable() or _has_card_number(reason):
+        reason = "(not recordable)"
+    return f"token {token} key {key_id[:32] or '(active)'}", f"reason: {reason}"

@@ -20,6 +20,12 @@ an interceptor costs every call a chain of coroutines and a new method handler,
 where a decorator, applied once at import, adds one coroutine frame around the
 handler: every call pays this, so it must stay the cheaper of the two.
 Health checks and reflection, which are not the switch's own, go undecorated.
+
+Refusals (no identity, no role, out of scope, over a rate, an enumeration) are
+noted in the audit trail here, once, whichever layer raised them. A method
+decorated with audit= is recorded whatever its outcome, durably, before its
+answer leaves; when the trail cannot be written, the caller gets UNAVAILABLE
+instead of the answer.
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from switch.api.convert import NO_CARD_NUMBER
 from switch.api.decoding import Undecodable
 from switch.api.status import as_switch_error, to_grpc_status
 from switch.cards.luhn import contains_card_number
+from switch.domain.audit import EventKind, SecurityEvent
 from switch.domain.errors import InvalidRequest, SwitchError, Violation
-from switch.security.access import Access
+from switch.security.access import Access, AuditUnavailable
+from switch.security.audit.trail import ALLOWED
 from switch.security.policy import Role
 from switch.telemetry.call_context import caller_id, request_id
 
@@ -60,11 +68,16 @@ class Guarded(Protocol):
 Servicer = TypeVar("Servicer", bound=Guarded)
 Method = Callable[[Servicer, Request, Context], Awaitable[Response]]
 StreamMethod = Callable[[Servicer, Request, Context], Awaitable[None]]
+# What an audited call was about, for its security event: (subject, detail), never a PAN.
+Describe = Callable[[Any], tuple[str, str]]
 
 
-def unary(role: Role) -> Callable[[Method[Servicer, Request, Response]], Method[Servicer, Request, Response]]:
+def unary(
+    role: Role, *, audit: tuple[EventKind, Describe] | None = None
+) -> Callable[[Method[Servicer, Request, Response]], Method[Servicer, Request, Response]]:
     """A unary handler that needs role: call context, admission, the request id in the
-    trailing metadata, and any exception turned into the call's status."""
+    trailing metadata, and any exception turned into the call's status. audit: record
+    every call of it, allowed or not, as an event of that kind before answering."""
 
     def decorate(method: Method[Servicer, Request, Response]) -> Method[Servicer, Request, Response]:
         name = method.__qualname__
@@ -80,9 +93,20 @@ def unary(role: Role) -> Callable[[Method[Servicer, Request, Response]], Method[
                     raise refused
                 if isinstance(request, Undecodable):
                     raise request.error()
-                return await method(self, request, context)
+                response = await method(self, request, context)
+                if audit is not None:
+                    await _record(self.access, audit, request, ALLOWED, "")
+                return response
             except Exception as exc:
-                status = to_grpc_status(as_switch_error(exc))
+                error = as_switch_error(exc)
+                if audit is None:
+                    self.access.refused(caller_id.get(), name, error)
+                elif not isinstance(error, AuditUnavailable):
+                    try:
+                        await _record(self.access, audit, request, error.code.name, error.message)
+                    except AuditUnavailable as unavailable:
+                        error = unavailable
+                status = to_grpc_status(error)
                 outcome = status.code.name
                 # Aborting replaces the trailing metadata: keep the request id.
                 trailing = (("x-request-id", identifier), *status.trailing_metadata)
@@ -109,6 +133,7 @@ def streaming(role: Role) -> Callable[[StreamMethod[Servicer, Request]], StreamM
             identifier, refused = _enter(context, self.access, role)
             started = time.perf_counter()
             if refused is not None:
+                self.access.refused(caller_id.get(), name, refused)
                 status = to_grpc_status(refused)
                 _access(name, status.code.name, started)
                 trailing = (("x-request-id", identifier), *status.trailing_metadata)
@@ -153,6 +178,13 @@ def _enter(context: Context, access: Access, role: Role) -> tuple[str, SwitchErr
         except SwitchError as error:
             refused = error
     return identifier, refused
+
+
+async def _record(access: Access, audit: tuple[EventKind, Describe], request: Any, outcome: str, error: str) -> None:
+    kind, describe = audit
+    subject, detail = describe(request) if not isinstance(request, Undecodable) else ("an undecodable request", "")
+    detail = "; ".join(part for part in (detail, error) if part)
+    await access.record(SecurityEvent(kind, caller_id.get(), outcome, subject, detail, time.time()))
 
 
 def _clean(value: str) -> str | None:

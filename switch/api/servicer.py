@@ -18,8 +18,9 @@ from switch.api import convert, decorators
 from switch.api.decoding import Undecodable
 from switch.api.status import as_switch_error
 from switch.cards.tokenizer import Tokenizer
-from switch.domain.errors import InvalidRequest, PermissionDenied, RateLimited, SwitchError, Violation
-from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKind
+from switch.domain.audit import EventKind
+from switch.domain.errors import EnumerationRefused, InvalidRequest, RateLimited, SwitchError, Violation
+from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKind, mask_pan
 from switch.flow.batcher import Answer, MicroBatcher
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
@@ -67,6 +68,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
             try:
                 valid.append((index, self._admitted(grant, item, deadline)))  # or this item alone is refused
             except SwitchError as error:
+                self.access.refused(grant.caller, "SwitchServicer.AuthorizeBatch", error)
                 responses[index] = convert.error_to_proto(item.idempotency_key, error)
         answers = await self._batcher.submit_many([authorization for _, authorization in valid])
         for (index, authorization), answer in zip(valid, answers, strict=True):
@@ -119,7 +121,9 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
                     future = self._batcher.enqueue_many([self._admitted(grant, request, deadline)])
                 except Exception as exc:
                     window.release()
-                    answers.put_nowait(_to_response(key, as_switch_error(exc)))
+                    error = as_switch_error(exc)
+                    self.access.refused(grant.caller, "SwitchServicer.AuthorizeStream", error)
+                    answers.put_nowait(_to_response(key, error))
                     continue
                 pending.add(future)
                 future.add_done_callback(functools.partial(_answer_streamed, key, answers, window, pending))
@@ -169,7 +173,7 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         authorization = convert.authorization(request, deadline)
         source = authorization.source
         if isinstance(source, Card) and not self._guard.allows(grant.caller, source.pan):
-            raise PermissionDenied(ENUMERATION_REFUSED)
+            raise EnumerationRefused(ENUMERATION_REFUSED)
         return authorization
 
     async def _operate(self, operation: Any) -> pb.Transaction:
@@ -178,13 +182,21 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
 
 
 class TokensServicer(switch_pb2_grpc.TokensServicer):
-    """switch.v1.Tokens: cards in, tokens out. Nothing here turns a token back into a card."""
+    """switch.v1.Tokens: cards in, tokens out; and the one audited way back."""
 
-    def __init__(self, tokenizer: Tokenizer, access: Access, guard: EnumerationGuard, rate: CallerRateLimit) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        access: Access,
+        guard: EnumerationGuard,
+        rate: CallerRateLimit,
+        detokenize_rate: CallerRateLimit,
+    ) -> None:
         self.access = access
         self._tokenizer = tokenizer
         self._guard = guard
         self._rate = rate
+        self._detokenize_rate = detokenize_rate
 
     @decorators.unary(Role.TOKENIZE)
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
@@ -193,9 +205,20 @@ class TokensServicer(switch_pb2_grpc.TokensServicer):
             raise RateLimited("this caller is over its Tokenize rate; retry later")
         card = convert.card_to_tokenize(request)
         if not self._guard.allows(caller, card.pan):
-            raise PermissionDenied(ENUMERATION_REFUSED)
+            raise EnumerationRefused(ENUMERATION_REFUSED)
         token = self._tokenizer.tokenize(card)
         return pb.TokenizeResponse(token=token.token, key_id=token.key_id, masked_pan=token.masked)
+
+    @decorators.unary(Role.DETOKENIZE, audit=(EventKind.DETOKENIZE, convert.describe_detokenize))
+    async def Detokenize(self, request: pb.DetokenizeRequest, context: Context) -> pb.DetokenizeResponse:
+        if not self._detokenize_rate.allows(current_grant.get().caller):
+            raise RateLimited("this caller is over its Detokenize rate; retry later")
+        token, _ = convert.detokenize_request(request)
+        try:
+            card = self._tokenizer.detokenize(token, token.key_id)
+        except InvalidRequest as error:
+            raise convert.detokenize_error(error) from None
+        return pb.DetokenizeResponse(pan=card.pan, masked_pan=mask_pan(card.pan))
 
 
 def _deadline(context: Context) -> float | None:

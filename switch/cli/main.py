@@ -1,4 +1,4 @@
-"""`switch serve | demo | migrate | keys | sim`: the command line.
+"""`switch serve | demo | migrate | keys | audit | tls | sim`: the command line.
 
 Nothing here imports gRPC at module level: `serve --workers N` forks its worker
 processes first, as gRPC Python requires, and each worker builds its own server
@@ -28,7 +28,9 @@ log = logging.getLogger("switch")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys":
-        return _refusing_cleanly(lambda: init_keys(Path(args.dir)))
+        from switch.cli import keys
+
+        return _refusing_cleanly(lambda: keys.run(args))
     if args.command == "tls":
         from switch.cli import tls_init
 
@@ -51,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _refusing_cleanly(lambda: migrate(settings))
     if args.command == "sim":
         return simulate(args)
+    if args.command == "audit":
+        from switch.cli import audit
+
+        return _refusing_cleanly(lambda: audit.run(settings, args))
     raise AssertionError(args.command)
 
 
@@ -81,10 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-dir", help="a folder made by `switch tls init`: the demo's switch serves mutual TLS with it"
     )
     commands.add_parser("migrate", help="apply the journal's schema migrations")
-    keys = commands.add_parser("keys", help="key material for a deployment")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    init = key_commands.add_parser("init", help="write a new fingerprint key and tokenization key ring (mode 0600)")
-    init.add_argument("--dir", required=True, help="the folder to write them in (created 0700; never replaces a file)")
+    from switch.cli import keys
+
+    keys.add_parser(commands)
+    from switch.cli import audit
+
+    audit.add_parser(commands)
     tls = commands.add_parser("tls", help="certificates for trying mutual TLS (a throwaway CA)")
     tls_commands = tls.add_subparsers(dest="tls_command", required=True)
     tls_init = tls_commands.add_parser(
@@ -202,31 +210,6 @@ def migrate(settings: config.Settings) -> int:
 
     applied = asyncio.run(server.migrate(settings))
     log.info("applied %d migration(s)", applied)
-    return 0
-
-
-def init_keys(folder: Path) -> int:
-    """Writes the key material production needs, for `switch serve` to name in
-    security.fingerprint_key_file and tokenization.key_file."""
-    from switch.config.keys import (
-        FINGERPRINT_KEY_FILE,
-        TOKEN_KEY_FILE,
-        new_fingerprint_key,
-        new_key_ring,
-        write_key_file,
-        write_secret,
-    )
-
-    fingerprint, ring = folder / FINGERPRINT_KEY_FILE, folder / TOKEN_KEY_FILE
-    for path in (fingerprint, ring):
-        if path.exists():
-            raise config.ConfigError(f"keys init: {path} exists; keys are never replaced (rotate them instead)")
-    if not (
-        write_secret(fingerprint, new_fingerprint_key(), replace=False)
-        and write_key_file(ring, new_key_ring(), replace=False)
-    ):
-        raise config.ConfigError(f"keys init: another process is writing keys in {folder}")
-    print(f"wrote {fingerprint} and {ring} (mode 0600)")
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from switch.config.checks import ConfigError, no_unknown_keys, optional_text
+from switch.config.custody import parse_custody
 from switch.config.fees import parse_fee_schedules, parse_fx
 from switch.config.keys import parse_key_ring
 from switch.config.routing import check_routes, load_bin_table, parse_routing
@@ -48,6 +49,7 @@ ENVIRONMENT = {
     "SWITCH_FINGERPRINT_KEY": ("security", "fingerprint_key_hex"),
     "SWITCH_FINGERPRINT_KEY_FILE": ("security", "fingerprint_key_file"),
     "SWITCH_TOKENIZATION_KEY_FILE": ("tokenization", "key_file"),
+    "SWITCH_AUDIT_SIGNING_KEY_FILE": ("security", "audit_signing_key_file"),
     "SWITCH_LOG_LEVEL": ("", "log_level"),
 }
 
@@ -63,7 +65,7 @@ _SECTIONS: dict[str, Any] = {
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Tables inside a section, parsed by their own parsers rather than as scalars.
-_TABLES = frozenset({("server", "tls"), ("security", "callers")})
+_TABLES = frozenset({("server", "tls"), ("security", "callers"), ("security", "pkcs11")})
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -108,6 +110,8 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
     limits = tuple(_limit(i, item) for i, item in enumerate(_list(raw, "limits")))
     settings = replace(settings, limits=limits, log_level=log_level, **_money_and_tokens(raw))
+    pkcs11 = parse_custody(settings.security, raw.get("security", {}).get("pkcs11"), "tokenization" in raw)
+    settings = replace(settings, pkcs11=pkcs11)
     settings = replace(settings, **_routes_and_routing(raw))
     _check(settings)
     return settings
@@ -277,12 +281,19 @@ def _check(settings: Settings) -> None:
     security = settings.security
     for where, number in (
         ("security.tokenize_per_second", security.tokenize_per_second),
+        ("security.detokenize_per_second", security.detokenize_per_second),
         ("security.enumeration_max_distinct", security.enumeration_max_distinct),
     ):
         if number < 0:
             raise ConfigError(f"{where}: must be >= 0 (0: no limit)")
-    if security.tokenize_burst < 1:
-        raise ConfigError("security.tokenize_burst: must be an integer >= 1")
+    for where, burst in (
+        ("security.tokenize_burst", security.tokenize_burst),
+        ("security.detokenize_burst", security.detokenize_burst),
+    ):
+        if burst < 1:
+            raise ConfigError(f"{where}: must be an integer >= 1")
+    if security.audit_checkpoint_seconds <= 0:
+        raise ConfigError("security.audit_checkpoint_seconds: must be > 0")
     if security.enumeration_window_seconds <= 0:
         raise ConfigError("security.enumeration_window_seconds: must be > 0")
     if bool(settings.stores.redis_url) != bool(settings.stores.postgres_dsn):

@@ -15,6 +15,7 @@ from switch.domain.limits import Limit
 from switch.flow.batcher import BatcherSettings
 from switch.money.fees import FeeSchedule, FxTable
 from switch.routing.rules import RoutingTable
+from switch.security.custody import Pkcs11Keys
 from switch.security.policy import CallerRule, Role
 from switch.security.tls import TlsFiles
 
@@ -72,6 +73,10 @@ class StoreSettings:
 class SecuritySettings:
     fingerprint_key_hex: str = ""  # empty: a random key kept beside the SQLite journal
     fingerprint_key_file: str = ""
+    # "file": the keys above, [tokenization] and audit_signing_key_file; "pkcs11": wrapped
+    # under a token's key ([security.pkcs11], Settings.pkcs11), unwrapped in each worker.
+    key_custody: str = "file"
+    audit_signing_key_file: str = ""  # the Ed25519 key checkpoints are signed with (PEM, 0600)
     # Plaintext behind a sidecar that terminated mutual TLS on loopback: the header in
     # which it passes the identity it verified. Empty: every plaintext caller is anonymous.
     trusted_identity_header: str = ""
@@ -82,6 +87,12 @@ class SecuritySettings:
     # within the window, through Tokenize or a card Authorize (0: no limit).
     enumeration_max_distinct: int = 100
     enumeration_window_seconds: float = 3600.0
+    # Detokenize calls per second per caller and worker, and the burst above it: a
+    # person working a dispute, not a batch job (0 per second: no limit).
+    detokenize_per_second: float = 1.0
+    detokenize_burst: int = 10
+    # How often each worker signs the heads of its audit chains (and once at shutdown).
+    audit_checkpoint_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,7 @@ class Settings:
     log_level: str = "INFO"
     tls: TlsFiles | None = None  # [server.tls]; None: plaintext
     callers: tuple[CallerRule, ...] | None = None  # [[security.callers]]; None: DEFAULT_CALLERS
+    pkcs11: Pkcs11Keys | None = None  # [security.pkcs11] with key_custody = "pkcs11"; None: the file custody
 
 
 # Without [[security.callers]]: every caller may do what the demo does, never detokenize

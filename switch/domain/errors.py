@@ -150,6 +150,11 @@ class PermissionDenied(SwitchError):
     code = Code.PERMISSION_DENIED
 
 
+class EnumerationRefused(PermissionDenied):
+    """Too many different card numbers sharing the digits a token shows, from one
+    caller: what an enumeration of a token's candidates looks like."""
+
+
 class RateLimited(SwitchError):
     """The caller is over its rate for this call; retry later."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +42,16 @@ class Periodic:
             except Exception:  # durable work: the next pass tries again
                 log.exception("%s pass failed", self.name)
             await asyncio.sleep(self._interval)
+
+
+class Every(Periodic):
+    """Runs work every interval seconds (a task with no state of its own)."""
+
+    def __init__(self, interval: float, name: str, work: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(interval)
+        self.name = name
+        self._work = work
+
+    async def run_once(self) -> int:
+        await self._work()
+        return 1

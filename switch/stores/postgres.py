@@ -592,7 +592,7 @@ class PostgresJournal:
                 blocks=[Block(*row) for row in await rows("audit_blocks", BLOCK_COLUMNS, "chain_id, seq")],
                 transactions=await rows("transactions", TRANSACTION_COLUMNS, "transaction_id"),
                 entries=await rows("journal_entries", ENTRY_COLUMNS, "entry_id"),
-                events=await rows("security_events", EVENT_COLUMNS, "event_id"),
+                events=await rows("security_events", EVENT_COLUMNS, "created_at, event_id"),
                 checkpoints=[
                     Checkpoint(*row) for row in await rows("audit_checkpoints", CHECKPOINT_COLUMNS, "checkpoint_id")
                 ],

@@ -447,7 +447,7 @@ class SqliteJournal:
             blocks=[Block(*row) for row in rows("audit_blocks", BLOCK_COLUMNS, "chain_id, seq")],
             transactions=rows("transactions", TRANSACTION_COLUMNS, "transaction_id"),
             entries=rows("journal_entries", ENTRY_COLUMNS, "entry_id"),
-            events=rows("security_events", EVENT_COLUMNS, "event_id"),
+            events=rows("security_events", EVENT_COLUMNS, "created_at, event_id"),
             checkpoints=[Checkpoint(*row) for row in rows("audit_checkpoints", CHECKPOINT_COLUMNS, "checkpoint_id")],
         )
 

@@ -406,7 +406,7 @@ class Switch:
 class TokensStub:
     """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
     card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
-    card in AuthorizeRequest.token. No call turns a token back into a card.
+    card in AuthorizeRequest.token.
     """
 
     def __init__(self, channel):
@@ -420,16 +420,31 @@ class TokensStub:
                 request_serializer=switch_dot_v1_dot_switch__pb2.TokenizeRequest.SerializeToString,
                 response_deserializer=switch_dot_v1_dot_switch__pb2.TokenizeResponse.FromString,
                 _registered_method=True)
+        self.Detokenize = channel.unary_unary(
+                '/switch.v1.Tokens/Detokenize',
+                request_serializer=switch_dot_v1_dot_switch__pb2.DetokenizeRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.DetokenizeResponse.FromString,
+                _registered_method=True)
 
 
 class TokensServicer:
     """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
     card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
-    card in AuthorizeRequest.token. No call turns a token back into a card.
+    card in AuthorizeRequest.token.
     """
 
     def Tokenize(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detokenize(self, request, context):
+        """The one way back from a token to its card number. Needs the detokenize role and
+        a reason, is rate-limited per caller (RESOURCE_EXHAUSTED), and every call,
+        allowed or refused, is in the audit trail before its answer leaves: when the
+        trail cannot be written, the call fails UNAVAILABLE and no card number is sent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -442,6 +457,11 @@ def add_TokensServicer_to_server(servicer, server):
                     request_deserializer=switch_dot_v1_dot_switch__pb2.TokenizeRequest.FromString,
                     response_serializer=switch_dot_v1_dot_switch__pb2.TokenizeResponse.SerializeToString,
             ),
+            'Detokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detokenize,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.DetokenizeRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.DetokenizeResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'switch.v1.Tokens', rpc_method_handlers)
@@ -453,7 +473,7 @@ def add_TokensServicer_to_server(servicer, server):
 class Tokens:
     """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
     card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
-    card in AuthorizeRequest.token. No call turns a token back into a card.
+    card in AuthorizeRequest.token.
     """
 
     @staticmethod
@@ -473,6 +493,33 @@ class Tokens:
             '/switch.v1.Tokens/Tokenize',
             switch_dot_v1_dot_switch__pb2.TokenizeRequest.SerializeToString,
             switch_dot_v1_dot_switch__pb2.TokenizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Tokens/Detokenize',
+            switch_dot_v1_dot_switch__pb2.DetokenizeRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.DetokenizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -134,7 +134,7 @@ def add_SwitchServicer_to_server(servicer: SwitchServicer, server: _typing.Union
 class TokensStub:
     """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
     card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
-    card in AuthorizeRequest.token. No call turns a token back into a card.
+    card in AuthorizeRequest.token.
     """
 
     @_typing.overload
@@ -142,21 +142,33 @@ class TokensStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TokensAsyncStub: ...
     Tokenize: _grpc.UnaryUnaryMultiCallable[_switch_pb2.TokenizeRequest, _switch_pb2.TokenizeResponse]
+    Detokenize: _grpc.UnaryUnaryMultiCallable[_switch_pb2.DetokenizeRequest, _switch_pb2.DetokenizeResponse]
+    """The one way back from a token to its card number. Needs the detokenize role and
+    a reason, is rate-limited per caller (RESOURCE_EXHAUSTED), and every call,
+    allowed or refused, is in the audit trail before its answer leaves: when the
+    trail cannot be written, the call fails UNAVAILABLE and no card number is sent.
+    """
 
 @_typing.type_check_only
 class TokensAsyncStub(TokensStub):
     """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
     card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
-    card in AuthorizeRequest.token. No call turns a token back into a card.
+    card in AuthorizeRequest.token.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Tokenize: _aio.UnaryUnaryMultiCallable[_switch_pb2.TokenizeRequest, _switch_pb2.TokenizeResponse]  # type: ignore[assignment]
+    Detokenize: _aio.UnaryUnaryMultiCallable[_switch_pb2.DetokenizeRequest, _switch_pb2.DetokenizeResponse]  # type: ignore[assignment]
+    """The one way back from a token to its card number. Needs the detokenize role and
+    a reason, is rate-limited per caller (RESOURCE_EXHAUSTED), and every call,
+    allowed or refused, is in the audit trail before its answer leaves: when the
+    trail cannot be written, the call fails UNAVAILABLE and no card number is sent.
+    """
 
 class TokensServicer(metaclass=_abc_1.ABCMeta):
     """Vaultless, format-preserving card tokens (NIST SP 800-38G FF1). A token keeps the
     card's first 6 and last 4 digits, always fails the Luhn check, and stands for the
-    card in AuthorizeRequest.token. No call turns a token back into a card.
+    card in AuthorizeRequest.token.
     """
 
     @_abc_1.abstractmethod
@@ -165,5 +177,17 @@ class TokensServicer(metaclass=_abc_1.ABCMeta):
         request: _switch_pb2.TokenizeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_switch_pb2.TokenizeResponse, _abc.Awaitable[_switch_pb2.TokenizeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Detokenize(
+        self,
+        request: _switch_pb2.DetokenizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.DetokenizeResponse, _abc.Awaitable[_switch_pb2.DetokenizeResponse]]:
+        """The one way back from a token to its card number. Needs the detokenize role and
+        a reason, is rate-limited per caller (RESOURCE_EXHAUSTED), and every call,
+        allowed or refused, is in the audit trail before its answer leaves: when the
+        trail cannot be written, the call fails UNAVAILABLE and no card number is sent.
+        """
 
 def add_TokensServicer_to_server(servicer: TokensServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,10 +3,10 @@
 Every RPC x every role (a client certificate per role, each granting exactly that
 role, for the merchants m_in_*) x a merchant in scope or out of it, on both store
 sets. An allowed cell is served (or fails for a business reason, never
-PERMISSION_DENIED); a denied one answers PERMISSION_DENIED and leaves no trace: no
-journal row holds its idempotency key, the transaction it named is as it was, and a
-later allowed call with the same key is no replay. A batch or a stream refuses its
-out-of-scope items alone.
+PERMISSION_DENIED); a denied one answers PERMISSION_DENIED and leaves no trace but its
+security event in the audit trail: no journal row holds its idempotency key, the
+transaction it named is as it was, and a later allowed call with the same key is
+no replay. A batch or a stream refuses its out-of-scope items alone.
 
 One switch per store set serves the whole module (certificates are made once);
 a second caller with every role for every merchant sets cells up and checks them.
@@ -56,8 +56,9 @@ NEEDS = {
     "GetTransaction": Role.READ,
     "QuoteFee": Role.QUOTE,
     "Tokenize": Role.TOKENIZE,
+    "Detokenize": Role.DETOKENIZE,
 }
-UNSCOPED = frozenset({"Tokenize"})  # carries no merchant
+UNSCOPED = frozenset({"Tokenize", "Detokenize"})  # carry no merchant
 
 
 def identity(role: Role) -> str:
@@ -97,6 +98,7 @@ class Matrix:
     callers: dict[Role, Caller]  # each holds its role alone, for m_in_*
     everyone: Caller  # every role, every merchant: sets cells up and checks them
     rows: Callable[[str], Awaitable[int]]  # journal rows (transactions, entries, intents) holding a key
+    denials: Callable[[str], Awaitable[int]]  # PERMISSION_DENIED security events of a caller
 
     async def authorized(self, merchant: str) -> str:
         answer = await self.everyone.switch.Authorize(card_request(merchant=merchant), timeout=CALL_TIMEOUT)
@@ -123,6 +125,24 @@ class Matrix:
         assert answer.response_code == "00", answer
         assert not answer.replayed, answer
         assert await self.rows(key) > 0, key  # the count sees what an allowed call writes
+
+
+DENIALS = "SELECT COUNT(*) FROM {}security_events WHERE caller = {} AND outcome = 'PERMISSION_DENIED'"
+
+
+def _sqlite_denials(path: str) -> Callable[[str], Awaitable[int]]:
+    async def count(caller: str) -> int:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return int(db.execute(DENIALS.format("", "?"), (caller,)).fetchone()[0])
+
+    return count
+
+
+def _postgres_denials(connection: Any, schema: str) -> Callable[[str], Awaitable[int]]:
+    async def count(caller: str) -> int:
+        return int(await connection.fetchval(DENIALS.format(f'"{schema}".', "$1"), caller))
+
+    return count
 
 
 def _sqlite_rows(path: str) -> Callable[[str], Awaitable[int]]:
@@ -180,13 +200,15 @@ async def matrix(
             everyone = await stack.enter_async_context(_caller(port, pki.ca, pki.everyone))
             if settings.stores.embedded:
                 rows = _sqlite_rows(settings.stores.sqlite_path)
+                denials = _sqlite_denials(settings.stores.sqlite_path)
             else:
                 import asyncpg
 
                 connection = await asyncpg.connect(settings.stores.postgres_dsn)
                 stack.push_async_callback(connection.close)
                 rows = _postgres_rows(connection, settings.stores.postgres_schema)
-            yield Matrix(store_set, running, callers, everyone, rows)
+                denials = _postgres_denials(connection, settings.stores.postgres_schema)
+            yield Matrix(store_set, running, callers, everyone, rows, denials)
     finally:
         await running.stop(1.0)
         await drop_production_state(settings)
@@ -317,6 +339,17 @@ async def _tokenize(matrix: Matrix, caller: Caller, merchant: str, allowed: bool
     assert VISA not in seen.details
 
 
+async def _detokenize(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
+    token = await matrix.everyone.tokens.Tokenize(pb.TokenizeRequest(card=card(VISA)), timeout=CALL_TIMEOUT)
+    request = pb.DetokenizeRequest(token=token.token, key_id=token.key_id, reason="matrix cell")
+    if allowed:
+        answer = await caller.tokens.Detokenize(request, timeout=CALL_TIMEOUT)
+        assert answer.pan == VISA, answer
+        return
+    seen = await expect(caller.tokens.Detokenize(request, timeout=CALL_TIMEOUT), DENIED)
+    assert VISA not in seen.details
+
+
 CELLS: dict[str, Callable[[Matrix, Caller, str, bool, Role], Awaitable[None]]] = {
     "Authorize": _authorize,
     "AuthorizeBatch": _authorize_batch,
@@ -342,6 +375,7 @@ CELLS: dict[str, Callable[[Matrix, Caller, str, bool, Role], Awaitable[None]]] =
     "GetTransaction": _get_transaction,
     "QuoteFee": _quote_fee,
     "Tokenize": _tokenize,
+    "Detokenize": _detokenize,
 }
 
 
@@ -357,7 +391,11 @@ async def test_the_matrix_covers_every_rpc_of_both_services() -> None:
 async def test_cell(matrix: Matrix, rpc: str, role: Role, scope: str) -> None:
     allowed = role is NEEDS[rpc] and (scope == "in" or rpc in UNSCOPED)
     merchant = IN_SCOPE if scope == "in" else OUT_OF_SCOPE
+    denials = await matrix.denials(identity(role))
     await CELLS[rpc](matrix, matrix.callers[role], merchant, allowed, role)
+    assert matrix.running.trail is not None
+    await matrix.running.trail.flush()  # refusals are noted, and written a moment later
+    assert await matrix.denials(identity(role)) == denials + (0 if allowed else 1)
 
 
 async def test_every_role_for_every_merchant_makes_every_call(matrix: Matrix) -> None:

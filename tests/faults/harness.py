@@ -342,6 +342,7 @@ key_prefix = "{self.prefix}"
 
 [security]
 fingerprint_key_file = "{keys / "fingerprint.key"}"
+audit_signing_key_file = "{keys / "audit-signing.key"}"
 
 [tokenization]
 key_file = "{keys / "token-keys.json"}"
@@ -366,9 +367,11 @@ def _write_keys(folder: Path) -> None:
         write_key_file,
         write_secret,
     )
+    from switch.security.custody.files import SIGNING_KEY_FILE, new_signing_key_pem
 
     write_secret(folder / FINGERPRINT_KEY_FILE, new_fingerprint_key())
     write_key_file(folder / TOKEN_KEY_FILE, new_key_ring())
+    write_secret(folder / SIGNING_KEY_FILE, new_signing_key_pem())
 
 
 async def _listening(port: int) -> bool:

@@ -1,7 +1,9 @@
 """Security events into the audit trail (the journal's security_events, chained).
 
 record() returns once the event is durable: a Detokenize answers only after its
-event is (allowed or not). note() is for the rest (a denial, a refused
+event is (allowed or not). Records that arrive while a commit is in flight go
+together in the next one (a group commit), so a flood of calls costs about one
+commit per commit time, not one each. note() is for the rest (a denial, a refused
 enumeration): the call must not wait on a journal commit, and a flood of denials
 must not turn into a flood of commits, so they are written in batches a moment
 later. What is buffered is bounded; past the bound events are counted instead,
@@ -40,11 +42,33 @@ class AuditTrail:
         self._buffer: list[SecurityEvent] = []
         self._dropped = 0
         self._flusher: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[SecurityEvent, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()  # flush() returns once what was noted before it is written
 
     async def record(self, event: SecurityEvent) -> None:
-        """Durable when it returns; raises what the journal raises."""
+        """Durable when it returns; raises what the journal raises, or OverflowError
+        when max_buffered records already wait."""
         _log(event)
-        await self._journal.record_events([event])
+        if len(self._waiting) >= self._max_buffered:
+            raise OverflowError("too many security events wait to be written")
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_waiting(), name="audit-records")
+        await asyncio.shield(done)  # a caller that goes away leaves its event to be written
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._journal.record_events([event for event, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
 
     def note(self, event: SecurityEvent) -> None:
         """Durable within about flush_seconds (or at close)."""
@@ -57,6 +81,10 @@ class AuditTrail:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later(), name="audit-trail")
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         events, self._buffer = self._buffer, []
         if self._dropped:
             events.append(_dropped(self._dropped, self._max_buffered))
@@ -72,6 +100,8 @@ class AuditTrail:
             raise
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
