@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -39,6 +40,7 @@ from switch.config.keys import (
 )
 from switch.config.routing import parse_routing
 from switch.config.settings import DEFAULT_CALLERS
+from switch.domain.audit import EventKind, SecurityEvent
 from switch.domain.errors import StartupError
 from switch.domain.models import INT64_MAX, Authorization, MoneyOverflow
 from switch.flow.batcher import MicroBatcher
@@ -138,7 +140,8 @@ async def build(settings: Settings) -> RunningSwitch:
     # worker, after the fork: a PKCS#11 token is initialised and logged in to now.
     keys = open_custody(settings)
     try:
-        tokenizer = Tokenizer(*_keys(settings, keys))
+        fingerprint, ring = _keys(settings, keys)
+        tokenizer = Tokenizer(fingerprint, ring)
     except BaseException:
         keys.close()
         raise
@@ -184,8 +187,7 @@ async def build(settings: Settings) -> RunningSwitch:
     switch_servicer, tokens_servicer = _servicers(
         settings, _access(settings, trail), batcher=batcher, transactions=transactions, fees=fees, tokenizer=tokenizer
     )
-    checkpoints = Checkpoints(journal, checkpoint_signer(settings, keys))
-    checkpointing = Every(settings.security.audit_checkpoint_seconds, "audit-checkpoints", checkpoints.sign)
+    checkpoints, checkpointing = _checkpoints(settings, journal, keys, ring, trail)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
     decoding.register(switch_pb2_grpc.add_TokensServicer_to_server, tokens_servicer, server)
     health_servicer = HealthServicer()
@@ -193,7 +195,7 @@ async def build(settings: Settings) -> RunningSwitch:
     services = (SERVICE_NAME, TOKENS_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(services, server)
     address = f"{settings.server.host}:{settings.server.port}"
-    certificates = ServerCertificates(settings.tls) if settings.tls is not None else None
+    certificates = None if settings.tls is None else ServerCertificates(settings.tls, _reload_events(trail))
     if certificates is None:
         port = server.add_insecure_port(address)
     else:
@@ -252,6 +254,36 @@ def _servicers(
         SwitchServicer(batcher, transactions, fees, access, guard),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
     )
+
+
+def _checkpoints(
+    settings: Settings, journal: Journal, keys: Custody, ring: KeyRing, trail: AuditTrail
+) -> tuple[Checkpoints, Every]:
+    """The signer of this worker's checkpoints, and the task that signs them; the keys it
+    serves with go into the audit trail."""
+    signer = checkpoint_signer(settings, keys)
+    checkpoints = Checkpoints(journal, signer)
+    trail.note(_keys_event(keys, ring, signer))
+    return checkpoints, Every(settings.security.audit_checkpoint_seconds, "audit-checkpoints", checkpoints.sign)
+
+
+def _keys_event(custody: Custody, ring: KeyRing, signer: CheckpointSigner) -> SecurityEvent:
+    """The keys this worker serves with, for the audit trail: a rotation shows as the
+    next start's event naming another active key. Ids only, never key material."""
+    keys = f"{', '.join(sorted(ring.keys))} (active {ring.active_key})"
+    detail = f"custody {custody.kind}; token keys {keys}; checkpoint key {signer.key_id} ({signer.algorithm})"
+    return SecurityEvent(EventKind.KEYS, "", "allowed", "keys loaded", detail, time.time())
+
+
+def _reload_events(trail: AuditTrail) -> Callable[[str], None]:
+    """What the TLS files' reload (in gRPC's thread) tells the audit trail, on the loop."""
+    loop = asyncio.get_running_loop()
+
+    def reloaded(what: str) -> None:
+        event = SecurityEvent(EventKind.RELOAD, "", "allowed", "server.tls", what, time.time())
+        loop.call_soon_threadsafe(trail.note, event)
+
+    return reloaded
 
 
 def _access(settings: Settings, trail: AuditTrail) -> Access:

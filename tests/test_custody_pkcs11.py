@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def keys(hsm: SoftHsm, tmp_path: Path) -> Pkcs11Keys:
 
 def switch_keys(hsm: SoftHsm, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "switch", "keys", *args]
-    return subprocess.run(command, env=hsm.environ(), capture_output=True, text=True, timeout=60, check=False)
+    # In the token's folder: a configuration that names no journal gets the default's there.
+    return subprocess.run(
+        command, env=hsm.environ(), cwd=hsm.folder, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def unwrapped(keys: Pkcs11Keys) -> tuple[bytes, dict[str, bytes], str]:
@@ -134,7 +138,8 @@ def test_a_custody_mistake_names_its_key(security: dict[str, object], extra: dic
 
 def test_init_list_and_rotate_through_the_command_line(hsm: SoftHsm, tmp_path: Path) -> None:
     wrapped = tmp_path / "data" / "wrapped-keys.json"
-    (tmp_path / "switch.toml").write_text(hsm.toml(wrapped))
+    journal = tmp_path / "data" / "journal.sqlite3"
+    (tmp_path / "switch.toml").write_text(hsm.toml(wrapped) + f'\n[stores]\nsqlite_path = "{journal}"\n')
     toml = str(tmp_path / "switch.toml")
     init = switch_keys(hsm, "init", "--config", toml)
     assert init.returncode == 0, init.stderr
@@ -160,6 +165,12 @@ def test_init_list_and_rotate_through_the_command_line(hsm: SoftHsm, tmp_path: P
     assert (sorted(ring), active) == (["k1", "k2"], "k2")
     printed = "".join(done.stdout + done.stderr for done in (init, rotated, listed, public, audit))
     assert not leaks(printed.encode(), [fingerprint, *ring.values()])
+    with sqlite3.connect(journal) as db:  # each rotation is a security event in the audit trail
+        rotations = [row[0] for row in db.execute("SELECT detail FROM security_events WHERE kind = 'keys'")]
+    assert sorted(rotations) == sorted(
+        f"rotated {what}; workers use the new key once restarted"
+        for what in ("the tokenization keys", "the checkpoint signing key")
+    )
 
 
 def test_tokens_made_before_a_rotation_still_detokenize_after_it(keys: Pkcs11Keys) -> None:

@@ -10,8 +10,11 @@ import grpc
 import pytest
 
 from switch.cards.luhn import reference_luhn_valid
+from switch.domain.audit import SecurityEvent
 from switch.security.enumeration import EnumerationGuard
 from switch.security.ratelimit import CallerRateLimit
+from switch.server import RunningSwitch
+from switch.stores.rows import event_from_row
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import SwitchFactory
@@ -35,6 +38,14 @@ def candidates(pan: str) -> Iterator[str]:
         candidate = f"{pan[:6]}{number:0{middle}d}{pan[-4:]}"
         if reference_luhn_valid(candidate):
             yield candidate
+
+
+async def trail_events(running: RunningSwitch, kind: str) -> list[SecurityEvent]:
+    """The security events of a kind in the switch's audit trail, once the noted ones are written."""
+    assert running.trail is not None
+    await running.trail.flush()
+    snapshot = await running.journal.read_audit()
+    return [event for event in map(event_from_row, snapshot.events) if event.kind.value == kind]
 
 
 def test_the_guard_refuses_past_the_limit_per_caller_and_pattern() -> None:
@@ -104,6 +115,9 @@ async def test_tokenize_stops_an_enumeration_long_before_the_candidates_run_out(
                 break
             assert pan == VISA or answer.token != target.token
         assert refused_at is not None and refused_at <= 20
+        audited = await trail_events(running, "enumeration")
+        assert len(audited) == 1 and audited[0].outcome == "PERMISSION_DENIED"
+        assert "first 6 and last 4" in audited[0].detail and VISA not in repr(audited[0])
     events = [record.getMessage() for record in security_log.records if "security event" in record.getMessage()]
     assert events and "411111******1111" in events[0] and VISA not in events[0]
 
@@ -129,6 +143,7 @@ async def test_a_card_authorize_is_guarded_like_tokenize(switch_factory: SwitchF
                 codes.append(error.code().name)
         assert codes[:10] == ["answered"] * 10
         assert set(codes[10:]) == {"PERMISSION_DENIED"}
+        assert len(await trail_events(running, "enumeration")) == 5  # each refusal is in the audit trail
         batch = pb.AuthorizeBatchRequest(
             requests=[
                 pb.AuthorizeRequest(
@@ -157,3 +172,4 @@ async def test_tokenize_is_rate_limited_per_caller(switch_factory: SwitchFactory
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await tokens.Tokenize(request)
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert [event.outcome for event in await trail_events(running, "rate_limited")] == ["RESOURCE_EXHAUSTED"]

@@ -70,9 +70,32 @@ def run(args: argparse.Namespace) -> int:
     if settings.pkcs11 is None:
         return _file_custody_of(settings, args)
     try:
-        return _hsm(settings.pkcs11, args)
+        status = _hsm(settings.pkcs11, args)
     except CustodyError as exc:
         raise config.ConfigError(f"security.pkcs11.{exc.field}: {exc}") from None
+    if args.keys_command == "rotate":
+        _journal_rotation(settings, "the checkpoint signing key" if args.audit else "the tokenization keys")
+    return status
+
+
+def _journal_rotation(settings: config.Settings, what: str) -> None:
+    """A rotation is a security event: it goes into the audit trail of the configured journal."""
+    import asyncio
+    import time
+
+    from switch import server  # not at import: `switch serve` forks before gRPC is imported
+    from switch.domain.audit import EventKind, SecurityEvent
+
+    async def record() -> None:
+        journal = await server.open_journal(settings)
+        try:
+            detail = f"rotated {what}; workers use the new key once restarted"
+            event = SecurityEvent(EventKind.KEYS, "", "allowed", "keys rotate", detail, time.time())
+            await journal.record_events([event])
+        finally:
+            await journal.close()
+
+    asyncio.run(record())
 
 
 # --- key files ---------------------------------------------------------------------

@@ -19,8 +19,8 @@ class EventKind(enum.Enum):
     DETOKENIZE = "detokenize"  # every Detokenize call, whatever its outcome
     RATE_LIMITED = "rate_limited"
     ENUMERATION = "enumeration"  # a card-number enumeration refused
-    KEY_ROTATION = "key_rotation"
-    RELOAD = "reload"  # configuration or certificates reloaded
+    KEYS = "keys"  # a key rotated, or the keys a worker started with
+    RELOAD = "reload"  # certificates read again
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,10 @@ class TlsFiles:
 
 
 class ServerCertificates:
-    def __init__(self, files: TlsFiles) -> None:
+    def __init__(self, files: TlsFiles, on_reload: Callable[[str], None] | None = None) -> None:
+        """on_reload(what) is called, from gRPC's thread, when new files are served."""
         self.files = files
+        self._on_reload = on_reload
         self._forced = False
         self._stamp = self._stamps()
         try:
@@ -72,6 +75,8 @@ class ServerCertificates:
         self._stamp = stamp
         self._current = current
         log.info("server.tls: serving the certificate in %s from the next connection on", self.files.cert_file)
+        if self._on_reload is not None:
+            self._on_reload(f"serving {self.files.cert_file} from the next connection on")
         return current
 
     def _stamps(self) -> tuple[tuple[int, int], ...]:

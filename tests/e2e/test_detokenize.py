@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from switch import config
-from switch.domain.audit import SecurityEvent
+from switch.domain.audit import EventKind, SecurityEvent
 from switch.security.audit.verify import verify
 from switch.security.custody import verify_signature
 from switch.stores.rows import event_from_row
@@ -56,8 +56,10 @@ async def call(switch: Switch, caller: str, method: str, request: Any) -> Any:
 
 
 async def events(switch: Switch) -> list[SecurityEvent]:
+    """The Detokenize events (a worker also records the keys it started with)."""
     snapshot = await switch.running.journal.read_audit()
-    return [event_from_row(row) for row in snapshot.events]
+    found = (event_from_row(row) for row in snapshot.events)
+    return [event for event in found if event.kind is EventKind.DETOKENIZE]
 
 
 async def token_of(switch: Switch, pan: str = VISA) -> pb.TokenizeResponse:

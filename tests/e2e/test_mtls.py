@@ -29,7 +29,9 @@ from cryptography import x509
 
 from switch import config, server
 from switch.config import Settings
+from switch.domain.audit import EventKind
 from switch.server import RunningSwitch
+from switch.stores.rows import event_from_row
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import store_settings
@@ -284,6 +286,13 @@ async def test_reload_reads_the_files_again_even_when_their_times_did_not_change
         async with stub(port, pki.ca, client) as opened_after:
             await quoted(opened_after)
         await quoted(opened_before)
+        # The reload is a security event in the audit trail, once.
+        assert switch.trail is not None
+        await asyncio.sleep(0)  # the event comes from gRPC's thread through the loop
+        await switch.trail.flush()
+        events = (event_from_row(row) for row in (await switch.journal.read_audit()).events)
+        reloads = [event for event in events if event.kind is EventKind.RELOAD]
+        assert [event.subject for event in reloads] == ["server.tls"], reloads
 
 
 async def test_a_half_written_rotation_keeps_serving_the_current_certificate(

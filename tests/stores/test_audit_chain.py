@@ -25,8 +25,9 @@ from switch.domain.models import TransactionStatus
 from switch.security.audit.checkpoints import Checkpoints
 from switch.security.audit.verify import Report, verify
 from switch.stores.audit import AuditChains, AuditRows, merkle
-from switch.stores.audit.merkle import reference_seal
+from switch.stores.audit.merkle import reference_seal, reference_seal_rows
 from switch.stores.base import ApplyStatus, Journal
+from switch.stores.rows import entry_row, transaction_row
 from tests.conftest import POSTGRES_DSN
 from tests.stores.test_journal import Backend, authorization, backend, captured, entry, journal, record
 
@@ -73,6 +74,24 @@ def test_every_proof_verifies_and_no_wrong_one_does() -> None:
 @given(st.lists(st.binary(max_size=300), max_size=70))
 def test_the_compiled_seal_is_the_reference(payloads: list[bytes]) -> None:
     assert merkle.seal(payloads) == reference_seal(payloads)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(1, 10**6), max_size=20),
+    st.lists(st.tuples(st.integers(1, 10**6), st.booleans(), st.binary(max_size=40)), max_size=20),
+    st.lists(st.binary(max_size=60), max_size=5),
+)
+def test_the_compiled_seal_of_rows_is_the_reference(
+    transactions: list[int], entries: list[tuple[int, bool, bytes]], others: list[bytes]
+) -> None:
+    transaction_rows = [transaction_row(record(n, version=n % 7 + 1)) for n in transactions]
+    entry_rows = [
+        entry_row(replace(entry(record(n)), pending=pending, response=response)) for n, pending, response in entries
+    ]
+    assert merkle.seal_rows(transaction_rows, entry_rows, others) == reference_seal_rows(
+        transaction_rows, entry_rows, others
+    )
 
 
 # --- chains ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from switch.stores.audit import AuditSnapshot, Block, Checkpoint, checkpoint_message, merkle
+from switch.stores.audit import AuditSnapshot, Block, Checkpoint, checkpoint_message, leaves, merkle
 from switch.stores.audit import chain as audit_chain
 from switch.stores.rows import entry_from_row, entry_row, event_from_row, event_row, record_from_row, transaction_row
 
@@ -166,18 +166,18 @@ class _Expected:
 
 def _transaction_leaf(row: tuple[Any, ...]) -> tuple[Any, str, bytes]:
     normal = transaction_row(record_from_row(row))
-    return normal[0], normal[0], merkle.leaf_hash(audit_chain.transaction_payload(normal))
+    return normal[0], normal[0], merkle.leaf_hash(leaves.transaction_payload(normal))
 
 
 def _entry_leaf(row: tuple[Any, ...]) -> tuple[Any, str, bytes]:
     normal = entry_row(entry_from_row(row))
     incarnation = (normal[1], normal[2], normal[11])
-    return incarnation, f"{normal[1]}/{normal[2]}", merkle.leaf_hash(audit_chain.entry_payload(normal))
+    return incarnation, f"{normal[1]}/{normal[2]}", merkle.leaf_hash(leaves.entry_payload(normal))
 
 
 def _event_leaf(row: tuple[Any, ...]) -> tuple[Any, str, bytes]:
     normal = event_row(event_from_row(row))
-    return normal[0], normal[0], merkle.leaf_hash(audit_chain.event_payload(normal))
+    return normal[0], normal[0], merkle.leaf_hash(leaves.event_payload(normal))
 
 
 def _compare_rows(

@@ -1271,7 +1271,40 @@ static int __Pyx_init_tpflags_variables(void) {
 #include <string.h>
 #include <stdlib.h>
 #include <stdio.h>
-#include "openssl/evp.h"
+
+    #if __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    static CYTHON_INLINE PyObject *
+    __Pyx_CAPI_PyList_GetItemRef(PyObject *list, Py_ssize_t index)
+    {
+        PyObject *item = PyList_GetItem(list, index);
+        Py_XINCREF(item);
+        return item;
+    }
+    #else
+    #define __Pyx_CAPI_PyList_GetItemRef PyList_GetItemRef
+    #endif
+
+    #if CYTHON_COMPILING_IN_LIMITED_API || PY_VERSION_HEX < 0x030d0000
+    static CYTHON_INLINE int
+    __Pyx_CAPI_PyList_Extend(PyObject *list, PyObject *iterable)
+    {
+        return PyList_SetSlice(list, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, iterable);
+    }
+
+    static CYTHON_INLINE int
+    __Pyx_CAPI_PyList_Clear(PyObject *list)
+    {
+        return PyList_SetSlice(list, 0, PY_SSIZE_T_MAX, NULL);
+    }
+    #else
+    #define __Pyx_CAPI_PyList_Extend PyList_Extend
+    #define __Pyx_CAPI_PyList_Clear PyList_Clear
+    #endif
+    
+
+    #define OPENSSL_SUPPRESS_DEPRECATED  /* SHA256_Init & co: no provider lookup per hash */
+    #include <openssl/sha.h>
+    
 #ifdef _OPENMP
 #include <omp.h>
 #endif /* _OPENMP */
@@ -1743,37 +1776,8 @@ static const char* const __pyx_f[] = {
 #define __Pyx_CLEAR(r)    do { PyObject* tmp = ((PyObject*)(r)); r = NULL; __Pyx_DECREF(tmp);} while(0)
 #define __Pyx_XCLEAR(r)   do { if((r) != NULL) {PyObject* tmp = ((PyObject*)(r)); r = NULL; __Pyx_DECREF(tmp);}} while(0)
 
-/* FastTypeChecks.proto (used by PyRuntimeError_Check) */
-#if CYTHON_COMPILING_IN_CPYTHON
-#define __Pyx_TypeCheck(obj, type) __Pyx_IsSubtype(Py_TYPE(obj), (PyTypeObject *)type)
-#define __Pyx_TypeCheck2(obj, type1, type2) __Pyx_IsAnySubtype2(Py_TYPE(obj), (PyTypeObject *)type1, (PyTypeObject *)type2)
-static CYTHON_INLINE int __Pyx_IsSubtype(PyTypeObject *a, PyTypeObject *b);
-static CYTHON_INLINE int __Pyx_IsAnySubtype2(PyTypeObject *cls, PyTypeObject *a, PyTypeObject *b);
-#define __Pyx_PyAnySet_Check(obj)  __Pyx_TypeCheck2(obj, &PySet_Type, &PyFrozenSet_Type)
-#else
-#define __Pyx_TypeCheck(obj, type) PyObject_TypeCheck(obj, (PyTypeObject *)type)
-#define __Pyx_TypeCheck2(obj, type1, type2) (PyObject_TypeCheck(obj, (PyTypeObject *)type1) || PyObject_TypeCheck(obj, (PyTypeObject *)type2))
-#define __Pyx_PyAnySet_Check(obj)  PyAnySet_Check(obj)
-#endif
-
-/* PyRuntimeError_Check.proto */
-#define __Pyx_PyExc_RuntimeError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_RuntimeError)
-
-/* PyObjectCall.proto (used by PyObjectFastCall) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE PyObject* __Pyx_PyObject_Call(PyObject *func, PyObject *arg, PyObject *kw);
-#else
-#define __Pyx_PyObject_Call(func, arg, kw) PyObject_Call(func, arg, kw)
-#endif
-
-/* PyObjectCallMethO.proto (used by PyObjectFastCall) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethO(PyObject *func, PyObject *arg);
-#endif
-
-/* PyObjectFastCall.proto */
-#define __Pyx_PyObject_FastCall(func, args, nargs)  __Pyx_PyObject_FastCallDict(func, args, (size_t)(nargs), NULL)
-static CYTHON_INLINE PyObject* __Pyx_PyObject_FastCallDict(PyObject *func, PyObject * const*args, size_t nargsf, PyObject *kwargs);
+/* DivInt[Py_ssize_t].proto */
+static CYTHON_INLINE Py_ssize_t __Pyx_div_Py_ssize_t(Py_ssize_t, Py_ssize_t, int b_is_constant);
 
 /* PyThreadStateGet.proto (used by PyErrFetchRestore) */
 #if CYTHON_FAST_THREAD_STATE
@@ -1793,7 +1797,7 @@ static CYTHON_INLINE PyObject* __Pyx_PyObject_FastCallDict(PyObject *func, PyObj
 #define __Pyx_PyErr_CurrentExceptionType()  PyErr_Occurred()
 #endif
 
-/* PyErrFetchRestore.proto (used by RaiseException) */
+/* PyErrFetchRestore.proto */
 #if CYTHON_FAST_THREAD_STATE
 #define __Pyx_PyErr_Clear() __Pyx_ErrRestore(NULL, NULL, NULL)
 #define __Pyx_ErrRestoreWithState(type, value, tb)  __Pyx_ErrRestoreInState(PyThreadState_GET(), type, value, tb)
@@ -1818,8 +1822,37 @@ static CYTHON_INLINE void __Pyx_ErrFetchInState(PyThreadState *tstate, PyObject 
 #define __Pyx_ErrFetch(type, value, tb)  PyErr_Fetch(type, value, tb)
 #endif
 
-/* RaiseException.export */
-static void __Pyx_Raise(PyObject *type, PyObject *value, PyObject *tb, PyObject *cause);
+/* GetException.proto */
+#if CYTHON_FAST_THREAD_STATE
+#define __Pyx_GetException(type, value, tb)  __Pyx__GetException(__pyx_tstate, type, value, tb)
+static int __Pyx__GetException(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb);
+#else
+static int __Pyx_GetException(PyObject **type, PyObject **value, PyObject **tb);
+#endif
+
+/* SwapException.proto */
+#if CYTHON_FAST_THREAD_STATE
+#define __Pyx_ExceptionSwap(type, value, tb)  __Pyx__ExceptionSwap(__pyx_tstate, type, value, tb)
+static CYTHON_INLINE void __Pyx__ExceptionSwap(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb);
+#else
+static CYTHON_INLINE void __Pyx_ExceptionSwap(PyObject **type, PyObject **value, PyObject **tb);
+#endif
+
+/* GetTopmostException.proto (used by SaveResetException) */
+#if CYTHON_USE_EXC_INFO_STACK && CYTHON_FAST_THREAD_STATE
+static _PyErr_StackItem * __Pyx_PyErr_GetTopmostException(PyThreadState *tstate);
+#endif
+
+/* SaveResetException.proto */
+#if CYTHON_FAST_THREAD_STATE
+#define __Pyx_ExceptionSave(type, value, tb)  __Pyx__ExceptionSave(__pyx_tstate, type, value, tb)
+static CYTHON_INLINE void __Pyx__ExceptionSave(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb);
+#define __Pyx_ExceptionReset(type, value, tb)  __Pyx__ExceptionReset(__pyx_tstate, type, value, tb)
+static CYTHON_INLINE void __Pyx__ExceptionReset(PyThreadState *tstate, PyObject *type, PyObject *value, PyObject *tb);
+#else
+#define __Pyx_ExceptionSave(type, value, tb)   PyErr_GetExcInfo(type, value, tb)
+#define __Pyx_ExceptionReset(type, value, tb)  PyErr_SetExcInfo(type, value, tb)
+#endif
 
 /* CopyObjectArray.proto (used by TupleOrListFromArrayImpl) */
 #if CYTHON_COMPILING_IN_CPYTHON
@@ -1914,6 +1947,22 @@ static CYTHON_INLINE PyObject* __Pyx_PyDict_Items(PyObject* d);
 #define __Pyx_CallCFunctionFastWithKeywords(cfunc, self, args, nargs, kwnames)\
     ((__Pyx_PyCFunctionFastWithKeywords)(void(*)(void))(PyCFunction)(cfunc)->func)(self, args, nargs, kwnames)
 
+/* PyObjectCall.proto (used by PyObjectFastCall) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE PyObject* __Pyx_PyObject_Call(PyObject *func, PyObject *arg, PyObject *kw);
+#else
+#define __Pyx_PyObject_Call(func, arg, kw) PyObject_Call(func, arg, kw)
+#endif
+
+/* PyObjectCallMethO.proto (used by PyObjectFastCall) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethO(PyObject *func, PyObject *arg);
+#endif
+
+/* PyObjectFastCall.proto (used by PyObjectCallOneArg) */
+#define __Pyx_PyObject_FastCall(func, args, nargs)  __Pyx_PyObject_FastCallDict(func, args, (size_t)(nargs), NULL)
+static CYTHON_INLINE PyObject* __Pyx_PyObject_FastCallDict(PyObject *func, PyObject * const*args, size_t nargsf, PyObject *kwargs);
+
 /* PyObjectCallOneArg.proto (used by CallUnboundCMethod0) */
 static CYTHON_INLINE PyObject* __Pyx_PyObject_CallOneArg(PyObject *func, PyObject *arg);
 
@@ -1932,6 +1981,19 @@ typedef struct {
 /* IgnoreException.proto (used by UnpackUnboundCMethod_impl) */
 static CYTHON_INLINE int __Pyx_IgnoreGivenException(PyObject *given_exception, PyObject *ignorable_exception);
 #define __Pyx_IgnoreException(ignorable_exception) __Pyx_IgnoreGivenException(NULL, ignorable_exception)
+
+/* FastTypeChecks.proto (used by UnpackUnboundCMethod_impl) */
+#if CYTHON_COMPILING_IN_CPYTHON
+#define __Pyx_TypeCheck(obj, type) __Pyx_IsSubtype(Py_TYPE(obj), (PyTypeObject *)type)
+#define __Pyx_TypeCheck2(obj, type1, type2) __Pyx_IsAnySubtype2(Py_TYPE(obj), (PyTypeObject *)type1, (PyTypeObject *)type2)
+static CYTHON_INLINE int __Pyx_IsSubtype(PyTypeObject *a, PyTypeObject *b);
+static CYTHON_INLINE int __Pyx_IsAnySubtype2(PyTypeObject *cls, PyTypeObject *a, PyTypeObject *b);
+#define __Pyx_PyAnySet_Check(obj)  __Pyx_TypeCheck2(obj, &PySet_Type, &PyFrozenSet_Type)
+#else
+#define __Pyx_TypeCheck(obj, type) PyObject_TypeCheck(obj, (PyTypeObject *)type)
+#define __Pyx_TypeCheck2(obj, type1, type2) (PyObject_TypeCheck(obj, (PyTypeObject *)type1) || PyObject_TypeCheck(obj, (PyTypeObject *)type2))
+#define __Pyx_PyAnySet_Check(obj)  PyAnySet_Check(obj)
+#endif
 
 /* PyObjectGetAttrStr.proto (used by UnpackUnboundCMethod_impl) */
 #if CYTHON_USE_TYPE_SLOTS
@@ -2140,40 +2202,19 @@ static void __Pyx_RaiseErrorWithType1(PyObject* exc_type, const char* message, c
 CYTHON_UNUSED
 static int __Pyx_RaiseUnexpectedTypeError(const char *expected, PyObject *obj);
 
-/* DivInt[Py_ssize_t].proto */
-static CYTHON_INLINE Py_ssize_t __Pyx_div_Py_ssize_t(Py_ssize_t, Py_ssize_t, int b_is_constant);
+/* ArgTypeTestError.export */
+static void __Pyx_ArgTypeError(PyObject *obj, PyTypeObject *type, const char *name, int exact);
 
-/* GetException.proto */
-#if CYTHON_FAST_THREAD_STATE
-#define __Pyx_GetException(type, value, tb)  __Pyx__GetException(__pyx_tstate, type, value, tb)
-static int __Pyx__GetException(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb);
-#else
-static int __Pyx_GetException(PyObject **type, PyObject **value, PyObject **tb);
-#endif
+/* ArgTypeTest.proto */
+static CYTHON_INLINE int __Pyx_ArgTypeTest(PyObject *obj, PyTypeObject *type, int none_allowed, const char *name, int exact);
 
-/* SwapException.proto */
-#if CYTHON_FAST_THREAD_STATE
-#define __Pyx_ExceptionSwap(type, value, tb)  __Pyx__ExceptionSwap(__pyx_tstate, type, value, tb)
-static CYTHON_INLINE void __Pyx__ExceptionSwap(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb);
-#else
-static CYTHON_INLINE void __Pyx_ExceptionSwap(PyObject **type, PyObject **value, PyObject **tb);
-#endif
-
-/* GetTopmostException.proto (used by SaveResetException) */
-#if CYTHON_USE_EXC_INFO_STACK && CYTHON_FAST_THREAD_STATE
-static _PyErr_StackItem * __Pyx_PyErr_GetTopmostException(PyThreadState *tstate);
-#endif
-
-/* SaveResetException.proto */
-#if CYTHON_FAST_THREAD_STATE
-#define __Pyx_ExceptionSave(type, value, tb)  __Pyx__ExceptionSave(__pyx_tstate, type, value, tb)
-static CYTHON_INLINE void __Pyx__ExceptionSave(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb);
-#define __Pyx_ExceptionReset(type, value, tb)  __Pyx__ExceptionReset(__pyx_tstate, type, value, tb)
-static CYTHON_INLINE void __Pyx__ExceptionReset(PyThreadState *tstate, PyObject *type, PyObject *value, PyObject *tb);
-#else
-#define __Pyx_ExceptionSave(type, value, tb)   PyErr_GetExcInfo(type, value, tb)
-#define __Pyx_ExceptionReset(type, value, tb)  PyErr_SetExcInfo(type, value, tb)
-#endif
+/* DelItemInt.proto */
+#define __Pyx_DelItemInt(o, i, type, is_signed, to_py_func, wraparound, boundscheck, has_gil, unsafe_shared)\
+    (__Pyx_fits_Py_ssize_t(i, type, is_signed) ?\
+    __Pyx_DelItemInt_Fast(o, (Py_ssize_t)i, wraparound) :\
+    __Pyx_DelItem_Generic(o, to_py_func(i)))
+static int __Pyx_DelItem_Generic(PyObject *o, PyObject *j);
+static CYTHON_INLINE int __Pyx_DelItemInt_Fast(PyObject *o, Py_ssize_t i, int wraparound);
 
 /* TypeImport.proto */
 #ifndef __PYX_HAVE_RT_ImportType_proto_3_3_1
@@ -2194,8 +2235,109 @@ enum __Pyx_ImportType_CheckSize_3_3_1 {
 static PyTypeObject *__Pyx_ImportType_3_3_1(PyObject* module, const char *module_name, const char *class_name, size_t size, size_t alignment, enum __Pyx_ImportType_CheckSize_3_3_1 check_size);
 #endif
 
-/* PyImportError_Check.proto */
-#define __Pyx_PyExc_ImportError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_ImportError)
+/* GivenExceptionMatches.proto (used by PyErrExceptionMatches) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches(PyObject *err, PyObject *type);
+static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches2(PyObject *err, PyObject *type1, PyObject *type2);
+#else
+#define __Pyx_PyErr_GivenExceptionMatches(err, type) PyErr_GivenExceptionMatches(err, type)
+static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches2(PyObject *err, PyObject *type1, PyObject *type2) {
+    return PyErr_GivenExceptionMatches(err, type1) || PyErr_GivenExceptionMatches(err, type2);
+}
+#endif
+#define __Pyx_PyErr_ExceptionMatches2(err1, err2)  __Pyx_PyErr_GivenExceptionMatches2(__Pyx_PyErr_CurrentExceptionType(), err1, err2)
+
+/* PyErrExceptionMatches.proto (used by PyObjectGetAttrStrNoError) */
+#if CYTHON_FAST_THREAD_STATE
+#define __Pyx_PyErr_ExceptionMatches(err) __Pyx_PyErr_ExceptionMatchesInState(__pyx_tstate, err)
+static CYTHON_INLINE int __Pyx_PyErr_ExceptionMatchesInState(PyThreadState* tstate, PyObject* err);
+#else
+#define __Pyx_PyErr_ExceptionMatches(err)  PyErr_ExceptionMatches(err)
+#endif
+
+/* PyObjectGetAttrStrNoError.proto (used by HasAttr) */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_GetAttrStrNoError(PyObject* obj, PyObject* attr_name);
+
+/* HasAttr.proto (used by ImportImpl) */
+#if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+#define __Pyx_HasAttr(o, n)  PyObject_HasAttrWithError(o, n)
+#else
+static CYTHON_INLINE int __Pyx_HasAttr(PyObject *, PyObject *);
+#endif
+
+/* TupleOrListFromArrayImpl.proto (used by ListFromArray) */
+CYTHON_UNUSED static PyObject *
+__Pyx_PyList_FromArray(PyObject *const *src, Py_ssize_t n);
+
+/* ListFromArray.proto (used by ImportImpl) */
+
+
+/* ImportImpl.export */
+static PyObject *__Pyx__Import(PyObject *name, PyObject *const *imported_names, Py_ssize_t len_imported_names, PyObject *qualname, PyObject *moddict, int level);
+
+/* Import.proto */
+static CYTHON_INLINE PyObject *__Pyx_Import(PyObject *name, PyObject *const *imported_names, Py_ssize_t len_imported_names, PyObject *qualname, int level);
+
+/* GetBuiltinName.proto (used by GetModuleGlobalName) */
+static PyObject *__Pyx_GetBuiltinName(PyObject *name);
+
+/* PyDictVersioning.proto (used by GetModuleGlobalName) */
+#if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_TYPE_SLOTS
+#define __PYX_DICT_VERSION_INIT  ((PY_UINT64_T) -1)
+#define __PYX_GET_DICT_VERSION(dict)  (((PyDictObject*)(dict))->ma_version_tag)
+#define __PYX_UPDATE_DICT_CACHE(dict, value, cache_var, version_var)\
+    (version_var) = __PYX_GET_DICT_VERSION(dict);\
+    (cache_var) = (value);
+#define __PYX_PY_DICT_LOOKUP_IF_MODIFIED(VAR, DICT, LOOKUP) {\
+    static PY_UINT64_T __pyx_dict_version = 0;\
+    static PyObject *__pyx_dict_cached_value = NULL;\
+    if (likely(__PYX_GET_DICT_VERSION(DICT) == __pyx_dict_version)) {\
+        (VAR) = __Pyx_XNewRef(__pyx_dict_cached_value);\
+    } else {\
+        (VAR) = __pyx_dict_cached_value = (LOOKUP);\
+        __pyx_dict_version = __PYX_GET_DICT_VERSION(DICT);\
+    }\
+}
+static CYTHON_INLINE PY_UINT64_T __Pyx_get_tp_dict_version(PyObject *obj);
+static CYTHON_INLINE PY_UINT64_T __Pyx_get_object_dict_version(PyObject *obj);
+static CYTHON_INLINE int __Pyx_object_dict_version_matches(PyObject* obj, PY_UINT64_T tp_dict_version, PY_UINT64_T obj_dict_version);
+#else
+#define __PYX_GET_DICT_VERSION(dict)  (0)
+#define __PYX_UPDATE_DICT_CACHE(dict, value, cache_var, version_var)
+#define __PYX_PY_DICT_LOOKUP_IF_MODIFIED(VAR, DICT, LOOKUP)  (VAR) = (LOOKUP);
+#endif
+
+/* GetModuleGlobalName.proto */
+#if CYTHON_USE_DICT_VERSIONS
+#define __Pyx_GetModuleGlobalName(var, name)  do {\
+    static PY_UINT64_T __pyx_dict_version = 0;\
+    static PyObject *__pyx_dict_cached_value = NULL;\
+    (var) = (likely(__pyx_dict_version == __PYX_GET_DICT_VERSION(__pyx_mstate_global->__pyx_d))) ?\
+        (likely(__pyx_dict_cached_value) ? __Pyx_NewRef(__pyx_dict_cached_value) : __Pyx_GetBuiltinName(name)) :\
+        __Pyx__GetModuleGlobalName(name, &__pyx_dict_version, &__pyx_dict_cached_value);\
+} while(0)
+#define __Pyx_GetModuleGlobalNameUncached(var, name)  do {\
+    PY_UINT64_T __pyx_dict_version;\
+    PyObject *__pyx_dict_cached_value;\
+    (var) = __Pyx__GetModuleGlobalName(name, &__pyx_dict_version, &__pyx_dict_cached_value);\
+} while(0)
+static PyObject *__Pyx__GetModuleGlobalName(PyObject *name, PY_UINT64_T *dict_version, PyObject **dict_cached_value);
+#else
+#define __Pyx_GetModuleGlobalName(var, name)  (var) = __Pyx__GetModuleGlobalName(name)
+#define __Pyx_GetModuleGlobalNameUncached(var, name)  (var) = __Pyx__GetModuleGlobalName(name)
+static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name);
+#endif
+
+/* SetStringIndexingError.proto (used by GetItemIntBytes) */
+static void __Pyx_SetStringIndexingError(const char* message, int has_gil);
+
+/* GetItemIntBytes.proto */
+#define __Pyx_GetItemInt_Bytes(o, i, type, is_signed, to_py_func, wraparound, boundscheck, has_gil, unsafe_shared)\
+    (__Pyx_fits_Py_ssize_t(i, type, is_signed) ?\
+    __Pyx_GetItemInt_Bytes_Fast(o, (Py_ssize_t)i, wraparound, boundscheck, has_gil) :\
+    (__Pyx_SetStringIndexingError("string index out of range", has_gil), -1))
+static CYTHON_INLINE int __Pyx_GetItemInt_Bytes_Fast(PyObject* bytes, Py_ssize_t index,
+                                                     int wraparound, int boundscheck, int has_gil);
 
 /* dict_setdefault.proto (used by FetchCommonType) */
 static CYTHON_INLINE PyObject *__Pyx_PyDict_SetDefault(PyObject *d, PyObject *key, PyObject *default_value);
@@ -2354,55 +2496,6 @@ static PyObject *__Pyx_CyFunction_New(PyMethodDef *ml,
                                       PyObject* code);
 static PyTypeObject *__Pyx_Get_CyFunction_Type(void);
 
-/* PyDictVersioning.proto (used by CLineInTraceback) */
-#if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_TYPE_SLOTS
-#define __PYX_DICT_VERSION_INIT  ((PY_UINT64_T) -1)
-#define __PYX_GET_DICT_VERSION(dict)  (((PyDictObject*)(dict))->ma_version_tag)
-#define __PYX_UPDATE_DICT_CACHE(dict, value, cache_var, version_var)\
-    (version_var) = __PYX_GET_DICT_VERSION(dict);\
-    (cache_var) = (value);
-#define __PYX_PY_DICT_LOOKUP_IF_MODIFIED(VAR, DICT, LOOKUP) {\
-    static PY_UINT64_T __pyx_dict_version = 0;\
-    static PyObject *__pyx_dict_cached_value = NULL;\
-    if (likely(__PYX_GET_DICT_VERSION(DICT) == __pyx_dict_version)) {\
-        (VAR) = __Pyx_XNewRef(__pyx_dict_cached_value);\
-    } else {\
-        (VAR) = __pyx_dict_cached_value = (LOOKUP);\
-        __pyx_dict_version = __PYX_GET_DICT_VERSION(DICT);\
-    }\
-}
-static CYTHON_INLINE PY_UINT64_T __Pyx_get_tp_dict_version(PyObject *obj);
-static CYTHON_INLINE PY_UINT64_T __Pyx_get_object_dict_version(PyObject *obj);
-static CYTHON_INLINE int __Pyx_object_dict_version_matches(PyObject* obj, PY_UINT64_T tp_dict_version, PY_UINT64_T obj_dict_version);
-#else
-#define __PYX_GET_DICT_VERSION(dict)  (0)
-#define __PYX_UPDATE_DICT_CACHE(dict, value, cache_var, version_var)
-#define __PYX_PY_DICT_LOOKUP_IF_MODIFIED(VAR, DICT, LOOKUP)  (VAR) = (LOOKUP);
-#endif
-
-/* GivenExceptionMatches.proto (used by PyErrExceptionMatches) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches(PyObject *err, PyObject *type);
-static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches2(PyObject *err, PyObject *type1, PyObject *type2);
-#else
-#define __Pyx_PyErr_GivenExceptionMatches(err, type) PyErr_GivenExceptionMatches(err, type)
-static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches2(PyObject *err, PyObject *type1, PyObject *type2) {
-    return PyErr_GivenExceptionMatches(err, type1) || PyErr_GivenExceptionMatches(err, type2);
-}
-#endif
-#define __Pyx_PyErr_ExceptionMatches2(err1, err2)  __Pyx_PyErr_GivenExceptionMatches2(__Pyx_PyErr_CurrentExceptionType(), err1, err2)
-
-/* PyErrExceptionMatches.proto (used by PyObjectGetAttrStrNoError) */
-#if CYTHON_FAST_THREAD_STATE
-#define __Pyx_PyErr_ExceptionMatches(err) __Pyx_PyErr_ExceptionMatchesInState(__pyx_tstate, err)
-static CYTHON_INLINE int __Pyx_PyErr_ExceptionMatchesInState(PyThreadState* tstate, PyObject* err);
-#else
-#define __Pyx_PyErr_ExceptionMatches(err)  PyErr_ExceptionMatches(err)
-#endif
-
-/* PyObjectGetAttrStrNoError.proto (used by CLineInTraceback) */
-static CYTHON_INLINE PyObject* __Pyx_PyObject_GetAttrStrNoError(PyObject* obj, PyObject* attr_name);
-
 /* CLineInTraceback.proto (used by AddTraceback) */
 #if CYTHON_CLINE_IN_TRACEBACK && CYTHON_CLINE_IN_TRACEBACK_RUNTIME
 static int __Pyx_CLineForTraceback(PyThreadState *tstate, int c_line);
@@ -2436,7 +2529,7 @@ static void __pyx_insert_code_object(int code_line, __Pyx_CachedCodeObjectType* 
 static void __Pyx_AddTraceback(const char *funcname, int c_line,
                                int py_line, const char *filename);
 
-/* GCCDiagnostics.proto (used by CIntToPy) */
+/* GCCDiagnostics.proto */
 #if !defined(__INTEL_COMPILER) && defined(__GNUC__) && (__GNUC__ > 4 || (__GNUC__ == 4 && __GNUC_MINOR__ >= 6))
 #define __Pyx_HAS_GCC_DIAGNOSTIC
 #endif
@@ -2478,6 +2571,9 @@ static unsigned long __Pyx_get_runtime_version(void);
 
 /* CheckBinaryVersion.proto */
 static int __Pyx_check_binary_version(unsigned long ct_version, unsigned long rt_version, int allow_newer);
+
+/* DecompressString.proto */
+static PyObject *__Pyx_DecompressString(const char *s, Py_ssize_t length, int algo);
 
 /* MultiPhaseInitModuleState.proto */
 #if CYTHON_PEP489_MULTI_PHASE_INIT && CYTHON_USE_MODULE_STATE
@@ -2568,13 +2664,19 @@ static int __Pyx_State_RemoveModule(void*);
 
 /* Module declarations from "cpython.bytes" */
 
+/* Module declarations from "cpython.list" */
+
+/* Module declarations from "cpython.ref" */
+
 /* Module declarations from "switch.stores.audit._merkle" */
-static EVP_MD const *__pyx_v_6switch_6stores_5audit_7_merkle_SHA256;
-static EVP_MD_CTX *__pyx_v_6switch_6stores_5audit_7_merkle_CTX;
-static unsigned char __pyx_v_6switch_6stores_5audit_7_merkle_LEAF_PREFIX;
-static unsigned char __pyx_v_6switch_6stores_5audit_7_merkle_NODE_PREFIX;
-static int __pyx_f_6switch_6stores_5audit_7_merkle_digest(unsigned char, unsigned char const *, size_t, unsigned char const *, size_t, unsigned char *); /*proto*/
-static PyObject *__pyx_f_6switch_6stores_5audit_7_merkle__empty_root(void); /*proto*/
+static PyObject *__pyx_v_6switch_6stores_5audit_7_merkle__dumps = 0;
+static unsigned char __pyx_v_6switch_6stores_5audit_7_merkle_LEAF;
+static unsigned char __pyx_v_6switch_6stores_5audit_7_merkle_NODE;
+static unsigned char __pyx_v_6switch_6stores_5audit_7_merkle_TRANSACTION;
+static unsigned char __pyx_v_6switch_6stores_5audit_7_merkle_ENTRY;
+static CYTHON_INLINE void __pyx_f_6switch_6stores_5audit_7_merkle_leaf_of(unsigned char const *, size_t, PyObject *, PyObject *, unsigned char *); /*proto*/
+static PyObject *__pyx_f_6switch_6stores_5audit_7_merkle_root_of(unsigned char *, Py_ssize_t); /*proto*/
+static PyObject *__pyx_f_6switch_6stores_5audit_7_merkle__list(PyObject *); /*proto*/
 /* #### Code section: typeinfo ### */
 /* #### Code section: before_global_var ### */
 #define __Pyx_MODULE_NAME "switch.stores.audit._merkle"
@@ -2584,10 +2686,10 @@ int __pyx_module_is_main_switch__stores__audit___merkle = 0;
 /* Implementation of "switch.stores.audit._merkle" */
 /* #### Code section: global_var ### */
 /* #### Code section: string_decls ### */
-static const char __pyx_k_SHA256[] = "SHA256";
-static const char __pyx_k_RFC_6962_leaf_hashes_and_root_fo[] = "RFC 6962 leaf hashes and root for one journal commit: every commit seals a block.\n\nThe reference, and why the hashing is what it is, is switch/stores/audit/merkle.py;\nseal must give the same bytes (the tests compare them on random batches and on the\nCertificate Transparency vectors). hashlib costs a context allocation and an\nalgorithm lookup per hash; here the SHA-256 algorithm is fetched once and one\ncontext is reused for every leaf and node, and the tree is reduced in place.\n";
+static const char __pyx_k_RFC_6962_leaf_hashes_and_root_fo[] = "RFC 6962 leaf hashes and root for one journal commit: every commit seals a block.\n\nThe reference, and why the hashing is what it is, is switch/stores/audit/merkle.py\n(and the leaf payloads, switch/stores/audit/chain.py); seal and seal_rows must give\nthe same bytes (the tests compare them on random batches and on the Certificate\nTransparency vectors). What makes it fast: OpenSSL\047s SHA-256 on a context on the\nstack (no allocation, no algorithm lookup per hash, as hashlib and EVP have), each\nleaf hashed from its parts without concatenating them, the rows\047 payloads and keys\nbuilt in C, and the tree reduced in place.\n";
 /* #### Code section: decls ### */
 static PyObject *__pyx_pf_6switch_6stores_5audit_7_merkle_seal(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_payloads); /* proto */
+static PyObject *__pyx_pf_6switch_6stores_5audit_7_merkle_2seal_rows(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_transactions, PyObject *__pyx_v_entries, PyObject *__pyx_v_payloads); /* proto */
 /* #### Code section: late_includes ### */
 /* #### Code section: module_state ### */
 /* SmallCodeConfig */
@@ -2615,8 +2717,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_items;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
-    PyObject *__pyx_codeobj_tab[1];
-    PyObject *__pyx_string_tab[33];
+    PyObject *__pyx_codeobj_tab[2];
+    PyObject *__pyx_string_tab[46];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
 #if CYTHON_COMPILING_IN_LIMITED_API
@@ -2666,8 +2768,8 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #endif
 /* #### Code section: constant_name_defines ### */
 #define __pyx_kp_u_ __pyx_string_tab[0]
-#define __pyx_kp_u_OpenSSL_s_SHA_256_is_not_availab __pyx_string_tab[1]
-#define __pyx_kp_u_SHA_256_failed __pyx_string_tab[2]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[1]
+#define __pyx_kp_u_add_note __pyx_string_tab[2]
 #define __pyx_kp_u_switch_stores_audit__merkle_pyx __pyx_string_tab[3]
 #define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[4]
 #define __pyx_n_u_annotate __pyx_string_tab[5]
@@ -2681,23 +2783,36 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_asyncio_coroutines __pyx_string_tab[13]
 #define __pyx_n_u_blob __pyx_string_tab[14]
 #define __pyx_n_u_cline_in_traceback __pyx_string_tab[15]
-#define __pyx_n_u_i __pyx_string_tab[16]
-#define __pyx_n_u_items __pyx_string_tab[17]
-#define __pyx_n_u_leaves __pyx_string_tab[18]
-#define __pyx_n_u_level __pyx_string_tab[19]
-#define __pyx_n_u_n __pyx_string_tab[20]
-#define __pyx_n_u_payload __pyx_string_tab[21]
-#define __pyx_n_u_payloads __pyx_string_tab[22]
-#define __pyx_n_u_pop __pyx_string_tab[23]
-#define __pyx_n_u_return __pyx_string_tab[24]
-#define __pyx_n_u_root __pyx_string_tab[25]
-#define __pyx_n_u_seal __pyx_string_tab[26]
-#define __pyx_n_u_setdefault __pyx_string_tab[27]
-#define __pyx_n_u_switch_stores_audit__merkle __pyx_string_tab[28]
-#define __pyx_n_u_tuple __pyx_string_tab[29]
-#define __pyx_n_u_values __pyx_string_tab[30]
-#define __pyx_n_u_width __pyx_string_tab[31]
-#define __pyx_kp_b_iso88591_a_1A_q_b_11B_1_U_1_1_a_22C1JN __pyx_string_tab[32]
+#define __pyx_n_u_dumps __pyx_string_tab[16]
+#define __pyx_n_u_e __pyx_string_tab[17]
+#define __pyx_n_u_entries __pyx_string_tab[18]
+#define __pyx_n_u_fields __pyx_string_tab[19]
+#define __pyx_n_u_i __pyx_string_tab[20]
+#define __pyx_n_u_items __pyx_string_tab[21]
+#define __pyx_n_u_k __pyx_string_tab[22]
+#define __pyx_n_u_key __pyx_string_tab[23]
+#define __pyx_n_u_keys __pyx_string_tab[24]
+#define __pyx_n_u_leaves __pyx_string_tab[25]
+#define __pyx_n_u_n __pyx_string_tab[26]
+#define __pyx_n_u_ne __pyx_string_tab[27]
+#define __pyx_n_u_nt __pyx_string_tab[28]
+#define __pyx_n_u_orjson __pyx_string_tab[29]
+#define __pyx_n_u_payloads __pyx_string_tab[30]
+#define __pyx_n_u_pop __pyx_string_tab[31]
+#define __pyx_n_u_return __pyx_string_tab[32]
+#define __pyx_n_u_row __pyx_string_tab[33]
+#define __pyx_n_u_seal __pyx_string_tab[34]
+#define __pyx_n_u_seal_rows __pyx_string_tab[35]
+#define __pyx_n_u_setdefault __pyx_string_tab[36]
+#define __pyx_n_u_switch_stores_audit__merkle __pyx_string_tab[37]
+#define __pyx_n_u_t __pyx_string_tab[38]
+#define __pyx_n_u_transactions __pyx_string_tab[39]
+#define __pyx_n_u_tuple __pyx_string_tab[40]
+#define __pyx_n_u_values __pyx_string_tab[41]
+#define __pyx_n_b_e __pyx_string_tab[42]
+#define __pyx_n_b_t __pyx_string_tab[43]
+#define __pyx_kp_b_iso88591_a_1A_q_b_11B_1_U_1_q_c_fG2Rr_6 __pyx_string_tab[44]
+#define __pyx_kp_b_iso88591_A_A_1_A_3b_2SPQQccd_q_b_11B_1_Z __pyx_string_tab[45]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -2716,8 +2831,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<33; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<46; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
 Py_CLEAR(clear_module_state->__pyx_CommonTypesMetaclassType);
@@ -2744,8 +2859,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<33; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<46; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
 Py_VISIT(traverse_module_state->__pyx_CommonTypesMetaclassType);
@@ -2759,202 +2874,470 @@ return 0;
 #endif
 /* #### Code section: module_code ### */
 
-/* "switch/stores/audit/_merkle.pyx":37
+/* "switch/stores/audit/_merkle.pyx":41
  * 
  * 
- * cdef int digest(unsigned char prefix, const unsigned char* data, size_t size,             # <<<<<<<<<<<<<<
- *                 const unsigned char* more, size_t more_size, unsigned char* out) except -1:
- *     cdef unsigned int written
+ * cdef inline void leaf_of(const unsigned char* tag, size_t tag_size, bytes first, bytes second,             # <<<<<<<<<<<<<<
+ *                          unsigned char* out) noexcept:
+ *     """SHA-256(0x00 || tag || first || second)."""
 */
 
-static int __pyx_f_6switch_6stores_5audit_7_merkle_digest(unsigned char __pyx_v_prefix, unsigned char const *__pyx_v_data, size_t __pyx_v_size, unsigned char const *__pyx_v_more, size_t __pyx_v_more_size, unsigned char *__pyx_v_out) {
-  unsigned int __pyx_v_written;
-  int __pyx_r;
+static CYTHON_INLINE void __pyx_f_6switch_6stores_5audit_7_merkle_leaf_of(unsigned char const *__pyx_v_tag, size_t __pyx_v_tag_size, PyObject *__pyx_v_first, PyObject *__pyx_v_second, unsigned char *__pyx_v_out) {
+  SHA256_CTX __pyx_v_c;
+  int __pyx_t_1;
+
+  /* "switch/stores/audit/_merkle.pyx":45
+ *     """SHA-256(0x00 || tag || first || second)."""
+ *     cdef SHA256_CTX c
+ *     SHA256_Init(&c)             # <<<<<<<<<<<<<<
+ *     SHA256_Update(&c, &LEAF, 1)
+ *     SHA256_Update(&c, tag, tag_size)
+*/
+  (void)(SHA256_Init((&__pyx_v_c)));
+
+  /* "switch/stores/audit/_merkle.pyx":46
+ *     cdef SHA256_CTX c
+ *     SHA256_Init(&c)
+ *     SHA256_Update(&c, &LEAF, 1)             # <<<<<<<<<<<<<<
+ *     SHA256_Update(&c, tag, tag_size)
+ *     SHA256_Update(&c, PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first))
+*/
+  (void)(SHA256_Update((&__pyx_v_c), (&__pyx_v_6switch_6stores_5audit_7_merkle_LEAF), 1));
+
+  /* "switch/stores/audit/_merkle.pyx":47
+ *     SHA256_Init(&c)
+ *     SHA256_Update(&c, &LEAF, 1)
+ *     SHA256_Update(&c, tag, tag_size)             # <<<<<<<<<<<<<<
+ *     SHA256_Update(&c, PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first))
+ *     if second is not None:
+*/
+  (void)(SHA256_Update((&__pyx_v_c), __pyx_v_tag, __pyx_v_tag_size));
+
+  /* "switch/stores/audit/_merkle.pyx":48
+ *     SHA256_Update(&c, &LEAF, 1)
+ *     SHA256_Update(&c, tag, tag_size)
+ *     SHA256_Update(&c, PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first))             # <<<<<<<<<<<<<<
+ *     if second is not None:
+ *         SHA256_Update(&c, PyBytes_AS_STRING(second), PyBytes_GET_SIZE(second))
+*/
+  (void)(SHA256_Update((&__pyx_v_c), PyBytes_AS_STRING(__pyx_v_first), PyBytes_GET_SIZE(__pyx_v_first)));
+
+  /* "switch/stores/audit/_merkle.pyx":49
+ *     SHA256_Update(&c, tag, tag_size)
+ *     SHA256_Update(&c, PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first))
+ *     if second is not None:             # <<<<<<<<<<<<<<
+ *         SHA256_Update(&c, PyBytes_AS_STRING(second), PyBytes_GET_SIZE(second))
+ *     SHA256_Final(out, &c)
+*/
+  __pyx_t_1 = (__pyx_v_second != ((PyObject*)Py_None));
+  if (__pyx_t_1) {
+
+
+    /* "switch/stores/audit/_merkle.pyx":50
+ *     SHA256_Update(&c, PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first))
+ *     if second is not None:
+ *         SHA256_Update(&c, PyBytes_AS_STRING(second), PyBytes_GET_SIZE(second))             # <<<<<<<<<<<<<<
+ *     SHA256_Final(out, &c)
+ * 
+*/
+    (void)(SHA256_Update((&__pyx_v_c), PyBytes_AS_STRING(__pyx_v_second), PyBytes_GET_SIZE(__pyx_v_second)));
+
+    /* "switch/stores/audit/_merkle.pyx":49
+ *     SHA256_Update(&c, tag, tag_size)
+ *     SHA256_Update(&c, PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first))
+ *     if second is not None:             # <<<<<<<<<<<<<<
+ *         SHA256_Update(&c, PyBytes_AS_STRING(second), PyBytes_GET_SIZE(second))
+ *     SHA256_Final(out, &c)
+*/
+  }
+
+  /* "switch/stores/audit/_merkle.pyx":51
+ *     if second is not None:
+ *         SHA256_Update(&c, PyBytes_AS_STRING(second), PyBytes_GET_SIZE(second))
+ *     SHA256_Final(out, &c)             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  (void)(SHA256_Final(__pyx_v_out, (&__pyx_v_c)));
+
+  /* "switch/stores/audit/_merkle.pyx":41
+ * 
+ * 
+ * cdef inline void leaf_of(const unsigned char* tag, size_t tag_size, bytes first, bytes second,             # <<<<<<<<<<<<<<
+ *                          unsigned char* out) noexcept:
+ *     """SHA-256(0x00 || tag || first || second)."""
+*/
+
+  /* function exit code */
+
+
+}
+
+/* "switch/stores/audit/_merkle.pyx":54
+ * 
+ * 
+ * cdef bytes root_of(unsigned char* leaves, Py_ssize_t n):             # <<<<<<<<<<<<<<
+ *     """RFC 6962's root of n leaf hashes: pairing each level from the left and lifting an
+ *     odd last node unchanged builds exactly its tree (which splits at the largest power
+*/
+
+static PyObject *__pyx_f_6switch_6stores_5audit_7_merkle_root_of(unsigned char *__pyx_v_leaves, Py_ssize_t __pyx_v_n) {
+  unsigned char *__pyx_v_level;
+  unsigned char __pyx_v_out[32];
+  Py_ssize_t __pyx_v_width;
+  Py_ssize_t __pyx_v_i;
+  SHA256_CTX __pyx_v_c;
+  PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
-  int __pyx_t_2;
-  PyObject *__pyx_t_3 = NULL;
-  PyObject *__pyx_t_4 = NULL;
-  size_t __pyx_t_5;
+  PyObject *__pyx_t_2 = NULL;
+  Py_ssize_t __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
+  Py_ssize_t __pyx_t_5;
+  int __pyx_t_6;
+  int __pyx_t_7;
+  char const *__pyx_t_8;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *__pyx_t_13 = NULL;
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *__pyx_t_15 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
-  __Pyx_RefNannySetupContext("digest", 0);
+  __Pyx_RefNannySetupContext("root_of", 0);
 
-  /* "switch/stores/audit/_merkle.pyx":40
- *                 const unsigned char* more, size_t more_size, unsigned char* out) except -1:
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1             # <<<<<<<<<<<<<<
- *             or EVP_DigestUpdate(CTX, &prefix, 1) != 1
- *             or EVP_DigestUpdate(CTX, data, size) != 1
+  /* "switch/stores/audit/_merkle.pyx":62
+ *     cdef Py_ssize_t width, i
+ *     cdef SHA256_CTX c
+ *     if n == 0:             # <<<<<<<<<<<<<<
+ *         SHA256_Init(&c)
+ *         SHA256_Final(out, &c)
 */
-  __pyx_t_2 = (EVP_DigestInit_ex2(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, __pyx_v_6switch_6stores_5audit_7_merkle_SHA256, NULL) != 1);
+  __pyx_t_1 = (__pyx_v_n == 0);
 
-  if (!__pyx_t_2) {
+  if (__pyx_t_1) {
 
-  } else {
 
-    __pyx_t_1 = __pyx_t_2;
+    /* "switch/stores/audit/_merkle.pyx":63
+ *     cdef SHA256_CTX c
+ *     if n == 0:
+ *         SHA256_Init(&c)             # <<<<<<<<<<<<<<
+ *         SHA256_Final(out, &c)
+ *         return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+*/
+    (void)(SHA256_Init((&__pyx_v_c)));
 
-    goto __pyx_L4_bool_binop_done;
+    /* "switch/stores/audit/_merkle.pyx":64
+ *     if n == 0:
+ *         SHA256_Init(&c)
+ *         SHA256_Final(out, &c)             # <<<<<<<<<<<<<<
+ *         return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+ *     level = <unsigned char*>malloc(n * HASH_SIZE)
+*/
+    (void)(SHA256_Final(__pyx_v_out, (&__pyx_v_c)));
+
+    /* "switch/stores/audit/_merkle.pyx":65
+ *         SHA256_Init(&c)
+ *         SHA256_Final(out, &c)
+ *         return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)             # <<<<<<<<<<<<<<
+ *     level = <unsigned char*>malloc(n * HASH_SIZE)
+ *     if level == NULL:
+*/
+    __pyx_t_2 = PyBytes_FromStringAndSize(((char *)__pyx_v_out), 32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 65, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __pyx_r = ((PyObject*)__pyx_t_2);
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    __pyx_t_2 = 0;
+    goto __pyx_L0;
+
+    /* "switch/stores/audit/_merkle.pyx":62
+ *     cdef Py_ssize_t width, i
+ *     cdef SHA256_CTX c
+ *     if n == 0:             # <<<<<<<<<<<<<<
+ *         SHA256_Init(&c)
+ *         SHA256_Final(out, &c)
+*/
   }
 
-  /* "switch/stores/audit/_merkle.pyx":41
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1
- *             or EVP_DigestUpdate(CTX, &prefix, 1) != 1             # <<<<<<<<<<<<<<
- *             or EVP_DigestUpdate(CTX, data, size) != 1
- *             or (more_size and EVP_DigestUpdate(CTX, more, more_size) != 1)
+  /* "switch/stores/audit/_merkle.pyx":66
+ *         SHA256_Final(out, &c)
+ *         return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+ *     level = <unsigned char*>malloc(n * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *     if level == NULL:
+ *         raise MemoryError()
 */
-  __pyx_t_2 = (EVP_DigestUpdate(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, (&__pyx_v_prefix), 1) != 1);
+  __pyx_v_level = ((unsigned char *)malloc((__pyx_v_n * 32)));
 
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":42
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1
- *             or EVP_DigestUpdate(CTX, &prefix, 1) != 1
- *             or EVP_DigestUpdate(CTX, data, size) != 1             # <<<<<<<<<<<<<<
- *             or (more_size and EVP_DigestUpdate(CTX, more, more_size) != 1)
- *             or EVP_DigestFinal_ex(CTX, out, &written) != 1):
+  /* "switch/stores/audit/_merkle.pyx":67
+ *         return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+ *     level = <unsigned char*>malloc(n * HASH_SIZE)
+ *     if level == NULL:             # <<<<<<<<<<<<<<
+ *         raise MemoryError()
+ *     try:
 */
-  __pyx_t_2 = (EVP_DigestUpdate(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, __pyx_v_data, __pyx_v_size) != 1);
+  __pyx_t_1 = (__pyx_v_level == NULL);
 
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":43
- *             or EVP_DigestUpdate(CTX, &prefix, 1) != 1
- *             or EVP_DigestUpdate(CTX, data, size) != 1
- *             or (more_size and EVP_DigestUpdate(CTX, more, more_size) != 1)             # <<<<<<<<<<<<<<
- *             or EVP_DigestFinal_ex(CTX, out, &written) != 1):
- *         raise RuntimeError("SHA-256 failed")
-*/
-  __pyx_t_2 = (__pyx_v_more_size != 0);
-
-  if (!__pyx_t_2) {
-
-    goto __pyx_L8_next_or;
-  } else {
-
-  }
-  __pyx_t_2 = (EVP_DigestUpdate(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, __pyx_v_more, __pyx_v_more_size) != 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
-  }
-  __pyx_L8_next_or:;
-
-  /* "switch/stores/audit/_merkle.pyx":44
- *             or EVP_DigestUpdate(CTX, data, size) != 1
- *             or (more_size and EVP_DigestUpdate(CTX, more, more_size) != 1)
- *             or EVP_DigestFinal_ex(CTX, out, &written) != 1):             # <<<<<<<<<<<<<<
- *         raise RuntimeError("SHA-256 failed")
- *     return 0
-*/
-  __pyx_t_2 = (EVP_DigestFinal_ex(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, __pyx_v_out, (&__pyx_v_written)) != 1);
-
-
-  __pyx_t_1 = __pyx_t_2;
-
-  __pyx_L4_bool_binop_done:;
-
-  /* "switch/stores/audit/_merkle.pyx":40
- *                 const unsigned char* more, size_t more_size, unsigned char* out) except -1:
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1             # <<<<<<<<<<<<<<
- *             or EVP_DigestUpdate(CTX, &prefix, 1) != 1
- *             or EVP_DigestUpdate(CTX, data, size) != 1
-*/
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "switch/stores/audit/_merkle.pyx":45
- *             or (more_size and EVP_DigestUpdate(CTX, more, more_size) != 1)
- *             or EVP_DigestFinal_ex(CTX, out, &written) != 1):
- *         raise RuntimeError("SHA-256 failed")             # <<<<<<<<<<<<<<
- *     return 0
- * 
+    /* "switch/stores/audit/_merkle.pyx":68
+ *     level = <unsigned char*>malloc(n * HASH_SIZE)
+ *     if level == NULL:
+ *         raise MemoryError()             # <<<<<<<<<<<<<<
+ *     try:
+ *         memcpy(level, leaves, n * HASH_SIZE)
 */
-    __pyx_t_4 = NULL;
-    __pyx_t_5 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_SHA_256_failed};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_RuntimeError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 45, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_3);
+    PyErr_NoMemory(); __PYX_ERR(0, 68, __pyx_L1_error)
+
+    /* "switch/stores/audit/_merkle.pyx":67
+ *         return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+ *     level = <unsigned char*>malloc(n * HASH_SIZE)
+ *     if level == NULL:             # <<<<<<<<<<<<<<
+ *         raise MemoryError()
+ *     try:
+*/
+  }
+
+  /* "switch/stores/audit/_merkle.pyx":69
+ *     if level == NULL:
+ *         raise MemoryError()
+ *     try:             # <<<<<<<<<<<<<<
+ *         memcpy(level, leaves, n * HASH_SIZE)
+ *         width = n
+*/
+  /*try:*/ {
+
+    /* "switch/stores/audit/_merkle.pyx":70
+ *         raise MemoryError()
+ *     try:
+ *         memcpy(level, leaves, n * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *         width = n
+ *         while width > 1:
+*/
+    (void)(memcpy(__pyx_v_level, __pyx_v_leaves, (__pyx_v_n * 32)));
+
+    /* "switch/stores/audit/_merkle.pyx":71
+ *     try:
+ *         memcpy(level, leaves, n * HASH_SIZE)
+ *         width = n             # <<<<<<<<<<<<<<
+ *         while width > 1:
+ *             for i in range(width // 2):
+*/
+    __pyx_v_width = __pyx_v_n;
+
+    /* "switch/stores/audit/_merkle.pyx":72
+ *         memcpy(level, leaves, n * HASH_SIZE)
+ *         width = n
+ *         while width > 1:             # <<<<<<<<<<<<<<
+ *             for i in range(width // 2):
+ *                 SHA256_Init(&c)
+*/
+    while (1) {
+      __pyx_t_1 = (__pyx_v_width > 1);
+
+
+      if (!__pyx_t_1) break;
+
+      /* "switch/stores/audit/_merkle.pyx":73
+ *         width = n
+ *         while width > 1:
+ *             for i in range(width // 2):             # <<<<<<<<<<<<<<
+ *                 SHA256_Init(&c)
+ *                 SHA256_Update(&c, &NODE, 1)
+*/
+
+      __pyx_t_3 = __Pyx_div_Py_ssize_t(__pyx_v_width, 2, 1);
+      __pyx_t_4 = __pyx_t_3;
+
+      for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
+        __pyx_v_i = __pyx_t_5;
+
+        /* "switch/stores/audit/_merkle.pyx":74
+ *         while width > 1:
+ *             for i in range(width // 2):
+ *                 SHA256_Init(&c)             # <<<<<<<<<<<<<<
+ *                 SHA256_Update(&c, &NODE, 1)
+ *                 SHA256_Update(&c, level + 2 * i * HASH_SIZE, 2 * HASH_SIZE)
+*/
+        (void)(SHA256_Init((&__pyx_v_c)));
+
+        /* "switch/stores/audit/_merkle.pyx":75
+ *             for i in range(width // 2):
+ *                 SHA256_Init(&c)
+ *                 SHA256_Update(&c, &NODE, 1)             # <<<<<<<<<<<<<<
+ *                 SHA256_Update(&c, level + 2 * i * HASH_SIZE, 2 * HASH_SIZE)
+ *                 SHA256_Final(level + i * HASH_SIZE, &c)
+*/
+        (void)(SHA256_Update((&__pyx_v_c), (&__pyx_v_6switch_6stores_5audit_7_merkle_NODE), 1));
+
+        /* "switch/stores/audit/_merkle.pyx":76
+ *                 SHA256_Init(&c)
+ *                 SHA256_Update(&c, &NODE, 1)
+ *                 SHA256_Update(&c, level + 2 * i * HASH_SIZE, 2 * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *                 SHA256_Final(level + i * HASH_SIZE, &c)
+ *             if width & 1:
+*/
+        (void)(SHA256_Update((&__pyx_v_c), (__pyx_v_level + ((2 * __pyx_v_i) * 32)), 0x40));
+
+        /* "switch/stores/audit/_merkle.pyx":77
+ *                 SHA256_Update(&c, &NODE, 1)
+ *                 SHA256_Update(&c, level + 2 * i * HASH_SIZE, 2 * HASH_SIZE)
+ *                 SHA256_Final(level + i * HASH_SIZE, &c)             # <<<<<<<<<<<<<<
+ *             if width & 1:
+ *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
+*/
+        (void)(SHA256_Final((__pyx_v_level + (__pyx_v_i * 32)), (&__pyx_v_c)));
+      }
+
+
+      /* "switch/stores/audit/_merkle.pyx":78
+ *                 SHA256_Update(&c, level + 2 * i * HASH_SIZE, 2 * HASH_SIZE)
+ *                 SHA256_Final(level + i * HASH_SIZE, &c)
+ *             if width & 1:             # <<<<<<<<<<<<<<
+ *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
+ *             width = (width + 1) // 2
+*/
+      __pyx_t_1 = ((__pyx_v_width & 1) != 0);
+
+      if (__pyx_t_1) {
+
+
+        /* "switch/stores/audit/_merkle.pyx":79
+ *                 SHA256_Final(level + i * HASH_SIZE, &c)
+ *             if width & 1:
+ *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)             # <<<<<<<<<<<<<<
+ *             width = (width + 1) // 2
+ *         return PyBytes_FromStringAndSize(<char*>level, HASH_SIZE)
+*/
+        (void)(memcpy((__pyx_v_level + (__Pyx_div_Py_ssize_t(__pyx_v_width, 2, 1) * 32)), (__pyx_v_level + ((__pyx_v_width - 1) * 32)), 32));
+
+        /* "switch/stores/audit/_merkle.pyx":78
+ *                 SHA256_Update(&c, level + 2 * i * HASH_SIZE, 2 * HASH_SIZE)
+ *                 SHA256_Final(level + i * HASH_SIZE, &c)
+ *             if width & 1:             # <<<<<<<<<<<<<<
+ *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
+ *             width = (width + 1) // 2
+*/
+      }
+
+      /* "switch/stores/audit/_merkle.pyx":80
+ *             if width & 1:
+ *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
+ *             width = (width + 1) // 2             # <<<<<<<<<<<<<<
+ *         return PyBytes_FromStringAndSize(<char*>level, HASH_SIZE)
+ *     finally:
+*/
+      __pyx_v_width = __Pyx_div_Py_ssize_t((__pyx_v_width + 1), 2, 1);
     }
-    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 45, __pyx_L1_error)
 
-    /* "switch/stores/audit/_merkle.pyx":40
- *                 const unsigned char* more, size_t more_size, unsigned char* out) except -1:
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1             # <<<<<<<<<<<<<<
- *             or EVP_DigestUpdate(CTX, &prefix, 1) != 1
- *             or EVP_DigestUpdate(CTX, data, size) != 1
+    /* "switch/stores/audit/_merkle.pyx":81
+ *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
+ *             width = (width + 1) // 2
+ *         return PyBytes_FromStringAndSize(<char*>level, HASH_SIZE)             # <<<<<<<<<<<<<<
+ *     finally:
+ *         free(level)
 */
+    __pyx_t_2 = PyBytes_FromStringAndSize(((char *)__pyx_v_level), 32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 81, __pyx_L6_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    {
+      PyObject *__pyx_temp;
+      {
+        __pyx_temp = __pyx_r;
+        __pyx_r = ((PyObject*)__pyx_t_2);
+      }
+      __Pyx_XDECREF(__pyx_temp);
+    }
+    __pyx_t_2 = 0;
+    goto __pyx_L5_return;
   }
 
-  /* "switch/stores/audit/_merkle.pyx":46
- *             or EVP_DigestFinal_ex(CTX, out, &written) != 1):
- *         raise RuntimeError("SHA-256 failed")
- *     return 0             # <<<<<<<<<<<<<<
+  /* "switch/stores/audit/_merkle.pyx":83
+ *         return PyBytes_FromStringAndSize(<char*>level, HASH_SIZE)
+ *     finally:
+ *         free(level)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  {
-
-    __pyx_r = 0;
+  /*finally:*/ {
+    __pyx_L6_error:;
+    /*exception exit:*/{
+      __Pyx_PyThreadState_declare
+      __Pyx_PyThreadState_assign
+      __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0;
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+       __Pyx_ExceptionSwap(&__pyx_t_12, &__pyx_t_13, &__pyx_t_14);
+      if ( unlikely(__Pyx_GetException(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11) < 0)) __Pyx_ErrFetch(&__pyx_t_9, &__pyx_t_10, &__pyx_t_11);
+      __Pyx_XGOTREF(__pyx_t_9);
+      __Pyx_XGOTREF(__pyx_t_10);
+      __Pyx_XGOTREF(__pyx_t_11);
+      __Pyx_XGOTREF(__pyx_t_12);
+      __Pyx_XGOTREF(__pyx_t_13);
+      __Pyx_XGOTREF(__pyx_t_14);
+      __pyx_t_6 = __pyx_lineno; __pyx_t_7 = __pyx_clineno; __pyx_t_8 = __pyx_filename;
+      {
+        free(__pyx_v_level);
+      }
+      __Pyx_XGIVEREF(__pyx_t_12);
+      __Pyx_XGIVEREF(__pyx_t_13);
+      __Pyx_XGIVEREF(__pyx_t_14);
+      __Pyx_ExceptionReset(__pyx_t_12, __pyx_t_13, __pyx_t_14);
+      __Pyx_XGIVEREF(__pyx_t_9);
+      __Pyx_XGIVEREF(__pyx_t_10);
+      __Pyx_XGIVEREF(__pyx_t_11);
+      __Pyx_ErrRestore(__pyx_t_9, __pyx_t_10, __pyx_t_11);
+      __pyx_t_9 = 0; __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0;
+      __pyx_lineno = __pyx_t_6; __pyx_clineno = __pyx_t_7; __pyx_filename = __pyx_t_8;
+      goto __pyx_L1_error;
+    }
+    __pyx_L5_return: {
+      __pyx_t_15 = __pyx_r;
+      __pyx_r = 0;
+      free(__pyx_v_level);
+      __pyx_r = __pyx_t_15;
+      __pyx_t_15 = 0;
+      goto __pyx_L0;
+    }
   }
-  goto __pyx_L0;
 
-  /* "switch/stores/audit/_merkle.pyx":37
+  /* "switch/stores/audit/_merkle.pyx":54
  * 
  * 
- * cdef int digest(unsigned char prefix, const unsigned char* data, size_t size,             # <<<<<<<<<<<<<<
- *                 const unsigned char* more, size_t more_size, unsigned char* out) except -1:
- *     cdef unsigned int written
+ * cdef bytes root_of(unsigned char* leaves, Py_ssize_t n):             # <<<<<<<<<<<<<<
+ *     """RFC 6962's root of n leaf hashes: pairing each level from the left and lifting an
+ *     odd last node unchanged builds exactly its tree (which splits at the largest power
 */
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_3);
-  __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_AddTraceback("switch.stores.audit._merkle.digest", __pyx_clineno, __pyx_lineno, __pyx_filename);
-  __pyx_r = -1;
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_AddTraceback("switch.stores.audit._merkle.root_of", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = 0;
   __pyx_L0:;
 
 
+
+
+
+  __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "switch/stores/audit/_merkle.pyx":49
+/* "switch/stores/audit/_merkle.pyx":86
  * 
  * 
  * def seal(payloads) -> tuple:             # <<<<<<<<<<<<<<
  *     """(the payloads' leaf hashes concatenated, their RFC 6962 root)."""
- *     cdef Py_ssize_t n = len(payloads), i, width
+ *     cdef Py_ssize_t n = len(payloads), i
 */
 
 /* Python wrapper */
@@ -2997,32 +3380,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_payloads,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 49, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 86, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 49, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 86, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "seal", 0) < (0)) __PYX_ERR(0, 49, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "seal", 0) < (0)) __PYX_ERR(0, 86, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("seal", 1, 1, 1, i); __PYX_ERR(0, 49, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("seal", 1, 1, 1, i); __PYX_ERR(0, 86, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 49, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 86, __pyx_L3_error)
     }
     __pyx_v_payloads = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("seal", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 49, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("seal", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 86, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -3046,71 +3429,57 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 static PyObject *__pyx_pf_6switch_6stores_5audit_7_merkle_seal(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_payloads) {
   Py_ssize_t __pyx_v_n;
   Py_ssize_t __pyx_v_i;
-  Py_ssize_t __pyx_v_width;
   PyObject *__pyx_v_blob = 0;
   unsigned char *__pyx_v_leaves;
-  unsigned char *__pyx_v_level;
-  PyObject *__pyx_v_payload = 0;
-  unsigned char __pyx_v_root[32];
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   Py_ssize_t __pyx_t_1;
   PyObject *__pyx_t_2 = NULL;
   Py_ssize_t __pyx_t_3;
   Py_ssize_t __pyx_t_4;
-  int __pyx_t_5;
-  int __pyx_t_6;
-  PyObject *__pyx_t_7 = NULL;
-  int __pyx_t_8;
-  char const *__pyx_t_9;
-  PyObject *__pyx_t_10 = NULL;
-  PyObject *__pyx_t_11 = NULL;
-  PyObject *__pyx_t_12 = NULL;
-  PyObject *__pyx_t_13 = NULL;
-  PyObject *__pyx_t_14 = NULL;
-  PyObject *__pyx_t_15 = NULL;
+  PyObject *__pyx_t_5 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("seal", 0);
 
-  /* "switch/stores/audit/_merkle.pyx":51
+  /* "switch/stores/audit/_merkle.pyx":88
  * def seal(payloads) -> tuple:
  *     """(the payloads' leaf hashes concatenated, their RFC 6962 root)."""
- *     cdef Py_ssize_t n = len(payloads), i, width             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t n = len(payloads), i             # <<<<<<<<<<<<<<
  *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)
  *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
 */
-  __pyx_t_1 = PyObject_Length(__pyx_v_payloads); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 51, __pyx_L1_error)
+  __pyx_t_1 = PyObject_Length(__pyx_v_payloads); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 88, __pyx_L1_error)
   __pyx_v_n = __pyx_t_1;
 
-  /* "switch/stores/audit/_merkle.pyx":52
+  /* "switch/stores/audit/_merkle.pyx":89
  *     """(the payloads' leaf hashes concatenated, their RFC 6962 root)."""
- *     cdef Py_ssize_t n = len(payloads), i, width
+ *     cdef Py_ssize_t n = len(payloads), i
  *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)             # <<<<<<<<<<<<<<
  *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
- *     cdef unsigned char* level
+ *     for i in range(n):
 */
-  __pyx_t_2 = PyBytes_FromStringAndSize(NULL, (__pyx_v_n * 32)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 52, __pyx_L1_error)
+  __pyx_t_2 = PyBytes_FromStringAndSize(NULL, (__pyx_v_n * 32)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 89, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_blob = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "switch/stores/audit/_merkle.pyx":53
- *     cdef Py_ssize_t n = len(payloads), i, width
+  /* "switch/stores/audit/_merkle.pyx":90
+ *     cdef Py_ssize_t n = len(payloads), i
  *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)
  *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)             # <<<<<<<<<<<<<<
- *     cdef unsigned char* level
- *     cdef bytes payload
+ *     for i in range(n):
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + i * HASH_SIZE)
 */
   __pyx_v_leaves = ((unsigned char *)PyBytes_AS_STRING(__pyx_v_blob));
 
-  /* "switch/stores/audit/_merkle.pyx":57
- *     cdef bytes payload
- *     cdef unsigned char root[HASH_SIZE]
+  /* "switch/stores/audit/_merkle.pyx":91
+ *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)
+ *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
  *     for i in range(n):             # <<<<<<<<<<<<<<
- *         payload = payloads[i]
- *         digest(LEAF_PREFIX, <const unsigned char*>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + i * HASH_SIZE)
+ *     return blob, root_of(leaves, n)
 */
 
   __pyx_t_1 = __pyx_v_n;
@@ -3119,502 +3488,813 @@ static PyObject *__pyx_pf_6switch_6stores_5audit_7_merkle_seal(CYTHON_UNUSED PyO
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "switch/stores/audit/_merkle.pyx":58
- *     cdef unsigned char root[HASH_SIZE]
+    /* "switch/stores/audit/_merkle.pyx":92
+ *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
  *     for i in range(n):
- *         payload = payloads[i]             # <<<<<<<<<<<<<<
- *         digest(LEAF_PREFIX, <const unsigned char*>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
- *                NULL, 0, leaves + i * HASH_SIZE)
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + i * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *     return blob, root_of(leaves, n)
+ * 
 */
-    __pyx_t_2 = __Pyx_GetItemInt(__pyx_v_payloads, __pyx_v_i, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_FunctionArgument); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 58, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_GetItemInt(__pyx_v_payloads, __pyx_v_i, Py_ssize_t, 1, PyLong_FromSsize_t, 0, 0, 1, __Pyx_ReferenceSharing_FunctionArgument); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 92, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 58, __pyx_L1_error)
-    __Pyx_XDECREF_SET(__pyx_v_payload, ((PyObject*)__pyx_t_2));
-    __pyx_t_2 = 0;
+    if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 92, __pyx_L1_error)
+    __pyx_f_6switch_6stores_5audit_7_merkle_leaf_of(NULL, 0, ((PyObject*)__pyx_t_2), ((PyObject*)Py_None), (__pyx_v_leaves + (__pyx_v_i * 32)));
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  }
 
-    /* "switch/stores/audit/_merkle.pyx":59
+
+  /* "switch/stores/audit/_merkle.pyx":93
  *     for i in range(n):
- *         payload = payloads[i]
- *         digest(LEAF_PREFIX, <const unsigned char*>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),             # <<<<<<<<<<<<<<
- *                NULL, 0, leaves + i * HASH_SIZE)
- *     if n == 0:
-*/
-    __pyx_t_5 = __pyx_f_6switch_6stores_5audit_7_merkle_digest(__pyx_v_6switch_6stores_5audit_7_merkle_LEAF_PREFIX, ((unsigned char const *)PyBytes_AS_STRING(__pyx_v_payload)), PyBytes_GET_SIZE(__pyx_v_payload), NULL, 0, (__pyx_v_leaves + (__pyx_v_i * 32))); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(0, 59, __pyx_L1_error)
-
-  }
-
-
-  /* "switch/stores/audit/_merkle.pyx":61
- *         digest(LEAF_PREFIX, <const unsigned char*>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
- *                NULL, 0, leaves + i * HASH_SIZE)
- *     if n == 0:             # <<<<<<<<<<<<<<
- *         return blob, _empty_root()
- *     if n == 1:
-*/
-  __pyx_t_6 = (__pyx_v_n == 0);
-
-  if (__pyx_t_6) {
-
-
-    /* "switch/stores/audit/_merkle.pyx":62
- *                NULL, 0, leaves + i * HASH_SIZE)
- *     if n == 0:
- *         return blob, _empty_root()             # <<<<<<<<<<<<<<
- *     if n == 1:
- *         return blob, blob[:HASH_SIZE]
-*/
-    __pyx_t_2 = __pyx_f_6switch_6stores_5audit_7_merkle__empty_root(); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 62, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 62, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __Pyx_INCREF(__pyx_v_blob);
-    __Pyx_GIVEREF(__pyx_v_blob);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_blob) != (0)) __PYX_ERR(0, 62, __pyx_L1_error);
-    __Pyx_GIVEREF(__pyx_t_2);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 62, __pyx_L1_error);
-    __pyx_t_2 = 0;
-    {
-      PyObject *__pyx_temp;
-      {
-        __pyx_temp = __pyx_r;
-        __pyx_r = ((PyObject*)__pyx_t_7);
-      }
-      __Pyx_XDECREF(__pyx_temp);
-    }
-    __pyx_t_7 = 0;
-    goto __pyx_L0;
-
-    /* "switch/stores/audit/_merkle.pyx":61
- *         digest(LEAF_PREFIX, <const unsigned char*>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload),
- *                NULL, 0, leaves + i * HASH_SIZE)
- *     if n == 0:             # <<<<<<<<<<<<<<
- *         return blob, _empty_root()
- *     if n == 1:
-*/
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":63
- *     if n == 0:
- *         return blob, _empty_root()
- *     if n == 1:             # <<<<<<<<<<<<<<
- *         return blob, blob[:HASH_SIZE]
- *     # Pairing each level from the left and lifting an odd last node unchanged builds
-*/
-  __pyx_t_6 = (__pyx_v_n == 1);
-
-  if (__pyx_t_6) {
-
-
-    /* "switch/stores/audit/_merkle.pyx":64
- *         return blob, _empty_root()
- *     if n == 1:
- *         return blob, blob[:HASH_SIZE]             # <<<<<<<<<<<<<<
- *     # Pairing each level from the left and lifting an odd last node unchanged builds
- *     # exactly RFC 6962's tree, which splits at the largest power of two.
-*/
-    if (unlikely(__pyx_v_blob == Py_None)) {
-      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 64, __pyx_L1_error)
-    }
-    __pyx_t_7 = PySequence_GetSlice(__pyx_v_blob, 0, 32); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 64, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 64, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_2);
-    __Pyx_INCREF(__pyx_v_blob);
-    __Pyx_GIVEREF(__pyx_v_blob);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_v_blob) != (0)) __PYX_ERR(0, 64, __pyx_L1_error);
-    __Pyx_GIVEREF(__pyx_t_7);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 64, __pyx_L1_error);
-    __pyx_t_7 = 0;
-    {
-      PyObject *__pyx_temp;
-      {
-        __pyx_temp = __pyx_r;
-        __pyx_r = ((PyObject*)__pyx_t_2);
-      }
-      __Pyx_XDECREF(__pyx_temp);
-    }
-    __pyx_t_2 = 0;
-    goto __pyx_L0;
-
-    /* "switch/stores/audit/_merkle.pyx":63
- *     if n == 0:
- *         return blob, _empty_root()
- *     if n == 1:             # <<<<<<<<<<<<<<
- *         return blob, blob[:HASH_SIZE]
- *     # Pairing each level from the left and lifting an odd last node unchanged builds
-*/
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":67
- *     # Pairing each level from the left and lifting an odd last node unchanged builds
- *     # exactly RFC 6962's tree, which splits at the largest power of two.
- *     level = <unsigned char*>malloc(n * HASH_SIZE)             # <<<<<<<<<<<<<<
- *     if level == NULL:
- *         raise MemoryError()
-*/
-  __pyx_v_level = ((unsigned char *)malloc((__pyx_v_n * 32)));
-
-  /* "switch/stores/audit/_merkle.pyx":68
- *     # exactly RFC 6962's tree, which splits at the largest power of two.
- *     level = <unsigned char*>malloc(n * HASH_SIZE)
- *     if level == NULL:             # <<<<<<<<<<<<<<
- *         raise MemoryError()
- *     try:
-*/
-  __pyx_t_6 = (__pyx_v_level == NULL);
-
-  if (unlikely(__pyx_t_6)) {
-
-
-    /* "switch/stores/audit/_merkle.pyx":69
- *     level = <unsigned char*>malloc(n * HASH_SIZE)
- *     if level == NULL:
- *         raise MemoryError()             # <<<<<<<<<<<<<<
- *     try:
- *         memcpy(level, leaves, n * HASH_SIZE)
-*/
-    PyErr_NoMemory(); __PYX_ERR(0, 69, __pyx_L1_error)
-
-    /* "switch/stores/audit/_merkle.pyx":68
- *     # exactly RFC 6962's tree, which splits at the largest power of two.
- *     level = <unsigned char*>malloc(n * HASH_SIZE)
- *     if level == NULL:             # <<<<<<<<<<<<<<
- *         raise MemoryError()
- *     try:
-*/
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":70
- *     if level == NULL:
- *         raise MemoryError()
- *     try:             # <<<<<<<<<<<<<<
- *         memcpy(level, leaves, n * HASH_SIZE)
- *         width = n
-*/
-  /*try:*/ {
-
-    /* "switch/stores/audit/_merkle.pyx":71
- *         raise MemoryError()
- *     try:
- *         memcpy(level, leaves, n * HASH_SIZE)             # <<<<<<<<<<<<<<
- *         width = n
- *         while width > 1:
-*/
-    (void)(memcpy(__pyx_v_level, __pyx_v_leaves, (__pyx_v_n * 32)));
-
-    /* "switch/stores/audit/_merkle.pyx":72
- *     try:
- *         memcpy(level, leaves, n * HASH_SIZE)
- *         width = n             # <<<<<<<<<<<<<<
- *         while width > 1:
- *             for i in range(width // 2):
-*/
-    __pyx_v_width = __pyx_v_n;
-
-    /* "switch/stores/audit/_merkle.pyx":73
- *         memcpy(level, leaves, n * HASH_SIZE)
- *         width = n
- *         while width > 1:             # <<<<<<<<<<<<<<
- *             for i in range(width // 2):
- *                 digest(NODE_PREFIX, level + 2 * i * HASH_SIZE, HASH_SIZE,
-*/
-    while (1) {
-      __pyx_t_6 = (__pyx_v_width > 1);
-
-
-      if (!__pyx_t_6) break;
-
-      /* "switch/stores/audit/_merkle.pyx":74
- *         width = n
- *         while width > 1:
- *             for i in range(width // 2):             # <<<<<<<<<<<<<<
- *                 digest(NODE_PREFIX, level + 2 * i * HASH_SIZE, HASH_SIZE,
- *                        level + (2 * i + 1) * HASH_SIZE, HASH_SIZE, level + i * HASH_SIZE)
-*/
-
-      __pyx_t_1 = __Pyx_div_Py_ssize_t(__pyx_v_width, 2, 1);
-      __pyx_t_3 = __pyx_t_1;
-
-      for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
-        __pyx_v_i = __pyx_t_4;
-
-        /* "switch/stores/audit/_merkle.pyx":75
- *         while width > 1:
- *             for i in range(width // 2):
- *                 digest(NODE_PREFIX, level + 2 * i * HASH_SIZE, HASH_SIZE,             # <<<<<<<<<<<<<<
- *                        level + (2 * i + 1) * HASH_SIZE, HASH_SIZE, level + i * HASH_SIZE)
- *             if width & 1:
-*/
-        __pyx_t_5 = __pyx_f_6switch_6stores_5audit_7_merkle_digest(__pyx_v_6switch_6stores_5audit_7_merkle_NODE_PREFIX, (__pyx_v_level + ((2 * __pyx_v_i) * 32)), 32, (__pyx_v_level + (((2 * __pyx_v_i) + 1) * 32)), 32, (__pyx_v_level + (__pyx_v_i * 32))); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(0, 75, __pyx_L9_error)
-
-      }
-
-
-      /* "switch/stores/audit/_merkle.pyx":77
- *                 digest(NODE_PREFIX, level + 2 * i * HASH_SIZE, HASH_SIZE,
- *                        level + (2 * i + 1) * HASH_SIZE, HASH_SIZE, level + i * HASH_SIZE)
- *             if width & 1:             # <<<<<<<<<<<<<<
- *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
- *             width = (width + 1) // 2
-*/
-      __pyx_t_6 = ((__pyx_v_width & 1) != 0);
-
-      if (__pyx_t_6) {
-
-
-        /* "switch/stores/audit/_merkle.pyx":78
- *                        level + (2 * i + 1) * HASH_SIZE, HASH_SIZE, level + i * HASH_SIZE)
- *             if width & 1:
- *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)             # <<<<<<<<<<<<<<
- *             width = (width + 1) // 2
- *         memcpy(root, level, HASH_SIZE)
-*/
-        (void)(memcpy((__pyx_v_level + (__Pyx_div_Py_ssize_t(__pyx_v_width, 2, 1) * 32)), (__pyx_v_level + ((__pyx_v_width - 1) * 32)), 32));
-
-        /* "switch/stores/audit/_merkle.pyx":77
- *                 digest(NODE_PREFIX, level + 2 * i * HASH_SIZE, HASH_SIZE,
- *                        level + (2 * i + 1) * HASH_SIZE, HASH_SIZE, level + i * HASH_SIZE)
- *             if width & 1:             # <<<<<<<<<<<<<<
- *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
- *             width = (width + 1) // 2
-*/
-      }
-
-      /* "switch/stores/audit/_merkle.pyx":79
- *             if width & 1:
- *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
- *             width = (width + 1) // 2             # <<<<<<<<<<<<<<
- *         memcpy(root, level, HASH_SIZE)
- *     finally:
-*/
-      __pyx_v_width = __Pyx_div_Py_ssize_t((__pyx_v_width + 1), 2, 1);
-    }
-
-    /* "switch/stores/audit/_merkle.pyx":80
- *                 memcpy(level + (width // 2) * HASH_SIZE, level + (width - 1) * HASH_SIZE, HASH_SIZE)
- *             width = (width + 1) // 2
- *         memcpy(root, level, HASH_SIZE)             # <<<<<<<<<<<<<<
- *     finally:
- *         free(level)
-*/
-    (void)(memcpy(__pyx_v_root, __pyx_v_level, 32));
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":82
- *         memcpy(root, level, HASH_SIZE)
- *     finally:
- *         free(level)             # <<<<<<<<<<<<<<
- *     return blob, PyBytes_FromStringAndSize(<char*>root, HASH_SIZE)
- * 
-*/
-  /*finally:*/ {
-    /*normal exit:*/{
-      free(__pyx_v_level);
-      goto __pyx_L10;
-    }
-    __pyx_L9_error:;
-    /*exception exit:*/{
-      __Pyx_PyThreadState_declare
-      __Pyx_PyThreadState_assign
-      __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0;
-      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-       __Pyx_ExceptionSwap(&__pyx_t_13, &__pyx_t_14, &__pyx_t_15);
-      if ( unlikely(__Pyx_GetException(&__pyx_t_10, &__pyx_t_11, &__pyx_t_12) < 0)) __Pyx_ErrFetch(&__pyx_t_10, &__pyx_t_11, &__pyx_t_12);
-      __Pyx_XGOTREF(__pyx_t_10);
-      __Pyx_XGOTREF(__pyx_t_11);
-      __Pyx_XGOTREF(__pyx_t_12);
-      __Pyx_XGOTREF(__pyx_t_13);
-      __Pyx_XGOTREF(__pyx_t_14);
-      __Pyx_XGOTREF(__pyx_t_15);
-      __pyx_t_5 = __pyx_lineno; __pyx_t_8 = __pyx_clineno; __pyx_t_9 = __pyx_filename;
-      {
-        free(__pyx_v_level);
-      }
-      __Pyx_XGIVEREF(__pyx_t_13);
-      __Pyx_XGIVEREF(__pyx_t_14);
-      __Pyx_XGIVEREF(__pyx_t_15);
-      __Pyx_ExceptionReset(__pyx_t_13, __pyx_t_14, __pyx_t_15);
-      __Pyx_XGIVEREF(__pyx_t_10);
-      __Pyx_XGIVEREF(__pyx_t_11);
-      __Pyx_XGIVEREF(__pyx_t_12);
-      __Pyx_ErrRestore(__pyx_t_10, __pyx_t_11, __pyx_t_12);
-      __pyx_t_10 = 0; __pyx_t_11 = 0; __pyx_t_12 = 0; __pyx_t_13 = 0; __pyx_t_14 = 0; __pyx_t_15 = 0;
-      __pyx_lineno = __pyx_t_5; __pyx_clineno = __pyx_t_8; __pyx_filename = __pyx_t_9;
-      goto __pyx_L1_error;
-    }
-    __pyx_L10:;
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":83
- *     finally:
- *         free(level)
- *     return blob, PyBytes_FromStringAndSize(<char*>root, HASH_SIZE)             # <<<<<<<<<<<<<<
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + i * HASH_SIZE)
+ *     return blob, root_of(leaves, n)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_2 = PyBytes_FromStringAndSize(((char *)__pyx_v_root), 32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 83, __pyx_L1_error)
+  __pyx_t_2 = __pyx_f_6switch_6stores_5audit_7_merkle_root_of(__pyx_v_leaves, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 93, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 83, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_7);
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 93, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   __Pyx_INCREF(__pyx_v_blob);
   __Pyx_GIVEREF(__pyx_v_blob);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_v_blob) != (0)) __PYX_ERR(0, 83, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_v_blob) != (0)) __PYX_ERR(0, 93, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 83, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 93, __pyx_L1_error);
   __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = ((PyObject*)__pyx_t_7);
+      __pyx_r = ((PyObject*)__pyx_t_5);
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_7 = 0;
+  __pyx_t_5 = 0;
   goto __pyx_L0;
 
-  /* "switch/stores/audit/_merkle.pyx":49
+  /* "switch/stores/audit/_merkle.pyx":86
  * 
  * 
  * def seal(payloads) -> tuple:             # <<<<<<<<<<<<<<
  *     """(the payloads' leaf hashes concatenated, their RFC 6962 root)."""
- *     cdef Py_ssize_t n = len(payloads), i, width
+ *     cdef Py_ssize_t n = len(payloads), i
 */
 
   /* function exit code */
   __pyx_L1_error:;
   __Pyx_XDECREF(__pyx_t_2);
-  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_5);
   __Pyx_AddTraceback("switch.stores.audit._merkle.seal", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
 
 
-
   __Pyx_XDECREF(__pyx_v_blob);
-
-
-  __Pyx_XDECREF(__pyx_v_payload);
 
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "switch/stores/audit/_merkle.pyx":86
+/* "switch/stores/audit/_merkle.pyx":96
  * 
  * 
- * cdef bytes _empty_root():             # <<<<<<<<<<<<<<
- *     cdef unsigned char out[HASH_SIZE]
- *     cdef unsigned int written
+ * cdef list _list(tuple items):             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t i, n = len(items)
+ *     cdef list made = PyList_New(n)
 */
 
-static PyObject *__pyx_f_6switch_6stores_5audit_7_merkle__empty_root(void) {
-  unsigned char __pyx_v_out[32];
-  unsigned int __pyx_v_written;
+static PyObject *__pyx_f_6switch_6stores_5audit_7_merkle__list(PyObject *__pyx_v_items) {
+  Py_ssize_t __pyx_v_i;
+  Py_ssize_t __pyx_v_n;
+  PyObject *__pyx_v_made = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
-  int __pyx_t_1;
-  int __pyx_t_2;
-  PyObject *__pyx_t_3 = NULL;
-  PyObject *__pyx_t_4 = NULL;
-  size_t __pyx_t_5;
+  Py_ssize_t __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
+  Py_ssize_t __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
-  __Pyx_RefNannySetupContext("_empty_root", 0);
+  __Pyx_RefNannySetupContext("_list", 0);
 
-  /* "switch/stores/audit/_merkle.pyx":89
- *     cdef unsigned char out[HASH_SIZE]
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1 or EVP_DigestFinal_ex(CTX, out, &written) != 1):             # <<<<<<<<<<<<<<
- *         raise RuntimeError("SHA-256 failed")
- *     return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+  /* "switch/stores/audit/_merkle.pyx":97
+ * 
+ * cdef list _list(tuple items):
+ *     cdef Py_ssize_t i, n = len(items)             # <<<<<<<<<<<<<<
+ *     cdef list made = PyList_New(n)
+ *     for i in range(n):
 */
-  __pyx_t_2 = (EVP_DigestInit_ex2(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, __pyx_v_6switch_6stores_5audit_7_merkle_SHA256, NULL) != 1);
-
-  if (!__pyx_t_2) {
-
-  } else {
-
-    __pyx_t_1 = __pyx_t_2;
-
-    goto __pyx_L4_bool_binop_done;
+  if (unlikely(__pyx_v_items == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
+    __PYX_ERR(0, 97, __pyx_L1_error)
   }
-  __pyx_t_2 = (EVP_DigestFinal_ex(__pyx_v_6switch_6stores_5audit_7_merkle_CTX, __pyx_v_out, (&__pyx_v_written)) != 1);
+  __pyx_t_1 = __Pyx_PyTuple_GET_SIZE(__pyx_v_items); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 97, __pyx_L1_error)
+  __pyx_v_n = __pyx_t_1;
 
-
-  __pyx_t_1 = __pyx_t_2;
-
-  __pyx_L4_bool_binop_done:;
-  if (unlikely(__pyx_t_1)) {
-
-
-    /* "switch/stores/audit/_merkle.pyx":90
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1 or EVP_DigestFinal_ex(CTX, out, &written) != 1):
- *         raise RuntimeError("SHA-256 failed")             # <<<<<<<<<<<<<<
- *     return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+  /* "switch/stores/audit/_merkle.pyx":98
+ * cdef list _list(tuple items):
+ *     cdef Py_ssize_t i, n = len(items)
+ *     cdef list made = PyList_New(n)             # <<<<<<<<<<<<<<
+ *     for i in range(n):
+ *         Py_INCREF(items[i])
 */
-    __pyx_t_4 = NULL;
-    __pyx_t_5 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_SHA_256_failed};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_RuntimeError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 90, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_2 = PyList_New(__pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 98, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_v_made = ((PyObject*)__pyx_t_2);
+  __pyx_t_2 = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":99
+ *     cdef Py_ssize_t i, n = len(items)
+ *     cdef list made = PyList_New(n)
+ *     for i in range(n):             # <<<<<<<<<<<<<<
+ *         Py_INCREF(items[i])
+ *         PyList_SET_ITEM(made, i, items[i])
+*/
+
+  __pyx_t_1 = __pyx_v_n;
+  __pyx_t_3 = __pyx_t_1;
+
+  for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
+    __pyx_v_i = __pyx_t_4;
+
+    /* "switch/stores/audit/_merkle.pyx":100
+ *     cdef list made = PyList_New(n)
+ *     for i in range(n):
+ *         Py_INCREF(items[i])             # <<<<<<<<<<<<<<
+ *         PyList_SET_ITEM(made, i, items[i])
+ *     return made
+*/
+    if (unlikely(__pyx_v_items == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 100, __pyx_L1_error)
     }
-    __Pyx_Raise(__pyx_t_3, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 90, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyTuple_GET_ITEM(__pyx_v_items, __pyx_v_i);
+    __Pyx_INCREF(__pyx_t_2);
+    Py_INCREF(__pyx_t_2);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-    /* "switch/stores/audit/_merkle.pyx":89
- *     cdef unsigned char out[HASH_SIZE]
- *     cdef unsigned int written
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1 or EVP_DigestFinal_ex(CTX, out, &written) != 1):             # <<<<<<<<<<<<<<
- *         raise RuntimeError("SHA-256 failed")
- *     return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)
+    /* "switch/stores/audit/_merkle.pyx":101
+ *     for i in range(n):
+ *         Py_INCREF(items[i])
+ *         PyList_SET_ITEM(made, i, items[i])             # <<<<<<<<<<<<<<
+ *     return made
+ * 
 */
+    if (unlikely(__pyx_v_items == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 101, __pyx_L1_error)
+    }
+    __pyx_t_2 = __Pyx_PyTuple_GET_ITEM(__pyx_v_items, __pyx_v_i);
+    __Pyx_INCREF(__pyx_t_2);
+    PyList_SET_ITEM(__pyx_v_made, __pyx_v_i, __pyx_t_2);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   }
 
-  /* "switch/stores/audit/_merkle.pyx":91
- *     if (EVP_DigestInit_ex2(CTX, SHA256, NULL) != 1 or EVP_DigestFinal_ex(CTX, out, &written) != 1):
- *         raise RuntimeError("SHA-256 failed")
- *     return PyBytes_FromStringAndSize(<char*>out, HASH_SIZE)             # <<<<<<<<<<<<<<
+
+  /* "switch/stores/audit/_merkle.pyx":102
+ *         Py_INCREF(items[i])
+ *         PyList_SET_ITEM(made, i, items[i])
+ *     return made             # <<<<<<<<<<<<<<
+ * 
+ * 
 */
-  __pyx_t_3 = PyBytes_FromStringAndSize(((char *)__pyx_v_out), 32); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 91, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = ((PyObject*)__pyx_t_3);
+      __Pyx_INCREF(__pyx_v_made);
+      __pyx_r = __pyx_v_made;
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_3 = 0;
   goto __pyx_L0;
 
-  /* "switch/stores/audit/_merkle.pyx":86
+  /* "switch/stores/audit/_merkle.pyx":96
  * 
  * 
- * cdef bytes _empty_root():             # <<<<<<<<<<<<<<
- *     cdef unsigned char out[HASH_SIZE]
- *     cdef unsigned int written
+ * cdef list _list(tuple items):             # <<<<<<<<<<<<<<
+ *     cdef Py_ssize_t i, n = len(items)
+ *     cdef list made = PyList_New(n)
 */
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_3);
-  __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_AddTraceback("switch.stores.audit._merkle._empty_root", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_AddTraceback("switch.stores.audit._merkle._list", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = 0;
   __pyx_L0:;
 
 
+  __Pyx_XDECREF(__pyx_v_made);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "switch/stores/audit/_merkle.pyx":105
+ * 
+ * 
+ * def seal_rows(list transactions, list entries, list payloads) -> tuple:             # <<<<<<<<<<<<<<
+ *     """(leaf hashes, root, keys) of transaction rows, entry rows and other payloads, in
+ *     that order: switch.stores.audit.chain's transaction_payload, entry_payload and keys."""
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_6switch_6stores_5audit_7_merkle_3seal_rows(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_6switch_6stores_5audit_7_merkle_2seal_rows, "seal_rows(list transactions, list entries, list payloads) -> tuple\n\n(leaf hashes, root, keys) of transaction rows, entry rows and other payloads, in\nthat order: switch.stores.audit.chain\047s transaction_payload, entry_payload and keys.");
+static PyMethodDef __pyx_mdef_6switch_6stores_5audit_7_merkle_3seal_rows = {"seal_rows", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_6switch_6stores_5audit_7_merkle_3seal_rows, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_6switch_6stores_5audit_7_merkle_2seal_rows};
+static PyObject *__pyx_pw_6switch_6stores_5audit_7_merkle_3seal_rows(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_transactions = 0;
+  PyObject *__pyx_v_entries = 0;
+  PyObject *__pyx_v_payloads = 0;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[3] = {0,0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("seal_rows (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_transactions,&__pyx_mstate_global->__pyx_n_u_entries,&__pyx_mstate_global->__pyx_n_u_payloads,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 105, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  3:
+        values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 105, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 105, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 105, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "seal_rows", 0) < (0)) __PYX_ERR(0, 105, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("seal_rows", 1, 3, 3, i); __PYX_ERR(0, 105, __pyx_L3_error) }
+      }
+    } else if (unlikely(__pyx_nargs != 3)) {
+      goto __pyx_L5_argtuple_error;
+    } else {
+      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 105, __pyx_L3_error)
+      values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 105, __pyx_L3_error)
+      values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 105, __pyx_L3_error)
+    }
+    __pyx_v_transactions = ((PyObject*)values[0]);
+    __pyx_v_entries = ((PyObject*)values[1]);
+    __pyx_v_payloads = ((PyObject*)values[2]);
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("seal_rows", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 105, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("switch.stores.audit._merkle.seal_rows", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_transactions), (&PyList_Type), 1, "transactions", 1))) __PYX_ERR(0, 105, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_entries), (&PyList_Type), 1, "entries", 1))) __PYX_ERR(0, 105, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_payloads), (&PyList_Type), 1, "payloads", 1))) __PYX_ERR(0, 105, __pyx_L1_error)
+  __pyx_r = __pyx_pf_6switch_6stores_5audit_7_merkle_2seal_rows(__pyx_self, __pyx_v_transactions, __pyx_v_entries, __pyx_v_payloads);
+
+  /* function exit code */
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __pyx_r = NULL;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  goto __pyx_L7_cleaned_up;
+  __pyx_L0:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __pyx_L7_cleaned_up:;
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_6switch_6stores_5audit_7_merkle_2seal_rows(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_transactions, PyObject *__pyx_v_entries, PyObject *__pyx_v_payloads) {
+  Py_ssize_t __pyx_v_nt;
+  Py_ssize_t __pyx_v_ne;
+  Py_ssize_t __pyx_v_n;
+  Py_ssize_t __pyx_v_i;
+  Py_ssize_t __pyx_v_k;
+  PyObject *__pyx_v_blob = 0;
+  unsigned char *__pyx_v_leaves;
+  PyObject *__pyx_v_keys = 0;
+  PyObject *__pyx_v_row = 0;
+  PyObject *__pyx_v_fields = 0;
+  PyObject *__pyx_v_key = NULL;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  Py_ssize_t __pyx_t_1;
+  PyObject *__pyx_t_2 = NULL;
+  Py_ssize_t __pyx_t_3;
+  Py_ssize_t __pyx_t_4;
+  PyObject *__pyx_t_5 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  size_t __pyx_t_7;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("seal_rows", 0);
+
+  /* "switch/stores/audit/_merkle.pyx":108
+ *     """(leaf hashes, root, keys) of transaction rows, entry rows and other payloads, in
+ *     that order: switch.stores.audit.chain's transaction_payload, entry_payload and keys."""
+ *     cdef Py_ssize_t nt = len(transactions), ne = len(entries), n = nt + ne + len(payloads), i, k = 0             # <<<<<<<<<<<<<<
+ *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)
+ *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
+*/
+  if (unlikely(__pyx_v_transactions == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
+    __PYX_ERR(0, 108, __pyx_L1_error)
+  }
+  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_transactions); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 108, __pyx_L1_error)
+  __pyx_v_nt = __pyx_t_1;
+  if (unlikely(__pyx_v_entries == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
+    __PYX_ERR(0, 108, __pyx_L1_error)
+  }
+  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_entries); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 108, __pyx_L1_error)
+  __pyx_v_ne = __pyx_t_1;
+  if (unlikely(__pyx_v_payloads == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
+    __PYX_ERR(0, 108, __pyx_L1_error)
+  }
+  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_payloads); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 108, __pyx_L1_error)
+  __pyx_v_n = ((__pyx_v_nt + __pyx_v_ne) + __pyx_t_1);
+
+  __pyx_v_k = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":109
+ *     that order: switch.stores.audit.chain's transaction_payload, entry_payload and keys."""
+ *     cdef Py_ssize_t nt = len(transactions), ne = len(entries), n = nt + ne + len(payloads), i, k = 0
+ *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
+ *     cdef list keys = PyList_New(nt + ne)
+*/
+  __pyx_t_2 = PyBytes_FromStringAndSize(NULL, (__pyx_v_n * 32)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 109, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_v_blob = ((PyObject*)__pyx_t_2);
+  __pyx_t_2 = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":110
+ *     cdef Py_ssize_t nt = len(transactions), ne = len(entries), n = nt + ne + len(payloads), i, k = 0
+ *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)
+ *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)             # <<<<<<<<<<<<<<
+ *     cdef list keys = PyList_New(nt + ne)
+ *     cdef tuple row
+*/
+  __pyx_v_leaves = ((unsigned char *)PyBytes_AS_STRING(__pyx_v_blob));
+
+  /* "switch/stores/audit/_merkle.pyx":111
+ *     cdef bytes blob = PyBytes_FromStringAndSize(NULL, n * HASH_SIZE)
+ *     cdef unsigned char* leaves = <unsigned char*>PyBytes_AS_STRING(blob)
+ *     cdef list keys = PyList_New(nt + ne)             # <<<<<<<<<<<<<<
+ *     cdef tuple row
+ *     cdef list fields
+*/
+  __pyx_t_2 = PyList_New((__pyx_v_nt + __pyx_v_ne)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 111, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_v_keys = ((PyObject*)__pyx_t_2);
+  __pyx_t_2 = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":114
+ *     cdef tuple row
+ *     cdef list fields
+ *     for i in range(nt):             # <<<<<<<<<<<<<<
+ *         row = transactions[i]
+ *         leaf_of(&TRANSACTION, 1, _dumps(row), None, leaves + k * HASH_SIZE)
+*/
+
+  __pyx_t_1 = __pyx_v_nt;
+  __pyx_t_3 = __pyx_t_1;
+
+  for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
+    __pyx_v_i = __pyx_t_4;
+
+    /* "switch/stores/audit/_merkle.pyx":115
+ *     cdef list fields
+ *     for i in range(nt):
+ *         row = transactions[i]             # <<<<<<<<<<<<<<
+ *         leaf_of(&TRANSACTION, 1, _dumps(row), None, leaves + k * HASH_SIZE)
+ *         key = ["t", row[0], row[17]]
+*/
+    if (unlikely(__pyx_v_transactions == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 115, __pyx_L1_error)
+    }
+    __pyx_t_2 = __Pyx_PyList_GET_ITEM(__pyx_v_transactions, __pyx_v_i);
+    __Pyx_INCREF(__pyx_t_2);
+    if (!(likely(PyTuple_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_2))) __PYX_ERR(0, 115, __pyx_L1_error)
+    __Pyx_XDECREF_SET(__pyx_v_row, ((PyObject*)__pyx_t_2));
+    __pyx_t_2 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":116
+ *     for i in range(nt):
+ *         row = transactions[i]
+ *         leaf_of(&TRANSACTION, 1, _dumps(row), None, leaves + k * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *         key = ["t", row[0], row[17]]
+ *         Py_INCREF(key)
+*/
+    __pyx_t_5 = NULL;
+    __Pyx_INCREF(__pyx_v_6switch_6stores_5audit_7_merkle__dumps);
+    __pyx_t_6 = __pyx_v_6switch_6stores_5audit_7_merkle__dumps; 
+    __pyx_t_7 = 1;
+    #if CYTHON_UNPACK_METHODS
+    if (unlikely(PyMethod_Check(__pyx_t_6))) {
+      __pyx_t_5 = PyMethod_GET_SELF(__pyx_t_6);
+      assert(__pyx_t_5);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_6);
+      __Pyx_INCREF(__pyx_t_5);
+      __Pyx_INCREF(__pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_6, __pyx__function);
+      __pyx_t_7 = 0;
+    }
+    #endif
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_v_row};
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 116, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+    }
+    if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 116, __pyx_L1_error)
+    __pyx_f_6switch_6stores_5audit_7_merkle_leaf_of((&__pyx_v_6switch_6stores_5audit_7_merkle_TRANSACTION), 1, ((PyObject*)__pyx_t_2), ((PyObject*)Py_None), (__pyx_v_leaves + (__pyx_v_k * 32)));
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":117
+ *         row = transactions[i]
+ *         leaf_of(&TRANSACTION, 1, _dumps(row), None, leaves + k * HASH_SIZE)
+ *         key = ["t", row[0], row[17]]             # <<<<<<<<<<<<<<
+ *         Py_INCREF(key)
+ *         PyList_SET_ITEM(keys, k, key)
+*/
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 117, __pyx_L1_error)
+    }
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 117, __pyx_L1_error)
+    }
+    __pyx_t_2 = PyList_New(3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 117, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __Pyx_INCREF(__pyx_mstate_global->__pyx_n_u_t);
+    __Pyx_GIVEREF(__pyx_mstate_global->__pyx_n_u_t);
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_2, 0, __pyx_mstate_global->__pyx_n_u_t) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+    __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 0));
+    __Pyx_GIVEREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 0));
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_2, 1, __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 0)) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+    __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 17));
+    __Pyx_GIVEREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 17));
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_2, 2, __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 17)) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+    __Pyx_XDECREF_SET(__pyx_v_key, ((PyObject*)__pyx_t_2));
+    __pyx_t_2 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":118
+ *         leaf_of(&TRANSACTION, 1, _dumps(row), None, leaves + k * HASH_SIZE)
+ *         key = ["t", row[0], row[17]]
+ *         Py_INCREF(key)             # <<<<<<<<<<<<<<
+ *         PyList_SET_ITEM(keys, k, key)
+ *         k += 1
+*/
+    Py_INCREF(__pyx_v_key);
+
+    /* "switch/stores/audit/_merkle.pyx":119
+ *         key = ["t", row[0], row[17]]
+ *         Py_INCREF(key)
+ *         PyList_SET_ITEM(keys, k, key)             # <<<<<<<<<<<<<<
+ *         k += 1
+ *     for i in range(ne):
+*/
+    PyList_SET_ITEM(__pyx_v_keys, __pyx_v_k, __pyx_v_key);
+
+    /* "switch/stores/audit/_merkle.pyx":120
+ *         Py_INCREF(key)
+ *         PyList_SET_ITEM(keys, k, key)
+ *         k += 1             # <<<<<<<<<<<<<<
+ *     for i in range(ne):
+ *         row = entries[i]
+*/
+    __pyx_v_k = (__pyx_v_k + 1);
+  }
+
+
+  /* "switch/stores/audit/_merkle.pyx":121
+ *         PyList_SET_ITEM(keys, k, key)
+ *         k += 1
+ *     for i in range(ne):             # <<<<<<<<<<<<<<
+ *         row = entries[i]
+ *         fields = _list(row)
+*/
+
+  __pyx_t_1 = __pyx_v_ne;
+  __pyx_t_3 = __pyx_t_1;
+
+  for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
+    __pyx_v_i = __pyx_t_4;
+
+    /* "switch/stores/audit/_merkle.pyx":122
+ *         k += 1
+ *     for i in range(ne):
+ *         row = entries[i]             # <<<<<<<<<<<<<<
+ *         fields = _list(row)
+ *         del fields[9]  # the response, hashed as it is after the rest
+*/
+    if (unlikely(__pyx_v_entries == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 122, __pyx_L1_error)
+    }
+    __pyx_t_2 = __Pyx_PyList_GET_ITEM(__pyx_v_entries, __pyx_v_i);
+    __Pyx_INCREF(__pyx_t_2);
+    if (!(likely(PyTuple_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("tuple", __pyx_t_2))) __PYX_ERR(0, 122, __pyx_L1_error)
+    __Pyx_XDECREF_SET(__pyx_v_row, ((PyObject*)__pyx_t_2));
+    __pyx_t_2 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":123
+ *     for i in range(ne):
+ *         row = entries[i]
+ *         fields = _list(row)             # <<<<<<<<<<<<<<
+ *         del fields[9]  # the response, hashed as it is after the rest
+ *         leaf_of(&ENTRY, 1, _dumps(fields), row[9], leaves + k * HASH_SIZE)
+*/
+    __pyx_t_2 = __pyx_f_6switch_6stores_5audit_7_merkle__list(__pyx_v_row); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 123, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __Pyx_XDECREF_SET(__pyx_v_fields, ((PyObject*)__pyx_t_2));
+    __pyx_t_2 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":124
+ *         row = entries[i]
+ *         fields = _list(row)
+ *         del fields[9]  # the response, hashed as it is after the rest             # <<<<<<<<<<<<<<
+ *         leaf_of(&ENTRY, 1, _dumps(fields), row[9], leaves + k * HASH_SIZE)
+ *         key = ["e", row[1], row[2], row[11], row[12]]
+*/
+    if (unlikely(__pyx_v_fields == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 124, __pyx_L1_error)
+    }
+    if (unlikely((__Pyx_DelItemInt(__pyx_v_fields, 9, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference) < 0))) __PYX_ERR(0, 124, __pyx_L1_error)
+
+    /* "switch/stores/audit/_merkle.pyx":125
+ *         fields = _list(row)
+ *         del fields[9]  # the response, hashed as it is after the rest
+ *         leaf_of(&ENTRY, 1, _dumps(fields), row[9], leaves + k * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *         key = ["e", row[1], row[2], row[11], row[12]]
+ *         Py_INCREF(key)
+*/
+    __pyx_t_6 = NULL;
+    __Pyx_INCREF(__pyx_v_6switch_6stores_5audit_7_merkle__dumps);
+    __pyx_t_5 = __pyx_v_6switch_6stores_5audit_7_merkle__dumps; 
+    __pyx_t_7 = 1;
+    #if CYTHON_UNPACK_METHODS
+    if (unlikely(PyMethod_Check(__pyx_t_5))) {
+      __pyx_t_6 = PyMethod_GET_SELF(__pyx_t_5);
+      assert(__pyx_t_6);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
+      __Pyx_INCREF(__pyx_t_6);
+      __Pyx_INCREF(__pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
+      __pyx_t_7 = 0;
+    }
+    #endif
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_v_fields};
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 125, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+    }
+    if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 125, __pyx_L1_error)
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 125, __pyx_L1_error)
+    }
+    __pyx_t_5 = __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 9);
+    __Pyx_INCREF(__pyx_t_5);
+    if (!(likely(PyBytes_CheckExact(__pyx_t_5))||((__pyx_t_5) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_5))) __PYX_ERR(0, 125, __pyx_L1_error)
+    __pyx_f_6switch_6stores_5audit_7_merkle_leaf_of((&__pyx_v_6switch_6stores_5audit_7_merkle_ENTRY), 1, ((PyObject*)__pyx_t_2), ((PyObject*)__pyx_t_5), (__pyx_v_leaves + (__pyx_v_k * 32)));
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":126
+ *         del fields[9]  # the response, hashed as it is after the rest
+ *         leaf_of(&ENTRY, 1, _dumps(fields), row[9], leaves + k * HASH_SIZE)
+ *         key = ["e", row[1], row[2], row[11], row[12]]             # <<<<<<<<<<<<<<
+ *         Py_INCREF(key)
+ *         PyList_SET_ITEM(keys, k, key)
+*/
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 126, __pyx_L1_error)
+    }
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 126, __pyx_L1_error)
+    }
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 126, __pyx_L1_error)
+    }
+    if (unlikely(__pyx_v_row == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 126, __pyx_L1_error)
+    }
+    __pyx_t_5 = PyList_New(5); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 126, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_5);
+    __Pyx_INCREF(__pyx_mstate_global->__pyx_n_u_e);
+    __Pyx_GIVEREF(__pyx_mstate_global->__pyx_n_u_e);
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_5, 0, __pyx_mstate_global->__pyx_n_u_e) != (0)) __PYX_ERR(0, 126, __pyx_L1_error);
+    __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 1));
+    __Pyx_GIVEREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 1));
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_5, 1, __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 1)) != (0)) __PYX_ERR(0, 126, __pyx_L1_error);
+    __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 2));
+    __Pyx_GIVEREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 2));
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_5, 2, __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 2)) != (0)) __PYX_ERR(0, 126, __pyx_L1_error);
+    __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 11));
+    __Pyx_GIVEREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 11));
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_5, 3, __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 11)) != (0)) __PYX_ERR(0, 126, __pyx_L1_error);
+    __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 12));
+    __Pyx_GIVEREF(__Pyx_PyTuple_GET_ITEM(__pyx_v_row, 12));
+    if (__Pyx_PyList_SET_ITEM(__pyx_t_5, 4, __Pyx_PyTuple_GET_ITEM(__pyx_v_row, 12)) != (0)) __PYX_ERR(0, 126, __pyx_L1_error);
+    __Pyx_XDECREF_SET(__pyx_v_key, ((PyObject*)__pyx_t_5));
+    __pyx_t_5 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":127
+ *         leaf_of(&ENTRY, 1, _dumps(fields), row[9], leaves + k * HASH_SIZE)
+ *         key = ["e", row[1], row[2], row[11], row[12]]
+ *         Py_INCREF(key)             # <<<<<<<<<<<<<<
+ *         PyList_SET_ITEM(keys, k, key)
+ *         k += 1
+*/
+    Py_INCREF(__pyx_v_key);
+
+    /* "switch/stores/audit/_merkle.pyx":128
+ *         key = ["e", row[1], row[2], row[11], row[12]]
+ *         Py_INCREF(key)
+ *         PyList_SET_ITEM(keys, k, key)             # <<<<<<<<<<<<<<
+ *         k += 1
+ *     for i in range(len(payloads)):
+*/
+    PyList_SET_ITEM(__pyx_v_keys, __pyx_v_k, __pyx_v_key);
+
+    /* "switch/stores/audit/_merkle.pyx":129
+ *         Py_INCREF(key)
+ *         PyList_SET_ITEM(keys, k, key)
+ *         k += 1             # <<<<<<<<<<<<<<
+ *     for i in range(len(payloads)):
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + k * HASH_SIZE)
+*/
+    __pyx_v_k = (__pyx_v_k + 1);
+  }
+
+
+  /* "switch/stores/audit/_merkle.pyx":130
+ *         PyList_SET_ITEM(keys, k, key)
+ *         k += 1
+ *     for i in range(len(payloads)):             # <<<<<<<<<<<<<<
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + k * HASH_SIZE)
+ *         k += 1
+*/
+  if (unlikely(__pyx_v_payloads == Py_None)) {
+    PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
+    __PYX_ERR(0, 130, __pyx_L1_error)
+  }
+  __pyx_t_1 = __Pyx_PyList_GET_SIZE(__pyx_v_payloads); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 130, __pyx_L1_error)
+  __pyx_t_3 = __pyx_t_1;
+
+  for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
+    __pyx_v_i = __pyx_t_4;
+
+    /* "switch/stores/audit/_merkle.pyx":131
+ *         k += 1
+ *     for i in range(len(payloads)):
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + k * HASH_SIZE)             # <<<<<<<<<<<<<<
+ *         k += 1
+ *     return blob, root_of(leaves, n), keys
+*/
+    if (unlikely(__pyx_v_payloads == Py_None)) {
+      PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+      __PYX_ERR(0, 131, __pyx_L1_error)
+    }
+    __pyx_t_5 = __Pyx_PyList_GET_ITEM(__pyx_v_payloads, __pyx_v_i);
+    __Pyx_INCREF(__pyx_t_5);
+    if (!(likely(PyBytes_CheckExact(__pyx_t_5))||((__pyx_t_5) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_5))) __PYX_ERR(0, 131, __pyx_L1_error)
+    __pyx_f_6switch_6stores_5audit_7_merkle_leaf_of(NULL, 0, ((PyObject*)__pyx_t_5), ((PyObject*)Py_None), (__pyx_v_leaves + (__pyx_v_k * 32)));
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+    /* "switch/stores/audit/_merkle.pyx":132
+ *     for i in range(len(payloads)):
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + k * HASH_SIZE)
+ *         k += 1             # <<<<<<<<<<<<<<
+ *     return blob, root_of(leaves, n), keys
+*/
+    __pyx_v_k = (__pyx_v_k + 1);
+  }
+
+
+
+  /* "switch/stores/audit/_merkle.pyx":133
+ *         leaf_of(NULL, 0, payloads[i], None, leaves + k * HASH_SIZE)
+ *         k += 1
+ *     return blob, root_of(leaves, n), keys             # <<<<<<<<<<<<<<
+*/
+  __pyx_t_5 = __pyx_f_6switch_6stores_5audit_7_merkle_root_of(__pyx_v_leaves, __pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 133, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_2 = PyTuple_New(3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 133, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_INCREF(__pyx_v_blob);
+  __Pyx_GIVEREF(__pyx_v_blob);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_v_blob) != (0)) __PYX_ERR(0, 133, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_5);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_5) != (0)) __PYX_ERR(0, 133, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_v_keys);
+  __Pyx_GIVEREF(__pyx_v_keys);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 2, __pyx_v_keys) != (0)) __PYX_ERR(0, 133, __pyx_L1_error);
+  __pyx_t_5 = 0;
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __pyx_r = ((PyObject*)__pyx_t_2);
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  __pyx_t_2 = 0;
+  goto __pyx_L0;
+
+  /* "switch/stores/audit/_merkle.pyx":105
+ * 
+ * 
+ * def seal_rows(list transactions, list entries, list payloads) -> tuple:             # <<<<<<<<<<<<<<
+ *     """(leaf hashes, root, keys) of transaction rows, entry rows and other payloads, in
+ *     that order: switch.stores.audit.chain's transaction_payload, entry_payload and keys."""
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_AddTraceback("switch.stores.audit._merkle.seal_rows", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+
+
+
+
+
+  __Pyx_XDECREF(__pyx_v_blob);
+
+  __Pyx_XDECREF(__pyx_v_keys);
+  __Pyx_XDECREF(__pyx_v_row);
+  __Pyx_XDECREF(__pyx_v_fields);
+  __Pyx_XDECREF(__pyx_v_key);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
@@ -3644,6 +4324,7 @@ static int __Pyx_modinit_Global_init_code(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __Pyx_RefNannySetupContext("__Pyx_modinit_Global_init_code", 0);
   /*--- Global init code ---*/
+  __pyx_v_6switch_6stores_5audit_7_merkle__dumps = Py_None; Py_INCREF(Py_None);
   __Pyx_RefNannyFinishContext();
   return 0;
 }
@@ -3903,11 +4584,9 @@ static CYTHON_SMALL_CODE int __pyx_pymod_exec__merkle(PyObject *__pyx_pyinit_mod
   #endif
   __pyx_mstatetype *__pyx_mstate = NULL;
   PyObject *__pyx_t_1 = NULL;
-  int __pyx_t_2;
-  int __pyx_t_3;
-  PyObject *__pyx_t_4 = NULL;
-  PyObject *__pyx_t_5 = NULL;
-  size_t __pyx_t_6;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  int __pyx_t_4;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -3997,133 +4676,130 @@ __Pyx_RefNannySetupContext("PyInit__merkle", 0);
   if (__Pyx_InitAfterSharedUtility() < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
   /*--- Execution code ---*/
 
-  /* "switch/stores/audit/_merkle.pyx":28
- * DEF HASH_SIZE = 32
+  /* "switch/stores/audit/_merkle.pyx":19
+ * from cpython.ref cimport Py_INCREF
  * 
- * cdef const EVP_MD* SHA256 = EVP_MD_fetch(NULL, b"SHA256", NULL)             # <<<<<<<<<<<<<<
- * cdef EVP_MD_CTX* CTX = EVP_MD_CTX_new()
- * if SHA256 == NULL or CTX == NULL:
+ * import orjson             # <<<<<<<<<<<<<<
+ * 
+ * cdef extern from *:
 */
-  __pyx_v_6switch_6stores_5audit_7_merkle_SHA256 = EVP_MD_fetch(NULL, __pyx_k_SHA256, NULL);
-
-  /* "switch/stores/audit/_merkle.pyx":29
- * 
- * cdef const EVP_MD* SHA256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
- * cdef EVP_MD_CTX* CTX = EVP_MD_CTX_new()             # <<<<<<<<<<<<<<
- * if SHA256 == NULL or CTX == NULL:
- *     raise ImportError("OpenSSL's SHA-256 is not available")
-*/
-  __pyx_v_6switch_6stores_5audit_7_merkle_CTX = EVP_MD_CTX_new();
-
-  /* "switch/stores/audit/_merkle.pyx":30
- * cdef const EVP_MD* SHA256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
- * cdef EVP_MD_CTX* CTX = EVP_MD_CTX_new()
- * if SHA256 == NULL or CTX == NULL:             # <<<<<<<<<<<<<<
- *     raise ImportError("OpenSSL's SHA-256 is not available")
- * 
-*/
-  __pyx_t_3 = (__pyx_v_6switch_6stores_5audit_7_merkle_SHA256 == NULL);
-
-  if (!__pyx_t_3) {
-
-  } else {
-
-    __pyx_t_2 = __pyx_t_3;
-
-    goto __pyx_L3_bool_binop_done;
-  }
-  __pyx_t_3 = (__pyx_v_6switch_6stores_5audit_7_merkle_CTX == NULL);
-
-
-  __pyx_t_2 = __pyx_t_3;
-
-  __pyx_L3_bool_binop_done:;
-  if (unlikely(__pyx_t_2)) {
-
-
-    /* "switch/stores/audit/_merkle.pyx":31
- * cdef EVP_MD_CTX* CTX = EVP_MD_CTX_new()
- * if SHA256 == NULL or CTX == NULL:
- *     raise ImportError("OpenSSL's SHA-256 is not available")             # <<<<<<<<<<<<<<
- * 
- * cdef unsigned char LEAF_PREFIX = 0
-*/
-    __pyx_t_5 = NULL;
-    __pyx_t_6 = 1;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_OpenSSL_s_SHA_256_is_not_availab};
-      __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ImportError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 31, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_4);
-    }
-    __Pyx_Raise(__pyx_t_4, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 31, __pyx_L1_error)
-
-    /* "switch/stores/audit/_merkle.pyx":30
- * cdef const EVP_MD* SHA256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
- * cdef EVP_MD_CTX* CTX = EVP_MD_CTX_new()
- * if SHA256 == NULL or CTX == NULL:             # <<<<<<<<<<<<<<
- *     raise ImportError("OpenSSL's SHA-256 is not available")
- * 
-*/
-  }
-
-  /* "switch/stores/audit/_merkle.pyx":33
- *     raise ImportError("OpenSSL's SHA-256 is not available")
- * 
- * cdef unsigned char LEAF_PREFIX = 0             # <<<<<<<<<<<<<<
- * cdef unsigned char NODE_PREFIX = 1
- * 
-*/
-  __pyx_v_6switch_6stores_5audit_7_merkle_LEAF_PREFIX = 0;
+  __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_orjson, 0, 0, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 19, __pyx_L1_error)
+  __pyx_t_2 = __pyx_t_1;
+  __Pyx_GOTREF(__pyx_t_2);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_orjson, __pyx_t_2) < (0)) __PYX_ERR(0, 19, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "switch/stores/audit/_merkle.pyx":34
+ * DEF HASH_SIZE = 32
  * 
- * cdef unsigned char LEAF_PREFIX = 0
- * cdef unsigned char NODE_PREFIX = 1             # <<<<<<<<<<<<<<
+ * cdef object _dumps = orjson.dumps             # <<<<<<<<<<<<<<
+ * cdef unsigned char LEAF = 0
+ * cdef unsigned char NODE = 1
+*/
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_orjson); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_dumps); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  __Pyx_XGOTREF(__pyx_v_6switch_6stores_5audit_7_merkle__dumps);
+  __Pyx_DECREF_SET(__pyx_v_6switch_6stores_5audit_7_merkle__dumps, __pyx_t_3);
+  __Pyx_GIVEREF(__pyx_t_3);
+  __pyx_t_3 = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":35
+ * 
+ * cdef object _dumps = orjson.dumps
+ * cdef unsigned char LEAF = 0             # <<<<<<<<<<<<<<
+ * cdef unsigned char NODE = 1
+ * cdef unsigned char TRANSACTION = b"t"[0]
+*/
+  __pyx_v_6switch_6stores_5audit_7_merkle_LEAF = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":36
+ * cdef object _dumps = orjson.dumps
+ * cdef unsigned char LEAF = 0
+ * cdef unsigned char NODE = 1             # <<<<<<<<<<<<<<
+ * cdef unsigned char TRANSACTION = b"t"[0]
+ * cdef unsigned char ENTRY = b"e"[0]
+*/
+  __pyx_v_6switch_6stores_5audit_7_merkle_NODE = 1;
+
+  /* "switch/stores/audit/_merkle.pyx":37
+ * cdef unsigned char LEAF = 0
+ * cdef unsigned char NODE = 1
+ * cdef unsigned char TRANSACTION = b"t"[0]             # <<<<<<<<<<<<<<
+ * cdef unsigned char ENTRY = b"e"[0]
+ * 
+*/
+  __pyx_t_4 = __Pyx_GetItemInt_Bytes(__pyx_mstate_global->__pyx_n_b_t, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(__pyx_t_4 == -1)) __PYX_ERR(0, 37, __pyx_L1_error)
+  __pyx_v_6switch_6stores_5audit_7_merkle_TRANSACTION = __pyx_t_4;
+
+  /* "switch/stores/audit/_merkle.pyx":38
+ * cdef unsigned char NODE = 1
+ * cdef unsigned char TRANSACTION = b"t"[0]
+ * cdef unsigned char ENTRY = b"e"[0]             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_v_6switch_6stores_5audit_7_merkle_NODE_PREFIX = 1;
+  __pyx_t_4 = __Pyx_GetItemInt_Bytes(__pyx_mstate_global->__pyx_n_b_e, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(__pyx_t_4 == -1)) __PYX_ERR(0, 38, __pyx_L1_error)
+  __pyx_v_6switch_6stores_5audit_7_merkle_ENTRY = __pyx_t_4;
 
-  /* "switch/stores/audit/_merkle.pyx":49
+  /* "switch/stores/audit/_merkle.pyx":86
  * 
  * 
  * def seal(payloads) -> tuple:             # <<<<<<<<<<<<<<
  *     """(the payloads' leaf hashes concatenated, their RFC 6962 root)."""
- *     cdef Py_ssize_t n = len(payloads), i, width
+ *     cdef Py_ssize_t n = len(payloads), i
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 49, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 49, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_6switch_6stores_5audit_7_merkle_1seal, 0, __pyx_mstate_global->__pyx_n_u_seal, NULL, __pyx_mstate_global->__pyx_n_u_switch_stores_audit__merkle, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 49, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_3 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 86, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  if (PyDict_SetItem(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 86, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_6switch_6stores_5audit_7_merkle_1seal, 0, __pyx_mstate_global->__pyx_n_u_seal, NULL, __pyx_mstate_global->__pyx_n_u_switch_stores_audit__merkle, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 86, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
-  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_2);
   #endif
-  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_seal, __pyx_t_5) < (0)) __PYX_ERR(0, 49, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_2, __pyx_t_3);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_seal, __pyx_t_2) < (0)) __PYX_ERR(0, 86, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+  /* "switch/stores/audit/_merkle.pyx":105
+ * 
+ * 
+ * def seal_rows(list transactions, list entries, list payloads) -> tuple:             # <<<<<<<<<<<<<<
+ *     """(leaf hashes, root, keys) of transaction rows, entry rows and other payloads, in
+ *     that order: switch.stores.audit.chain's transaction_payload, entry_payload and keys."""
+*/
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_tuple) < (0)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_CyFunction_New(&__pyx_mdef_6switch_6stores_5audit_7_merkle_3seal_rows, 0, __pyx_mstate_global->__pyx_n_u_seal_rows, NULL, __pyx_mstate_global->__pyx_n_u_switch_stores_audit__merkle, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_3);
+  #endif
+  __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_3, __pyx_t_2);
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_seal_rows, __pyx_t_3) < (0)) __PYX_ERR(0, 105, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
   /* "switch/stores/audit/_merkle.pyx":1
  * # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False             # <<<<<<<<<<<<<<
  * """RFC 6962 leaf hashes and root for one journal commit: every commit seals a block.
  * 
 */
-  __pyx_t_5 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 1, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_test, __pyx_t_5) < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_3 = __Pyx_PyDict_NewPresized(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 1, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_test, __pyx_t_3) < (0)) __PYX_ERR(0, 1, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
   /*--- Wrapped vars code ---*/
 
   goto __pyx_L0;
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
   if (__pyx_m) {
     if (__pyx_mstate->__pyx_d && stringtab_initialized) {
       __Pyx_AddTraceback("init switch.stores.audit._merkle", __pyx_clineno, __pyx_lineno, __pyx_filename);
@@ -4182,14 +4858,29 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 6; } str_length_index[] = {{1},{34},{14},{31},{20},{12},{8},{8},{10},{8},{12},{8},{13},{18},{4},{18},{1},{5},{6},{5},{1},{7},{8},{3},{6},{4},{4},{10},{27},{5},{6},{5}};
-    const struct { const unsigned int length: 9; } bytes_length_index[] = {{367}};
-    /* compression: none (689 bytes) */
-static const char bytes[] = "?OpenSSL\047s SHA-256 is not availableSHA-256 failedswitch/stores/audit/_merkle.pyx__Pyx_PyDict_NextRef__annotate____func____main____module____name____qualname____test___is_coroutineasyncio.coroutinesblobcline_in_tracebackiitemsleaveslevelnpayloadpayloadspopreturnrootsealsetdefaultswitch.stores.audit._merkletuplevalueswidth\320\000\026\220a\340\004\030\230\003\2301\230A\330\004\026\320\026/\250q\260\006\260b\270\002\270!\330\004!\320!1\3201B\300!\3001\360\010\000\005\t\210\005\210U\220!\2201\330\010\022\220(\230!\2301\330\010\016\210a\210}\320\0342\3202C\3001\300J\320N^\320^_\320_`\330\017\025\220S\230\007\230r\240\022\2402\240Q\330\004\007\200r\210\023\210A\330\010\017\210v\220[\240\001\330\004\007\200r\210\023\210A\330\010\017\210v\220T\230\022\2301\360\006\000\005\r\320\014\034\230F\240!\2402\240R\240q\330\004\007\200v\210S\220\001\330\010\t\330\004\005\330\010\016\210a\210w\220h\230b\240\002\240!\330\010\020\220\001\330\010\016\210f\220B\220a\330\014\020\220\005\220U\230!\2306\240\023\240A\330\020\026\220a\220}\240F\250\"\250B\250b\260\002\260\"\260K\270q\330\027\035\230S\240\002\240\"\240B\240b\250\003\2502\250[\270\013\3006\310\022\3102\310R\310q\330\014\017\210v\220R\220q\330\020\026\220a\220v\230S\240\006\240c\250\023\250B\250k\270\026\270s\300&\310\002\310#\310R\310{\320Z[\330\014\025\220V\2302\230S\240\003\2401\330\010\016\210a\210v\220W\230A\340\010\014\210A\210Q\330\004\013\2106\320\021*\250!\2507\260&\270\001";
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{179},{8},{31},{20},{12},{8},{8},{10},{8},{12},{8},{13},{18},{4},{18},{5},{1},{7},{6},{1},{5},{1},{3},{4},{6},{1},{2},{2},{6},{8},{3},{6},{3},{4},{9},{10},{27},{1},{12},{5},{6}};
+    const struct { const unsigned int length: 9; } bytes_length_index[] = {{1},{1},{94},{364}};
+    #ifndef CYTHON_COMPRESS_STRINGS
+      #define CYTHON_COMPRESS_STRINGS 0
+    #endif
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (645 bytes) */
+static const char cstring[] = "x\332\205P1o\323@\030mH\032\005\001EQiZ!U\272 \244\212\201DI\253\302\206\322@+\226*i\305\302\200u\266?7\327\\\356\034\337\271\255\377\201\307\033=z\364\350\321c\306\216\036=\362\023\370\t\234\223BA\010\325:\371\373t\367\336\367\276\367>\234r\tHN\260D\303@N8CD \033(1\301\303\022h\200\204\364\210%\301+A\014\215>\215\336\036\274?@\230\331\310\203K\260\244@\3027-\212\205\000\201\270\203L\237PI\030\222\201\013\242\203>;(\340>b\0006\222\034\271\032\367\047AN\200!\001\262l\320\036f\214K,\tg\206\246\023v\261\207l\342i\021r\005%\373\030S\001\035l\333\206\306\201\270&\322\232t\205\344\036\210.\366m\"\273\306\014\274)\205\216\033\334\030\306H\377F\301G\275\276q\n7\362\014\034\303\270\223\000C\177\216\317\254\262\3160a\313\312m\237._\030\236-\353\334\307\364W\257\005\245.D\030\026\367\270\257=\002\026\001\263\010\357\374\276\020&\345\332\233\356\014=Rz\330\002\023[S\333\237\271\002\200\351(A8\004\250-\010\2210\023\323)\004\372\010\n\370\n\004c\032\302\275K\301\231\213\003\312\261-\\\356z }\217y\374Z@i\037S\243\354uf68\330\247r\025Cg\025Cg\031C\347.\006\2517`\002[e\242B\372.\205+L}\320\334|\255\245\360\367\332NT\215z\321\240\250\265\362V7\231\247\365\324\314\036e\355\242\326\316\333\275\274w\264h/zE\255\021\256\207_T[\365\212\306\363p\256\352\312\212v\342f\374:v\222\223\264\237\236\245^\326,jO\302C\265\035U\312\247|m\260h\376\250\257\255\277\2146\243A\276\333K7\323A\372m\261\2770o\253\267\375\333\363|4\316\307Vn\331\017(o\251\257\321<\256\306\375x\\\216{|\277\310FH\243vt\267QE\355FV\334\212\347I=q\322\223\254\237\235e\336\242Y\242p\350\253\241\232G\265h\250\047U\212FS5U\273hl\353\273\272&i\320\263p\374\227\307\215\360B\215\025.\241[\n\253y\321x\032\036\337\333\257h\227\325\350P\007\360&\331Op\"\323w\331\253\354(3\027\225\177\005k\361Po\265\236\234\247\225\264\371\240\370\376J\356\377!\257\340\367I\277\210\307?\001\221\210y\322";
+    PyObject *data = __Pyx_DecompressString(cstring, 645, 1);
+    #define __Pyx_DecompressString_LZSS_UNUSED
+    if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
+    const char* const bytes = __Pyx_PyBytes_AsString(data);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
+    #endif
+    #else /* compression: none (962 bytes) */
+static const char bytes[] = "?Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_noteswitch/stores/audit/_merkle.pyx__Pyx_PyDict_NextRef__annotate____func____main____module____name____qualname____test___is_coroutineasyncio.coroutinesblobcline_in_tracebackdumpseentriesfieldsiitemskkeykeysleavesnnentorjsonpayloadspopreturnrowsealseal_rowssetdefaultswitch.stores.audit._merklettransactionstuplevalueset\320\000\026\220a\340\004\030\230\003\2301\230A\330\004\026\320\026/\250q\260\006\260b\270\002\270!\330\004!\320!1\3201B\300!\3001\330\004\010\210\005\210U\220!\2201\330\010\017\210q\220\006\220c\230\030\240\021\240$\240f\250G\2602\260R\260r\270\021\330\004\013\2106\220\027\230\001\230\030\240\021\320\000A\300\021\360\006\000\005\032\230\023\230A\320\0351\260\023\260A\260^\3003\300b\310\003\3102\310S\320PQ\320Qc\320cd\330\004\026\320\026/\250q\260\006\260b\270\002\270!\330\004!\320!1\3201B\300!\3001\330\004\025\220Z\230q\240\003\2402\240Q\360\006\000\005\t\210\005\210U\220!\2201\330\010\016\210l\230!\2301\330\010\017\210q\220\001\220\035\230c\240\026\240q\250\006\250f\260G\2702\270R\270r\300\021\330\010\016\210a\210u\220C\220q\230\004\230C\230q\240\001\330\010\021\220\021\220!\330\010\027\220q\230\006\230c\240\021\330\010\r\210Q\330\004\010\210\005\210U\220!\2201\330\010\016\210g\220Q\220a\330\010\021\220\025\220a\220q\330\010\014\210F\220!\2201\330\010\017\210q\220\001\220\027\230\003\2306\240\021\240)\2503\250a\250t\2607\270\"\270B\270b\300\001\330\010\016\210a\210u\220C\220q\230\004\230C\230q\240\004\240C\240q\250\005\250S\260\001\260\021\330\010\021\220\021\220!\330\010\027\220q\230\006\230c\240\021\330\010\r\210Q\330\004\010\210\005\210U\220!\2203\220a\220q\330\010\017\210q\220\006\220c\230\030\240\021\240$\240f\250G\2602\260R\260r\270\021\330\010\r\210Q\330\004\013\2106\220\027\230\001\230\030\240\024\240Q";
     PyObject *data = NULL;
+    #define __Pyx_DecompressString_UNUSED
+    #define __Pyx_DecompressString_LZSS_UNUSED
+    #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 32; i++) {
+    for (int i = 0; i < 42; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 4) PyUnicode_InternInPlace(&string);
@@ -4200,8 +4891,8 @@ static const char bytes[] = "?OpenSSL\047s SHA-256 is not availableSHA-256 faile
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 32; i < 33; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-32].length;
+    for (int i = 42; i < 46; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-42].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -4211,15 +4902,15 @@ static const char bytes[] = "?OpenSSL\047s SHA-256 is not availableSHA-256 faile
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 33; i++) {
+    for (Py_ssize_t i = 0; i < 46; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 32;
-      for (Py_ssize_t i=0; i<1; ++i) {
+      PyObject **table = stringtab + 42;
+      for (Py_ssize_t i=0; i<4; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -4249,12 +4940,12 @@ static const char bytes[] = "?OpenSSL\047s SHA-256 is not availableSHA-256 faile
 namespace {
 #endif
 typedef struct {
-    unsigned int argcount : 1;
+    unsigned int argcount : 2;
     unsigned int num_posonly_args : 1;
     unsigned int num_kwonly_args : 1;
     unsigned int nlocals : 4;
     unsigned int flags : 10;
-    unsigned int first_line : 6;
+    unsigned int first_line : 7;
 } __Pyx_PyCode_New_function_description;
 #ifdef __cplusplus
 } /* anonymous namespace */
@@ -4274,9 +4965,14 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 49};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_payloads, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_width, __pyx_mstate->__pyx_n_u_blob, __pyx_mstate->__pyx_n_u_leaves, __pyx_mstate->__pyx_n_u_level, __pyx_mstate->__pyx_n_u_payload, __pyx_mstate->__pyx_n_u_root};
-    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_switch_stores_audit__merkle_pyx, __pyx_mstate->__pyx_n_u_seal, __pyx_mstate->__pyx_kp_b_iso88591_a_1A_q_b_11B_1_U_1_1_a_22C1JN, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 86};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_payloads, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_blob, __pyx_mstate->__pyx_n_u_leaves};
+    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_switch_stores_audit__merkle_pyx, __pyx_mstate->__pyx_n_u_seal, __pyx_mstate->__pyx_kp_b_iso88591_a_1A_q_b_11B_1_U_1_q_c_fG2Rr_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 14, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 105};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_transactions, __pyx_mstate->__pyx_n_u_entries, __pyx_mstate->__pyx_n_u_payloads, __pyx_mstate->__pyx_n_u_nt, __pyx_mstate->__pyx_n_u_ne, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_blob, __pyx_mstate->__pyx_n_u_leaves, __pyx_mstate->__pyx_n_u_keys, __pyx_mstate->__pyx_n_u_row, __pyx_mstate->__pyx_n_u_fields, __pyx_mstate->__pyx_n_u_key};
+    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_switch_stores_audit__merkle_pyx, __pyx_mstate->__pyx_n_u_seal_rows, __pyx_mstate->__pyx_kp_b_iso88591_A_A_1_A_3b_2SPQQccd_q_b_11B_1_Z, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;
@@ -4390,167 +5086,18 @@ end:
 }
 #endif
 
-/* FastTypeChecks (used by PyRuntimeError_Check) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static int __Pyx_InBases(PyTypeObject *a, PyTypeObject *b) {
-    while (a) {
-        a = __Pyx_PyType_GetSlot(a, tp_base, PyTypeObject*);
-        if (a == b)
-            return 1;
-    }
-    return b == &PyBaseObject_Type;
-}
-static CYTHON_INLINE int __Pyx_IsSubtype(PyTypeObject *a, PyTypeObject *b) {
-    PyObject *mro;
-    if (a == b) return 1;
-    mro = a->tp_mro;
-    if (likely(mro)) {
-        Py_ssize_t i, n;
-        n = PyTuple_GET_SIZE(mro);
-        for (i = 0; i < n; i++) {
-            if (PyTuple_GET_ITEM(mro, i) == (PyObject *)b)
-                return 1;
-        }
-        return 0;
-    }
-    return __Pyx_InBases(a, b);
-}
-static CYTHON_INLINE int __Pyx_IsAnySubtype2(PyTypeObject *cls, PyTypeObject *a, PyTypeObject *b) {
-    PyObject *mro;
-    if (cls == a || cls == b) return 1;
-    mro = cls->tp_mro;
-    if (likely(mro)) {
-        Py_ssize_t i, n;
-        n = PyTuple_GET_SIZE(mro);
-        for (i = 0; i < n; i++) {
-            PyObject *base = PyTuple_GET_ITEM(mro, i);
-            if (base == (PyObject *)a || base == (PyObject *)b)
-                return 1;
-        }
-        return 0;
-    }
-    return __Pyx_InBases(cls, a) || __Pyx_InBases(cls, b);
-}
-#endif
-
-/* PyObjectCall (used by PyObjectFastCall) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE PyObject* __Pyx_PyObject_Call(PyObject *func, PyObject *arg, PyObject *kw) {
-    PyObject *result;
-    ternaryfunc call = Py_TYPE(func)->tp_call;
-    if (unlikely(!call))
-        return PyObject_Call(func, arg, kw);
-    if (unlikely(Py_EnterRecursiveCall(" while calling a Python object")))
-        return NULL;
-    result = (*call)(func, arg, kw);
-    Py_LeaveRecursiveCall();
-    if (unlikely(!result) && unlikely(!PyErr_Occurred())) {
-        PyErr_SetString(
-            PyExc_SystemError,
-            "NULL result without error in PyObject_Call");
-    }
-    return result;
-}
-#endif
-
-/* PyObjectCallMethO (used by PyObjectFastCall) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethO(PyObject *func, PyObject *arg) {
-    PyObject *self, *result;
-    PyCFunction cfunc;
-    cfunc = __Pyx_CyOrPyCFunction_GET_FUNCTION(func);
-    self = __Pyx_CyOrPyCFunction_GET_SELF(func);
-    if (unlikely(Py_EnterRecursiveCall(" while calling a Python object")))
-        return NULL;
-    result = cfunc(self, arg);
-    Py_LeaveRecursiveCall();
-    if (unlikely(!result) && unlikely(!PyErr_Occurred())) {
-        PyErr_SetString(
-            PyExc_SystemError,
-            "NULL result without error in PyObject_Call");
-    }
-    return result;
-}
-#endif
-
-/* PyObjectFastCall */
-#if CYTHON_COMPILING_IN_LIMITED_API
-static PyObject* __Pyx_PyObject_FastCall_fallback(PyObject *func, PyObject * const*args, size_t nargs, PyObject *kwargs) {
-    PyObject *argstuple;
-    PyObject *result = 0;
-    size_t i;
-    argstuple = PyTuple_New((Py_ssize_t)nargs);
-    if (unlikely(!argstuple)) return NULL;
-    for (i = 0; i < nargs; i++) {
-        Py_INCREF(args[i]);
-        if (__Pyx_PyTuple_SET_ITEM(argstuple, (Py_ssize_t)i, args[i]) != (0)) goto bad;
-    }
-    result = __Pyx_PyObject_Call(func, argstuple, kwargs);
-  bad:
-    Py_DECREF(argstuple);
-    return result;
-}
-#endif
-#if CYTHON_VECTORCALL && !(CYTHON_COMPILING_IN_LIMITED_API || CYTHON_COMPILING_IN_PYPY)
-  #if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE vectorcallfunc __Pyx_PyVectorcall_Function(PyObject *callable) {
-    PyTypeObject *tp = Py_TYPE(callable);
-    #if defined(__Pyx_CyFunction_USED)
-    if (__Pyx_CyFunction_CheckExact(callable)) {
-        return __Pyx_CyFunction_func_vectorcall(callable);
-    }
-    #endif
-    if (!PyType_HasFeature(tp, Py_TPFLAGS_HAVE_VECTORCALL)) {
-        return NULL;
-    }
-    assert(PyCallable_Check(callable));
-    Py_ssize_t offset = tp->tp_vectorcall_offset;
-    assert(offset > 0);
-    vectorcallfunc ptr;
-    memcpy(&ptr, (char *) callable + offset, sizeof(ptr));
-    return ptr;
-}
-  #else
-    #define __Pyx_PyVectorcall_Function(callable) PyVectorcall_Function(callable)
-  #endif
-#endif
-static CYTHON_INLINE PyObject* __Pyx_PyObject_FastCallDict(PyObject *func, PyObject *const *args, size_t nargsf, PyObject *kwargs) {
-    Py_ssize_t nargs = __Pyx_PyVectorcall_NARGS(nargsf);
-#if CYTHON_COMPILING_IN_CPYTHON
-    if (nargs == 0 && kwargs == NULL) {
-        if (__Pyx_CyOrPyCFunction_Check(func) && likely( __Pyx_CyOrPyCFunction_GET_FLAGS(func) & METH_NOARGS))
-            return __Pyx_PyObject_CallMethO(func, NULL);
-    }
-    else if (nargs == 1 && kwargs == NULL) {
-        if (__Pyx_CyOrPyCFunction_Check(func) && likely( __Pyx_CyOrPyCFunction_GET_FLAGS(func) & METH_O))
-            return __Pyx_PyObject_CallMethO(func, args[0]);
-    }
-#endif
-    if (kwargs == NULL) {
-        #if CYTHON_VECTORCALL
-          #if CYTHON_COMPILING_IN_LIMITED_API || CYTHON_COMPILING_IN_PYPY
-            return PyObject_Vectorcall(func, args, nargsf, NULL);
-          #else
-            vectorcallfunc f = __Pyx_PyVectorcall_Function(func);
-            if (f) {
-                return f(func, args, nargsf, NULL);
-            }
-          #endif
-        #endif
-    }
-    if (nargs == 0) {
-        return __Pyx_PyObject_Call(func, __pyx_mstate_global->__pyx_empty_tuple, kwargs);
-    }
-    #if CYTHON_COMPILING_IN_LIMITED_API
-    return __Pyx_PyObject_FastCall_fallback(func, args, (size_t)nargs, kwargs);
-    #elif CYTHON_COMPILING_IN_PYPY
-    return PyObject_VectorcallDict(func, args, (size_t) nargs, kwargs);
-    #else
-    return PyObject_VectorcallDict(func, args, nargsf, kwargs);
-    #endif
+/* DivInt[Py_ssize_t] */
+static CYTHON_INLINE Py_ssize_t __Pyx_div_Py_ssize_t(Py_ssize_t a, Py_ssize_t b, int b_is_constant) {
+    Py_ssize_t q = a / b;
+    Py_ssize_t r = a - q*b;
+    Py_ssize_t adapt_python = (b_is_constant ?
+        ((r != 0) & ((r < 0) ^ (b < 0))) :
+        ((r != 0) & ((r ^ b) < 0))
+    );
+    return q - adapt_python;
 }
 
-/* PyErrFetchRestore (used by RaiseException) */
+/* PyErrFetchRestore */
 #if CYTHON_FAST_THREAD_STATE
 static CYTHON_INLINE void __Pyx_ErrRestoreInState(PyThreadState *tstate, PyObject *type, PyObject *value, PyObject *tb) {
 #if PY_VERSION_HEX >= 0x030C00A6
@@ -4609,113 +5156,244 @@ static CYTHON_INLINE void __Pyx_ErrFetchInState(PyThreadState *tstate, PyObject 
 }
 #endif
 
-/* RaiseException */
-static void __Pyx_Raise(PyObject *type, PyObject *value, PyObject *tb, PyObject *cause) {
-    PyObject* owned_instance = NULL;
-    if (tb == Py_None) {
-        tb = 0;
-    } else if (tb && !PyTraceBack_Check(tb)) {
-        PyErr_SetString(PyExc_TypeError,
-            "raise: arg 3 must be a traceback or None");
-        goto bad;
-    }
-    if (value == Py_None)
-        value = 0;
-    if (PyExceptionInstance_Check(type)) {
-        if (value) {
-            PyErr_SetString(PyExc_TypeError,
-                "instance exception may not have a separate value");
-            goto bad;
-        }
-        value = type;
-        type = (PyObject*) Py_TYPE(value);
-    } else if (PyExceptionClass_Check(type)) {
-        PyObject *instance_class = NULL;
-        if (value && PyExceptionInstance_Check(value)) {
-            instance_class = (PyObject*) Py_TYPE(value);
-            if (instance_class != type) {
-                int is_subclass = PyObject_IsSubclass(instance_class, type);
-                if (!is_subclass) {
-                    instance_class = NULL;
-                } else if (unlikely(is_subclass == -1)) {
-                    goto bad;
-                } else {
-                    type = instance_class;
-                }
-            }
-        }
-        if (!instance_class) {
-            PyObject *args;
-            if (!value)
-                args = PyTuple_New(0);
-            else if (PyTuple_Check(value)) {
-                Py_INCREF(value);
-                args = value;
-            } else
-                args = PyTuple_Pack(1, value);
-            if (!args)
-                goto bad;
-            owned_instance = PyObject_Call(type, args, NULL);
-            Py_DECREF(args);
-            if (!owned_instance)
-                goto bad;
-            value = owned_instance;
-            if (!PyExceptionInstance_Check(value)) {
-                PyErr_Format(PyExc_TypeError,
-                             "calling %R should have returned an instance of "
-                             "BaseException, not %R",
-                             type, Py_TYPE(value));
-                goto bad;
-            }
-        }
-    } else {
-        PyErr_SetString(PyExc_TypeError,
-            "raise: exception class must be a subclass of BaseException");
-        goto bad;
-    }
-    if (cause) {
-        PyObject *fixed_cause;
-        if (cause == Py_None) {
-            fixed_cause = NULL;
-        } else if (PyExceptionClass_Check(cause)) {
-            fixed_cause = PyObject_CallObject(cause, NULL);
-            if (fixed_cause == NULL)
-                goto bad;
-        } else if (PyExceptionInstance_Check(cause)) {
-            fixed_cause = cause;
-            Py_INCREF(fixed_cause);
-        } else {
-            PyErr_SetString(PyExc_TypeError,
-                            "exception causes must derive from "
-                            "BaseException");
-            goto bad;
-        }
-        PyException_SetCause(value, fixed_cause);
-    }
-    PyErr_SetObject(type, value);
-    if (tb) {
-#if PY_VERSION_HEX >= 0x030C00A6
-        PyException_SetTraceback(value, tb);
-#elif CYTHON_FAST_THREAD_STATE
-        PyThreadState *tstate = __Pyx_PyThreadState_Current;
-        PyObject* tmp_tb = tstate->curexc_traceback;
-        if (tb != tmp_tb) {
-            Py_INCREF(tb);
-            tstate->curexc_traceback = tb;
-            Py_XDECREF(tmp_tb);
-        }
+/* GetException */
+#if CYTHON_FAST_THREAD_STATE
+static int __Pyx__GetException(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb)
 #else
-        PyObject *tmp_type, *tmp_value, *tmp_tb;
-        PyErr_Fetch(&tmp_type, &tmp_value, &tmp_tb);
-        Py_INCREF(tb);
-        PyErr_Restore(tmp_type, tmp_value, tb);
-        Py_XDECREF(tmp_tb);
+static int __Pyx_GetException(PyObject **type, PyObject **value, PyObject **tb)
 #endif
+{
+    PyObject *local_type = NULL, *local_value, *local_tb = NULL;
+#if CYTHON_FAST_THREAD_STATE
+    PyObject *tmp_type, *tmp_value, *tmp_tb;
+  #if PY_VERSION_HEX >= 0x030C0000
+    local_value = tstate->current_exception;
+    tstate->current_exception = 0;
+  #else
+    local_type = tstate->curexc_type;
+    local_value = tstate->curexc_value;
+    local_tb = tstate->curexc_traceback;
+    tstate->curexc_type = 0;
+    tstate->curexc_value = 0;
+    tstate->curexc_traceback = 0;
+  #endif
+#elif __PYX_LIMITED_VERSION_HEX >= 0x030C0000
+    local_value = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&local_type, &local_value, &local_tb);
+#endif
+#if __PYX_LIMITED_VERSION_HEX >= 0x030C0000
+    if (likely(local_value)) {
+        local_type = (PyObject*) Py_TYPE(local_value);
+        Py_INCREF(local_type);
+        local_tb = PyException_GetTraceback(local_value);
     }
+#else
+    PyErr_NormalizeException(&local_type, &local_value, &local_tb);
+#if CYTHON_FAST_THREAD_STATE
+    if (unlikely(tstate->curexc_type))
+#else
+    if (unlikely(PyErr_Occurred()))
+#endif
+        goto bad;
+    if (local_tb) {
+        if (unlikely(PyException_SetTraceback(local_value, local_tb) < 0))
+            goto bad;
+    }
+#endif // __PYX_LIMITED_VERSION_HEX >= 0x030C0000
+    Py_XINCREF(local_tb);
+    Py_XINCREF(local_type);
+    Py_XINCREF(local_value);
+    *type = local_type;
+    *value = local_value;
+    *tb = local_tb;
+#if CYTHON_FAST_THREAD_STATE
+    #if CYTHON_USE_EXC_INFO_STACK
+    {
+        _PyErr_StackItem *exc_info = tstate->exc_info;
+      #if PY_VERSION_HEX >= 0x030B00a4
+        tmp_value = exc_info->exc_value;
+        exc_info->exc_value = local_value;
+        tmp_type = NULL;
+        tmp_tb = NULL;
+        Py_XDECREF(local_type);
+        Py_XDECREF(local_tb);
+      #else
+        tmp_type = exc_info->exc_type;
+        tmp_value = exc_info->exc_value;
+        tmp_tb = exc_info->exc_traceback;
+        exc_info->exc_type = local_type;
+        exc_info->exc_value = local_value;
+        exc_info->exc_traceback = local_tb;
+      #endif
+    }
+    #else
+    tmp_type = tstate->exc_type;
+    tmp_value = tstate->exc_value;
+    tmp_tb = tstate->exc_traceback;
+    tstate->exc_type = local_type;
+    tstate->exc_value = local_value;
+    tstate->exc_traceback = local_tb;
+    #endif
+    Py_XDECREF(tmp_type);
+    Py_XDECREF(tmp_value);
+    Py_XDECREF(tmp_tb);
+#elif __PYX_LIMITED_VERSION_HEX >= 0x030b0000
+    PyErr_SetHandledException(local_value);
+    Py_XDECREF(local_value);
+    Py_XDECREF(local_type);
+    Py_XDECREF(local_tb);
+#else
+    PyErr_SetExcInfo(local_type, local_value, local_tb);
+#endif
+    return 0;
+#if __PYX_LIMITED_VERSION_HEX < 0x030C0000
 bad:
-    Py_XDECREF(owned_instance);
-    return;
+    *type = 0;
+    *value = 0;
+    *tb = 0;
+    Py_XDECREF(local_type);
+    Py_XDECREF(local_value);
+    Py_XDECREF(local_tb);
+    return -1;
+#endif
 }
+
+/* SwapException */
+#if CYTHON_FAST_THREAD_STATE
+static CYTHON_INLINE void __Pyx__ExceptionSwap(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb) {
+    PyObject *tmp_type, *tmp_value, *tmp_tb;
+  #if CYTHON_USE_EXC_INFO_STACK && PY_VERSION_HEX >= 0x030B00a4
+    _PyErr_StackItem *exc_info = tstate->exc_info;
+    tmp_value = exc_info->exc_value;
+    exc_info->exc_value = *value;
+    if (tmp_value == NULL || tmp_value == Py_None) {
+        Py_XDECREF(tmp_value);
+        tmp_value = NULL;
+        tmp_type = NULL;
+        tmp_tb = NULL;
+    } else {
+        tmp_type = (PyObject*) Py_TYPE(tmp_value);
+        Py_INCREF(tmp_type);
+        #if CYTHON_COMPILING_IN_CPYTHON
+        tmp_tb = ((PyBaseExceptionObject*) tmp_value)->traceback;
+        Py_XINCREF(tmp_tb);
+        #else
+        tmp_tb = PyException_GetTraceback(tmp_value);
+        #endif
+    }
+  #elif CYTHON_USE_EXC_INFO_STACK
+    _PyErr_StackItem *exc_info = tstate->exc_info;
+    tmp_type = exc_info->exc_type;
+    tmp_value = exc_info->exc_value;
+    tmp_tb = exc_info->exc_traceback;
+    exc_info->exc_type = *type;
+    exc_info->exc_value = *value;
+    exc_info->exc_traceback = *tb;
+  #else
+    tmp_type = tstate->exc_type;
+    tmp_value = tstate->exc_value;
+    tmp_tb = tstate->exc_traceback;
+    tstate->exc_type = *type;
+    tstate->exc_value = *value;
+    tstate->exc_traceback = *tb;
+  #endif
+    *type = tmp_type;
+    *value = tmp_value;
+    *tb = tmp_tb;
+}
+#else
+static CYTHON_INLINE void __Pyx_ExceptionSwap(PyObject **type, PyObject **value, PyObject **tb) {
+    PyObject *tmp_type, *tmp_value, *tmp_tb;
+    PyErr_GetExcInfo(&tmp_type, &tmp_value, &tmp_tb);
+    PyErr_SetExcInfo(*type, *value, *tb);
+    *type = tmp_type;
+    *value = tmp_value;
+    *tb = tmp_tb;
+}
+#endif
+
+/* GetTopmostException (used by SaveResetException) */
+#if CYTHON_USE_EXC_INFO_STACK && CYTHON_FAST_THREAD_STATE
+static _PyErr_StackItem *
+__Pyx_PyErr_GetTopmostException(PyThreadState *tstate)
+{
+    _PyErr_StackItem *exc_info = tstate->exc_info;
+    while ((exc_info->exc_value == NULL || exc_info->exc_value == Py_None) &&
+           exc_info->previous_item != NULL)
+    {
+        exc_info = exc_info->previous_item;
+    }
+    return exc_info;
+}
+#endif
+
+/* SaveResetException */
+#if CYTHON_FAST_THREAD_STATE
+static CYTHON_INLINE void __Pyx__ExceptionSave(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb) {
+  #if CYTHON_USE_EXC_INFO_STACK && PY_VERSION_HEX >= 0x030B00a4
+    _PyErr_StackItem *exc_info = __Pyx_PyErr_GetTopmostException(tstate);
+    PyObject *exc_value = exc_info->exc_value;
+    if (exc_value == NULL || exc_value == Py_None) {
+        *value = NULL;
+        *type = NULL;
+        *tb = NULL;
+    } else {
+        *value = exc_value;
+        Py_INCREF(*value);
+        *type = (PyObject*) Py_TYPE(exc_value);
+        Py_INCREF(*type);
+        *tb = PyException_GetTraceback(exc_value);
+    }
+  #elif CYTHON_USE_EXC_INFO_STACK
+    _PyErr_StackItem *exc_info = __Pyx_PyErr_GetTopmostException(tstate);
+    *type = exc_info->exc_type;
+    *value = exc_info->exc_value;
+    *tb = exc_info->exc_traceback;
+    Py_XINCREF(*type);
+    Py_XINCREF(*value);
+    Py_XINCREF(*tb);
+  #else
+    *type = tstate->exc_type;
+    *value = tstate->exc_value;
+    *tb = tstate->exc_traceback;
+    Py_XINCREF(*type);
+    Py_XINCREF(*value);
+    Py_XINCREF(*tb);
+  #endif
+}
+static CYTHON_INLINE void __Pyx__ExceptionReset(PyThreadState *tstate, PyObject *type, PyObject *value, PyObject *tb) {
+  #if CYTHON_USE_EXC_INFO_STACK && PY_VERSION_HEX >= 0x030B00a4
+    _PyErr_StackItem *exc_info = tstate->exc_info;
+    PyObject *tmp_value = exc_info->exc_value;
+    exc_info->exc_value = value;
+    Py_XDECREF(tmp_value);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+  #else
+    PyObject *tmp_type, *tmp_value, *tmp_tb;
+    #if CYTHON_USE_EXC_INFO_STACK
+    _PyErr_StackItem *exc_info = tstate->exc_info;
+    tmp_type = exc_info->exc_type;
+    tmp_value = exc_info->exc_value;
+    tmp_tb = exc_info->exc_traceback;
+    exc_info->exc_type = type;
+    exc_info->exc_value = value;
+    exc_info->exc_traceback = tb;
+    #else
+    tmp_type = tstate->exc_type;
+    tmp_value = tstate->exc_value;
+    tmp_tb = tstate->exc_traceback;
+    tstate->exc_type = type;
+    tstate->exc_value = value;
+    tstate->exc_traceback = tb;
+    #endif
+    Py_XDECREF(tmp_type);
+    Py_XDECREF(tmp_value);
+    Py_XDECREF(tmp_tb);
+  #endif
+}
+#endif
 
 /* CopyObjectArray (used by TupleOrListFromArrayImpl) */
 #if CYTHON_COMPILING_IN_CPYTHON
@@ -4864,6 +5542,123 @@ bad:
 #endif
 #endif
 
+/* PyObjectCall (used by PyObjectFastCall) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE PyObject* __Pyx_PyObject_Call(PyObject *func, PyObject *arg, PyObject *kw) {
+    PyObject *result;
+    ternaryfunc call = Py_TYPE(func)->tp_call;
+    if (unlikely(!call))
+        return PyObject_Call(func, arg, kw);
+    if (unlikely(Py_EnterRecursiveCall(" while calling a Python object")))
+        return NULL;
+    result = (*call)(func, arg, kw);
+    Py_LeaveRecursiveCall();
+    if (unlikely(!result) && unlikely(!PyErr_Occurred())) {
+        PyErr_SetString(
+            PyExc_SystemError,
+            "NULL result without error in PyObject_Call");
+    }
+    return result;
+}
+#endif
+
+/* PyObjectCallMethO (used by PyObjectFastCall) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CallMethO(PyObject *func, PyObject *arg) {
+    PyObject *self, *result;
+    PyCFunction cfunc;
+    cfunc = __Pyx_CyOrPyCFunction_GET_FUNCTION(func);
+    self = __Pyx_CyOrPyCFunction_GET_SELF(func);
+    if (unlikely(Py_EnterRecursiveCall(" while calling a Python object")))
+        return NULL;
+    result = cfunc(self, arg);
+    Py_LeaveRecursiveCall();
+    if (unlikely(!result) && unlikely(!PyErr_Occurred())) {
+        PyErr_SetString(
+            PyExc_SystemError,
+            "NULL result without error in PyObject_Call");
+    }
+    return result;
+}
+#endif
+
+/* PyObjectFastCall (used by PyObjectCallOneArg) */
+#if CYTHON_COMPILING_IN_LIMITED_API
+static PyObject* __Pyx_PyObject_FastCall_fallback(PyObject *func, PyObject * const*args, size_t nargs, PyObject *kwargs) {
+    PyObject *argstuple;
+    PyObject *result = 0;
+    size_t i;
+    argstuple = PyTuple_New((Py_ssize_t)nargs);
+    if (unlikely(!argstuple)) return NULL;
+    for (i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        if (__Pyx_PyTuple_SET_ITEM(argstuple, (Py_ssize_t)i, args[i]) != (0)) goto bad;
+    }
+    result = __Pyx_PyObject_Call(func, argstuple, kwargs);
+  bad:
+    Py_DECREF(argstuple);
+    return result;
+}
+#endif
+#if CYTHON_VECTORCALL && !(CYTHON_COMPILING_IN_LIMITED_API || CYTHON_COMPILING_IN_PYPY)
+  #if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE vectorcallfunc __Pyx_PyVectorcall_Function(PyObject *callable) {
+    PyTypeObject *tp = Py_TYPE(callable);
+    #if defined(__Pyx_CyFunction_USED)
+    if (__Pyx_CyFunction_CheckExact(callable)) {
+        return __Pyx_CyFunction_func_vectorcall(callable);
+    }
+    #endif
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_HAVE_VECTORCALL)) {
+        return NULL;
+    }
+    assert(PyCallable_Check(callable));
+    Py_ssize_t offset = tp->tp_vectorcall_offset;
+    assert(offset > 0);
+    vectorcallfunc ptr;
+    memcpy(&ptr, (char *) callable + offset, sizeof(ptr));
+    return ptr;
+}
+  #else
+    #define __Pyx_PyVectorcall_Function(callable) PyVectorcall_Function(callable)
+  #endif
+#endif
+static CYTHON_INLINE PyObject* __Pyx_PyObject_FastCallDict(PyObject *func, PyObject *const *args, size_t nargsf, PyObject *kwargs) {
+    Py_ssize_t nargs = __Pyx_PyVectorcall_NARGS(nargsf);
+#if CYTHON_COMPILING_IN_CPYTHON
+    if (nargs == 0 && kwargs == NULL) {
+        if (__Pyx_CyOrPyCFunction_Check(func) && likely( __Pyx_CyOrPyCFunction_GET_FLAGS(func) & METH_NOARGS))
+            return __Pyx_PyObject_CallMethO(func, NULL);
+    }
+    else if (nargs == 1 && kwargs == NULL) {
+        if (__Pyx_CyOrPyCFunction_Check(func) && likely( __Pyx_CyOrPyCFunction_GET_FLAGS(func) & METH_O))
+            return __Pyx_PyObject_CallMethO(func, args[0]);
+    }
+#endif
+    if (kwargs == NULL) {
+        #if CYTHON_VECTORCALL
+          #if CYTHON_COMPILING_IN_LIMITED_API || CYTHON_COMPILING_IN_PYPY
+            return PyObject_Vectorcall(func, args, nargsf, NULL);
+          #else
+            vectorcallfunc f = __Pyx_PyVectorcall_Function(func);
+            if (f) {
+                return f(func, args, nargsf, NULL);
+            }
+          #endif
+        #endif
+    }
+    if (nargs == 0) {
+        return __Pyx_PyObject_Call(func, __pyx_mstate_global->__pyx_empty_tuple, kwargs);
+    }
+    #if CYTHON_COMPILING_IN_LIMITED_API
+    return __Pyx_PyObject_FastCall_fallback(func, args, (size_t)nargs, kwargs);
+    #elif CYTHON_COMPILING_IN_PYPY
+    return PyObject_VectorcallDict(func, args, (size_t) nargs, kwargs);
+    #else
+    return PyObject_VectorcallDict(func, args, nargsf, kwargs);
+    #endif
+}
+
 /* PyObjectCallOneArg (used by CallUnboundCMethod0) */
 static CYTHON_INLINE PyObject* __Pyx_PyObject_CallOneArg(PyObject *func, PyObject *arg) {
     PyObject *args[2] = {NULL, arg};
@@ -4878,6 +5673,49 @@ static CYTHON_INLINE int __Pyx_IgnoreGivenException(PyObject *given_exception, P
     }
     return 0;
 }
+
+/* FastTypeChecks (used by UnpackUnboundCMethod_impl) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static int __Pyx_InBases(PyTypeObject *a, PyTypeObject *b) {
+    while (a) {
+        a = __Pyx_PyType_GetSlot(a, tp_base, PyTypeObject*);
+        if (a == b)
+            return 1;
+    }
+    return b == &PyBaseObject_Type;
+}
+static CYTHON_INLINE int __Pyx_IsSubtype(PyTypeObject *a, PyTypeObject *b) {
+    PyObject *mro;
+    if (a == b) return 1;
+    mro = a->tp_mro;
+    if (likely(mro)) {
+        Py_ssize_t i, n;
+        n = PyTuple_GET_SIZE(mro);
+        for (i = 0; i < n; i++) {
+            if (PyTuple_GET_ITEM(mro, i) == (PyObject *)b)
+                return 1;
+        }
+        return 0;
+    }
+    return __Pyx_InBases(a, b);
+}
+static CYTHON_INLINE int __Pyx_IsAnySubtype2(PyTypeObject *cls, PyTypeObject *a, PyTypeObject *b) {
+    PyObject *mro;
+    if (cls == a || cls == b) return 1;
+    mro = cls->tp_mro;
+    if (likely(mro)) {
+        Py_ssize_t i, n;
+        n = PyTuple_GET_SIZE(mro);
+        for (i = 0; i < n; i++) {
+            PyObject *base = PyTuple_GET_ITEM(mro, i);
+            if (base == (PyObject *)a || base == (PyObject *)b)
+                return 1;
+        }
+        return 0;
+    }
+    return __Pyx_InBases(cls, a) || __Pyx_InBases(cls, b);
+}
+#endif
 
 /* PyObjectGetAttrStr (used by UnpackUnboundCMethod_impl) */
 #if CYTHON_USE_TYPE_SLOTS
@@ -5770,255 +6608,114 @@ static int __Pyx_RaiseUnexpectedTypeError(const char *expected, PyObject *obj) {
     return 0;
 }
 
-/* DivInt[Py_ssize_t] */
-static CYTHON_INLINE Py_ssize_t __Pyx_div_Py_ssize_t(Py_ssize_t a, Py_ssize_t b, int b_is_constant) {
-    Py_ssize_t q = a / b;
-    Py_ssize_t r = a - q*b;
-    Py_ssize_t adapt_python = (b_is_constant ?
-        ((r != 0) & ((r < 0) ^ (b < 0))) :
-        ((r != 0) & ((r ^ b) < 0))
-    );
-    return q - adapt_python;
-}
-
-/* GetException */
-#if CYTHON_FAST_THREAD_STATE
-static int __Pyx__GetException(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb)
-#else
-static int __Pyx_GetException(PyObject **type, PyObject **value, PyObject **tb)
-#endif
+/* ArgTypeTestError (used by ArgTypeTest) */
+static void __Pyx_ArgTypeError(PyObject *obj, PyTypeObject *type, const char *name, int exact)
 {
-    PyObject *local_type = NULL, *local_value, *local_tb = NULL;
-#if CYTHON_FAST_THREAD_STATE
-    PyObject *tmp_type, *tmp_value, *tmp_tb;
-  #if PY_VERSION_HEX >= 0x030C0000
-    local_value = tstate->current_exception;
-    tstate->current_exception = 0;
-  #else
-    local_type = tstate->curexc_type;
-    local_value = tstate->curexc_value;
-    local_tb = tstate->curexc_traceback;
-    tstate->curexc_type = 0;
-    tstate->curexc_value = 0;
-    tstate->curexc_traceback = 0;
-  #endif
-#elif __PYX_LIMITED_VERSION_HEX >= 0x030C0000
-    local_value = PyErr_GetRaisedException();
-#else
-    PyErr_Fetch(&local_type, &local_value, &local_tb);
-#endif
-#if __PYX_LIMITED_VERSION_HEX >= 0x030C0000
-    if (likely(local_value)) {
-        local_type = (PyObject*) Py_TYPE(local_value);
-        Py_INCREF(local_type);
-        local_tb = PyException_GetTraceback(local_value);
+    __Pyx_TypeName type_name;
+    __Pyx_TypeName obj_type_name;
+    PyObject *extra_info = __pyx_mstate_global->__pyx_empty_unicode;
+    int from_annotation_subclass = 0;
+    if (unlikely(!type)) {
+        PyErr_SetString(PyExc_SystemError, "Missing type object");
+        return;
+    } else if (exact == 2) {
+        if (__Pyx_TypeCheck(obj, type)) {
+            from_annotation_subclass = 1;
+            extra_info = __pyx_mstate_global->__pyx_kp_u_Note_that_Cython_is_deliberately;
+        }
     }
-#else
-    PyErr_NormalizeException(&local_type, &local_value, &local_tb);
-#if CYTHON_FAST_THREAD_STATE
-    if (unlikely(tstate->curexc_type))
-#else
-    if (unlikely(PyErr_Occurred()))
-#endif
-        goto bad;
-    if (local_tb) {
-        if (unlikely(PyException_SetTraceback(local_value, local_tb) < 0))
-            goto bad;
-    }
-#endif // __PYX_LIMITED_VERSION_HEX >= 0x030C0000
-    Py_XINCREF(local_tb);
-    Py_XINCREF(local_type);
-    Py_XINCREF(local_value);
-    *type = local_type;
-    *value = local_value;
-    *tb = local_tb;
-#if CYTHON_FAST_THREAD_STATE
-    #if CYTHON_USE_EXC_INFO_STACK
-    {
-        _PyErr_StackItem *exc_info = tstate->exc_info;
-      #if PY_VERSION_HEX >= 0x030B00a4
-        tmp_value = exc_info->exc_value;
-        exc_info->exc_value = local_value;
-        tmp_type = NULL;
-        tmp_tb = NULL;
-        Py_XDECREF(local_type);
-        Py_XDECREF(local_tb);
-      #else
-        tmp_type = exc_info->exc_type;
-        tmp_value = exc_info->exc_value;
-        tmp_tb = exc_info->exc_traceback;
-        exc_info->exc_type = local_type;
-        exc_info->exc_value = local_value;
-        exc_info->exc_traceback = local_tb;
-      #endif
-    }
-    #else
-    tmp_type = tstate->exc_type;
-    tmp_value = tstate->exc_value;
-    tmp_tb = tstate->exc_traceback;
-    tstate->exc_type = local_type;
-    tstate->exc_value = local_value;
-    tstate->exc_traceback = local_tb;
+    type_name = __Pyx_PyType_GetFullyQualifiedName(type);
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    if (unlikely(!type_name)) return;
     #endif
-    Py_XDECREF(tmp_type);
-    Py_XDECREF(tmp_value);
-    Py_XDECREF(tmp_tb);
-#elif __PYX_LIMITED_VERSION_HEX >= 0x030b0000
-    PyErr_SetHandledException(local_value);
-    Py_XDECREF(local_value);
-    Py_XDECREF(local_type);
-    Py_XDECREF(local_tb);
-#else
-    PyErr_SetExcInfo(local_type, local_value, local_tb);
-#endif
-    return 0;
+    obj_type_name = __Pyx_PyType_GetFullyQualifiedName(Py_TYPE(obj));
+    #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+    if (unlikely(!obj_type_name)) goto obj_type_name_failed;
+    #endif
+    PyErr_Format(PyExc_TypeError,
+        "Argument '%.200s' has incorrect type (expected " __Pyx_FMT_TYPENAME ", got " __Pyx_FMT_TYPENAME ")"
 #if __PYX_LIMITED_VERSION_HEX < 0x030C0000
-bad:
-    *type = 0;
-    *value = 0;
-    *tb = 0;
-    Py_XDECREF(local_type);
-    Py_XDECREF(local_value);
-    Py_XDECREF(local_tb);
-    return -1;
+        "%s%U"
 #endif
+        , name, type_name, obj_type_name
+#if __PYX_LIMITED_VERSION_HEX < 0x030C0000
+        , (from_annotation_subclass ? ". " : ""), extra_info
+#endif
+        );
+#if __PYX_LIMITED_VERSION_HEX >= 0x030C0000
+    if (exact == 2 && from_annotation_subclass) {
+        PyObject *res;
+        PyObject *vargs[2];
+        vargs[0] = PyErr_GetRaisedException();
+        vargs[1] = extra_info;
+        res = PyObject_VectorcallMethod(__pyx_mstate_global->__pyx_kp_u_add_note, vargs, 2, NULL);
+        Py_XDECREF(res);
+        PyErr_SetRaisedException(vargs[0]);
+    }
+#endif
+    __Pyx_DECREF_TypeName(obj_type_name);
+#if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030d0000
+obj_type_name_failed:
+#endif
+    __Pyx_DECREF_TypeName(type_name);
+    return;
 }
 
-/* SwapException */
-#if CYTHON_FAST_THREAD_STATE
-static CYTHON_INLINE void __Pyx__ExceptionSwap(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb) {
-    PyObject *tmp_type, *tmp_value, *tmp_tb;
-  #if CYTHON_USE_EXC_INFO_STACK && PY_VERSION_HEX >= 0x030B00a4
-    _PyErr_StackItem *exc_info = tstate->exc_info;
-    tmp_value = exc_info->exc_value;
-    exc_info->exc_value = *value;
-    if (tmp_value == NULL || tmp_value == Py_None) {
-        Py_XDECREF(tmp_value);
-        tmp_value = NULL;
-        tmp_type = NULL;
-        tmp_tb = NULL;
-    } else {
-        tmp_type = (PyObject*) Py_TYPE(tmp_value);
-        Py_INCREF(tmp_type);
-        #if CYTHON_COMPILING_IN_CPYTHON
-        tmp_tb = ((PyBaseExceptionObject*) tmp_value)->traceback;
-        Py_XINCREF(tmp_tb);
-        #else
-        tmp_tb = PyException_GetTraceback(tmp_value);
-        #endif
-    }
-  #elif CYTHON_USE_EXC_INFO_STACK
-    _PyErr_StackItem *exc_info = tstate->exc_info;
-    tmp_type = exc_info->exc_type;
-    tmp_value = exc_info->exc_value;
-    tmp_tb = exc_info->exc_traceback;
-    exc_info->exc_type = *type;
-    exc_info->exc_value = *value;
-    exc_info->exc_traceback = *tb;
-  #else
-    tmp_type = tstate->exc_type;
-    tmp_value = tstate->exc_value;
-    tmp_tb = tstate->exc_traceback;
-    tstate->exc_type = *type;
-    tstate->exc_value = *value;
-    tstate->exc_traceback = *tb;
-  #endif
-    *type = tmp_type;
-    *value = tmp_value;
-    *tb = tmp_tb;
+/* ArgTypeTest */
+static CYTHON_INLINE int __Pyx_ArgTypeTest(PyObject *obj, PyTypeObject *type, int none_allowed, const char *name, int exact) {
+    if (likely(Py_IS_TYPE(obj, type) | (none_allowed && (obj == Py_None))))
+        return 1;
+    if (!exact && likely(type) && likely(__Pyx_TypeCheck(obj, type)))
+        return 1;
+    __Pyx_ArgTypeError(obj, type, name, exact);
+    return 0;
 }
+
+/* DelItemInt */
+static int __Pyx_DelItem_Generic(PyObject *o, PyObject *j) {
+    int r;
+    if (unlikely(!j)) return -1;
+    r = PyObject_DelItem(o, j);
+    Py_DECREF(j);
+    return r;
+}
+#if CYTHON_USE_TYPE_SLOTS && !CYTHON_COMPILING_IN_PYPY
+static CYTHON_INLINE int __Pyx_DelItemInt_Fast_mapping(PyObject *o, objobjargproc setitem, Py_ssize_t i) {
+    PyObject *key = PyLong_FromSsize_t(i);
+    if (unlikely(!key)) return -1;
+    int r = setitem(o, key, (PyObject*) NULL);
+    Py_DECREF(key);
+    return r;
+}
+#endif
+static CYTHON_INLINE int __Pyx_DelItemInt_Fast(PyObject *o, Py_ssize_t i, int wraparound) {
+#if CYTHON_USE_TYPE_SLOTS && !CYTHON_COMPILING_IN_PYPY
+    PyTypeObject *obj_type = Py_TYPE(o);
+    int seq_or_mapping = __Pyx_PyType_GetFlags(obj_type) & (Py_TPFLAGS_SEQUENCE|Py_TPFLAGS_MAPPING);
+    if (seq_or_mapping != Py_TPFLAGS_SEQUENCE) {
+        PyMappingMethods *mm = obj_type->tp_as_mapping;
+        if (mm && mm->mp_ass_subscript)
+            return __Pyx_DelItemInt_Fast_mapping(o, mm->mp_ass_subscript, i);
+    }
+    PySequenceMethods *sm = obj_type->tp_as_sequence;
+    if (likely(sm && sm->sq_ass_item)) {
+        if (wraparound && (i < 0) && unlikely(__Pyx_GetItemInt_wraparound(o, sm, &i) == -1))
+            return -1;
+        return sm->sq_ass_item(o, i, (PyObject *)NULL);
+    }
+    if (seq_or_mapping == Py_TPFLAGS_SEQUENCE) {
+        PyMappingMethods *mm = obj_type->tp_as_mapping;
+        if (likely(mm && mm->mp_ass_subscript))
+            return __Pyx_DelItemInt_Fast_mapping(o, mm->mp_ass_subscript, i);
+    }
 #else
-static CYTHON_INLINE void __Pyx_ExceptionSwap(PyObject **type, PyObject **value, PyObject **tb) {
-    PyObject *tmp_type, *tmp_value, *tmp_tb;
-    PyErr_GetExcInfo(&tmp_type, &tmp_value, &tmp_tb);
-    PyErr_SetExcInfo(*type, *value, *tb);
-    *type = tmp_type;
-    *value = tmp_value;
-    *tb = tmp_tb;
-}
-#endif
-
-/* GetTopmostException (used by SaveResetException) */
-#if CYTHON_USE_EXC_INFO_STACK && CYTHON_FAST_THREAD_STATE
-static _PyErr_StackItem *
-__Pyx_PyErr_GetTopmostException(PyThreadState *tstate)
-{
-    _PyErr_StackItem *exc_info = tstate->exc_info;
-    while ((exc_info->exc_value == NULL || exc_info->exc_value == Py_None) &&
-           exc_info->previous_item != NULL)
-    {
-        exc_info = exc_info->previous_item;
+    (void) wraparound;
+    if (!PyMapping_Check(o)) {
+        return PySequence_DelItem(o, i);
     }
-    return exc_info;
-}
 #endif
-
-/* SaveResetException */
-#if CYTHON_FAST_THREAD_STATE
-static CYTHON_INLINE void __Pyx__ExceptionSave(PyThreadState *tstate, PyObject **type, PyObject **value, PyObject **tb) {
-  #if CYTHON_USE_EXC_INFO_STACK && PY_VERSION_HEX >= 0x030B00a4
-    _PyErr_StackItem *exc_info = __Pyx_PyErr_GetTopmostException(tstate);
-    PyObject *exc_value = exc_info->exc_value;
-    if (exc_value == NULL || exc_value == Py_None) {
-        *value = NULL;
-        *type = NULL;
-        *tb = NULL;
-    } else {
-        *value = exc_value;
-        Py_INCREF(*value);
-        *type = (PyObject*) Py_TYPE(exc_value);
-        Py_INCREF(*type);
-        *tb = PyException_GetTraceback(exc_value);
-    }
-  #elif CYTHON_USE_EXC_INFO_STACK
-    _PyErr_StackItem *exc_info = __Pyx_PyErr_GetTopmostException(tstate);
-    *type = exc_info->exc_type;
-    *value = exc_info->exc_value;
-    *tb = exc_info->exc_traceback;
-    Py_XINCREF(*type);
-    Py_XINCREF(*value);
-    Py_XINCREF(*tb);
-  #else
-    *type = tstate->exc_type;
-    *value = tstate->exc_value;
-    *tb = tstate->exc_traceback;
-    Py_XINCREF(*type);
-    Py_XINCREF(*value);
-    Py_XINCREF(*tb);
-  #endif
+    return __Pyx_DelItem_Generic(o, PyLong_FromSsize_t(i));
 }
-static CYTHON_INLINE void __Pyx__ExceptionReset(PyThreadState *tstate, PyObject *type, PyObject *value, PyObject *tb) {
-  #if CYTHON_USE_EXC_INFO_STACK && PY_VERSION_HEX >= 0x030B00a4
-    _PyErr_StackItem *exc_info = tstate->exc_info;
-    PyObject *tmp_value = exc_info->exc_value;
-    exc_info->exc_value = value;
-    Py_XDECREF(tmp_value);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-  #else
-    PyObject *tmp_type, *tmp_value, *tmp_tb;
-    #if CYTHON_USE_EXC_INFO_STACK
-    _PyErr_StackItem *exc_info = tstate->exc_info;
-    tmp_type = exc_info->exc_type;
-    tmp_value = exc_info->exc_value;
-    tmp_tb = exc_info->exc_traceback;
-    exc_info->exc_type = type;
-    exc_info->exc_value = value;
-    exc_info->exc_traceback = tb;
-    #else
-    tmp_type = tstate->exc_type;
-    tmp_value = tstate->exc_value;
-    tmp_tb = tstate->exc_traceback;
-    tstate->exc_type = type;
-    tstate->exc_value = value;
-    tstate->exc_traceback = tb;
-    #endif
-    Py_XDECREF(tmp_type);
-    Py_XDECREF(tmp_value);
-    Py_XDECREF(tmp_tb);
-  #endif
-}
-#endif
 
 /* TypeImport */
 #ifndef __PYX_HAVE_RT_ImportType_3_3_1
@@ -6102,6 +6799,397 @@ bad:
     return NULL;
 }
 #endif
+
+/* GivenExceptionMatches (used by PyErrExceptionMatches) */
+#if CYTHON_COMPILING_IN_CPYTHON
+static CYTHON_INLINE int __Pyx_inner_PyErr_GivenExceptionMatches2(PyObject *err, PyObject* exc_type1, PyObject *exc_type2) {
+    if (exc_type1) {
+        return __Pyx_IsAnySubtype2((PyTypeObject*)err, (PyTypeObject*)exc_type1, (PyTypeObject*)exc_type2);
+    } else {
+        return __Pyx_IsSubtype((PyTypeObject*)err, (PyTypeObject*)exc_type2);
+    }
+}
+static int __Pyx_PyErr_GivenExceptionMatchesTuple(PyObject *exc_type, PyObject *tuple) {
+    Py_ssize_t i, n;
+    assert(PyExceptionClass_Check(exc_type));
+    n = PyTuple_GET_SIZE(tuple);
+    for (i=0; i<n; i++) {
+        if (exc_type == PyTuple_GET_ITEM(tuple, i)) return 1;
+    }
+    for (i=0; i<n; i++) {
+        PyObject *t = PyTuple_GET_ITEM(tuple, i);
+        if (likely(PyExceptionClass_Check(t))) {
+            if (__Pyx_inner_PyErr_GivenExceptionMatches2(exc_type, NULL, t)) return 1;
+        } else {
+        }
+    }
+    return 0;
+}
+static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches(PyObject *err, PyObject* exc_type) {
+    if (likely(err == exc_type)) return 1;
+    if (likely(PyExceptionClass_Check(err))) {
+        if (likely(PyExceptionClass_Check(exc_type))) {
+            return __Pyx_inner_PyErr_GivenExceptionMatches2(err, NULL, exc_type);
+        } else if (likely(PyTuple_Check(exc_type))) {
+            return __Pyx_PyErr_GivenExceptionMatchesTuple(err, exc_type);
+        } else {
+        }
+    }
+    return PyErr_GivenExceptionMatches(err, exc_type);
+}
+static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches2(PyObject *err, PyObject *exc_type1, PyObject *exc_type2) {
+    assert(PyExceptionClass_Check(exc_type1));
+    assert(PyExceptionClass_Check(exc_type2));
+    if (likely(err == exc_type1 || err == exc_type2)) return 1;
+    if (likely(PyExceptionClass_Check(err))) {
+        return __Pyx_inner_PyErr_GivenExceptionMatches2(err, exc_type1, exc_type2);
+    }
+    return (PyErr_GivenExceptionMatches(err, exc_type1) || PyErr_GivenExceptionMatches(err, exc_type2));
+}
+#endif
+
+/* PyErrExceptionMatches (used by PyObjectGetAttrStrNoError) */
+#if CYTHON_FAST_THREAD_STATE
+static int __Pyx_PyErr_ExceptionMatchesTuple(PyObject *exc_type, PyObject *tuple) {
+    Py_ssize_t i, n;
+    n = PyTuple_GET_SIZE(tuple);
+    for (i=0; i<n; i++) {
+        if (exc_type == PyTuple_GET_ITEM(tuple, i)) return 1;
+    }
+    for (i=0; i<n; i++) {
+        if (__Pyx_PyErr_GivenExceptionMatches(exc_type, PyTuple_GET_ITEM(tuple, i))) return 1;
+    }
+    return 0;
+}
+static CYTHON_INLINE int __Pyx_PyErr_ExceptionMatchesInState(PyThreadState* tstate, PyObject* err) {
+    int result;
+    PyObject *exc_type;
+#if PY_VERSION_HEX >= 0x030C00A6
+    PyObject *current_exception = tstate->current_exception;
+    if (unlikely(!current_exception)) return 0;
+    exc_type = (PyObject*) Py_TYPE(current_exception);
+    if (exc_type == err) return 1;
+#else
+    exc_type = tstate->curexc_type;
+    if (exc_type == err) return 1;
+    if (unlikely(!exc_type)) return 0;
+#endif
+    #if CYTHON_AVOID_BORROWED_REFS
+    Py_INCREF(exc_type);
+    #endif
+    if (unlikely(PyTuple_Check(err))) {
+        result = __Pyx_PyErr_ExceptionMatchesTuple(exc_type, err);
+    } else {
+        result = __Pyx_PyErr_GivenExceptionMatches(exc_type, err);
+    }
+    #if CYTHON_AVOID_BORROWED_REFS
+    Py_DECREF(exc_type);
+    #endif
+    return result;
+}
+#endif
+
+/* PyObjectGetAttrStrNoError (used by HasAttr) */
+#if __PYX_LIMITED_VERSION_HEX < 0x030d0000
+static void __Pyx_PyObject_GetAttrStr_ClearAttributeError(void) {
+    __Pyx_PyThreadState_declare
+    __Pyx_PyThreadState_assign
+    if (likely(__Pyx_PyErr_ExceptionMatches(PyExc_AttributeError)))
+        __Pyx_PyErr_Clear();
+}
+#endif
+static CYTHON_INLINE PyObject* __Pyx_PyObject_GetAttrStrNoError(PyObject* obj, PyObject* attr_name) {
+    PyObject *result;
+#if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
+    (void) PyObject_GetOptionalAttr(obj, attr_name, &result);
+    return result;
+#else
+#if CYTHON_COMPILING_IN_CPYTHON && CYTHON_USE_TYPE_SLOTS
+    PyTypeObject* tp = Py_TYPE(obj);
+    if (likely(tp->tp_getattro == PyObject_GenericGetAttr)) {
+        return _PyObject_GenericGetAttrWithDict(obj, attr_name, NULL, 1);
+    }
+#endif
+    result = __Pyx_PyObject_GetAttrStr(obj, attr_name);
+    if (unlikely(!result)) {
+        __Pyx_PyObject_GetAttrStr_ClearAttributeError();
+    }
+    return result;
+#endif
+}
+
+/* HasAttr (used by ImportImpl) */
+#if __PYX_LIMITED_VERSION_HEX < 0x030d0000
+static CYTHON_INLINE int __Pyx_HasAttr(PyObject *o, PyObject *n) {
+    PyObject *r;
+    if (unlikely(!PyUnicode_Check(n))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "hasattr(): attribute name must be string");
+        return -1;
+    }
+    r = __Pyx_PyObject_GetAttrStrNoError(o, n);
+    if (!r) {
+        return (unlikely(PyErr_Occurred())) ? -1 : 0;
+    } else {
+        Py_DECREF(r);
+        return 1;
+    }
+}
+#endif
+
+/* TupleOrListFromArrayImpl (used by ListFromArray) */
+CYTHON_UNUSED static PyObject *
+__Pyx_PyList_FromArray(PyObject *const *src, Py_ssize_t n) {
+    PyObject *res = PyList_New(n);
+    if (unlikely(res == NULL)) return NULL;
+    #if CYTHON_COMPILING_IN_CPYTHON
+    __Pyx_copy_object_array(src, ((PyListObject*)res)->ob_item, n);
+    #else
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        Py_INCREF(src[i]);
+        if (unlikely(__Pyx_PyList_SET_ITEM(res, i, src[i]) < (0))) {
+            Py_DECREF(res);
+            return NULL;
+        }
+    }
+    #endif
+    return res;
+}
+
+/* ImportImpl (used by Import) */
+static int __Pyx__Import_GetModule(PyObject *qualname, PyObject **module) {
+    PyObject *imported_module = PyImport_GetModule(qualname);
+    if (unlikely(!imported_module)) {
+        *module = NULL;
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        return 0;
+    }
+    *module = imported_module;
+    return 1;
+}
+static int __Pyx__Import_Lookup(PyObject *qualname, PyObject *const *imported_names, Py_ssize_t len_imported_names, PyObject **module) {
+    PyObject *imported_module;
+    PyObject *top_level_package_name;
+    Py_ssize_t i;
+    int status, module_found;
+    Py_ssize_t dot_index;
+    module_found = __Pyx__Import_GetModule(qualname, &imported_module);
+    if (unlikely(!module_found || module_found == -1)) {
+        *module = NULL;
+        return module_found;
+    }
+    if (imported_names) {
+        for (i = 0; i < len_imported_names; i++) {
+            PyObject *imported_name = imported_names[i];
+#if __PYX_LIMITED_VERSION_HEX < 0x030d0000
+            int has_imported_attribute = PyObject_HasAttr(imported_module, imported_name);
+#else
+            int has_imported_attribute = PyObject_HasAttrWithError(imported_module, imported_name);
+            if (unlikely(has_imported_attribute == -1)) goto error;
+#endif
+            if (!has_imported_attribute) {
+                goto not_found;
+            }
+        }
+        *module = imported_module;
+        return 1;
+    }
+    dot_index = PyUnicode_FindChar(qualname, '.', 0, PY_SSIZE_T_MAX, 1);
+    if (dot_index == -1) {
+        *module = imported_module;
+        return 1;
+    }
+    if (unlikely(dot_index == -2)) goto error;
+    top_level_package_name = PyUnicode_Substring(qualname, 0, dot_index);
+    if (unlikely(!top_level_package_name)) goto error;
+    Py_DECREF(imported_module);
+    status = __Pyx__Import_GetModule(top_level_package_name, module);
+    Py_DECREF(top_level_package_name);
+    return status;
+error:
+    Py_DECREF(imported_module);
+    *module = NULL;
+    return -1;
+not_found:
+    Py_DECREF(imported_module);
+    *module = NULL;
+    return 0;
+}
+static PyObject *__Pyx__Import(PyObject *name, PyObject *const *imported_names, Py_ssize_t len_imported_names, PyObject *qualname, PyObject *moddict, int level) {
+    PyObject *module = 0;
+    PyObject *empty_dict = 0;
+    PyObject *from_list = 0;
+    int module_found;
+    if (!qualname) {
+        qualname = name;
+    }
+    module_found = __Pyx__Import_Lookup(qualname, imported_names, len_imported_names, &module);
+    if (likely(module_found == 1)) {
+        return module;
+    } else if (unlikely(module_found == -1)) {
+        return NULL;
+    }
+    #if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030f00a6
+    empty_dict = PyFrozenDict_New(NULL);
+    #else
+    empty_dict = PyDict_New();
+    #endif
+    if (unlikely(!empty_dict))
+        goto bad;
+    if (imported_names) {
+        from_list = __Pyx_PyList_FromArray(imported_names, len_imported_names);
+        if (unlikely(!from_list))
+            goto bad;
+    }
+    if (level == -1) {
+        const char* package_sep = strchr(__Pyx_MODULE_NAME, '.');
+        if (package_sep != (0)) {
+            module = PyImport_ImportModuleLevelObject(
+                name, moddict, empty_dict, from_list, 1);
+            if (unlikely(!module)) {
+                if (unlikely(!PyErr_ExceptionMatches(PyExc_ImportError)))
+                    goto bad;
+                PyErr_Clear();
+            }
+        }
+        level = 0;
+    }
+    if (!module) {
+        module = PyImport_ImportModuleLevelObject(
+            name, moddict, empty_dict, from_list, level);
+    }
+bad:
+    Py_XDECREF(from_list);
+    Py_XDECREF(empty_dict);
+    return module;
+}
+
+/* Import */
+static PyObject *__Pyx_Import(PyObject *name, PyObject *const *imported_names, Py_ssize_t len_imported_names, PyObject *qualname, int level) {
+    return __Pyx__Import(name, imported_names, len_imported_names, qualname, __pyx_mstate_global->__pyx_d, level);
+}
+
+/* GetBuiltinName (used by GetModuleGlobalName) */
+static PyObject *__Pyx_GetBuiltinName(PyObject *name) {
+    PyObject* result = __Pyx_PyObject_GetAttrStrNoError(__pyx_mstate_global->__pyx_b, name);
+    if (unlikely(!result) && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_NameError,
+            "name '%U' is not defined", name);
+    }
+    return result;
+}
+
+/* PyDictVersioning (used by GetModuleGlobalName) */
+#if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_TYPE_SLOTS
+static CYTHON_INLINE PY_UINT64_T __Pyx_get_tp_dict_version(PyObject *obj) {
+    PyObject *dict = Py_TYPE(obj)->tp_dict;
+    return likely(dict) ? __PYX_GET_DICT_VERSION(dict) : 0;
+}
+static CYTHON_INLINE PY_UINT64_T __Pyx_get_object_dict_version(PyObject *obj) {
+    PyObject **dictptr = NULL;
+    Py_ssize_t offset = Py_TYPE(obj)->tp_dictoffset;
+    if (offset) {
+#if CYTHON_COMPILING_IN_CPYTHON
+        dictptr = (likely(offset > 0)) ? (PyObject **) ((char *)obj + offset) : _PyObject_GetDictPtr(obj);
+#else
+        dictptr = _PyObject_GetDictPtr(obj);
+#endif
+    }
+    return (dictptr && *dictptr) ? __PYX_GET_DICT_VERSION(*dictptr) : 0;
+}
+static CYTHON_INLINE int __Pyx_object_dict_version_matches(PyObject* obj, PY_UINT64_T tp_dict_version, PY_UINT64_T obj_dict_version) {
+    PyObject *dict = Py_TYPE(obj)->tp_dict;
+    if (unlikely(!dict) || unlikely(tp_dict_version != __PYX_GET_DICT_VERSION(dict)))
+        return 0;
+    return obj_dict_version == __Pyx_get_object_dict_version(obj);
+}
+#endif
+
+/* GetModuleGlobalName */
+#if CYTHON_USE_DICT_VERSIONS
+static PyObject *__Pyx__GetModuleGlobalName(PyObject *name, PY_UINT64_T *dict_version, PyObject **dict_cached_value)
+#else
+static CYTHON_INLINE PyObject *__Pyx__GetModuleGlobalName(PyObject *name)
+#endif
+{
+    PyObject *result;
+#if CYTHON_COMPILING_IN_LIMITED_API
+    if (unlikely(!__pyx_m)) {
+        if (!PyErr_Occurred())
+            PyErr_SetNone(PyExc_NameError);
+        return NULL;
+    }
+    result = PyObject_GetAttr(__pyx_m, name);
+    if (likely(result)) {
+        return result;
+    }
+    if (!__Pyx_IgnoreException(PyExc_Exception)) {
+        return NULL; // BaseException
+    }
+#elif CYTHON_AVOID_BORROWED_REFS || CYTHON_AVOID_THREAD_UNSAFE_BORROWED_REFS
+    if (unlikely(__Pyx_PyDict_GetItemRef(__pyx_mstate_global->__pyx_d, name, &result) == -1)) {
+        if (!__Pyx_IgnoreException(PyExc_Exception)) {
+            return NULL; // BaseException
+        }
+    }
+    __PYX_UPDATE_DICT_CACHE(__pyx_mstate_global->__pyx_d, result, *dict_cached_value, *dict_version)
+    if (likely(result)) {
+        return result;
+    }
+#else
+    result = _PyDict_GetItem_KnownHash(__pyx_mstate_global->__pyx_d, name, ((PyASCIIObject *) name)->hash);
+    __PYX_UPDATE_DICT_CACHE(__pyx_mstate_global->__pyx_d, result, *dict_cached_value, *dict_version)
+    if (likely(result)) {
+        return __Pyx_NewRef(result);
+    }
+    PyObject *exc = PyErr_Occurred();
+    if (unlikely(exc) && !__Pyx_IgnoreGivenException(exc, PyExc_Exception)) {
+        return NULL; // BaseException
+    }
+#endif
+    return __Pyx_GetBuiltinName(name);
+}
+
+/* SetStringIndexingError (used by GetItemIntBytes) */
+static void __Pyx_SetStringIndexingError(const char* message, int has_gil) {
+    if (!has_gil) {
+        PyGILState_STATE gil_state = PyGILState_Ensure();
+        PyErr_SetString(PyExc_IndexError, message);
+        PyGILState_Release(gil_state);
+    } else
+        PyErr_SetString(PyExc_IndexError, message);
+}
+
+/* GetItemIntBytes */
+static CYTHON_INLINE int __Pyx_GetItemInt_Bytes_Fast(PyObject* bytes, Py_ssize_t index,
+                                                     int wraparound, int boundscheck, int has_gil) {
+    const unsigned char *c_string;
+    if (wraparound && index < 0) {
+        Py_ssize_t size = __Pyx_PyBytes_GET_SIZE(bytes);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely(size < 0)) return -1;
+        #endif
+        index += size;
+    }
+    if (boundscheck) {
+        Py_ssize_t size = __Pyx_PyBytes_GET_SIZE(bytes);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely(size < 0)) return -1;
+        #endif
+        if (unlikely(!__Pyx_is_valid_index(index, size))) {
+            __Pyx_SetStringIndexingError("string index out of range", has_gil);
+            return -1;
+        }
+    }
+    c_string = __Pyx_PyBytes_AsUString(bytes);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(!c_string)) return -1;
+    #endif
+    return (int) c_string[index];
+}
 
 /* dict_setdefault (used by FetchCommonType) */
 static CYTHON_INLINE PyObject *__Pyx_PyDict_SetDefault(PyObject *d, PyObject *key, PyObject *default_value) {
@@ -7605,150 +8693,6 @@ static PyTypeObject *__Pyx_Get_CyFunction_Type(void) {
     return tp;
 }
 
-/* PyDictVersioning (used by CLineInTraceback) */
-#if CYTHON_USE_DICT_VERSIONS && CYTHON_USE_TYPE_SLOTS
-static CYTHON_INLINE PY_UINT64_T __Pyx_get_tp_dict_version(PyObject *obj) {
-    PyObject *dict = Py_TYPE(obj)->tp_dict;
-    return likely(dict) ? __PYX_GET_DICT_VERSION(dict) : 0;
-}
-static CYTHON_INLINE PY_UINT64_T __Pyx_get_object_dict_version(PyObject *obj) {
-    PyObject **dictptr = NULL;
-    Py_ssize_t offset = Py_TYPE(obj)->tp_dictoffset;
-    if (offset) {
-#if CYTHON_COMPILING_IN_CPYTHON
-        dictptr = (likely(offset > 0)) ? (PyObject **) ((char *)obj + offset) : _PyObject_GetDictPtr(obj);
-#else
-        dictptr = _PyObject_GetDictPtr(obj);
-#endif
-    }
-    return (dictptr && *dictptr) ? __PYX_GET_DICT_VERSION(*dictptr) : 0;
-}
-static CYTHON_INLINE int __Pyx_object_dict_version_matches(PyObject* obj, PY_UINT64_T tp_dict_version, PY_UINT64_T obj_dict_version) {
-    PyObject *dict = Py_TYPE(obj)->tp_dict;
-    if (unlikely(!dict) || unlikely(tp_dict_version != __PYX_GET_DICT_VERSION(dict)))
-        return 0;
-    return obj_dict_version == __Pyx_get_object_dict_version(obj);
-}
-#endif
-
-/* GivenExceptionMatches (used by PyErrExceptionMatches) */
-#if CYTHON_COMPILING_IN_CPYTHON
-static CYTHON_INLINE int __Pyx_inner_PyErr_GivenExceptionMatches2(PyObject *err, PyObject* exc_type1, PyObject *exc_type2) {
-    if (exc_type1) {
-        return __Pyx_IsAnySubtype2((PyTypeObject*)err, (PyTypeObject*)exc_type1, (PyTypeObject*)exc_type2);
-    } else {
-        return __Pyx_IsSubtype((PyTypeObject*)err, (PyTypeObject*)exc_type2);
-    }
-}
-static int __Pyx_PyErr_GivenExceptionMatchesTuple(PyObject *exc_type, PyObject *tuple) {
-    Py_ssize_t i, n;
-    assert(PyExceptionClass_Check(exc_type));
-    n = PyTuple_GET_SIZE(tuple);
-    for (i=0; i<n; i++) {
-        if (exc_type == PyTuple_GET_ITEM(tuple, i)) return 1;
-    }
-    for (i=0; i<n; i++) {
-        PyObject *t = PyTuple_GET_ITEM(tuple, i);
-        if (likely(PyExceptionClass_Check(t))) {
-            if (__Pyx_inner_PyErr_GivenExceptionMatches2(exc_type, NULL, t)) return 1;
-        } else {
-        }
-    }
-    return 0;
-}
-static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches(PyObject *err, PyObject* exc_type) {
-    if (likely(err == exc_type)) return 1;
-    if (likely(PyExceptionClass_Check(err))) {
-        if (likely(PyExceptionClass_Check(exc_type))) {
-            return __Pyx_inner_PyErr_GivenExceptionMatches2(err, NULL, exc_type);
-        } else if (likely(PyTuple_Check(exc_type))) {
-            return __Pyx_PyErr_GivenExceptionMatchesTuple(err, exc_type);
-        } else {
-        }
-    }
-    return PyErr_GivenExceptionMatches(err, exc_type);
-}
-static CYTHON_INLINE int __Pyx_PyErr_GivenExceptionMatches2(PyObject *err, PyObject *exc_type1, PyObject *exc_type2) {
-    assert(PyExceptionClass_Check(exc_type1));
-    assert(PyExceptionClass_Check(exc_type2));
-    if (likely(err == exc_type1 || err == exc_type2)) return 1;
-    if (likely(PyExceptionClass_Check(err))) {
-        return __Pyx_inner_PyErr_GivenExceptionMatches2(err, exc_type1, exc_type2);
-    }
-    return (PyErr_GivenExceptionMatches(err, exc_type1) || PyErr_GivenExceptionMatches(err, exc_type2));
-}
-#endif
-
-/* PyErrExceptionMatches (used by PyObjectGetAttrStrNoError) */
-#if CYTHON_FAST_THREAD_STATE
-static int __Pyx_PyErr_ExceptionMatchesTuple(PyObject *exc_type, PyObject *tuple) {
-    Py_ssize_t i, n;
-    n = PyTuple_GET_SIZE(tuple);
-    for (i=0; i<n; i++) {
-        if (exc_type == PyTuple_GET_ITEM(tuple, i)) return 1;
-    }
-    for (i=0; i<n; i++) {
-        if (__Pyx_PyErr_GivenExceptionMatches(exc_type, PyTuple_GET_ITEM(tuple, i))) return 1;
-    }
-    return 0;
-}
-static CYTHON_INLINE int __Pyx_PyErr_ExceptionMatchesInState(PyThreadState* tstate, PyObject* err) {
-    int result;
-    PyObject *exc_type;
-#if PY_VERSION_HEX >= 0x030C00A6
-    PyObject *current_exception = tstate->current_exception;
-    if (unlikely(!current_exception)) return 0;
-    exc_type = (PyObject*) Py_TYPE(current_exception);
-    if (exc_type == err) return 1;
-#else
-    exc_type = tstate->curexc_type;
-    if (exc_type == err) return 1;
-    if (unlikely(!exc_type)) return 0;
-#endif
-    #if CYTHON_AVOID_BORROWED_REFS
-    Py_INCREF(exc_type);
-    #endif
-    if (unlikely(PyTuple_Check(err))) {
-        result = __Pyx_PyErr_ExceptionMatchesTuple(exc_type, err);
-    } else {
-        result = __Pyx_PyErr_GivenExceptionMatches(exc_type, err);
-    }
-    #if CYTHON_AVOID_BORROWED_REFS
-    Py_DECREF(exc_type);
-    #endif
-    return result;
-}
-#endif
-
-/* PyObjectGetAttrStrNoError (used by CLineInTraceback) */
-#if __PYX_LIMITED_VERSION_HEX < 0x030d0000
-static void __Pyx_PyObject_GetAttrStr_ClearAttributeError(void) {
-    __Pyx_PyThreadState_declare
-    __Pyx_PyThreadState_assign
-    if (likely(__Pyx_PyErr_ExceptionMatches(PyExc_AttributeError)))
-        __Pyx_PyErr_Clear();
-}
-#endif
-static CYTHON_INLINE PyObject* __Pyx_PyObject_GetAttrStrNoError(PyObject* obj, PyObject* attr_name) {
-    PyObject *result;
-#if __PYX_LIMITED_VERSION_HEX >= 0x030d0000
-    (void) PyObject_GetOptionalAttr(obj, attr_name, &result);
-    return result;
-#else
-#if CYTHON_COMPILING_IN_CPYTHON && CYTHON_USE_TYPE_SLOTS
-    PyTypeObject* tp = Py_TYPE(obj);
-    if (likely(tp->tp_getattro == PyObject_GenericGetAttr)) {
-        return _PyObject_GenericGetAttrWithDict(obj, attr_name, NULL, 1);
-    }
-#endif
-    result = __Pyx_PyObject_GetAttrStr(obj, attr_name);
-    if (unlikely(!result)) {
-        __Pyx_PyObject_GetAttrStr_ClearAttributeError();
-    }
-    return result;
-#endif
-}
-
 /* CLineInTraceback (used by AddTraceback) */
 #if CYTHON_CLINE_IN_TRACEBACK && CYTHON_CLINE_IN_TRACEBACK_RUNTIME
 #if CYTHON_COMPILING_IN_LIMITED_API && __PYX_LIMITED_VERSION_HEX < 0x030A0000
@@ -8993,6 +9937,78 @@ done:
     #endif
     Py_DECREF(varnames_tuple);
     return code_obj;
+}
+
+/* DecompressString */
+CYTHON_UNUSED
+static CYTHON_SMALL_CODE PyObject *__Pyx_DecompressString(const char *s, Py_ssize_t length, int algo) {
+#ifdef __Pyx_DecompressString_UNUSED
+    CYTHON_UNUSED_VAR(s);
+    CYTHON_UNUSED_VAR(length);
+    CYTHON_UNUSED_VAR(algo);
+    return NULL;
+#else
+    PyObject *module = NULL, *decompress, *compressed_bytes, *decompressed;
+    const char* module_name = algo == 3 ? "compression.zstd" : algo == 2 ? "bz2" : "zlib";
+    PyObject *methodname = PyUnicode_FromString("decompress");
+    if (unlikely(!methodname)) return NULL;
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030e0000
+    if (algo == 3) {
+        PyObject *fromlist = Py_BuildValue("[O]", methodname);
+        if (unlikely(!fromlist)) goto bad;
+        module = PyImport_ImportModuleLevel("compression.zstd", NULL, NULL, fromlist, 0);
+        Py_DECREF(fromlist);
+    } else
+    #endif
+        module = PyImport_ImportModule(module_name);
+    if (unlikely(!module)) goto import_failed;
+    decompress = PyObject_GetAttr(module, methodname);
+    if (unlikely(!decompress)) goto import_failed;
+    {
+        #ifdef __cplusplus
+            char *memview_bytes = const_cast<char*>(s);
+        #else
+            #if defined(__clang__)
+              #pragma clang diagnostic push
+              #pragma clang diagnostic ignored "-Wcast-qual"
+            #elif !defined(__INTEL_COMPILER) && defined(__GNUC__)
+              #pragma GCC diagnostic push
+              #pragma GCC diagnostic ignored "-Wcast-qual"
+            #endif
+            char *memview_bytes = (char*) s;
+            #if defined(__clang__)
+              #pragma clang diagnostic pop
+            #elif !defined(__INTEL_COMPILER) && defined(__GNUC__)
+              #pragma GCC diagnostic pop
+            #endif
+        #endif
+        #if CYTHON_COMPILING_IN_LIMITED_API && !defined(PyBUF_READ)
+        int memview_flags = 0x100;
+        #else
+        int memview_flags = PyBUF_READ;
+        #endif
+        compressed_bytes = PyMemoryView_FromMemory(memview_bytes, length, memview_flags);
+    }
+    if (unlikely(!compressed_bytes)) {
+        Py_DECREF(decompress);
+        goto bad;
+    }
+    decompressed = PyObject_CallFunctionObjArgs(decompress, compressed_bytes, NULL);
+    Py_DECREF(compressed_bytes);
+    Py_DECREF(decompress);
+    Py_DECREF(module);
+    Py_DECREF(methodname);
+    return decompressed;
+import_failed:
+    PyErr_Format(PyExc_ImportError,
+        "Failed to import '%.20s.decompress' - cannot initialise module strings. "
+        "String compression was configured with the C macro 'CYTHON_COMPRESS_STRINGS=%d'.",
+        module_name, algo);
+bad:
+    Py_XDECREF(module);
+    Py_DECREF(methodname);
+    return NULL;
+#endif
 }
 
 #include <string.h>

@@ -31,17 +31,10 @@ from typing import Any
 
 import orjson
 
-from switch.stores.audit import merkle
+from switch.stores.audit import leaves, merkle
 
 GENESIS = bytes(merkle.HASH_SIZE)  # the "previous block" of a chain's first block
 _BLOCK_DOMAIN = b"switch-audit-block/1\n"
-
-# Leaf payloads start with the kind of row, so a row of one table never hashes as
-# a row of another.
-TRANSACTION = b"t"
-ENTRY = b"e"
-WITHDRAWN = b"w"
-EVENT = b"v"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,72 +71,58 @@ def block_hash(chain_id: str, seq: int, prev_hash: bytes, root: bytes, *, create
 
 
 class AuditRows:
-    """What one commit wrote, as leaf payloads and the keys verify finds the rows by.
+    """What one commit wrote: rows of transactions and entries as they went in, and other
+    leaves (withdrawals, events) as payloads with their keys.
 
-    Keys: ["t", transaction_id, version]; ["e", merchant_id, idempotency_key,
-    created_at, pending]; ["w", merchant_id, idempotency_key, created_at] for a
-    withdrawn pending entry; ["v", event_id]. An entry's created_at names its
-    incarnation: a key withdrawn and used again is a new entry.
+    Keys (what verify finds a leaf's row by): ["t", transaction_id, version]; ["e",
+    merchant_id, idempotency_key, created_at, pending]; ["w", merchant_id,
+    idempotency_key, created_at] for a withdrawn pending entry; ["v", event_id]. An
+    entry's created_at names its incarnation: a key withdrawn and used again is a new
+    entry.
     """
 
-    __slots__ = ("keys", "payloads")
+    __slots__ = ("entries_in", "keys", "payloads", "transactions_in")
 
     def __init__(self) -> None:
+        self.transactions_in: list[tuple[Any, ...]] = []
+        self.entries_in: list[tuple[Any, ...]] = []
         self.payloads: list[bytes] = []
         self.keys: list[list[Any]] = []
 
     def __bool__(self) -> bool:
-        return bool(self.payloads)
+        return bool(self.transactions_in or self.entries_in or self.payloads)
 
     def extend(self, other: AuditRows) -> AuditRows:
+        self.transactions_in += other.transactions_in
+        self.entries_in += other.entries_in
         self.payloads += other.payloads
         self.keys += other.keys
         return self
 
-    def transactions(self, rows: Iterable[tuple[Any, ...]]) -> AuditRows:
+    def transactions(self, rows: list[tuple[Any, ...]]) -> AuditRows:
         """rows: in switch.stores.rows.TRANSACTION_COLUMNS order."""
-        for row in rows:
-            self.payloads.append(transaction_payload(row))
-            self.keys.append(["t", row[0], row[17]])
+        self.transactions_in += rows
         return self
 
-    def entries(self, rows: Iterable[tuple[Any, ...]]) -> AuditRows:
+    def entries(self, rows: list[tuple[Any, ...]]) -> AuditRows:
         """rows: in switch.stores.rows.ENTRY_COLUMNS order."""
-        for row in rows:
-            self.payloads.append(entry_payload(row))
-            self.keys.append(["e", row[1], row[2], row[11], row[12]])
+        self.entries_in += rows
         return self
 
     def withdrawn(self, merchant_id: str, idempotency_key: str, created_at: float) -> AuditRows:
-        self.payloads.append(withdrawn_payload(merchant_id, idempotency_key, created_at))
+        self.payloads.append(leaves.withdrawn_payload(merchant_id, idempotency_key, created_at))
         self.keys.append(["w", merchant_id, idempotency_key, created_at])
         return self
 
-    def events(self, rows: Iterable[tuple[Any, ...]]) -> AuditRows:
+    def events(self, rows: list[tuple[Any, ...]]) -> AuditRows:
         """rows: in EVENT_COLUMNS order."""
         for row in rows:
-            self.payloads.append(event_payload(row))
+            self.payloads.append(leaves.event_payload(row))
             self.keys.append(["v", row[0]])
         return self
 
 
 EVENT_COLUMNS = ("event_id", "kind", "caller", "outcome", "subject", "detail", "created_at")
-
-
-def transaction_payload(row: tuple[Any, ...]) -> bytes:
-    return TRANSACTION + orjson.dumps(row)
-
-
-def entry_payload(row: tuple[Any, ...]) -> bytes:
-    return ENTRY + orjson.dumps(row, default=bytes.hex)  # the response, as hex
-
-
-def withdrawn_payload(merchant_id: str, idempotency_key: str, created_at: float) -> bytes:
-    return WITHDRAWN + orjson.dumps((merchant_id, idempotency_key, created_at))
-
-
-def event_payload(row: tuple[Any, ...]) -> bytes:
-    return EVENT + orjson.dumps(row)
 
 
 @dataclass(slots=True)
@@ -166,11 +145,11 @@ class AuditChains:
         """The next block of a chain this commit now holds; settle it after the commit."""
         chain = self._free.pop() if self._free else _Chain(f"{self._node}.{secrets.token_hex(6)}")
         self._held[chain.chain_id] = chain
-        leaves, root = merkle.seal(rows.payloads)
-        keys = orjson.dumps(rows.keys).decode()
+        hashes, root, row_keys = merkle.seal_rows(rows.transactions_in, rows.entries_in, rows.payloads)
+        keys = orjson.dumps(row_keys + rows.keys).decode()
         created_at = time.time()
         digest = block_hash(chain.chain_id, chain.seq, chain.head, root, created_at=created_at, keys=keys)
-        return Block(chain.chain_id, chain.seq, chain.head, root, digest, created_at, leaves, keys)
+        return Block(chain.chain_id, chain.seq, chain.head, root, digest, created_at, hashes, keys)
 
     def settle(self, block: Block, committed: bool | None) -> None:
         """committed True: the block is durable, the chain moves on; False: the commit

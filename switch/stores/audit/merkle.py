@@ -5,17 +5,19 @@ left || right), so a leaf can never pass for a node. The tree over n leaves spli
 at the largest power of two below n (RFC 6962 section 2.1), and an inclusion proof
 is the audit path of that section: the sibling hashes from the leaf up.
 
-seal is what a journal commit calls: the leaf hashes of its rows (concatenated,
-32 bytes each, as the block stores them) and their root, compiled when the
-extensions are built (switch.stores.audit._merkle).
+seal_rows is what a journal commit calls: the leaf hashes of its rows (concatenated,
+32 bytes each, as the block stores them), their root and the rows' keys, compiled
+when the extensions are built (switch.stores.audit._merkle).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from switch import native
+from switch.stores.audit import leaves as rows_of
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -85,12 +87,25 @@ def reference_seal(payloads: Sequence[bytes]) -> tuple[bytes, bytes]:
     return b"".join(leaves), root(leaves)
 
 
+def reference_seal_rows(
+    transactions: list[tuple[Any, ...]], entries: list[tuple[Any, ...]], payloads: list[bytes]
+) -> tuple[bytes, bytes, list[list[Any]]]:
+    """(leaf hashes, root, keys) of transaction rows, then entry rows, then other
+    payloads (switch.stores.audit.leaves); the keys of the rows only."""
+    built = [rows_of.transaction_payload(row) for row in transactions]
+    built += [rows_of.entry_payload(row) for row in entries]
+    keys = [rows_of.transaction_key(row) for row in transactions] + [rows_of.entry_key(row) for row in entries]
+    return (*reference_seal(built + payloads), keys)
+
+
 def split_leaves(blob: bytes) -> list[bytes]:
     """The leaf hashes a block stores, one per row."""
     return [blob[start : start + HASH_SIZE] for start in range(0, len(blob), HASH_SIZE)]
 
 
 seal: Callable[[Sequence[bytes]], tuple[bytes, bytes]] = reference_seal
+seal_rows = reference_seal_rows
 _compiled = native.load("switch.stores.audit._merkle")
 if _compiled is not None:
     seal = _compiled.seal
+    seal_rows = _compiled.seal_rows
