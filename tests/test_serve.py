@@ -125,12 +125,15 @@ def request(key: str) -> pb.AuthorizeRequest:
 
 
 async def test_sigterm_drains_in_flight_calls(serve: object) -> None:
-    # 300 ms at the issuer keeps calls in flight while the signal arrives.
-    process, port, _ = serve("embedded", toml="[adapters]\nsimulator_latency_ms = 300\n")  # type: ignore[operator]
+    # A second at the issuer keeps calls in flight while the signal arrives; the signal
+    # waits half of it, so that on a loaded machine every call has reached the switch
+    # (one that arrives after the signal is refused, as it should be, not drained).
+    toml = "[adapters]\nsimulator_latency_ms = 1000\ntimeout_ms = 3000\n[idempotency]\nlease_seconds = 6\n"
+    process, port, _ = serve("embedded", toml=toml)  # type: ignore[operator]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = switch_pb2_grpc.SwitchStub(channel)
         calls = [asyncio.ensure_future(stub.Authorize(request(f"drain-{i}"))) for i in range(20)]
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         answers = await asyncio.gather(*calls)
     assert [a.response_code for a in answers] == ["00"] * 20
