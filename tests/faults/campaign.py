@@ -19,10 +19,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.faults.checker import Verdict, check
+from tests.faults.checker import Verdict, Violation, check
 from tests.faults.harness import POSTGRES_DSN, WorldSettings, running_world
 from tests.faults.injector import FaultEvent, Injector
-from tests.faults.journal import read_journal
+from tests.faults.journal import audit_findings, read_journal
 from tests.faults.load import Load, LoadSettings
 from tests.faults.records import ClientOp, read_network_log, write_client_log
 
@@ -90,6 +90,8 @@ async def run_campaign(folder: Path, settings: CampaignSettings) -> Outcome:
         _write_events(folder / "faults.jsonl", events)
         journal = await read_journal(POSTGRES_DSN, world.schema)
         verdict = check(read_network_log(world.network_log), journal, load.ops)
+        for finding in await audit_findings(POSTGRES_DSN, world.schema, world.folder / "keys" / "audit-signing.key"):
+            verdict.violations.append(Violation("audit", "journal", world.schema, finding))
     return Outcome(events, load.ops, verdict, settled, time.monotonic() - began, folder)
 
 

@@ -19,6 +19,9 @@ money on both sides, per transaction and in total:
   one journaled was executed, with the same amount;
 - every answer a client was told (an OK status) is journaled with that status,
   transaction, response code and amount;
+- (tests/faults/campaign.py adds) the journal's audit chains verify, as
+  `switch audit verify` would: no fault leaves a block without its rows or rows
+  without their block;
 - every status a client saw is OK or UNAVAILABLE; DEADLINE_EXCEEDED (no answer
   in time) is allowed and counted; FAILED_PRECONDITION is allowed only for an
   operation that raced on purpose with another of its transaction; anything else

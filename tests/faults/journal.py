@@ -5,6 +5,7 @@ pending captures, voids and refunds). Read directly, never through a fault proxy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -107,4 +108,33 @@ async def _has_pending_entries(connection: Any) -> bool:
     )
 
 
-__all__ = ["JournalEntry", "JournalTransaction", "JournalView", "PendingWork", "pending_work", "read_journal"]
+async def audit_findings(dsn: str, schema: str, signing_key_file: Path) -> list[str]:
+    """What `switch audit verify` finds in the journal: whatever the faults did, every
+    block commits with its rows or not at all, so the chains verify (a chain whose
+    commit's outcome was unknown is retired, never forked)."""
+    from switch.security.audit.verify import verify
+    from switch.security.custody import verify_signature
+    from switch.security.custody.files import read_signing_key
+    from switch.stores.postgres import PostgresJournal
+
+    journal = await PostgresJournal.open(dsn, schema=schema)
+    try:
+        snapshot = await journal.read_audit()
+    finally:
+        await journal.close()
+    trusted = [read_signing_key(signing_key_file).public_key_pem()]
+    report = verify(snapshot, verify_signature, trusted)
+    if report.blocks == 0:
+        return ["the journal has no audit blocks"]
+    return [str(finding) for finding in report.findings]
+
+
+__all__ = [
+    "JournalEntry",
+    "JournalTransaction",
+    "JournalView",
+    "PendingWork",
+    "audit_findings",
+    "pending_work",
+    "read_journal",
+]

@@ -86,28 +86,32 @@ class AuditTrail:
 
     async def _flush(self) -> None:
         events, self._buffer = self._buffer, []
-        if self._dropped:
-            events.append(_dropped(self._dropped, self._max_buffered))
-            self._dropped = 0
-        if not events:
+        dropped, self._dropped = self._dropped, 0
+        batch = [*events, _dropped(dropped, self._max_buffered)] if dropped else events
+        if not batch:
             return
         try:
-            await self._journal.record_events(events)
+            await self._journal.record_events(batch)
         except Exception:
-            # Kept for the next flush (within the bound): a journal hiccup must not lose them.
-            log.exception("could not write %d security events to the audit trail; will retry", len(events))
-            self._buffer = (events + self._buffer)[: self._max_buffered]
+            # Kept for the next flush (within the bound, the rest counted): a journal
+            # hiccup must not lose them.
+            log.exception("could not write %d security events to the audit trail; will retry", len(batch))
+            kept = events + self._buffer
+            self._buffer = kept[: self._max_buffered]
+            self._dropped += dropped + len(kept) - len(self._buffer)
             raise
 
     async def close(self) -> None:
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
+        # Flushed first (after a write in progress, under the lock), so the flusher is
+        # never cancelled holding events it took from the buffer.
+        with contextlib.suppress(Exception):
+            await self.flush()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        with contextlib.suppress(Exception):
-            await self.flush()
 
     async def _flush_later(self) -> None:
         while self._buffer or self._dropped:
