@@ -76,3 +76,12 @@ def test_an_empty_batch_is_empty(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(os, "urandom", no_randomness)
     assert ids.new_transaction_ids(0) == []
+
+
+def test_an_id_tells_when_it_was_minted() -> None:
+    before = time.time()
+    (made,) = ids.new_transaction_ids(1)
+    minted = ids.minted_at(made)
+    assert minted is not None and before - 0.001 <= minted <= time.time()
+    assert ids.minted_at("tx-1") is None and ids.minted_at("tx_" + "U" * 26) is None  # U is not Crockford
+    assert ids.minted_at(made[:-1]) is None

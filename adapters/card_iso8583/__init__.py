@@ -6,8 +6,13 @@ connector. simulator.py is an issuer on the other end of the same protocol,
 for tests and local runs.
 
 Options: host, port, timeout (connect and network-management answers, seconds),
-echo_interval (seconds), terminal_id (field 41), acquirer (the acquirer id in
-field 90), backoff_max (seconds between reconnect attempts, at most).
+echo_interval (seconds), backoff_max (seconds between reconnect attempts, at
+most), and who the switch is on the network (terminal.py): terminal_id (field
+41), acquirer_id (fields 32 and 90; "acquirer" is its older name),
+merchant_category_code (18), pos_entry_mode (22), pos_condition_code (25),
+card_acceptor_name, card_acceptor_city and card_acceptor_country (43), and
+timezone (an IANA name: the terminal's, for fields 12 and 13). A bad one raises
+terminal.OptionError at construction, naming the option.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from switch.adapters.contract import AdapterRequest, AdapterResult, Capability
 from switch.domain.models import OperationKind
 from switch.domain.response_codes import ResponseCode
 
-from . import mapping
+from . import mapping, terminal
 from .client import Build, Iso8583Client
 from .framing import Message
 
@@ -40,10 +45,7 @@ class Iso8583CardAdapter:
         if "port" not in options:
             raise ValueError(f"adapter {name!r} needs a port option: where the network listens")
         self.name = name
-        self.terminal = mapping.Terminal(
-            terminal_id=str(options.get("terminal_id", "SWITCH01")),
-            acquirer_id=str(options.get("acquirer", "00000000000")),
-        )
+        self.terminal = terminal.from_options(options)
         self.client = Iso8583Client(
             str(options.get("host", "127.0.0.1")),
             int(options["port"]),
@@ -88,7 +90,7 @@ class Iso8583CardAdapter:
         sent_at: list[int] = []
         for index, original in enumerate(requests):
             request = _as_void(original) if reversal_advice else original
-            build = partial(_build, request, terminal=self.terminal, now=now, reversal_advice=reversal_advice)
+            build = partial(_build, request, acceptor=self.terminal, now=now, reversal_advice=reversal_advice)
             try:
                 build(1)  # mapping is pure: a request the route cannot carry fails here, unsent
             except ValueError as error:
@@ -106,10 +108,11 @@ class Iso8583CardAdapter:
 
 
 def _build(
-    request: AdapterRequest, stan: int, *, terminal: mapping.Terminal, now: datetime, reversal_advice: bool
+    request: AdapterRequest, stan: int, *, acceptor: terminal.Terminal, now: datetime, reversal_advice: bool
 ) -> Message:
-    return mapping.to_message(request, stan=stan, terminal=terminal, now=now, reversal_advice=reversal_advice)
+    return mapping.to_message(request, stan=stan, terminal=acceptor, now=now, reversal_advice=reversal_advice)
 
 
 def _as_void(request: AdapterRequest) -> AdapterRequest:
-    return replace(request, kind=OperationKind.VOID, card=None)
+    # The card stays, when the request has it: the reversal carries the PAN (field 2) then.
+    return replace(request, kind=OperationKind.VOID)

@@ -2,11 +2,11 @@
 
 The connection, multiplexing, loss and reconnection are the shared client's
 (adapters/multiplexed_client.py). What is ISO 8583's own: every request gets a
-STAN (1..999999, wrapping, never one still in flight) and an answer must carry
-its request's RRN too, so a stray answer for a reused STAN cannot settle the
-wrong request; each connection signs on (0800/001) before it takes requests;
-and an echo (0800/301) every echo_interval seconds finds a connection that died
-silently.
+STAN (1..999999, wrapping; an 0100's is derived from its transaction id, see
+original.py) and requests in flight are told apart by STAN and RRN together, so
+a stray answer for a reused STAN cannot settle the wrong request; each
+connection signs on (0800/001) before it takes requests; and an echo
+(0800/301) every echo_interval seconds finds a connection that died silently.
 """
 
 from __future__ import annotations
@@ -69,10 +69,12 @@ class Iso8583Client(MultiplexedClient[Message]):
         return await framing.read_message(reader)
 
     def _next_id(self) -> int:
-        # A STAN still waiting for its answer is skipped, so no two requests in flight share one.
+        # Requests in flight are keyed by STAN and RRN, so a STAN repeating is never ambiguous; a
+        # counter that wraps after 999,999 messages keeps repeats far apart. Network messages have
+        # no RRN: one still waiting for its answer keeps its STAN.
         for _ in range(mapping.MAX_STAN):
             self._stan = mapping.next_stan(self._stan)
-            if f"{self._stan:06d}" not in self._pending:
+            if mapping.pair_key(f"{self._stan:06d}", "")[0] not in self._pending:
                 return self._stan
         raise AdapterUnavailable("every STAN is in flight")
 
@@ -86,7 +88,9 @@ class Iso8583Client(MultiplexedClient[Message]):
         return mapping.describe(message)
 
     def _unreadable_key(self, error: Exception) -> tuple[str, str] | None:
-        return error.key if isinstance(error, framing.FramingError) else None
+        if isinstance(error, framing.FramingError) and error.key is not None:
+            return mapping.pair_key(*error.key)
+        return None
 
     async def _on_connect(self) -> None:
         answer = await self._network(spec.SIGN_ON)

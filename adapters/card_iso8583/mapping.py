@@ -4,14 +4,15 @@ to_message builds the request for one AdapterRequest; to_result reads the answer
 back as an AdapterResult in the switch's response-code vocabulary. The RRN is
 derived from the transaction id, so the authorization, its completion and its
 reversal all carry the same retrieval reference, which is how the network ties
-them together; the STAN, unique per message in flight, is assigned by the client.
+them together. The client assigns each message's STAN, except the 0100's, which
+its reversal's field 90 must repeat without any stored state (original.py).
+Every request's fields are checked against their ISO 8583 character types.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
@@ -19,10 +20,11 @@ from switch.adapters.contract import AdapterRequest, AdapterResult
 from switch.domain.models import OperationKind, mask_pan
 from switch.domain.response_codes import ResponseCode
 
-from . import spec
+from . import content, original, spec
 from .framing import Message
+from .terminal import Terminal
 
-MAX_STAN = 999_999
+MAX_STAN = original.MAX_STAN
 
 # ISO 4217 numeric codes (field 49). Extend as routes need more currencies.
 NUMERIC_CURRENCY: Final = MappingProxyType(
@@ -77,14 +79,6 @@ class UnsupportedCurrency(ValueError):
     """The currency has no ISO 4217 numeric code in NUMERIC_CURRENCY."""
 
 
-@dataclass(frozen=True, slots=True)
-class Terminal:
-    """Who we are on the network: fields 41 and 42, and the acquirer id in field 90."""
-
-    terminal_id: str
-    acquirer_id: str = "00000000000"
-
-
 def numeric_currency(alpha: str) -> str:
     try:
         return NUMERIC_CURRENCY[alpha]
@@ -101,51 +95,77 @@ def retrieval_reference(transaction_id: str) -> str:
 def to_message(
     request: AdapterRequest, *, stan: int, terminal: Terminal, now: datetime, reversal_advice: bool = False
 ) -> Message:
-    """The ISO request for one AdapterRequest. reversal_advice: a 0420 instead of a 0400 for a void."""
+    """The ISO request for one AdapterRequest. reversal_advice: a 0420 instead of a 0400 for a void.
+
+    stan is the client's, for every message but the 0100, whose STAN and field 7 come from the
+    transaction id (original.py). now is the current time, in UTC."""
     if request.kind not in _REQUEST_TYPE:
         raise ValueError(f"an ISO 8583 card route cannot {request.kind.value}")
     mti = _REQUEST_TYPE[request.kind]
     if request.kind is OperationKind.VOID and reversal_advice:
         mti = spec.REVERSAL_ADVICE
+    if mti == spec.AUTHORIZATION:
+        stan, sent = original.stan(request.transaction_id), original.sent_at(request.transaction_id) or now
+    else:
+        sent = now
     message: Message = {
         "t": mti,
         "3": spec.REFUND if request.kind is OperationKind.REFUND else spec.PURCHASE,
         "4": _digits(request.amount.minor_units, 12, "amount"),
-        **_stamp(stan, now),
+        **_stamp(stan, sent, terminal),
+        "32": terminal.acquirer_id,
         "37": retrieval_reference(request.transaction_id),
         "41": _text(terminal.terminal_id, 8, "terminal id"),
         "42": _text(request.merchant_id, 15, "merchant id"),
         "49": numeric_currency(request.amount.currency),
     }
+    if request.card is not None:
+        # The PAN travels on the 0100, and on a reversal whenever the switch still holds the
+        # card (the adapter's own reverse()): networks that match by PAN need it there.
+        message["2"] = request.card.pan
     if mti == spec.AUTHORIZATION:
         if request.card is None:
             raise ValueError("an ISO 8583 authorization needs the clear card")
-        message["2"] = request.card.pan
         if request.card.expiry_month:  # a card from a token carries no expiry
             message["14"] = f"{request.card.expiry_year % 100:02d}{request.card.expiry_month:02d}"
+        message["18"] = terminal.merchant_category_code
+        message["22"] = terminal.pos_entry_mode
+        message["25"] = terminal.pos_condition_code
+        message["43"] = terminal.card_acceptor
     else:
         if request.authorization_code:
             message["38"] = _text(request.authorization_code, 6, "authorization code")
         if mti in (spec.REVERSAL, spec.REVERSAL_ADVICE):
-            message["90"] = original_data(terminal)
+            message["90"] = original_data(request.transaction_id, terminal)
+    content.check(message)
     return message
 
 
-def original_data(terminal: Terminal) -> str:
-    """Field 90 of a reversal. The original STAN and time are not kept across the switch's
-    restarts, so they are zeros; the RRN in field 37 is what identifies the original."""
-    acquirer = _digits(int(terminal.acquirer_id or "0"), 11, "acquirer id")
-    return spec.AUTHORIZATION + "0" * 6 + "0" * 10 + acquirer + "0" * 11
+def original_data(transaction_id: str, terminal: Terminal) -> str:
+    """Field 90 of a reversal: the 0100's MTI, STAN, field 7 and acquirer, then the forwarding
+    institution (none: zeros). Recomputed from the transaction id as the 0100 computed them; an id
+    that carries no time gives zeros for field 7, and the RRN in field 37 identifies the original."""
+    sent = original.sent_at(transaction_id)
+    transmitted = sent.strftime("%m%d%H%M%S") if sent is not None else "0" * 10
+    acquirer = terminal.acquirer_id.rjust(11, "0")
+    return spec.AUTHORIZATION + f"{original.stan(transaction_id):06d}" + transmitted + acquirer + "0" * 11
 
 
 def network_message(code: str, *, stan: int, now: datetime) -> Message:
     """An 0800: sign-on (spec.SIGN_ON) or echo (spec.ECHO)."""
-    return {"t": spec.NETWORK, "7": _stamp(stan, now)["7"], "11": f"{stan:06d}", "70": code}
+    message = {"t": spec.NETWORK, "7": _utc(now).strftime("%m%d%H%M%S"), "11": f"{stan:06d}", "70": code}
+    content.check(message)
+    return message
 
 
 def match_key(message: Message) -> tuple[str, str]:
-    """What pairs an answer with its request: STAN, then RRN (empty for network messages)."""
-    return message.get("11", ""), message.get("37", "")
+    """What pairs an answer with its request: STAN and RRN together, then the RRN (empty for
+    network messages). Together, because a 0100's STAN is derived, so two in flight may share it."""
+    return pair_key(message.get("11", ""), message.get("37", ""))
+
+
+def pair_key(stan: str, rrn: str) -> tuple[str, str]:
+    return f"{stan}/{rrn}", rrn
 
 
 def to_result(answer: Message) -> AdapterResult:
@@ -165,13 +185,19 @@ def next_stan(stan: int) -> int:
     return stan % MAX_STAN + 1
 
 
-def _stamp(stan: int, now: datetime) -> Message:
+def _stamp(stan: int, when: datetime, terminal: Terminal) -> Message:
+    """Field 7 in UTC, as the standard has it; 12 and 13 in the terminal's own time zone."""
+    local = when.astimezone(terminal.timezone)
     return {
-        "7": now.strftime("%m%d%H%M%S"),
+        "7": _utc(when).strftime("%m%d%H%M%S"),
         "11": f"{stan:06d}",
-        "12": now.strftime("%H%M%S"),
-        "13": now.strftime("%m%d"),
+        "12": local.strftime("%H%M%S"),
+        "13": local.strftime("%m%d"),
     }
+
+
+def _utc(when: datetime) -> datetime:
+    return when.astimezone(UTC)
 
 
 def _digits(value: int, width: int, what: str) -> str:

@@ -5,7 +5,9 @@ cards), 0220, 0400 and 0420 with approvals, and 0800 sign-ons and echoes. One
 more test card, 4000000000000119, approves but only after late_delay seconds,
 to exercise unknown outcomes. Options make the network misbehave: latency and jitter
 (every answer), drop_rate (no answer at all), slow_rate (answer after late_delay) and
-disconnect_after (close each connection after that many requests).
+disconnect_after (close each connection after that many requests). extra_fields
+answers as many networks do, with data elements the switch never asked for: field
+32 echoed, 43 (the acceptor as the network has it), 44 and 54.
 
     simulator, port = await start_simulator("127.0.0.1", 0, latency=0.01)
 """
@@ -29,14 +31,24 @@ log = logging.getLogger(__name__)
 
 LATE_CARD = "4000000000000119"
 
+# Request fields an answer does not repeat: bitmaps, expiry, original data, the acceptor's.
+_NOT_ECHOED = frozenset({"p", "1", "14", "18", "22", "25", "32", "43", "90"})
+# What extra_fields adds: the acceptor as the network knows it, and an available balance (54).
+EXTRA_ACCEPTOR = "NETWORK VIEW OF MERCHANT".ljust(25) + "SOMEWHERE".ljust(13) + "US"
+EXTRA_AMOUNTS = "0002840C000000012345"
+
 
 class IssuerSimulator(SimulatorServer):
-    def __init__(self, *, jitter: float = 0.0, disconnect_after: int = 0, **behaviour: Any) -> None:
+    def __init__(
+        self, *, jitter: float = 0.0, disconnect_after: int = 0, extra_fields: bool = False, **behaviour: Any
+    ) -> None:
         """jitter: up to this many seconds more per answer; disconnect_after: drop each
-        connection after this many requests (0: never); behaviour: see SimulatorServer."""
+        connection after this many requests (0: never); extra_fields: see the module;
+        behaviour: see SimulatorServer."""
         super().__init__(**behaviour)  # received: by MTI, and "echo" / "sign-on" for 0800s
         self.jitter = jitter
         self.disconnect_after = disconnect_after
+        self.extra_fields = extra_fields
         self._issuer = SimulatedIssuer("iso8583-simulator")
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,8 +86,10 @@ class IssuerSimulator(SimulatorServer):
 
     async def _decide(self, request: Message) -> Message:
         kind = request["t"]
-        answer = {key: value for key, value in request.items() if key not in ("p", "1", "14", "90")}
+        answer = {key: value for key, value in request.items() if key not in _NOT_ECHOED}
         answer["t"] = spec.RESPONSE_TO.get(kind, kind[:2] + "10")
+        if self.extra_fields and kind != spec.NETWORK:
+            answer |= {"32": request.get("32", "1"), "43": EXTRA_ACCEPTOR, "44": "A5", "54": EXTRA_AMOUNTS}
         if kind != spec.AUTHORIZATION:
             answer["39"] = "00" if kind in spec.RESPONSE_TO else "12"
             return answer

@@ -64,14 +64,48 @@ SPEC: Final[dict[str, dict[str, Any]]] = {
     "12": _fixed(6, "Time, Local Transaction (hhmmss)"),
     "13": _fixed(4, "Date, Local Transaction (MMDD)"),
     "14": _fixed(4, "Date, Expiration (YYMM)"),
+    "18": _fixed(4, "Merchant Category Code"),
+    "22": _fixed(3, "Point of Service Entry Mode"),
+    "25": _fixed(2, "Point of Service Condition Code"),
+    "32": _llvar(11, "Acquiring Institution Identification Code"),
     "37": _fixed(12, "Retrieval Reference Number"),
     "38": _fixed(6, "Authorization Identification Response"),
     "39": _fixed(2, "Response Code"),
     "41": _fixed(8, "Card Acceptor Terminal Identification"),
     "42": _fixed(15, "Card Acceptor Identification Code"),
+    "43": _fixed(40, "Card Acceptor Name/Location"),
     "49": _fixed(3, "Currency Code, Transaction (ISO 4217 numeric)"),
     "70": _fixed(3, "Network Management Information Code"),
     "90": _fixed(42, "Original Data Elements"),
+}
+
+# ISO 8583:1987 character types of the fields the switch sends. pyiso8583 checks lengths and the
+# ASCII encoding, not content, so mapping checks these before encoding (content.py).
+NUMERIC = "n"  # digits only
+ALPHANUMERIC = "an"  # letters and digits
+PRINTABLE = "ans"  # letters, digits and special characters (printable ASCII, space included)
+TYPES: Final = {
+    "2": NUMERIC,
+    "3": NUMERIC,
+    "4": NUMERIC,
+    "7": NUMERIC,
+    "11": NUMERIC,
+    "12": NUMERIC,
+    "13": NUMERIC,
+    "14": NUMERIC,
+    "18": NUMERIC,
+    "22": NUMERIC,
+    "25": NUMERIC,
+    "32": NUMERIC,
+    "37": ALPHANUMERIC,
+    "38": ALPHANUMERIC,  # right-padded with spaces when shorter, as networks accept
+    "39": ALPHANUMERIC,
+    "41": PRINTABLE,
+    "42": PRINTABLE,
+    "43": PRINTABLE,
+    "49": NUMERIC,
+    "70": NUMERIC,
+    "90": NUMERIC,
 }
 
 # The answer to each request type; anything else is not a request we make.

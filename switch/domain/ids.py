@@ -38,3 +38,26 @@ def new_transaction_ids(count: int) -> list[str]:
     value |= int.from_bytes((bytes([(ms & 7) << 2]) + bytes(_TAIL - 1)) * count, "big")
     tails = value.to_bytes(size, "big").translate(_ENCODE).decode("ascii")
     return [head + tails[start : start + _TAIL] for start in range(0, size, _TAIL)]
+
+
+_PREFIX = "tx_"
+_LENGTH = 26
+_PADDING_AND_RANDOM_BITS = 82
+
+
+def minted_at(transaction_id: str) -> float | None:
+    """When an id of this module's format was made (seconds since the epoch, to the
+    millisecond); None for an id in another format."""
+    body = transaction_id.removeprefix(_PREFIX)
+    if len(body) != _LENGTH or len(transaction_id) != _LENGTH + len(_PREFIX):
+        return None
+    value = 0
+    for character in body.encode("ascii", "replace"):
+        digit = _DECODE.get(character)
+        if digit is None:
+            return None
+        value = value * 32 + digit
+    return (value >> _PADDING_AND_RANDOM_BITS) / 1000.0
+
+
+_DECODE = {character: digit for digit, character in enumerate(_ENCODE[:32])}

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.card_iso8583 import Iso8583CardAdapter, framing, mapping, spec
+from adapters.card_iso8583 import Iso8583CardAdapter, framing, mapping, original, spec, terminal
 from adapters.card_iso8583.simulator import LATE_CARD, IssuerSimulator, start_simulator
 from switch.adapters.conformance import card_request
 from switch.adapters.contract import AdapterRequest, AdapterUnavailable
 from switch.domain.models import Card, Money, OperationKind
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-TERMINAL = mapping.Terminal("TERM0001", "12345")
+TERMINAL = terminal.Terminal("TERM0001", "12345")
 APPROVE = "4111111111111111"
 DECLINE = "4000000000000002"
 NO_FUNDS = "4000000000009995"
@@ -42,7 +42,8 @@ def test_an_authorization_round_trips() -> None:
     message = mapping.to_message(request, stan=42, terminal=TERMINAL, now=NOW)
     decoded = round_trip(message)
     assert decoded["t"] == "0100" and decoded["2"] == APPROVE and decoded["4"] == "000000012345"
-    assert (decoded["11"], decoded["14"], decoded["49"]) == ("000042", "9912", "840")
+    # The 0100's STAN is its transaction id's, not the client's (original.py).
+    assert (decoded["11"], decoded["14"], decoded["49"]) == (f"{original.stan('tx-1'):06d}", "9912", "840")
     assert (decoded["7"], decoded["12"], decoded["13"]) == ("0304050607", "050607", "0304")
     assert decoded["41"] == "TERM0001" and decoded["42"] == "merchant-1".ljust(15)
     assert decoded["37"] == mapping.retrieval_reference("tx-1") and len(decoded["37"]) == 12
