@@ -4,14 +4,18 @@ transfers, recalls and returns, over one persistent multiplexed TCP connection.
 An authorization first resolves the debtor's account id or alias (acmt.023 ->
 acmt.024; not found: decline "14"), then sends a pacs.008 credit transfer whose
 pacs.002 status report approves or declines it. A reversal (REVERSE) is a
-camt.056 recall and a refund a pacs.004 return, both naming the original
-EndToEndId (the switch's transaction id) and answered by a pacs.002.
+camt.056 recall answered by a camt.029 resolution, a refund a pacs.004 return
+answered by a pacs.002, both naming the original EndToEndId, TxId and UETR (all
+derived from the switch's transaction id). Every document travels inside a
+Business Application Header (head.001.001.02); the versions are spec.VERSIONS.
 
 client.py does the I/O, mapping.py the pure translation, simulator.py plays the
 rail for tests and local runs.
 
 Options: host, port (required), timeout (connect, seconds), backoff_max (seconds
-between reconnect attempts, at most).
+between reconnect attempts, at most); clearing_system (the clearing-system code the
+member ids belong to, e.g. USABA), debtor_agent_member_id (the switch's participant)
+and creditor_agent_member_id (the receiving participant): see parties.py.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnava
 from switch.domain.models import OperationKind
 from switch.domain.response_codes import ResponseCode
 
-from . import mapping
+from . import mapping, parties
 from .client import Build, RailClient
 from .framing import Message
+from .parties import Agents
 
 __all__ = ["Iso20022RailAdapter"]
 
@@ -44,6 +49,7 @@ class Iso20022RailAdapter:
             if required not in options:
                 raise ValueError(f"adapter {name!r} needs a {required} option: where the rail listens")
         self.name = name
+        self.agents = parties.from_options(name, options)
         self.client = RailClient(
             str(options["host"]),
             int(options["port"]),
@@ -67,7 +73,7 @@ class Iso20022RailAdapter:
         results: list[AdapterResult | None] = [None] * len(requests)
         first: list[tuple[int, Build]] = []
         for index, request in enumerate(requests):
-            build = _first_build(request, now)
+            build = _first_build(request, self.agents, now)
             if isinstance(build, AdapterResult):
                 results[index] = build  # refused unsent: a definite decline
             else:
@@ -84,8 +90,10 @@ class Iso20022RailAdapter:
                 results[index] = AdapterResult(code.code, f"{code.message}: alias resolution not answered")
             elif (account := mapping.resolved_account(answer)) is None:
                 results[index] = mapping.not_found()
+            elif isinstance(transfer := _second_build(request, account, self.agents, now), AdapterResult):
+                results[index] = transfer
             else:
-                second.append((index, partial(_transfer, request, account, now=now)))
+                second.append((index, transfer))
         if second:
             try:
                 transfers = await self.client.exchange([build for _, build in second], deadline - loop_time())
@@ -102,18 +110,30 @@ class Iso20022RailAdapter:
         return [result for result in results if result is not None]
 
 
-def _first_build(request: AdapterRequest, now: datetime) -> Build | AdapterResult:
+def _first_build(request: AdapterRequest, agents: Agents, now: datetime) -> Build | AdapterResult:
     """The first message for a request, or the decline it gets unsent. Mapping is pure, so
-    building once here fails a request the rail cannot carry before anything is sent."""
+    building once here fails a request the rail cannot carry (an id too long or outside the
+    SWIFT character set, say) before anything is sent."""
     build: Build
     try:
         if request.kind in _UNDO:
-            build = partial(_undo, request, now=now)
+            build = partial(_undo, request, agents, now=now)
         elif request.kind is OperationKind.AUTHORIZE and request.account is not None:
-            build = partial(_identify, request.account.id, now=now)
-            _transfer(request, request.account.id, "CHECK", now=now)
+            build = partial(_identify, request.account.id, agents, now=now)
+            _transfer(request, "CHECK", agents, "CHECK", now=now)  # the debtor account comes resolved
         else:
             return _invalid("an ISO 20022 rail authorizes from an account, and reverses or refunds")
+        build("CHECK")
+    except ValueError as error:
+        return _invalid(str(error))
+    return build
+
+
+def _second_build(request: AdapterRequest, account: str, agents: Agents, now: datetime) -> Build | AdapterResult:
+    """The transfer from the resolved account, or the decline it gets unsent: the account the
+    rail resolved to may not fit the schema either."""
+    build: Build = partial(_transfer, request, account, agents, now=now)
+    try:
         build("CHECK")
     except ValueError as error:
         return _invalid(str(error))
@@ -125,13 +145,13 @@ def _invalid(reason: str) -> AdapterResult:
     return AdapterResult(code.code, f"{code.message}: {reason}")
 
 
-def _identify(account_id: str, msg_id: str, *, now: datetime) -> Message:
-    return mapping.identification_request(msg_id, account_id, now=now)
+def _identify(account_id: str, agents: Agents, msg_id: str, *, now: datetime) -> Message:
+    return mapping.identification_request(msg_id, account_id, now=now, agents=agents)
 
 
-def _transfer(request: AdapterRequest, account: str, msg_id: str, *, now: datetime) -> Message:
-    return mapping.credit_transfer(msg_id, request, account, now=now)
+def _transfer(request: AdapterRequest, account: str, agents: Agents, msg_id: str, *, now: datetime) -> Message:
+    return mapping.credit_transfer(msg_id, request, account, now=now, agents=agents)
 
 
-def _undo(request: AdapterRequest, msg_id: str, *, now: datetime) -> Message:
-    return mapping.undo(msg_id, request, now=now)
+def _undo(request: AdapterRequest, agents: Agents, msg_id: str, *, now: datetime) -> Message:
+    return mapping.undo(msg_id, request, now=now, agents=agents)

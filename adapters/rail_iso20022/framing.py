@@ -1,4 +1,7 @@
-"""Messages on the wire: a UTF-8 XML document behind a 4-byte big-endian length header.
+"""Messages on the wire: a UTF-8 XML envelope behind a 4-byte big-endian length header.
+
+The envelope holds the Business Application Header (head.001.001.02) and the
+document, as instant schemes carry them: <Envelope><AppHdr/><Document/></Envelope>.
 
 Parsing is defensive: a document type declaration (and so any entity) is refused
 before the parser sees it, frames are bounded, and errors name a position, never
@@ -11,9 +14,11 @@ import asyncio
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from . import spec
+from . import header, spec
+from .parties import Agent
 
 MAX_FRAME = 1 << 20
+ENVELOPE = "Envelope"
 
 
 class FramingError(Exception):
@@ -22,10 +27,13 @@ class FramingError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One message: its type ("pacs.008") and its content element, namespaces stripped."""
+    """One message: its type ("pacs.008"), its content element (namespaces stripped), and
+    the participants its header names."""
 
     type: str
     body: ET.Element
+    sender: Agent
+    receiver: Agent
 
     def text(self, path: str) -> str:
         """The stripped text at path under the content element; "" when absent."""
@@ -34,9 +42,13 @@ class Message:
 
 
 def encode(message: Message) -> bytes:
-    document = ET.Element("Document", {"xmlns": spec.namespace(message.type)})
+    envelope = ET.Element(ENVELOPE)
+    created = message.text("GrpHdr/CreDtTm") or message.text("Assgnmt/CreDtTm")
+    message_id = message.text("GrpHdr/MsgId") or message.text("Assgnmt/MsgId") or message.text("Assgnmt/Id")
+    envelope.append(header.build(spec.definition(message.type), message_id, message.sender, message.receiver, created))
+    document = ET.SubElement(envelope, "Document", {"xmlns": spec.namespace(message.type)})
     document.append(message.body)
-    raw: bytes = ET.tostring(document, encoding="utf-8", xml_declaration=True)
+    raw: bytes = ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
     if len(raw) > MAX_FRAME:
         raise FramingError(f"message of {len(raw)} bytes exceeds the {MAX_FRAME}-byte frame limit")
     return len(raw).to_bytes(4, "big") + raw
@@ -46,15 +58,20 @@ def decode(raw: bytes) -> Message:
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise FramingError("document type declarations are not accepted")
     try:
-        document = ET.fromstring(raw)
+        envelope = ET.fromstring(raw)
     except ET.ParseError as error:
         raise FramingError(f"malformed XML at line {error.position[0]}, column {error.position[1]}") from None
-    message_type = _message_type(document.tag)
-    for element in document.iter():
+    if envelope.tag != ENVELOPE or len(envelope) != 2 or envelope[0].tag != f"{{{spec.HEADER_NAMESPACE}}}AppHdr":
+        raise FramingError("not an envelope holding a Business Application Header and a document")
+    message_type = _message_type(envelope[1].tag)
+    for element in envelope.iter():
         element.tag = _local(element.tag)
-    if document.tag != "Document" or len(document) != 1 or document[0].tag != spec.ROOTS[message_type]:
+    app_header, document = envelope
+    if header.definition(app_header) != spec.definition(message_type):
+        raise FramingError(f"a {message_type} document under a header naming another definition")
+    if len(document) != 1 or document[0].tag != spec.ROOTS[message_type]:
         raise FramingError(f"a {message_type} document without its {spec.ROOTS[message_type]} element")
-    return Message(message_type, document[0])
+    return Message(message_type, document[0], header.sender(app_header), header.receiver(app_header))
 
 
 async def read_message(reader: asyncio.StreamReader) -> Message:
@@ -69,7 +86,7 @@ def _message_type(tag: str) -> str:
     uri = tag[1:].partition("}")[0] if tag.startswith("{") else ""
     name = uri.removeprefix(spec.NAMESPACE_PREFIX)
     message_type = name[:8]
-    if not uri.startswith(spec.NAMESPACE_PREFIX) or message_type not in spec.ROOTS:
+    if message_type not in spec.ROOTS or uri != spec.namespace(message_type) or _local(tag) != "Document":
         raise FramingError("not a known ISO 20022 message namespace")
     return message_type
 

@@ -1,10 +1,12 @@
 """Pure translation between the adapter contract and ISO 20022 messages: no I/O.
 
 Requests: acmt.023 (resolve an alias or account), pacs.008 (credit transfer),
-pacs.004 (return: a refund) and camt.056 (recall: a reversal). Answers: acmt.024
-and pacs.002. The EndToEndId is the switch's transaction id, so a return or a
-recall names its original; every message's MsgId is assigned by the client and
-every answer carries it back as the original message id.
+pacs.004 (return: a refund) and camt.056 (recall: a reversal). Answers: acmt.024,
+pacs.002 and camt.029 (the resolution of a recall). The EndToEndId and TxId are the
+switch's transaction id in the SWIFT character set and the UETR is derived from it,
+so a return or a recall names its original; every message's MsgId is assigned by
+the client and every answer carries it back as the original message id. Requests go
+from the route's debtor agent to its creditor agent; answers go back.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from switch.adapters.contract import AdapterRequest, AdapterResult
 from switch.domain.models import OperationKind, mask_account
 from switch.domain.response_codes import ResponseCode
 
-from . import spec
+from . import identifiers, parties, spec
 from .amounts import to_decimal
 from .framing import Message
+from .identifiers import MAX_ACCOUNT, checked, end_to_end
+from .parties import DEFAULT_AGENTS, Agents
 
-MAX_ID = 35  # Max35Text: MsgId, EndToEndId, account ids
+MAX_ALIAS = 2048  # Max2048Text: a proxy's id
+MAX_NAME = 140  # Max140Text
+NOT_PROVIDED = "NOTPROVIDED"  # the name schemes accept for a party whose name is not known
 
 
 def proxy_type(account_id: str) -> str:
@@ -33,9 +39,9 @@ def proxy_type(account_id: str) -> str:
     return ""
 
 
-def identification_request(msg_id: str, account_id: str, *, now: datetime) -> Message:
+def identification_request(msg_id: str, account_id: str, *, now: datetime, agents: Agents = DEFAULT_AGENTS) -> Message:
     body = ET.Element(spec.ROOTS[spec.IDENTIFICATION_REQUEST])
-    _assignment(body, msg_id, now)
+    _assignment(body, msg_id, now, agents.debtor, agents.creditor)
     verification = _sub(body, "Vrfctn")
     _sub(verification, "Id", msg_id)
     account = _sub(_sub(verification, "PtyAndAcctId"), "Acct")
@@ -43,13 +49,15 @@ def identification_request(msg_id: str, account_id: str, *, now: datetime) -> Me
     if kind:
         proxy = _sub(account, "Prxy")
         _sub(_sub(proxy, "Tp"), "Cd" if kind != "VPA" else "Prtry", kind)
-        _sub(proxy, "Id", _checked(account_id, "account id"))
+        _sub(proxy, "Id", identifiers.printable(account_id, "account id", MAX_ALIAS))
     else:
         _account_id(account, account_id)
-    return Message(spec.IDENTIFICATION_REQUEST, body)
+    return Message(spec.IDENTIFICATION_REQUEST, body, agents.debtor, agents.creditor)
 
 
-def credit_transfer(msg_id: str, request: AdapterRequest, debtor_account: str, *, now: datetime) -> Message:
+def credit_transfer(
+    msg_id: str, request: AdapterRequest, debtor_account: str, *, now: datetime, agents: Agents = DEFAULT_AGENTS
+) -> Message:
     """The pacs.008 for an authorization, from the debtor's resolved account."""
     if request.kind is not OperationKind.AUTHORIZE:
         raise ValueError(f"a credit transfer cannot carry a {request.kind.value}")
@@ -59,46 +67,52 @@ def credit_transfer(msg_id: str, request: AdapterRequest, debtor_account: str, *
     transaction = _sub(body, "CdtTrfTxInf")
     ids = _sub(transaction, "PmtId")
     _sub(ids, "InstrId", msg_id)
-    _sub(ids, "EndToEndId", _checked(request.transaction_id, "transaction id"))
-    _sub(ids, "TxId", msg_id)
+    _sub(ids, "EndToEndId", end_to_end(request.transaction_id))
+    _sub(ids, "TxId", end_to_end(request.transaction_id))
+    _sub(ids, "UETR", identifiers.uetr(request.transaction_id))
     _amount(transaction, "IntrBkSttlmAmt", request)
     _amount(transaction, "InstdAmt", request)
     _sub(transaction, "ChrgBr", "SLEV")
-    if request.account is not None and request.account.holder_name:
-        _sub(_sub(transaction, "Dbtr"), "Nm", "".join(c for c in request.account.holder_name if c.isprintable())[:140])
+    _sub(_sub(transaction, "Dbtr"), "Nm", _name(request.account.holder_name if request.account else ""))
     _account_id(_sub(transaction, "DbtrAcct"), debtor_account)
+    parties.write(_sub(transaction, "DbtrAgt"), agents.debtor)
+    parties.write(_sub(transaction, "CdtrAgt"), agents.creditor)
+    _sub(_sub(transaction, "Cdtr"), "Nm", _name(request.destination.holder_name if request.destination else ""))
     creditor = request.destination.id if request.destination is not None else request.merchant_id
     _account_id(_sub(transaction, "CdtrAcct"), creditor)
-    return Message(spec.CREDIT_TRANSFER, body)
+    return Message(spec.CREDIT_TRANSFER, body, agents.debtor, agents.creditor)
 
 
-def undo(msg_id: str, request: AdapterRequest, *, now: datetime) -> Message:
-    """A camt.056 recall for a reversal, a pacs.004 return for a refund, naming the original."""
+def undo(msg_id: str, request: AdapterRequest, *, now: datetime, agents: Agents = DEFAULT_AGENTS) -> Message:
+    """A camt.056 recall for a reversal, a pacs.004 return for a refund, naming the original
+    by its EndToEndId, TxId and UETR."""
     if request.kind is OperationKind.REVERSE:
         body = ET.Element(spec.ROOTS[spec.RECALL])
-        _assignment(body, msg_id, now)
+        _case_assignment(body, msg_id, now, agents.debtor, agents.creditor)
         transaction = _sub(_sub(body, "Undrlyg"), "TxInf")
         _sub(transaction, "CxlId", msg_id)
-        _sub(transaction, "OrgnlEndToEndId", _checked(request.transaction_id, "transaction id"))
+        _original_ids(transaction, request.transaction_id)
         _amount(transaction, "OrgnlIntrBkSttlmAmt", request)
         _sub(_sub(_sub(transaction, "CxlRsnInf"), "Rsn"), "Cd", spec.RECALL_REASON)
-        return Message(spec.RECALL, body)
+        return Message(spec.RECALL, body, agents.debtor, agents.creditor)
     if request.kind is OperationKind.REFUND:
         body = ET.Element(spec.ROOTS[spec.PAYMENT_RETURN])
-        _group_header(body, msg_id, now)
+        header = _group_header(body, msg_id, now)
+        _sub(_sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
         transaction = _sub(body, "TxInf")
         _sub(transaction, "RtrId", msg_id)
-        _sub(transaction, "OrgnlEndToEndId", _checked(request.transaction_id, "transaction id"))
+        _original_ids(transaction, request.transaction_id)
         _amount(transaction, "RtrdIntrBkSttlmAmt", request)
+        _sub(transaction, "ChrgBr", "SLEV")
         _sub(_sub(_sub(transaction, "RtrRsnInf"), "Rsn"), "Cd", spec.RETURN_REASON)
-        return Message(spec.PAYMENT_RETURN, body)
+        return Message(spec.PAYMENT_RETURN, body, agents.debtor, agents.creditor)
     raise ValueError(f"an ISO 20022 rail cannot {request.kind.value}")
 
 
 def identification_report(msg_id: str, request: Message, resolved: str | None, *, now: datetime) -> Message:
     """The acmt.024 answer to an acmt.023: the resolved account, or not found (AC01)."""
     body = ET.Element(spec.ROOTS[spec.IDENTIFICATION_REPORT])
-    _assignment(body, msg_id, now)
+    _assignment(body, msg_id, now, request.receiver, request.sender)
     _sub(_sub(body, "OrgnlAssgnmt"), "MsgId", request_key(request)[0])
     report = _sub(body, "Rpt")
     _sub(report, "OrgnlId", request.text("Vrfctn/Id"))
@@ -107,27 +121,46 @@ def identification_report(msg_id: str, request: Message, resolved: str | None, *
         _sub(_sub(report, "Rsn"), "Cd", spec.NOT_FOUND)
     else:
         _account_id(_sub(_sub(report, "UpdtdPtyAndAcctId"), "Acct"), resolved)
-    return Message(spec.IDENTIFICATION_REPORT, body)
+    return Message(spec.IDENTIFICATION_REPORT, body, request.receiver, request.sender)
 
 
 def status_report(
     msg_id: str, request: Message, status: str, *, reason: str = "", reference: str = "", now: datetime
 ) -> Message:
-    """The pacs.002 answer to a pacs.008, pacs.004 or camt.056."""
+    """The pacs.002 answer to a pacs.008 or pacs.004."""
     body = ET.Element(spec.ROOTS[spec.STATUS_REPORT])
     _group_header(body, msg_id, now, count=False)
     original, end_to_end = request_key(request)
     group = _sub(body, "OrgnlGrpInfAndSts")
     _sub(group, "OrgnlMsgId", original)
-    _sub(group, "OrgnlMsgNmId", f"{request.type}.{spec.VERSIONS[request.type]}")
+    _sub(group, "OrgnlMsgNmId", spec.definition(request.type))
     transaction = _sub(body, "TxInfAndSts")
     _sub(transaction, "OrgnlEndToEndId", end_to_end)
+    if uetr := request.text("CdtTrfTxInf/PmtId/UETR") or request.text("TxInf/OrgnlUETR"):
+        _sub(transaction, "OrgnlUETR", uetr)
     _sub(transaction, "TxSts", status)
     if reason:
         _sub(_sub(_sub(transaction, "StsRsnInf"), "Rsn"), "Cd", reason)
     if reference:
         _sub(transaction, "ClrSysRef", reference)
-    return Message(spec.STATUS_REPORT, body)
+    return Message(spec.STATUS_REPORT, body, request.receiver, request.sender)
+
+
+def resolution(msg_id: str, recall: Message, accepted: bool, *, now: datetime) -> Message:
+    """The camt.029 answer to a camt.056: the recall accepted (CNCL) or rejected (RJCR)."""
+    body = ET.Element(spec.ROOTS[spec.RESOLUTION])
+    _case_assignment(body, msg_id, now, recall.receiver, recall.sender)
+    _sub(_sub(body, "Sts"), "Conf", spec.RECALL_ACCEPTED if accepted else spec.RECALL_REJECTED)
+    transaction = _sub(_sub(body, "CxlDtls"), "TxInfAndSts")
+    group = _sub(transaction, "OrgnlGrpInf")
+    original, end_to_end = request_key(recall)
+    _sub(group, "OrgnlMsgId", original)
+    _sub(group, "OrgnlMsgNmId", spec.definition(recall.type))
+    _sub(transaction, "OrgnlEndToEndId", end_to_end)
+    if uetr := recall.text("Undrlyg/TxInf/OrgnlUETR"):
+        _sub(transaction, "OrgnlUETR", uetr)
+    _sub(transaction, "TxCxlSts", "ACCR" if accepted else "RJCR")
+    return Message(spec.RESOLUTION, body, recall.receiver, recall.sender)
 
 
 def request_key(message: Message) -> tuple[str, str]:
@@ -145,6 +178,9 @@ def answer_key(message: Message) -> tuple[str, str]:
     """The MsgId and EndToEndId of the request an answer answers."""
     if message.type == spec.IDENTIFICATION_REPORT:
         return message.text("OrgnlAssgnmt/MsgId"), ""
+    if message.type == spec.RESOLUTION:
+        found = "CxlDtls/TxInfAndSts/"
+        return message.text(found + "OrgnlGrpInf/OrgnlMsgId"), message.text(found + "OrgnlEndToEndId")
     return message.text("OrgnlGrpInfAndSts/OrgnlMsgId"), message.text("TxInfAndSts/OrgnlEndToEndId")
 
 
@@ -161,7 +197,9 @@ def not_found() -> AdapterResult:
 
 
 def to_result(answer: Message) -> AdapterResult:
-    """The AdapterResult for a pacs.002; an unknown status or reason is a do-not-honor decline."""
+    """The AdapterResult for a pacs.002 or camt.029; an unknown status or reason is a do-not-honor decline."""
+    if answer.type == spec.RESOLUTION:
+        return _resolution_result(answer)
     if answer.type != spec.STATUS_REPORT:
         code = ResponseCode.SYSTEM_ERROR
         return AdapterResult(code.code, f"{code.message}: unexpected {answer.type} answer")
@@ -177,13 +215,24 @@ def to_result(answer: Message) -> AdapterResult:
     )
 
 
+def _resolution_result(answer: Message) -> AdapterResult:
+    # An accepted recall: the creditor agent will return the money. That the money is back
+    # (a pacs.004 the rail sends later) is not something one answer can tell the core.
+    status = answer.text("Sts/Conf")
+    if status == spec.RECALL_ACCEPTED:
+        code = ResponseCode.APPROVED
+        return AdapterResult(code.code, f"{code.message}: recall accepted")
+    code = ResponseCode.DO_NOT_HONOR
+    return AdapterResult(code.code, f"{code.message}: recall {status or 'unresolved'}")
+
+
 def describe(message: Message) -> str:
     """A one-line summary for logs: ids and statuses, account ids masked."""
     msg_id, end_to_end = request_key(message) if message.type not in _ANSWERS else answer_key(message)
     parts = [message.type, f"msg={msg_id}"]
     if end_to_end:
         parts.append(f"e2e={end_to_end}")
-    for path in ("TxInfAndSts/TxSts", "TxInfAndSts/StsRsnInf/Rsn/Cd", "Rpt/Vrfctn"):
+    for path in ("TxInfAndSts/TxSts", "TxInfAndSts/StsRsnInf/Rsn/Cd", "Rpt/Vrfctn", "Sts/Conf"):
         if value := message.text(path):
             parts.append(f"{path.rpartition('/')[2].lower()}={value}")
     parents = {child: parent for parent in message.body.iter() for child in parent}
@@ -193,7 +242,7 @@ def describe(message: Message) -> str:
     return " ".join(parts)
 
 
-_ANSWERS = frozenset({spec.IDENTIFICATION_REPORT, spec.STATUS_REPORT})
+_ANSWERS = frozenset({spec.IDENTIFICATION_REPORT, spec.STATUS_REPORT, spec.RESOLUTION})
 
 
 def _is_account(parents: dict[ET.Element, ET.Element], element: ET.Element) -> bool:
@@ -216,15 +265,40 @@ def _code(reference: str) -> str:
     return "".join(c for c in reference.upper() if c.isascii() and c.isalnum())[:6]
 
 
-def _assignment(body: ET.Element, msg_id: str, now: datetime) -> None:
+def _assignment(body: ET.Element, msg_id: str, now: datetime, assigner: parties.Agent, assignee: parties.Agent) -> None:
+    """An acmt identification assignment: MsgId, CreDtTm, then the parties."""
     assignment = _sub(body, "Assgnmt")
-    _sub(assignment, "MsgId" if body.tag != spec.ROOTS[spec.RECALL] else "Id", _checked(msg_id, "message id"))
+    _sub(assignment, "MsgId", checked(msg_id, "message id"))
     _sub(assignment, "CreDtTm", now.isoformat(timespec="seconds"))
+    parties.write(_sub(_sub(assignment, "Assgnr"), "Agt"), assigner)
+    parties.write(_sub(_sub(assignment, "Assgne"), "Agt"), assignee)
+
+
+def _case_assignment(
+    body: ET.Element, msg_id: str, now: datetime, assigner: parties.Agent, assignee: parties.Agent
+) -> None:
+    """A camt case assignment: Id, the parties, then CreDtTm."""
+    assignment = _sub(body, "Assgnmt")
+    _sub(assignment, "Id", checked(msg_id, "message id"))
+    parties.write(_sub(_sub(assignment, "Assgnr"), "Agt"), assigner)
+    parties.write(_sub(_sub(assignment, "Assgne"), "Agt"), assignee)
+    _sub(assignment, "CreDtTm", now.isoformat(timespec="seconds"))
+
+
+def _original_ids(transaction: ET.Element, transaction_id: str) -> None:
+    _sub(transaction, "OrgnlEndToEndId", end_to_end(transaction_id))
+    _sub(transaction, "OrgnlTxId", end_to_end(transaction_id))
+    _sub(transaction, "OrgnlUETR", identifiers.uetr(transaction_id))
+
+
+def _name(holder_name: str) -> str:
+    name = "".join(c for c in holder_name if c.isprintable()).strip()[:MAX_NAME]
+    return name or NOT_PROVIDED
 
 
 def _group_header(body: ET.Element, msg_id: str, now: datetime, *, count: bool = True) -> ET.Element:
     header = _sub(body, "GrpHdr")
-    _sub(header, "MsgId", _checked(msg_id, "message id"))
+    _sub(header, "MsgId", checked(msg_id, "message id"))
     _sub(header, "CreDtTm", now.isoformat(timespec="seconds"))
     if count:
         _sub(header, "NbOfTxs", "1")
@@ -240,7 +314,7 @@ def _amount(parent: ET.Element, tag: str, request: AdapterRequest) -> None:
 
 
 def _account_id(parent: ET.Element, account_id: str) -> None:
-    _sub(_sub(_sub(parent, "Id"), "Othr"), "Id", _checked(account_id, "account id"))
+    _sub(_sub(_sub(parent, "Id"), "Othr"), "Id", identifiers.printable(account_id, "account id", MAX_ACCOUNT))
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
@@ -248,10 +322,3 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     if text is not None:
         element.text = text
     return element
-
-
-def _checked(value: str, what: str) -> str:
-    # The message never includes the value: it may be an account id.
-    if not value or len(value) > MAX_ID or not value.isprintable():
-        raise ValueError(f"{what} must be 1 to {MAX_ID} printable characters")
-    return value

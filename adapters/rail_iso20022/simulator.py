@@ -4,7 +4,9 @@ It resolves acmt.023 identification requests (an alias "unknown@..." is not
 found; other aliases resolve to an account that keeps the alias's test suffix),
 and answers pacs.008 transfers by the debtor account's suffix: "-insufficient"
 RJCT AM04, "-closed" RJCT AC04, "-timeout" approved after late_delay seconds,
-anything else ACSC. pacs.004 returns and camt.056 recalls are acknowledged ACSC.
+anything else ACSC. pacs.004 returns are acknowledged ACSC (pacs.002); camt.056
+recalls are accepted by a camt.029 resolution (CNCL). Answers go from the request's
+receiving agent back to its sender.
 Options make the network misbehave on payment messages (not on inquiries):
 latency (every answer), drop_rate (no answer at all), slow_rate (answer after
 late_delay); seed makes them repeatable.
@@ -63,7 +65,9 @@ class RailSimulator(SimulatorServer):
         msg_id = self._next_id()
         if request.type == spec.IDENTIFICATION_REQUEST:
             return mapping.identification_report(msg_id, request, _resolve(request), now=now)
-        if request.type not in (spec.CREDIT_TRANSFER, spec.PAYMENT_RETURN, spec.RECALL):
+        if request.type == spec.RECALL:
+            return mapping.resolution(msg_id, request, accepted=True, now=now)
+        if request.type not in (spec.CREDIT_TRANSFER, spec.PAYMENT_RETURN):
             return mapping.status_report(msg_id, request, spec.REJECTED, reason="FF01", now=now)
         debtor = request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id")
         for suffix, reason in _REJECTIONS.items():

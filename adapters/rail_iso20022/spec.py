@@ -13,15 +13,19 @@ CREDIT_TRANSFER: Final = "pacs.008"  # FI-to-FI customer credit transfer
 PAYMENT_RETURN: Final = "pacs.004"  # a refund
 RECALL: Final = "camt.056"  # FI-to-FI payment cancellation request: a reversal
 STATUS_REPORT: Final = "pacs.002"
+RESOLUTION: Final = "camt.029"  # resolution of investigation: the answer to a recall
+
+# The versions whose official XSDs the tests validate against (README "ISO 20022 messages").
 
 VERSIONS: Final = MappingProxyType(
     {
-        IDENTIFICATION_REQUEST: "001.03",
-        IDENTIFICATION_REPORT: "001.03",
+        IDENTIFICATION_REQUEST: "001.04",
+        IDENTIFICATION_REPORT: "001.04",
         CREDIT_TRANSFER: "001.08",
-        PAYMENT_RETURN: "001.09",
-        RECALL: "001.08",
-        STATUS_REPORT: "001.10",
+        PAYMENT_RETURN: "001.11",
+        RECALL: "001.12",
+        STATUS_REPORT: "001.12",
+        RESOLUTION: "001.14",
     }
 )
 # The element under <Document> that each message type wraps its content in.
@@ -33,13 +37,20 @@ ROOTS: Final = MappingProxyType(
         PAYMENT_RETURN: "PmtRtr",
         RECALL: "FIToFIPmtCxlReq",
         STATUS_REPORT: "FIToFIPmtStsRpt",
+        RESOLUTION: "RsltnOfInvstgtn",
     }
 )
 NAMESPACE_PREFIX: Final = "urn:iso:std:iso:20022:tech:xsd:"
+HEADER_NAMESPACE: Final = f"{NAMESPACE_PREFIX}head.001.001.02"
+
+
+def definition(message_type: str) -> str:
+    """The message definition identifier: "pacs.008.001.08"."""
+    return f"{message_type}.{VERSIONS[message_type]}"
 
 
 def namespace(message_type: str) -> str:
-    return f"{NAMESPACE_PREFIX}{message_type}.{VERSIONS[message_type]}"
+    return f"{NAMESPACE_PREFIX}{definition(message_type)}"
 
 
 # pacs.002 transaction statuses.
@@ -58,4 +69,7 @@ REASONS: Final = MappingProxyType(
 )
 NOT_FOUND: Final = "AC01"  # an alias that resolves to no account
 RETURN_REASON: Final = "CUST"  # a refund the customer asked for
-RECALL_REASON: Final = "TECH"  # a reversal: the switch never learnt the outcome
+RECALL_REASON: Final = "TECH"
+# camt.029 confirmations (ExternalInvestigationExecutionConfirmation1Code).
+RECALL_ACCEPTED: Final = "CNCL"  # cancelled as requested: the money is to be returned
+RECALL_REJECTED: Final = "RJCR"  # cancellation request rejected  # a reversal: the switch never learnt the outcome

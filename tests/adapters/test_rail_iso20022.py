@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from adapters.rail_iso20022 import Iso20022RailAdapter, amounts, framing, mapping, spec
+from adapters.rail_iso20022 import Iso20022RailAdapter, amounts, framing, identifiers, mapping, parties, spec
 from adapters.rail_iso20022.simulator import RailSimulator, start_simulator
 from switch.adapters.contract import AdapterRequest, AdapterUnavailable
 from switch.domain.models import Account, Money, OperationKind, mask_account
@@ -122,6 +123,81 @@ def test_unsafe_or_foreign_documents_are_refused() -> None:
         framing.decode(b"<Document><unclosed></Document>")
     with pytest.raises(framing.FramingError):
         framing.decode(b'<Document xmlns="urn:other"><X/></Document>')
+
+
+UUID4 = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}")
+AGENTS = parties.from_options("rail", {"clearing_system": "USABA", "debtor_agent_member_id": "011000015",
+                                       "creditor_agent_member_id": "021000021"})  # fmt: skip
+
+
+def test_a_transfer_names_its_agents_uetr_and_ids_in_the_swift_set() -> None:
+    request = transfer("12345678", "tx_01J00000000000000000000AB")
+    decoded = round_trip(mapping.credit_transfer("MSG9", request, "ACC99", now=NOW, agents=AGENTS))
+    assert (decoded.sender, decoded.receiver) == (AGENTS.debtor, AGENTS.creditor)  # from the header
+    ids = "CdtTrfTxInf/PmtId/"
+    assert decoded.text(ids + "EndToEndId") == decoded.text(ids + "TxId") == "tx-01J00000000000000000000AB"
+    assert UUID4.fullmatch(decoded.text(ids + "UETR"))
+    assert decoded.text(ids + "UETR") == identifiers.uetr(request.transaction_id)  # a resend names the same
+    for agent, member in (("DbtrAgt", "011000015"), ("CdtrAgt", "021000021")):
+        assert decoded.text(f"CdtTrfTxInf/{agent}/FinInstnId/ClrSysMmbId/MmbId") == member
+        assert decoded.text(f"CdtTrfTxInf/{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Cd") == "USABA"
+    nameless = AdapterRequest(
+        OperationKind.AUTHORIZE, "tx-n", "m", Money(1, "USD"), account=Account("rail", "a", "BR", "\x00 ")
+    )
+    named = round_trip(mapping.credit_transfer("MSG10", nameless, "a", now=NOW))
+    assert named.text("CdtTrfTxInf/Dbtr/Nm") == named.text("CdtTrfTxInf/Cdtr/Nm") == mapping.NOT_PROVIDED
+
+
+def test_returns_and_recalls_name_the_original_references() -> None:
+    for kind, path in ((OperationKind.REFUND, "TxInf/"), (OperationKind.REVERSE, "Undrlyg/TxInf/")):
+        message = round_trip(mapping.undo("MSG11", reverse("tx_7", kind), now=NOW, agents=AGENTS))
+        assert message.text(path + "OrgnlEndToEndId") == message.text(path + "OrgnlTxId") == "tx-7"
+        assert message.text(path + "OrgnlUETR") == identifiers.uetr("tx_7")
+    recall = round_trip(mapping.undo("MSG12", reverse("tx_8"), now=NOW, agents=AGENTS))
+    for accepted, code in ((True, "00"), (False, "05")):
+        answer = round_trip(mapping.resolution("R5", recall, accepted, now=NOW))
+        assert (answer.sender, answer.receiver) == (AGENTS.creditor, AGENTS.debtor)  # answers go back
+        assert mapping.answer_key(answer) == mapping.request_key(recall)
+        assert mapping.to_result(answer).response_code == code
+
+
+@pytest.mark.parametrize(
+    ("account_id", "transaction_id"),
+    [
+        ("acct-" + "9" * 30, "tx-1"),  # Othr/Id is Max34Text
+        ("acct-secret", "t" * 36),
+        ("acct-secret", "tx 1 é"),  # outside the SWIFT set
+        ("", "tx-1"),
+        ("acct\nsecret", "tx-1"),
+    ],
+)
+def test_ids_outside_the_schema_are_refused(account_id: str, transaction_id: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        mapping.credit_transfer("MSG13", transfer(account_id, transaction_id), account_id, now=NOW)
+    assert not account_id or account_id not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("clearing_system", "usaba"),
+        ("clearing_system", "TOOLONG"),
+        ("debtor_agent_member_id", "a_b"),
+        ("creditor_agent_member_id", "9" * 36),
+        ("creditor_agent_member_id", 21000021),
+    ],
+)
+def test_a_bad_agent_option_fails_the_start_naming_it(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        Iso20022RailAdapter("rail", {"host": "127.0.0.1", "port": 1, option: value})
+
+
+def test_a_document_under_a_header_for_another_definition_is_refused() -> None:
+    raw = framing.encode(mapping.undo("MSG14", reverse("tx-9"), now=NOW))[4:]
+    with pytest.raises(framing.FramingError):
+        framing.decode(raw.replace(b"camt.056.001.12</MsgDefIdr>", b"camt.056.001.08</MsgDefIdr>"))
+    with pytest.raises(framing.FramingError):
+        framing.decode(raw.replace(b"<Envelope>", b"<Other>").replace(b"</Envelope>", b"</Other>"))
 
 
 def test_describe_masks_account_ids() -> None:
@@ -249,6 +325,20 @@ async def test_requests_the_rail_cannot_carry_are_declined_unsent(start: Started
     capture = AdapterRequest(OperationKind.CAPTURE, "tx-c", "m", Money(100, "USD"))
     (result,) = await adapter.send([capture], time_left=1.0)
     assert result.response_code == "12" and sum(simulator.received.values()) == 0
+
+
+async def test_a_long_alias_resolves_to_an_account_that_fits(start: Started) -> None:
+    _, adapter = await start()
+    (result,) = await adapter.send([transfer("a-long-customer-name@example-bank.com", "tx-alias")], time_left=2.0)
+    assert result.approved
+
+
+async def test_a_too_long_id_is_refused_unsent(start: Started) -> None:
+    simulator, adapter = await start()
+    (result,) = await adapter.send([transfer("a" * 35, "tx-long")], time_left=1.0)
+    (recall,) = await adapter.send([reverse("t" * 36)], time_left=1.0)
+    assert result.response_code == recall.response_code == "12" and "a" * 35 not in result.message
+    assert sum(simulator.received.values()) == 0
 
 
 async def test_no_account_id_in_clear_in_debug_logs(start: Started, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,44 @@
+"""Identifiers as schemes accept them: the SWIFT character set, the schema's lengths, a UETR.
+
+Errors never include the value: it may be an account id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+# SWIFT "x" set, which SEPA and CBPR+ identifiers keep to ("_" is not in it).
+_SWIFT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-?:().,'+ ")
+MAX_ID = 35  # Max35Text: MsgId, EndToEndId, TxId, proxy-free ids
+MAX_ACCOUNT = 34  # Max34Text: an account's Othr/Id
+
+
+def is_swift_text(value: str) -> bool:
+    return all(c in _SWIFT for c in value)
+
+
+def checked(value: str, what: str, limit: int = MAX_ID) -> str:
+    """value when it is 1 to limit characters of the SWIFT set; ValueError otherwise."""
+    if not value or len(value) > limit or not is_swift_text(value) or value.startswith("/") or "//" in value:
+        raise ValueError(f"{what} must be 1 to {limit} characters of the SWIFT set")
+    return value
+
+
+def printable(value: str, what: str, limit: int) -> str:
+    """value for a field that allows any printable text (an alias), bounded."""
+    if not value or len(value) > limit or not value.isprintable():
+        raise ValueError(f"{what} must be 1 to {limit} printable characters")
+    return value
+
+
+def end_to_end(transaction_id: str) -> str:
+    """The EndToEndId (and TxId) for a switch transaction id: its "_" is outside the SWIFT set."""
+    return checked(transaction_id.replace("_", "-"), "transaction id")
+
+
+def uetr(transaction_id: str) -> str:
+    """The transfer's UETR, a UUID v4 derived from the transaction id: a resend, a return or a
+    recall names the same one without the switch storing it."""
+    digest = hashlib.sha256(b"uetr:" + transaction_id.encode()).digest()[:16]
+    return str(uuid.UUID(bytes=digest, version=4))
