@@ -41,7 +41,10 @@ _UNDO = (OperationKind.REVERSE, OperationKind.REFUND)
 
 
 class Iso20022RailAdapter:
-    capabilities = frozenset({Capability.AUTHORIZE, Capability.REVERSE, Capability.REFUND})
+    # An accepted pacs.008 is final: settled at once, returned by pacs.004.
+    capabilities = frozenset(
+        {Capability.AUTHORIZE, Capability.REVERSE, Capability.REFUND, Capability.SETTLES_ON_AUTHORIZE}
+    )
 
     def __init__(self, name: str = "rail_iso20022", options: Mapping[str, Any] | None = None) -> None:
         options = options or {}

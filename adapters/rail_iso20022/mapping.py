@@ -100,7 +100,8 @@ def undo(msg_id: str, request: AdapterRequest, *, now: datetime, agents: Agents 
         header = _group_header(body, msg_id, now)
         _sub(_sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
         transaction = _sub(body, "TxInf")
-        _sub(transaction, "RtrId", msg_id)
+        # The refund's own reference, the same on every send: the rail returns it once.
+        _sub(transaction, "RtrId", checked((request.reference or msg_id).replace("_", "-"), "return id"))
         _original_ids(transaction, request.transaction_id)
         _amount(transaction, "RtrdIntrBkSttlmAmt", request)
         _sub(transaction, "ChrgBr", "SLEV")

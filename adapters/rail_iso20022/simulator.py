@@ -4,7 +4,10 @@ It resolves acmt.023 identification requests (an alias "unknown@..." is not
 found; other aliases resolve to an account that keeps the alias's test suffix),
 and answers pacs.008 transfers by the debtor account's suffix: "-insufficient"
 RJCT AM04, "-closed" RJCT AC04, "-timeout" approved after late_delay seconds,
-anything else ACSC. pacs.004 returns are acknowledged ACSC (pacs.002); camt.056
+anything else ACSC. A pacs.004 return is matched to its transfer by UETR: ACSC
+while what it returns fits what the transfer settled, RJCT NOOR for a transfer it
+never settled, RJCT AM09 past the amount, and the first answer again for a
+return it saw (by RtrId); camt.056
 recalls are accepted by a camt.029 resolution (CNCL). Answers go from the request's
 receiving agent back to its sender.
 Options make the network misbehave on payment messages (not on inquiries):
@@ -22,6 +25,7 @@ import hashlib
 import logging
 import string
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from ..simulator_server import SimulatorServer
@@ -40,6 +44,12 @@ class RailSimulator(SimulatorServer):
         """behaviour: latency, drops and late answers, see SimulatorServer."""
         super().__init__(**behaviour)  # received: by message type, "acmt.023", "pacs.008", ...
         self._sequence = 0
+        # What it settled and returned, by UETR: a return must name a settled transfer and
+        # may not return more than it moved; a return sent again (its RtrId) is answered
+        # as the first time, and returns nothing twice.
+        self.settled: dict[str, Decimal] = {}
+        self.returned: dict[str, Decimal] = {}
+        self._returns: dict[str, tuple[str, str]] = {}  # RtrId -> (status, reason) answered
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(framing.FramingError):
@@ -67,14 +77,36 @@ class RailSimulator(SimulatorServer):
             return mapping.identification_report(msg_id, request, _resolve(request), now=now)
         if request.type == spec.RECALL:
             return mapping.resolution(msg_id, request, accepted=True, now=now)
-        if request.type not in (spec.CREDIT_TRANSFER, spec.PAYMENT_RETURN):
+        if request.type == spec.PAYMENT_RETURN:
+            return self._return(msg_id, request, now)
+        if request.type != spec.CREDIT_TRANSFER:
             return mapping.status_report(msg_id, request, spec.REJECTED, reason="FF01", now=now)
         debtor = request.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id")
         for suffix, reason in _REJECTIONS.items():
             if debtor.endswith(suffix):
                 return mapping.status_report(msg_id, request, spec.REJECTED, reason=reason, now=now)
         reference = "".join(self._random.choice(_REFERENCE_ALPHABET) for _ in range(16))
+        uetr = request.text("CdtTrfTxInf/PmtId/UETR")
+        self.settled[uetr] = Decimal(request.text("CdtTrfTxInf/IntrBkSttlmAmt"))
         return mapping.status_report(msg_id, request, "ACSC", reference=reference, now=now)
+
+    def _return(self, msg_id: str, request: Message, now: datetime) -> Message:
+        return_id = request.text("TxInf/RtrId")
+        if return_id not in self._returns:
+            self._returns[return_id] = self._apply_return(request)
+        status, reason = self._returns[return_id]
+        return mapping.status_report(msg_id, request, status, reason=reason, now=now)
+
+    def _apply_return(self, request: Message) -> tuple[str, str]:
+        uetr = request.text("TxInf/OrgnlUETR")
+        amount = Decimal(request.text("TxInf/RtrdIntrBkSttlmAmt") or "0")
+        returned = self.returned.get(uetr, Decimal(0))
+        if uetr not in self.settled:
+            return spec.REJECTED, "NOOR"  # no original transaction received
+        if returned + amount > self.settled[uetr]:
+            return spec.REJECTED, "AM09"  # wrong amount
+        self.returned[uetr] = returned + amount
+        return "ACSC", ""
 
     def _next_id(self) -> str:
         self._sequence += 1

@@ -33,6 +33,10 @@ class Capability(enum.Enum):
     REFUND = "refund"
     REVERSE = "reverse"
     STATUS_INQUIRY = "status_inquiry"
+    # An approval moves the money at once (an instant push payment): the switch records
+    # it settled (captured in full), nothing is captured or voided, and money goes back
+    # by Refund (a return).
+    SETTLES_ON_AUTHORIZE = "settles_on_authorize"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

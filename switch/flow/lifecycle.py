@@ -4,6 +4,10 @@
     AUTHORIZED --void--> VOIDED
     CAPTURED / PARTIALLY_REFUNDED --refund (up to captured - refunded)--> PARTIALLY_REFUNDED | REFUNDED
 
+An approval on a route whose adapter settles on authorize (an instant push payment,
+Capability.SETTLES_ON_AUTHORIZE) is journaled CAPTURED in full at once: nothing to
+capture or void, and the money goes back by refund.
+
 Anything else raises FailedPrecondition. The journal applies the result only if
 the transaction is still the version these functions read.
 

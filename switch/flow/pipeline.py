@@ -167,8 +167,9 @@ class _Item:
     def moved_counters(self) -> tuple[Counter, ...]:
         return self.counters if self.counted else ()
 
-    def settle(self) -> AuthorizationResult:
-        """Fixes the item's status and fee from its final answer; returns its result."""
+    def settle(self, settles: bool) -> AuthorizationResult:
+        """Fixes the item's status and fee from its final answer; returns its result.
+        settles: an approval on its route moves the money at once (captured in full)."""
         stage = self.stage
         if stage is _ANSWERED or stage is _UNKNOWN:
             answer = self.answer
@@ -178,7 +179,8 @@ class _Item:
             if stage is _UNKNOWN:
                 self.status = TransactionStatus.UNKNOWN
             else:
-                self.status = TransactionStatus.AUTHORIZED if approved else TransactionStatus.DECLINED
+                approval = TransactionStatus.CAPTURED if settles else TransactionStatus.AUTHORIZED
+                self.status = approval if approved else TransactionStatus.DECLINED
         else:  # LIMITED or UNROUTABLE: the switch's own decline
             decline = self.decline
             assert decline is not None
@@ -524,7 +526,7 @@ class AuthorizationPipeline:
         decided = [item for item in items if item.stage in _TO_JOURNAL]
         if not decided:
             return
-        results = [item.settle() for item in decided]
+        results = [item.settle(self._router.settles(item.route)) for item in decided]
         rows = [(self._record(i, r, now), self._entry(i, r, now)) for i, r in zip(decided, results, strict=True)]
         try:
             earlier = await self._journal.record_authorizations(rows)
@@ -581,6 +583,7 @@ class AuthorizationPipeline:
             idempotency_key=item.authorization.idempotency_key,
             status=item.status,
             authorized=item.authorization.amount,
+            captured_minor=item.authorization.amount.minor_units if item.status is TransactionStatus.CAPTURED else 0,
             route=item.route,
             masked_instrument=item.instrument.masked,
             fingerprint=item.instrument.fingerprint,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from switch.adapters.contract import Adapter
+from switch.adapters.contract import Adapter, Capability
 from switch.domain.models import Authorization
 from switch.routing.breaker import Breakers, BreakerState, CallOutcome
 from switch.routing.plan import Cost, RoutePlanner
@@ -58,6 +58,11 @@ class Router:
 
     def adapter(self, route: str) -> Adapter:
         return self._adapters[route]
+
+    def settles(self, route: str) -> bool:
+        """Whether an approval on route moves the money at once (see Capability.SETTLES_ON_AUTHORIZE)."""
+        adapter = self._adapters.get(route)
+        return adapter is not None and Capability.SETTLES_ON_AUTHORIZE in adapter.capabilities
 
     def rail(self, route: str) -> str:
         return self._rails[route]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -315,9 +316,23 @@ async def test_a_batch_keeps_its_order(start: Started) -> None:
 
 async def test_a_reversal_is_acknowledged(start: Started) -> None:
     simulator, adapter = await start()
+    (paid,) = await adapter.send([transfer("acct-1", "tx-f")], time_left=2.0)
     reversal, refund = await adapter.send([reverse("tx-r"), reverse("tx-f", OperationKind.REFUND)], time_left=2.0)
-    assert reversal.approved and refund.approved and not reversal.unknown
-    assert simulator.received == {"camt.056": 1, "pacs.004": 1}
+    assert paid.approved and reversal.approved and refund.approved and not reversal.unknown
+    assert simulator.received == {"acmt.023": 1, "pacs.008": 1, "camt.056": 1, "pacs.004": 1}
+
+
+async def test_a_return_must_match_a_settled_transfer_and_fit_its_amount(start: Started) -> None:
+    _, adapter = await start()
+    (paid,) = await adapter.send([transfer("acct-1", "tx-m", amount=1000)], time_left=2.0)
+    refund = replace(reverse("tx-m", OperationKind.REFUND), amount=Money(600, "USD"), reference="op_a")
+    (first,) = await adapter.send([refund], time_left=2.0)
+    (again,) = await adapter.send([refund], time_left=2.0)  # the same return, sent again: returned once
+    (too_much,) = await adapter.send([replace(refund, reference="op_b")], time_left=2.0)  # 600 + 600 > 1000
+    (stranger,) = await adapter.send([reverse("tx-never-paid", OperationKind.REFUND)], time_left=2.0)
+    assert paid.approved and first.approved and again.approved
+    assert (too_much.approved, stranger.approved) == (False, False)
+    assert "AM09" in too_much.message and "NOOR" in stranger.message
 
 
 async def test_requests_the_rail_cannot_carry_are_declined_unsent(start: Started) -> None:
