@@ -13,7 +13,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from switch import config, server
-from switch.adapters.contract import Adapter, AdapterRequest, AdapterResult
+from switch.adapters.contract import Adapter, AdapterRequest, AdapterResult, Capability
 from switch.server import RunningSwitch
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
@@ -201,3 +201,10 @@ async def expect(call: Awaitable[Any], code: grpc.StatusCode) -> Failure:
     seen = await failure(call)
     assert seen.code == code, (seen.code, seen.details)
     return seen
+
+
+def settles(switch: Switch, route: str) -> bool:
+    """Whether route's adapter settles an approval at once (the ISO 20022 rail, the embedded
+    default's instant route, does; the simulated adapter authorizes like a card issuer)."""
+    (adapter,) = [adapter for adapter in switch.running.adapters if adapter.name == route]
+    return Capability.SETTLES_ON_AUTHORIZE in adapter.capabilities

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from switch.adapters.contract import Capability
 from switch.v1 import switch_pb2 as pb
 from tests.e2e.support import (
     DECLINE_CARD,
@@ -18,6 +17,7 @@ from tests.e2e.support import (
     account_request,
     card_request,
     get,
+    settles,
 )
 
 
@@ -91,14 +91,11 @@ async def test_instant_rail_account_is_approved(switch: Switch) -> None:
     assert response.transaction_id.startswith("tx_")
 
     transaction = await get(switch, response.transaction_id)
-    # The ISO 20022 rail (the embedded default's instant route) settles an accepted payment
-    # at once; the simulated adapter (production's here) authorizes like a card issuer.
-    (instant,) = [adapter for adapter in switch.running.adapters if adapter.name == "instant"]
-    settles = Capability.SETTLES_ON_AUTHORIZE in instant.capabilities
-    assert transaction.status == (pb.TRANSACTION_STATUS_CAPTURED if settles else pb.TRANSACTION_STATUS_AUTHORIZED)
+    settled = settles(switch, "instant")
+    assert transaction.status == (pb.TRANSACTION_STATUS_CAPTURED if settled else pb.TRANSACTION_STATUS_AUTHORIZED)
     assert transaction.route == "instant"
     assert transaction.authorized == pb.Money(minor_units=5000, currency="BRL")
-    assert transaction.captured == pb.Money(minor_units=5000 if settles else 0, currency="BRL")
+    assert transaction.captured == pb.Money(minor_units=5000 if settled else 0, currency="BRL")
     assert "778899" not in transaction.masked_instrument
 
 

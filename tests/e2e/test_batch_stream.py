@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from switch.adapters.contract import Capability
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
 from tests.e2e.support import (
@@ -23,6 +22,7 @@ from tests.e2e.support import (
     get,
     new_key,
     serve,
+    settles,
 )
 
 INVALID_ARGUMENT = 3
@@ -85,12 +85,10 @@ async def test_batch_mixes_cards_and_rail_accounts(switch: Switch) -> None:
         pb.DECISION_APPROVED,
     ]
     statuses = [(await get(switch, r.transaction_id)).status for r in batch.responses]
-    # The embedded default's instant route (the ISO 20022 rail) settles at once.
-    (instant,) = [adapter for adapter in switch.running.adapters if adapter.name == "instant"]
-    settles = Capability.SETTLES_ON_AUTHORIZE in instant.capabilities
+    settled = settles(switch, "instant")
     assert statuses == [
         pb.TRANSACTION_STATUS_AUTHORIZED,
-        pb.TRANSACTION_STATUS_CAPTURED if settles else pb.TRANSACTION_STATUS_AUTHORIZED,
+        pb.TRANSACTION_STATUS_CAPTURED if settled else pb.TRANSACTION_STATUS_AUTHORIZED,
         pb.TRANSACTION_STATUS_DECLINED,
         pb.TRANSACTION_STATUS_DECLINED,
         pb.TRANSACTION_STATUS_DECLINED,
