@@ -9,7 +9,8 @@ An answer that cannot be read is dropped with one log line and the connection
 kept, so the other answers on it still arrive; if it still shows whose answer it
 was, that request becomes unknown at once rather than at its deadline. When the
 connection drops, requests in flight become unknown and a background task
-reconnects with exponential backoff.
+reconnects with exponential backoff. A message the network sends on its own (not
+an answer) goes to the protocol's _inbound, which may answer it on the connection.
 
 A protocol subclasses MultiplexedClient and supplies its framing, its ids and keys,
 how a message is described in logs, and what must happen right after connecting.
@@ -22,7 +23,7 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
 from switch.adapters.contract import AdapterUnavailable
@@ -56,6 +57,7 @@ class MultiplexedClient(Generic[M]):
         self._closing = False
         self._id_stem = self.id_prefix + secrets.token_hex(4).upper()
         self._sequence = itertools.count(1)
+        self._inbound_tasks: set[asyncio.Task[None]] = set()
 
     # --- what a protocol supplies ----------------------------------------------------------------------------
 
@@ -93,6 +95,12 @@ class MultiplexedClient(Generic[M]):
     async def _on_connect(self) -> None:
         """Runs once a connection is up, before it takes requests (e.g. a sign-on)."""
 
+    def _inbound(self, message: M) -> bool:
+        """Takes a message the network sent on its own, not an answer (a rail's return);
+        False for an answer. Slow work belongs in a task (_in_background): this runs on
+        the reader."""
+        return False
+
     # --- the shared machinery ------------------------------------------------------------------------------------
 
     @property
@@ -115,6 +123,9 @@ class MultiplexedClient(Generic[M]):
 
     async def close(self) -> None:
         self._closing = True
+        for task in list(self._inbound_tasks):
+            task.cancel()
+        await asyncio.gather(*self._inbound_tasks, return_exceptions=True)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -238,7 +249,24 @@ class MultiplexedClient(Generic[M]):
             *key,
         )
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs a protocol's handling of an inbound message off the reader, until close()."""
+        task = asyncio.create_task(work)
+        self._inbound_tasks.add(task)
+        task.add_done_callback(self._inbound_tasks.discard)
+
+    def _write(self, message: M) -> bool:
+        """Writes a message outside any exchange (an answer to the network's own request);
+        whether a connection was there to take it."""
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(self._encode(message))
+        return True
+
     def _settle(self, message: M) -> None:
+        if self._inbound(message):
+            return
         request_id, reference = self._answer_key(message)
         expected, future = self._pending.get(request_id, ("", None))
         if future is None or future.done():

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +23,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from switch.adapters import contract as adapter_contract
-from switch.adapters.contract import Adapter
+from switch.adapters.contract import Adapter, Capability, ReturnsAdapter
 from switch.api import decoding
 from switch.api.servicer import SwitchServicer, TokensServicer
 from switch.cards.tokenizer import KeyRing, Tokenizer
@@ -47,6 +47,7 @@ from switch.flow.batcher import MicroBatcher
 from switch.flow.pending_operations import PendingOperationWorker, lease_seconds
 from switch.flow.periodic import Every
 from switch.flow.pipeline import AuthorizationPipeline
+from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine
@@ -150,8 +151,7 @@ async def build(settings: Settings) -> RunningSwitch:
     router = _router(settings, fees)
     metrics = SwitchMetrics()
     state, journal = await open_stores(settings, metrics.state_store_events)
-    for adapter in router.adapters:
-        await adapter.start()
+    await _start_adapters(router, Returns(journal, outcomes=metrics.returns))
     timeout = settings.adapters.timeout_ms / 1000.0
     operation_lease = lease_seconds(timeout)  # how long a capture, void or refund's sender holds it
     pipeline = AuthorizationPipeline(
@@ -200,7 +200,13 @@ async def build(settings: Settings) -> RunningSwitch:
         port = server.add_insecure_port(address)
     else:
         port = server.add_secure_port(address, certificates.credentials())
-    reversals = ReversalWorker(journal, router, time_left=timeout, intent_lease=settings.idempotency.lease_seconds)
+    reversals = ReversalWorker(
+        journal,
+        router,
+        time_left=timeout,
+        intent_lease=settings.idempotency.lease_seconds,
+        outcomes=metrics.reversals,
+    )
     operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=operation_lease)
     batcher.start()
     reversals.start()
@@ -234,6 +240,14 @@ async def build(settings: Settings) -> RunningSwitch:
         checkpoints,
         checkpointing,
     )
+
+
+async def _start_adapters(router: Router, returns: Returns) -> None:
+    """Starts every route's adapter; one that hears returns from its network delivers them to returns."""
+    for adapter in router.adapters:
+        if Capability.RETURNS in adapter.capabilities:
+            cast(ReturnsAdapter, adapter).listen(returns)
+        await adapter.start()
 
 
 def _servicers(

@@ -5,8 +5,10 @@ An authorization first resolves the debtor's account id or alias (acmt.023 ->
 acmt.024; not found: decline "14"), then sends a pacs.008 credit transfer whose
 pacs.002 status report approves or declines it. A reversal (REVERSE) is a
 camt.056 recall answered by a camt.029 resolution, a refund a pacs.004 return
-answered by a pacs.002, both naming the original EndToEndId, TxId and UETR (all
-derived from the switch's transaction id). Every document travels inside a
+answered by a pacs.002, both naming the original MsgId, EndToEndId, TxId and UETR
+(all derived from the switch's transaction id). A recall the rail accepts is
+completed by a pacs.004 the rail sends later: the adapter delivers it to the switch
+(Capability.RETURNS) and acknowledges it once it is journaled. Every document travels inside a
 Business Application Header (head.001.001.02); the versions are spec.VERSIONS.
 
 client.py does the I/O, mapping.py the pure translation, simulator.py plays the
@@ -26,7 +28,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnavailable, Capability
+from switch.adapters.contract import (
+    AdapterRequest,
+    AdapterResult,
+    AdapterUnavailable,
+    Capability,
+    DeliverReturns,
+)
 from switch.domain.models import OperationKind
 from switch.domain.response_codes import ResponseCode
 
@@ -43,7 +51,13 @@ _UNDO = (OperationKind.REVERSE, OperationKind.REFUND)
 class Iso20022RailAdapter:
     # An accepted pacs.008 is final: settled at once, returned by pacs.004.
     capabilities = frozenset(
-        {Capability.AUTHORIZE, Capability.REVERSE, Capability.REFUND, Capability.SETTLES_ON_AUTHORIZE}
+        {
+            Capability.AUTHORIZE,
+            Capability.REVERSE,
+            Capability.REFUND,
+            Capability.SETTLES_ON_AUTHORIZE,
+            Capability.RETURNS,
+        }
     )
 
     def __init__(self, name: str = "rail_iso20022", options: Mapping[str, Any] | None = None) -> None:
@@ -59,6 +73,10 @@ class Iso20022RailAdapter:
             timeout=float(options.get("timeout", 2.0)),
             backoff_max=float(options.get("backoff_max", 5.0)),
         )
+
+    def listen(self, deliver: DeliverReturns) -> None:
+        """Where the pacs.004 returns of accepted recalls go (see client.py)."""
+        self.client.listen(deliver)
 
     async def start(self) -> None:
         await self.client.start()

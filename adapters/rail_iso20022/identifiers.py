@@ -37,6 +37,22 @@ def end_to_end(transaction_id: str) -> str:
     return checked(transaction_id.replace("_", "-"), "transaction id")
 
 
+def transaction_id(end_to_end_id: str) -> str:
+    """The switch transaction id an EndToEndId was made from (end_to_end's inverse, for
+    the switch's "tx_" ids); ValueError for one the switch could not have made."""
+    candidate = "tx_" + end_to_end_id[3:] if end_to_end_id.startswith("tx-") else end_to_end_id
+    if not candidate or end_to_end(candidate) != end_to_end_id or "-" in candidate:
+        raise ValueError("the end-to-end id names no transaction of this switch")
+    return candidate
+
+
+def transfer_message_id(transaction_id: str) -> str:
+    """The MsgId of a transaction's pacs.008, derived like its EndToEndId: a return or a
+    recall names it (OrgnlMsgId) without the switch storing it. One transfer per
+    transaction, so it is unique."""
+    return checked("M-" + end_to_end(transaction_id), "transaction id")
+
+
 def uetr(transaction_id: str) -> str:
     """The transfer's UETR, a UUID v4 derived from the transaction id: a resend, a return or a
     recall names the same one without the switch storing it."""

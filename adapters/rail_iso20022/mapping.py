@@ -2,10 +2,13 @@
 
 Requests: acmt.023 (resolve an alias or account), pacs.008 (credit transfer),
 pacs.004 (return: a refund) and camt.056 (recall: a reversal). Answers: acmt.024,
-pacs.002 and camt.029 (the resolution of a recall). The EndToEndId and TxId are the
-switch's transaction id in the SWIFT character set and the UETR is derived from it,
-so a return or a recall names its original; every message's MsgId is assigned by
-the client and every answer carries it back as the original message id. Requests go
+pacs.002 and camt.029 (the resolution of a recall). The rail's own request: the
+pacs.004 that returns the money of an accepted recall, which the switch answers
+with a pacs.002. The EndToEndId and TxId are the switch's transaction id in the
+SWIFT character set, and the transfer's MsgId and UETR are derived from it, so a
+return or a recall names its original (OrgnlMsgId, OrgnlEndToEndId, OrgnlTxId,
+OrgnlUETR) without the switch storing them. Every other MsgId is assigned by the
+client, and every answer carries it back as the original message id. Requests go
 from the route's debtor agent to its creditor agent; answers go back.
 """
 
@@ -14,12 +17,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
-from switch.adapters.contract import AdapterRequest, AdapterResult
-from switch.domain.models import OperationKind, mask_account
+from switch.adapters.contract import AdapterRequest, AdapterResult, Return
+from switch.domain.models import Money, OperationKind, mask_account
 from switch.domain.response_codes import ResponseCode
 
 from . import identifiers, parties, spec
-from .amounts import to_decimal
+from .amounts import to_decimal, to_minor_units
 from .framing import Message
 from .identifiers import MAX_ACCOUNT, checked, end_to_end
 from .parties import DEFAULT_AGENTS, Agents
@@ -62,11 +65,11 @@ def credit_transfer(
     if request.kind is not OperationKind.AUTHORIZE:
         raise ValueError(f"a credit transfer cannot carry a {request.kind.value}")
     body = ET.Element(spec.ROOTS[spec.CREDIT_TRANSFER])
-    header = _group_header(body, msg_id, now)
+    header = _group_header(body, identifiers.transfer_message_id(request.transaction_id), now)
     _sub(_sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
     transaction = _sub(body, "CdtTrfTxInf")
     ids = _sub(transaction, "PmtId")
-    _sub(ids, "InstrId", msg_id)
+    _sub(ids, "InstrId", checked(msg_id, "message id"))
     _sub(ids, "EndToEndId", end_to_end(request.transaction_id))
     _sub(ids, "TxId", end_to_end(request.transaction_id))
     _sub(ids, "UETR", identifiers.uetr(request.transaction_id))
@@ -85,7 +88,7 @@ def credit_transfer(
 
 def undo(msg_id: str, request: AdapterRequest, *, now: datetime, agents: Agents = DEFAULT_AGENTS) -> Message:
     """A camt.056 recall for a reversal, a pacs.004 return for a refund, naming the original
-    by its EndToEndId, TxId and UETR."""
+    by its MsgId, EndToEndId, TxId and UETR."""
     if request.kind is OperationKind.REVERSE:
         body = ET.Element(spec.ROOTS[spec.RECALL])
         _case_assignment(body, msg_id, now, agents.debtor, agents.creditor)
@@ -96,18 +99,67 @@ def undo(msg_id: str, request: AdapterRequest, *, now: datetime, agents: Agents 
         _sub(_sub(_sub(transaction, "CxlRsnInf"), "Rsn"), "Cd", spec.RECALL_REASON)
         return Message(spec.RECALL, body, agents.debtor, agents.creditor)
     if request.kind is OperationKind.REFUND:
-        body = ET.Element(spec.ROOTS[spec.PAYMENT_RETURN])
-        header = _group_header(body, msg_id, now)
-        _sub(_sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
-        transaction = _sub(body, "TxInf")
+        _positive(request.amount.minor_units)
         # The refund's own reference, the same on every send: the rail returns it once.
-        _sub(transaction, "RtrId", checked((request.reference or msg_id).replace("_", "-"), "return id"))
-        _original_ids(transaction, request.transaction_id)
-        _amount(transaction, "RtrdIntrBkSttlmAmt", request)
-        _sub(transaction, "ChrgBr", "SLEV")
-        _sub(_sub(_sub(transaction, "RtrRsnInf"), "Rsn"), "Cd", spec.RETURN_REASON)
-        return Message(spec.PAYMENT_RETURN, body, agents.debtor, agents.creditor)
+        return_id = checked((request.reference or msg_id).replace("_", "-"), "return id")
+        amount = (to_decimal(request.amount.minor_units, request.amount.currency), request.amount.currency)
+        return _payment_return(
+            msg_id, return_id, request.transaction_id, amount=amount, reason=spec.RETURN_REASON, now=now, agents=agents
+        )
     raise ValueError(f"an ISO 20022 rail cannot {request.kind.value}")
+
+
+def recall_return(msg_id: str, transfer: Message, return_id: str, *, now: datetime) -> Message:
+    """The pacs.004 a rail sends when a recall of `transfer` (a pacs.008) was accepted: all
+    of the transfer's amount, back from its creditor agent to its debtor agent."""
+    settled = transfer.body.find("CdtTrfTxInf/IntrBkSttlmAmt")
+    if settled is None or not settled.text:
+        raise ValueError("a transfer without its settlement amount")
+    transaction_id = identifiers.transaction_id(transfer.text("CdtTrfTxInf/PmtId/EndToEndId"))
+    agents = Agents(transfer.receiver, transfer.sender)
+    amount = (settled.text, settled.get("Ccy", ""))
+    return _payment_return(
+        msg_id, return_id, transaction_id, amount=amount, reason=spec.RETURN_AFTER_RECALL, now=now, agents=agents
+    )
+
+
+def returned(message: Message) -> Return:
+    """What a pacs.004 from the rail returns, for the switch; ValueError when it names no
+    transfer of this switch or no amount it can read."""
+    if message.type != spec.PAYMENT_RETURN:
+        raise ValueError(f"a {message.type} is not a return")
+    transaction_id = identifiers.transaction_id(message.text("TxInf/OrgnlEndToEndId"))
+    if message.text("TxInf/OrgnlUETR") != identifiers.uetr(transaction_id):
+        raise ValueError("a return whose UETR is not its end-to-end id's transfer's")
+    amount = message.body.find("TxInf/RtrdIntrBkSttlmAmt")
+    if amount is None:
+        raise ValueError("a return without its amount")
+    code = amount.get("Ccy", "")
+    reference = checked(message.text("TxInf/RtrId"), "return id")
+    money = Money(to_minor_units(amount.text or "", code), code)
+    return Return(transaction_id, money, reference, message.text("TxInf/RtrRsnInf/Rsn/Cd"))
+
+
+def _payment_return(
+    msg_id: str,
+    return_id: str,
+    transaction_id: str,
+    *,
+    amount: tuple[str, str],
+    reason: str,
+    now: datetime,
+    agents: Agents,
+) -> Message:
+    body = ET.Element(spec.ROOTS[spec.PAYMENT_RETURN])
+    header = _group_header(body, msg_id, now)
+    _sub(_sub(header, "SttlmInf"), "SttlmMtd", "CLRG")
+    transaction = _sub(body, "TxInf")
+    _sub(transaction, "RtrId", return_id)
+    _original_ids(transaction, transaction_id)
+    _sub(transaction, "RtrdIntrBkSttlmAmt", amount[0]).set("Ccy", amount[1])
+    _sub(transaction, "ChrgBr", "SLEV")
+    _sub(_sub(_sub(transaction, "RtrRsnInf"), "Rsn"), "Cd", reason)
+    return Message(spec.PAYMENT_RETURN, body, agents.debtor, agents.creditor)
 
 
 def identification_report(msg_id: str, request: Message, resolved: str | None, *, now: datetime) -> Message:
@@ -147,8 +199,9 @@ def status_report(
     return Message(spec.STATUS_REPORT, body, request.receiver, request.sender)
 
 
-def resolution(msg_id: str, recall: Message, accepted: bool, *, now: datetime) -> Message:
-    """The camt.029 answer to a camt.056: the recall accepted (CNCL) or rejected (RJCR)."""
+def resolution(msg_id: str, recall: Message, accepted: bool, *, reason: str = "", now: datetime) -> Message:
+    """The camt.029 answer to a camt.056: the recall accepted (CNCL) or rejected (RJCR), with
+    the reason for a rejection (NOOR: no such transfer, CUST: the creditor declined, ...)."""
     body = ET.Element(spec.ROOTS[spec.RESOLUTION])
     _case_assignment(body, msg_id, now, recall.receiver, recall.sender)
     _sub(_sub(body, "Sts"), "Conf", spec.RECALL_ACCEPTED if accepted else spec.RECALL_REJECTED)
@@ -161,6 +214,8 @@ def resolution(msg_id: str, recall: Message, accepted: bool, *, now: datetime) -
     if uetr := recall.text("Undrlyg/TxInf/OrgnlUETR"):
         _sub(transaction, "OrgnlUETR", uetr)
     _sub(transaction, "TxCxlSts", "ACCR" if accepted else "RJCR")
+    if reason:
+        _sub(_sub(_sub(transaction, "CxlStsRsnInf"), "Rsn"), "Cd", reason)
     return Message(spec.RESOLUTION, body, recall.receiver, recall.sender)
 
 
@@ -217,14 +272,19 @@ def to_result(answer: Message) -> AdapterResult:
 
 
 def _resolution_result(answer: Message) -> AdapterResult:
-    # An accepted recall: the creditor agent will return the money. That the money is back
-    # (a pacs.004 the rail sends later) is not something one answer can tell the core.
+    # Accepted: the creditor agent returns the money later, by a pacs.004 the adapter
+    # delivers. Rejected because the rail never received the transfer: nothing moved, so
+    # nothing is left to undo. Rejected otherwise: the money stays moved.
     status = answer.text("Sts/Conf")
+    reason = answer.text("CxlDtls/TxInfAndSts/CxlStsRsnInf/Rsn/Cd")
     if status == spec.RECALL_ACCEPTED:
         code = ResponseCode.APPROVED
-        return AdapterResult(code.code, f"{code.message}: recall accepted")
+        return AdapterResult(code.code, f"{code.message}: recall accepted, return to follow", settles_later=True)
+    if status == spec.RECALL_REJECTED and reason == spec.NO_ORIGINAL:
+        code = ResponseCode.APPROVED
+        return AdapterResult(code.code, f"{code.message}: the rail never received the transfer; nothing moved")
     code = ResponseCode.DO_NOT_HONOR
-    return AdapterResult(code.code, f"{code.message}: recall {status or 'unresolved'}")
+    return AdapterResult(code.code, f"{code.message}: recall {status or 'unresolved'} {reason}".rstrip())
 
 
 def describe(message: Message) -> str:
@@ -287,6 +347,9 @@ def _case_assignment(
 
 
 def _original_ids(transaction: ET.Element, transaction_id: str) -> None:
+    group = _sub(transaction, "OrgnlGrpInf")
+    _sub(group, "OrgnlMsgId", identifiers.transfer_message_id(transaction_id))
+    _sub(group, "OrgnlMsgNmId", spec.definition(spec.CREDIT_TRANSFER))
     _sub(transaction, "OrgnlEndToEndId", end_to_end(transaction_id))
     _sub(transaction, "OrgnlTxId", end_to_end(transaction_id))
     _sub(transaction, "OrgnlUETR", identifiers.uetr(transaction_id))
@@ -306,9 +369,13 @@ def _group_header(body: ET.Element, msg_id: str, now: datetime, *, count: bool =
     return header
 
 
-def _amount(parent: ET.Element, tag: str, request: AdapterRequest) -> None:
-    if request.amount.minor_units <= 0:
+def _positive(minor_units: int) -> None:
+    if minor_units <= 0:
         raise ValueError("an amount must be positive")
+
+
+def _amount(parent: ET.Element, tag: str, request: AdapterRequest) -> None:
+    _positive(request.amount.minor_units)
     _sub(parent, tag, to_decimal(request.amount.minor_units, request.amount.currency)).set(
         "Ccy", request.amount.currency
     )

@@ -55,7 +55,9 @@ def namespace(message_type: str) -> str:
 
 # pacs.002 transaction statuses.
 ACCEPTED: Final = frozenset({"ACSC", "ACCP", "ACSP"})
+SETTLED: Final = "ACSC"
 REJECTED: Final = "RJCT"
+UNREADABLE: Final = "FF01"  # invalid file format: a message the receiver cannot take
 
 # Rejection reasons (ExternalStatusReason1Code) onto the switch's table; others: do not honor.
 REASONS: Final = MappingProxyType(
@@ -69,7 +71,9 @@ REASONS: Final = MappingProxyType(
 )
 NOT_FOUND: Final = "AC01"  # an alias that resolves to no account
 RETURN_REASON: Final = "CUST"  # a refund the customer asked for
-RECALL_REASON: Final = "TECH"
+RETURN_AFTER_RECALL: Final = "FOCR"  # a return following a cancellation request
+RECALL_REASON: Final = "TECH"  # a reversal: the switch never learnt the outcome
 # camt.029 confirmations (ExternalInvestigationExecutionConfirmation1Code).
 RECALL_ACCEPTED: Final = "CNCL"  # cancelled as requested: the money is to be returned
-RECALL_REJECTED: Final = "RJCR"  # cancellation request rejected  # a reversal: the switch never learnt the outcome
+RECALL_REJECTED: Final = "RJCR"  # cancellation request rejected
+NO_ORIGINAL: Final = "NOOR"  # a recall rejected: the original transfer was never received

@@ -69,6 +69,8 @@ class AdapterConformance:
         assert isinstance(adapter.capabilities, frozenset)
         assert Capability.AUTHORIZE in adapter.capabilities
         assert all(isinstance(capability, Capability) for capability in adapter.capabilities)
+        if Capability.RETURNS in adapter.capabilities:  # the switch hands it where returns go
+            assert callable(getattr(adapter, "listen", None))
 
     async def test_one_result_per_request_in_order(self, adapter: Adapter) -> None:
         declined, code = self.declining("tx-2")

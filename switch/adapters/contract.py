@@ -14,7 +14,7 @@ switch could forget, because the network may have approved it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -37,6 +37,10 @@ class Capability(enum.Enum):
     # it settled (captured in full), nothing is captured or voided, and money goes back
     # by Refund (a return).
     SETTLES_ON_AUTHORIZE = "settles_on_authorize"
+    # The network sends money back on its own initiative (a return that follows an
+    # accepted recall): the adapter delivers each return to the handler the switch
+    # gives listen(), and acknowledges it to the network only once that returns.
+    RETURNS = "returns"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -67,6 +71,9 @@ class AdapterResult:
     authorization_code: str = ""
     network_reference: str = ""
     unknown: bool = False  # sent, but no answer in time: the outcome is unknown
+    # An approved reversal whose money comes back later, in a return the adapter
+    # delivers (Capability.RETURNS): a recall the receiving bank accepted.
+    settles_later: bool = False
 
     @property
     def approved(self) -> bool:
@@ -76,6 +83,22 @@ class AdapterResult:
     def timed_out(cls) -> AdapterResult:
         code = ResponseCode.ISSUER_UNAVAILABLE
         return cls(code.code, "no answer in time; outcome unknown", unknown=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    """Money a network sent back for one of the switch's transactions: the return that
+    completes an accepted recall."""
+
+    transaction_id: str
+    amount: Money
+    reference: str  # the network's id of the return, the same on every delivery of it
+    reason: str = ""  # the network's reason code
+
+
+# What the switch gives listen(): it raises when the returns are not yet durable, and the
+# adapter then leaves them unacknowledged, for the network to deliver again.
+DeliverReturns = Callable[[Sequence[Return]], Awaitable[None]]
 
 
 class AdapterUnavailable(Exception):
@@ -93,6 +116,14 @@ class Adapter(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ReturnsAdapter(Adapter, Protocol):
+    """An adapter with Capability.RETURNS."""
+
+    def listen(self, deliver: DeliverReturns) -> None:
+        """Called once, before start(): where the returns the network sends go."""
+        ...
 
 
 class AdapterFactory(Protocol):

@@ -241,6 +241,11 @@ class TransactionStatus(enum.Enum):
     VOIDED = "voided"
     REVERSED = "reversed"
     UNKNOWN = "unknown"
+    # A recall of money that moved at once (an instant payment whose outcome the switch
+    # never heard): accepted, the money comes back by a return; rejected, it stays
+    # moved although the caller was told 91, for operations to settle.
+    RETURN_PENDING = "return_pending"
+    RECALL_REJECTED = "recall_rejected"
 
 
 class OperationKind(enum.Enum):

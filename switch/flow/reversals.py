@@ -17,6 +17,15 @@ network may see a reversal twice (a crash between its answer and that commit):
 networks match reversals to the original by its reference and apply them once, and
 the switch applies the REVERSED status exactly once (finish_reversal is
 conditional). A late approval changes nothing here: the reversal undoes it.
+
+On a route whose approvals move the money at once (an instant payment), the
+reversal is a recall, and the receiving bank decides:
+- accepted, the money comes back later, by a return the adapter delivers
+  (switch.flow.returns): the transaction is RETURN_PENDING until it does;
+- rejected, the money stays moved although the caller was told 91: the
+  transaction is RECALL_REJECTED, counted and logged for operations to settle.
+A declined reversal on any other route is REVERSED: an authorization hold that is
+never captured lapses.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from switch.flow import idempotency
 from switch.flow.periodic import Periodic
 from switch.routing.router import Router
 from switch.stores.base import Intent, Journal, PendingReversal
+from switch.telemetry.metrics import Counter
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +71,16 @@ class ReversalWorker(Periodic):
         time_left: float = 2.0,
         intent_lease: float = 30.0,
         clock: Callable[[], float] = time.time,
+        outcomes: Counter | None = None,
     ) -> None:
+        """outcomes counts the reversals finished, by route and the status they left."""
         super().__init__(interval)
         self._journal = journal
         self._router = router
         self._time_left = time_left
         self._intent_lease = intent_lease
         self._clock = clock
+        self._outcomes = outcomes
 
     async def run_once(self) -> int:
         """Settles abandoned intents, then sends every due reversal once; returns how many
@@ -118,7 +131,8 @@ class ReversalWorker(Periodic):
 
     async def _finish(self, record: TransactionRecord, answer: AdapterResult) -> bool:
         now = self._clock()
-        reversed_record = replace(record, status=TransactionStatus.REVERSED, updated_at=now, version=record.version + 1)
+        status = self._status_after(record, answer)
+        finished_record = replace(record, status=status, updated_at=now, version=record.version + 1)
         entry = JournalEntry(
             transaction_id=record.transaction_id,
             merchant_id=record.merchant_id,
@@ -126,15 +140,38 @@ class ReversalWorker(Periodic):
             kind=OperationKind.REVERSE,
             amount=record.authorized,
             response_code=answer.response_code,
-            status=TransactionStatus.REVERSED,
+            status=status,
             request_hash="",
-            response=idempotency.encode_record(reversed_record),
+            response=idempotency.encode_record(finished_record),
             created_at=now,
         )
-        finished = await self._journal.finish_reversal(reversed_record, entry)
-        if finished:
+        finished = await self._journal.finish_reversal(finished_record, entry)
+        if not finished:
+            return False
+        if self._outcomes is not None:
+            self._outcomes.inc((("route", record.route), ("status", status.value)))
+        if status is TransactionStatus.RECALL_REJECTED:
+            log.error(
+                "recall of %s on %s rejected (%s %s): %s %s moved although the caller was told 91; settle it by hand",
+                record.transaction_id,
+                record.route,
+                answer.response_code,
+                answer.message,
+                record.authorized.minor_units,
+                record.authorized.currency,
+            )
+        elif status is TransactionStatus.RETURN_PENDING:
+            log.info("recall of %s on %s accepted; the return is awaited", record.transaction_id, record.route)
+        else:
             log.info("reversed %s on %s (%s)", record.transaction_id, record.route, answer.response_code)
-        return finished
+        return True
+
+    def _status_after(self, record: TransactionRecord, answer: AdapterResult) -> TransactionStatus:
+        if answer.approved:
+            return TransactionStatus.RETURN_PENDING if answer.settles_later else TransactionStatus.REVERSED
+        if self._router.settles(record.route):
+            return TransactionStatus.RECALL_REJECTED
+        return TransactionStatus.REVERSED
 
     async def _retry_later(self, pending: PendingReversal) -> None:
         attempts = pending.attempts + 1

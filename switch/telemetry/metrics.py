@@ -99,6 +99,16 @@ class SwitchMetrics:
             "not_served (items a node refused, sent again), given_back (keys undone after a failed claim), "
             "give_back_failed",
         )
+        self.reversals = Counter(
+            "switch_reversals",
+            "Reversals finished, by route and the status they left: reversed, return_pending (a recall "
+            "accepted, its money not yet back), recall_rejected (money moved although the caller was told 91)",
+        )
+        self.returns = Counter(
+            "switch_returns",
+            "Returns a network sent back after a recall, by outcome: applied, duplicate, unexpected "
+            "(for no transaction awaiting one: settle by hand)",
+        )
         self._metrics: list[Metric] = [
             self.authorizations,
             self.replays,
@@ -107,6 +117,8 @@ class SwitchMetrics:
             self.batch_seconds,
             self.adapter_seconds,
             self.state_store_events,
+            self.reversals,
+            self.returns,
         ]
 
     def gauge(self, name: str, help: str, read: Callable[[], Iterable[tuple[Labels, float]]]) -> None:

@@ -54,6 +54,12 @@ class _TransactionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tra
     TRANSACTION_STATUS_VOIDED: _TransactionStatus.ValueType  # 6
     TRANSACTION_STATUS_REVERSED: _TransactionStatus.ValueType  # 7
     TRANSACTION_STATUS_UNKNOWN: _TransactionStatus.ValueType  # 8
+    TRANSACTION_STATUS_RETURN_PENDING: _TransactionStatus.ValueType  # 9
+    """A recall of an instant payment was accepted: REVERSED once the money is back."""
+    TRANSACTION_STATUS_RECALL_REJECTED: _TransactionStatus.ValueType  # 10
+    """A recall of an instant payment was rejected: the money moved, though the caller
+    was told 91. Operations settle it.
+    """
 
 class TransactionStatus(_TransactionStatus, metaclass=_TransactionStatusEnumTypeWrapper): ...
 
@@ -66,6 +72,12 @@ TRANSACTION_STATUS_REFUNDED: TransactionStatus.ValueType  # 5
 TRANSACTION_STATUS_VOIDED: TransactionStatus.ValueType  # 6
 TRANSACTION_STATUS_REVERSED: TransactionStatus.ValueType  # 7
 TRANSACTION_STATUS_UNKNOWN: TransactionStatus.ValueType  # 8
+TRANSACTION_STATUS_RETURN_PENDING: TransactionStatus.ValueType  # 9
+"""A recall of an instant payment was accepted: REVERSED once the money is back."""
+TRANSACTION_STATUS_RECALL_REJECTED: TransactionStatus.ValueType  # 10
+"""A recall of an instant payment was rejected: the money moved, though the caller
+was told 91. Operations settle it.
+"""
 Global___TransactionStatus: _TypeAlias = TransactionStatus  # noqa: Y015
 
 @_typing.final

@@ -68,14 +68,16 @@ def test_a_credit_transfer_round_trips(currency: str, amount: int, text: str) ->
     request = transfer("12345678", "tx-1", amount, currency)
     decoded = round_trip(mapping.credit_transfer("MSG1", request, "ACC99", now=NOW))
     assert decoded.type == spec.CREDIT_TRANSFER
-    assert decoded.text("GrpHdr/MsgId") == "MSG1" and decoded.text("GrpHdr/CreDtTm").startswith("2026-03-04T05:06:07")
+    # The transfer's MsgId is derived from the transaction id, for a return to name; the client's id is its InstrId.
+    assert decoded.text("GrpHdr/MsgId") == "M-tx-1" and decoded.text("CdtTrfTxInf/PmtId/InstrId") == "MSG1"
+    assert decoded.text("GrpHdr/CreDtTm").startswith("2026-03-04T05:06:07")
     assert decoded.text("CdtTrfTxInf/PmtId/EndToEndId") == "tx-1"
     instructed = decoded.body.find("CdtTrfTxInf/InstdAmt")
     assert instructed is not None and instructed.text == text and instructed.get("Ccy") == currency
     assert decoded.text("CdtTrfTxInf/IntrBkSttlmAmt") == text
     assert decoded.text("CdtTrfTxInf/DbtrAcct/Id/Othr/Id") == "ACC99"
     assert decoded.text("CdtTrfTxInf/CdtrAcct/Id/Othr/Id") == "shop-account-1"
-    assert mapping.request_key(decoded) == ("MSG1", "tx-1")
+    assert mapping.request_key(decoded) == ("M-tx-1", "tx-1")
 
 
 @pytest.mark.parametrize(
@@ -96,7 +98,7 @@ def test_reports_and_statuses_map_onto_the_switch_codes() -> None:
         round_trip(mapping.status_report("R1", request, "ACSC", reference="ab12-cd34ef", now=NOW))
     )
     assert approved.approved and approved.authorization_code == "AB12CD" and approved.network_reference == "ab12-cd34ef"
-    assert mapping.answer_key(mapping.status_report("R1", request, "ACCP", now=NOW)) == ("MSG3", "tx-3")
+    assert mapping.answer_key(mapping.status_report("R1", request, "ACCP", now=NOW)) == ("M-tx-3", "tx-3")
     for reason, code in (("AM04", "51"), ("AC01", "14"), ("AC04", "14"), ("MS03", "05")):
         report = mapping.status_report("R2", request, "RJCT", reason=reason, now=NOW)
         result = mapping.to_result(round_trip(report))

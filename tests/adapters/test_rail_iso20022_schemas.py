@@ -1,5 +1,7 @@
 """Every message on the wire between the ISO 20022 rail adapter and its simulator validates
-against the official XSD of the version it names, inside a Business Application Header.
+against the official XSD of the version it names, inside a Business Application Header:
+requests and answers both ways, the rail's own pacs.004 after an accepted recall and
+the switch's pacs.002 acknowledging it included.
 
 The frames are captured where they are written (framing.encode), from a real exchange:
 not hand-written XML.
@@ -7,15 +9,16 @@ not hand-written XML.
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from adapters.rail_iso20022 import Iso20022RailAdapter, framing
 from adapters.rail_iso20022.simulator import start_simulator
-from switch.adapters.contract import AdapterRequest
+from switch.adapters.contract import AdapterRequest, Return
 from switch.domain.models import Account, Money, OperationKind
 
 from .iso20022_schemas import DEFINITIONS, document_errors, header_errors
@@ -39,11 +42,15 @@ def _requests() -> list[AdapterRequest]:
         transfer(Account("rail", "+5511999990000", "BR", "\x00\x07"), "tx_01J0000000000000000000003"),
         transfer(Account("rail", "1234-insufficient"), "tx_01J0000000000000000000004"),
         transfer(Account("rail", "unknown@bank"), "tx_01J0000000000000000000005"),
-        AdapterRequest(OperationKind.REVERSE, "tx_01J0000000000000000000006", "merchant-1", Money(1234, "USD")),
+        _recall("tx_01J0000000000000000000006"),  # never transferred: rejected NOOR
         AdapterRequest(
             OperationKind.REFUND, "tx_01J0000000000000000000007", "merchant-1", Money(500, "USD"), reference="rf_1"
         ),
     ]
+
+
+def _recall(transaction_id: str) -> AdapterRequest:
+    return AdapterRequest(OperationKind.REVERSE, transaction_id, "merchant-1", Money(1234, "USD"))
 
 
 @pytest.fixture
@@ -60,12 +67,25 @@ async def frames(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Frames]:
         return raw
 
     monkeypatch.setattr(framing, "encode", tap)
-    simulator, port = await start_simulator("127.0.0.1", 0)
+    simulator, port = await start_simulator("127.0.0.1", 0, return_delay=0.0)
     adapter = Iso20022RailAdapter("rail", {"host": "127.0.0.1", "port": port, "timeout": 0.5})
+    delivered: list[Return] = []
+
+    async def listener(returns: Sequence[Return]) -> None:
+        delivered.extend(returns)
+
+    adapter.listen(listener)
     await adapter.start()
     try:
         results = await adapter.send(_requests(), time_left=3.0)
         assert not any(result.unknown for result in results)
+        # The recall of a settled transfer: accepted, then the rail's own pacs.004 and the switch's pacs.002.
+        (recall,) = await adapter.send([_recall(_requests()[0].transaction_id)], time_left=3.0)
+        assert recall.settles_later
+        async with asyncio.timeout(3.0):
+            while not simulator.acknowledged:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert len(delivered) == 1
         yield captured
     finally:
         await adapter.close()
