@@ -19,7 +19,7 @@ from switch.adapters.contract import AdapterResult
 from switch.adapters.mock import MockAdapter
 from switch.cards.tokenizer import Tokenizer
 from switch.config.routing import parse_routing
-from switch.domain.errors import DeadlineExceeded, IdempotencyConflict, Unavailable
+from switch.domain.errors import DeadlineExceeded, IdempotencyConflict, InvalidRequest, Unavailable, Violation
 from switch.domain.models import Account, Authorization, AuthorizationResult, Card, Money, TransactionStatus
 from switch.flow.pipeline import AuthorizationPipeline, InFlight
 from switch.flow.reversals import ReversalWorker
@@ -253,3 +253,57 @@ async def test_a_journal_that_fails_before_the_send_frees_the_keys(rig: Rig, mon
     (retried,) = await rig.pipeline.run([authorization("read-fails")])  # not held in flight by the failed batch
     assert result(retried).response_code == "00" and not result(retried).replayed
     assert len(rig.adapter.seen) == 1
+
+
+class _ShortIds(MockAdapter):
+    """A network whose messages carry account ids of at most `limit` characters."""
+
+    def __init__(self, limit: int, name: str) -> None:
+        super().__init__(name=name)
+        self.limit = limit
+
+    def violations(self, authorization: Authorization) -> list[Violation]:
+        source = authorization.source
+        if isinstance(source, Account) and len(source.id) > self.limit:
+            return [Violation("source.account.id", f"must be at most {self.limit} characters on {self.name}")]
+        return []
+
+
+def _two_rails(rig: Rig, first: MockAdapter, second: MockAdapter) -> AuthorizationPipeline:
+    """The rig's stores behind routes "narrow" then "wide" for the instant rail."""
+    candidates = [{"route": "narrow"}, {"route": "wide"}]
+    router = Router(
+        {"card": rig.adapter, "narrow": first, "wide": second},
+        {"card": "card", "narrow": "instant", "wide": "instant"},
+        parse_routing({"rules": [{"name": "instant", "rail": "instant", "candidates": candidates}]}, None),
+        Breakers(BreakerSettings(), time.monotonic),
+    )
+    return AuthorizationPipeline(
+        tokenizer=Tokenizer(b"k" * 32),
+        state=rig.state,
+        journal=rig.journal,
+        router=router,
+        risk=RiskRules(()),
+        fees=FeeEngine(),
+        adapter_timeout=0.2,
+    )
+
+
+async def test_a_route_that_cannot_carry_the_fields_is_skipped_for_one_that_can(rig: Rig) -> None:
+    narrow, wide = _ShortIds(8, "narrow"), _ShortIds(40, "wide")
+    pipeline = _two_rails(rig, narrow, wide)
+    (outcome,) = await pipeline.run([authorization("long-id", source=Account("instant", "a" * 20))])
+    assert result(outcome).route == "wide" and narrow.seen == [] and len(wide.seen) == 1
+
+
+async def test_fields_no_route_can_carry_fail_invalid_argument_and_free_the_key(rig: Rig) -> None:
+    narrow, wide = _ShortIds(8, "narrow"), _ShortIds(16, "wide")
+    pipeline = _two_rails(rig, narrow, wide)
+    (refused,) = await pipeline.run([authorization("too-long", source=Account("instant", "a" * 20))])
+    assert isinstance(refused, InvalidRequest)
+    assert [(v.field, v.description) for v in refused.violations] == [
+        ("source.account.id", "must be at most 8 characters on narrow")  # the plan's first route says why
+    ]
+    assert narrow.seen == wide.seen == []
+    (fixed,) = await pipeline.run([authorization("too-long", source=Account("instant", "a" * 4))])
+    assert result(fixed).approved and not result(fixed).replayed  # nothing was kept under the key

@@ -35,10 +35,11 @@ from switch.adapters.contract import (
     Capability,
     DeliverReturns,
 )
-from switch.domain.models import OperationKind
+from switch.domain.errors import Violation
+from switch.domain.models import Account, Authorization, OperationKind
 from switch.domain.response_codes import ResponseCode
 
-from . import mapping, parties
+from . import identifiers, mapping, parties
 from .client import Build, RailClient
 from .framing import Message
 from .parties import Agents
@@ -73,6 +74,23 @@ class Iso20022RailAdapter:
             timeout=float(options.get("timeout", 2.0)),
             backoff_max=float(options.get("backoff_max", 5.0)),
         )
+
+    def violations(self, authorization: Authorization) -> list[Violation]:
+        """What the schema cannot carry, asked by the switch when it plans the route, before
+        anything is sent or stored (see CheckedAdapter): an account number past Max34Text, an alias past Max2048Text,
+        the creditor's account (the destination, else the merchant id) past Max34Text."""
+        found = []
+        source = authorization.source
+        if isinstance(source, Account):
+            alias = mapping.proxy_type(source.id)
+            if not identifiers.is_printable(source.id, mapping.MAX_ALIAS if alias else identifiers.MAX_ACCOUNT):
+                found.append(Violation("source.account.id", _ALIAS_RULE if alias else _ACCOUNT_RULE))
+        if authorization.destination is not None:
+            if not _fits(authorization.destination.id):
+                found.append(Violation("destination.id", _ACCOUNT_RULE))
+        elif not _fits(authorization.merchant_id):
+            found.append(Violation("merchant_id", f"{_ACCOUNT_RULE}: it is the creditor account without a destination"))
+        return found
 
     def listen(self, deliver: DeliverReturns) -> None:
         """Where the pacs.004 returns of accepted recalls go (see client.py)."""
@@ -129,6 +147,14 @@ class Iso20022RailAdapter:
                 if results[index] is None:
                     results[index] = mapping.to_result(answer) if answer is not None else AdapterResult.timed_out()
         return [result for result in results if result is not None]
+
+
+_ACCOUNT_RULE = f"must be 1 to {identifiers.MAX_ACCOUNT} printable characters on this rail"
+_ALIAS_RULE = f"must be 1 to {mapping.MAX_ALIAS} printable characters on this rail"
+
+
+def _fits(account_id: str) -> bool:
+    return identifiers.is_printable(account_id, identifiers.MAX_ACCOUNT)
 
 
 def _first_build(request: AdapterRequest, agents: Agents, now: datetime) -> Build | AdapterResult:

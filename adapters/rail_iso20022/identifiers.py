@@ -18,16 +18,25 @@ def is_swift_text(value: str) -> bool:
     return all(c in _SWIFT for c in value)
 
 
+def is_checked(value: str, limit: int = MAX_ID) -> bool:
+    """Whether value is 1 to limit characters of the SWIFT set, as an identifier may be."""
+    return 0 < len(value) <= limit and is_swift_text(value) and not value.startswith("/") and "//" not in value
+
+
 def checked(value: str, what: str, limit: int = MAX_ID) -> str:
     """value when it is 1 to limit characters of the SWIFT set; ValueError otherwise."""
-    if not value or len(value) > limit or not is_swift_text(value) or value.startswith("/") or "//" in value:
+    if not is_checked(value, limit):
         raise ValueError(f"{what} must be 1 to {limit} characters of the SWIFT set")
     return value
 
 
+def is_printable(value: str, limit: int) -> bool:
+    return 0 < len(value) <= limit and value.isprintable()
+
+
 def printable(value: str, what: str, limit: int) -> str:
     """value for a field that allows any printable text (an alias), bounded."""
-    if not value or len(value) > limit or not value.isprintable():
+    if not is_printable(value, limit):
         raise ValueError(f"{what} must be 1 to {limit} printable characters")
     return value
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from switch.domain.models import Account, Card, Instrument, Money, OperationKind
+from switch.domain.errors import Violation
+from switch.domain.models import Account, Authorization, Card, Instrument, Money, OperationKind
 from switch.domain.response_codes import ResponseCode
 
 ENTRY_POINT_GROUP = "switch.adapters"
@@ -116,6 +117,19 @@ class Adapter(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CheckedAdapter(Adapter, Protocol):
+    """An adapter whose network limits what its messages carry (an ISO 20022 id's length
+    and character set). The switch asks when it plans the route, before anything is sent
+    or stored: a route that cannot carry an authorization is skipped, and when no route
+    of its plan can, the caller gets INVALID_ARGUMENT naming the fields, and the key and
+    counters are given back."""
+
+    def violations(self, authorization: Authorization) -> list[Violation]:
+        """The fields this network cannot carry, by their path in the API request ("source.account.id")
+        and why, never quoting the value; [] when it can carry them all."""
+        ...
 
 
 class ReturnsAdapter(Adapter, Protocol):

@@ -236,7 +236,9 @@ class AuthorizationPipeline:
         await self._claim(items, now)
         try:
             await self._skip_journaled(items, now)
-            self._route(items)
+            uncarried = self._route(items)
+            if uncarried:
+                await self._complete([_give_back(item) for item in uncarried], now)
             await self._price(items, now)
         except Exception:
             # Nothing was sent: free the keys (and counters) for the retry before failing the batch.
@@ -348,19 +350,28 @@ class AuthorizationPipeline:
         self._metrics.replays.inc()
         return idempotency.decode_result(found.response, replayed=True)
 
-    def _route(self, items: list[_Item]) -> None:
-        """Each claimed item's plan of routes; it starts on the first. LIMITED items go nowhere."""
+    def _route(self, items: list[_Item]) -> list[_Item]:
+        """Each claimed item's plan of routes, kept to those that can carry its fields; it starts
+        on the first. LIMITED items go nowhere. Returns the items no route of their plan can
+        carry: failed INVALID_ARGUMENT, their keys to give back."""
+        uncarried = []
         for item in items:
             if item.stage is not _CLAIMED:
                 continue
             card_bin = item.card.pan[:6] if item.card is not None else None  # inside the tokenizer boundary
             plan = self._router.plan(item.authorization, card_bin)
             if plan:
+                plan, violations = self._router.carriers(plan, item.authorization)
+                if not plan:
+                    item.stage, item.error = _FAILED, InvalidRequest(violations)
+                    uncarried.append(item)
+                    continue
                 item.stage, item.plan, item.route = _ROUTED, plan, plan[0]
             elif self._router.routable(item.authorization, card_bin):
                 item.stage, item.decline = _UNROUTABLE, _EVERY_BREAKER_OPEN
             else:
                 item.stage, item.decline = _UNROUTABLE, _NO_ROUTE
+        return uncarried
 
     async def _price(self, items: list[_Item], now: float) -> None:
         """Quotes every routed item's fee in one engine call, before anything is sent:

@@ -4,15 +4,18 @@ for an authorization, and a circuit breaker per route.
 Which routes an authorization may take comes from the routing rules
 (switch.routing.rules); which of them to try, in what order, from switch.routing.plan;
 whether a route takes calls right now, from its breaker (switch.routing.breaker). The
-pipeline asks for a plan, sends to its first route, reports every send's outcome
-here, and fails over along the plan only when nothing was sent.
+pipeline asks for a plan, keeps the routes whose networks can carry the
+authorization's fields, sends to the first, reports every send's outcome here, and
+fails over along the plan only when nothing was sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
-from switch.adapters.contract import Adapter, Capability
+from switch.adapters.contract import Adapter, Capability, CheckedAdapter
+from switch.domain.errors import Violation
 from switch.domain.models import Authorization
 from switch.routing.breaker import Breakers, BreakerState, CallOutcome
 from switch.routing.plan import Cost, RoutePlanner
@@ -33,10 +36,33 @@ class Router:
         self._table = table
         self._breakers = breakers
         self._planner = RoutePlanner(table, breakers, self._adapters, cost)
+        # The routes whose networks limit what their messages carry (CheckedAdapter).
+        self._checks = {
+            route: cast(CheckedAdapter, adapter).violations
+            for route, adapter in self._adapters.items()
+            if callable(getattr(adapter, "violations", None))
+        }
 
     def plan(self, authorization: Authorization, card_bin: str | None) -> list[str]:
         """The routes to try, best first; empty when none can take it now."""
         return self._planner.plan(authorization, card_bin)
+
+    def carriers(self, plan: list[str], authorization: Authorization) -> tuple[list[str], list[Violation]]:
+        """The routes of plan whose networks can carry the authorization's fields, in order; when
+        none can, [] and why the first cannot."""
+        checks = self._checks
+        if not checks or not any(route in checks for route in plan):
+            return plan, []
+        carrying: list[str] = []
+        first: list[Violation] = []
+        for route in plan:
+            check = checks.get(route)
+            violations = check(authorization) if check is not None else []
+            if not violations:
+                carrying.append(route)
+            elif not first:
+                first = violations
+        return carrying, first if not carrying else []
 
     def routable(self, authorization: Authorization, card_bin: str | None) -> bool:
         """Whether any route serves this authorization at all (open breakers aside)."""
