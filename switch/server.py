@@ -206,6 +206,7 @@ async def build(settings: Settings) -> RunningSwitch:
         time_left=timeout,
         intent_lease=settings.idempotency.lease_seconds,
         outcomes=metrics.reversals,
+        cards=tokenizer.card_of,
     )
     operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=operation_lease)
     batcher.start()

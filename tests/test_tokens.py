@@ -178,6 +178,27 @@ def test_rotation_keeps_old_tokens_working(make: CipherFactory) -> None:
 
 
 @each_implementation
+@settings(max_examples=40, deadline=None)
+@given(pans())
+def test_a_transactions_card_comes_back_under_whichever_key_made_its_token(make: CipherFactory, pan: str) -> None:
+    card = Card(pan, 1, 2030)
+    before = Tokenizer(FINGERPRINT_KEY, RING, cipher=make).card(card)  # made under k1, then k2 became active
+    rotated = Tokenizer(FINGERPRINT_KEY, ROTATED, cipher=make)
+    after = rotated.card(card)
+    assert rotated.card_of(before.token, before.fingerprint) == Card(pan, 0, 0)
+    assert rotated.card_of(after.token, after.fingerprint) == Card(pan, 0, 0)
+    # The fingerprint proves the key: one of another card finds nothing, a wrong key's Luhn-valid guess included.
+    other = rotated.card(Card("4111111111111111" if pan != "4111111111111111" else "5555555555554444", 1, 2030))
+    assert rotated.card_of(before.token, other.fingerprint) is None
+    assert (
+        Tokenizer(FINGERPRINT_KEY, KeyRing({"k2": K2}, "k2"), cipher=make).card_of(before.token, before.fingerprint)
+        is None
+    )  # its key left the ring
+    assert Tokenizer(FINGERPRINT_KEY).card_of(before.token, before.fingerprint) is None  # no keys at all
+    assert rotated.card_of("", before.fingerprint) is None
+
+
+@each_implementation
 def test_detokenize_errors_name_their_fields(make: CipherFactory) -> None:
     tokenizer = Tokenizer(FINGERPRINT_KEY, RING, cipher=make)
     token = tokenizer.tokenize(Card("4111111111111111", 1, 2030)).token

@@ -37,7 +37,14 @@ __all__ = ["Iso8583CardAdapter"]
 
 class Iso8583CardAdapter:
     capabilities = frozenset(
-        {Capability.AUTHORIZE, Capability.CAPTURE, Capability.VOID, Capability.REFUND, Capability.REVERSE}
+        {
+            Capability.AUTHORIZE,
+            Capability.CAPTURE,
+            Capability.VOID,
+            Capability.REFUND,
+            Capability.REVERSE,
+            Capability.CARD_ON_REVERSAL,  # DE 2 on the 0420, as networks match reversals
+        }
     )
 
     def __init__(self, name: str = "card_iso8583", options: Mapping[str, Any] | None = None) -> None:

@@ -77,7 +77,8 @@ class IssuerSimulator(SimulatorServer):
             if self.drops():
                 log.debug("dropping %s", mapping.describe(request))
                 return
-            delay = self.delay(late=request.get("2") == LATE_CARD)
+            # Only the late card's authorization is late: its reversal, which carries the card too, is not.
+            delay = self.delay(late=request.get("t") == spec.AUTHORIZATION and request.get("2") == LATE_CARD)
         # Jitter makes answers overtake each other, as they do on a real network.
         delay += self._random.uniform(0.0, self.jitter)
         answer = await self._decide(request)

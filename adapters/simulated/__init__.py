@@ -38,7 +38,11 @@ _BYTE_TO_LETTER = bytes(ord(_ALPHABET[byte % 32]) for byte in range(256))
 
 
 class SimulatedIssuer:
-    capabilities = frozenset(Capability) - {Capability.SETTLES_ON_AUTHORIZE, Capability.RETURNS}  # a card issuer
+    capabilities = frozenset(Capability) - {
+        Capability.SETTLES_ON_AUTHORIZE,
+        Capability.RETURNS,
+        Capability.CARD_ON_REVERSAL,
+    }  # a card issuer
 
     def __init__(self, name: str = "simulated", options: Mapping[str, Any] | None = None) -> None:
         self.name = name

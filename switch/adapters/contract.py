@@ -38,6 +38,10 @@ class Capability(enum.Enum):
     # it settled (captured in full), nothing is captured or voided, and money goes back
     # by Refund (a return).
     SETTLES_ON_AUTHORIZE = "settles_on_authorize"
+    # The network matches a reversal by the card (ISO 8583 DE 2 on an 0420): the switch
+    # hands a REVERSE the clear card again, from the transaction's token, inside the
+    # tokenizer boundary.
+    CARD_ON_REVERSAL = "card_on_reversal"
     # The network sends money back on its own initiative (a return that follows an
     # accepted recall): the adapter delivers each return to the handler the switch
     # gives listen(), and acknowledges it to the network only once that returns.
@@ -51,7 +55,9 @@ class AdapterRequest:
     merchant_id: str
     amount: Money
     instrument: Instrument | None = None  # None for a capture, void or refund
-    card: Card | None = None  # the clear card, only for an authorization from a card
+    # The clear card: for an authorization from a card, and for a reversal on a network
+    # that matches reversals by the card (Capability.CARD_ON_REVERSAL).
+    card: Card | None = None
     account: Account | None = None
     destination: Account | None = None
     authorization_code: str = ""  # of the original authorization, for captures, voids, refunds

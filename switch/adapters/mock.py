@@ -21,7 +21,11 @@ def approve_all(_: AdapterRequest) -> AdapterResult:
 
 
 class MockAdapter:
-    capabilities = frozenset(Capability) - {Capability.SETTLES_ON_AUTHORIZE, Capability.RETURNS}
+    capabilities = frozenset(Capability) - {
+        Capability.SETTLES_ON_AUTHORIZE,
+        Capability.RETURNS,
+        Capability.CARD_ON_REVERSAL,
+    }
 
     def __init__(
         self, handler: Handler = approve_all, *, name: str = "mock", delay: float = 0.0, down: bool = False

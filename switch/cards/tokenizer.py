@@ -41,6 +41,7 @@ repr or log ever shows key material or a PAN.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -176,6 +177,23 @@ class Tokenizer:
         if not luhn_valid(pan):
             raise InvalidRequest([Violation("source.token", "unknown token")])
         return Card(pan, 0, 0)
+
+    def card_of(self, token: str, fingerprint: str) -> Card | None:
+        """The card behind a token the switch issued for a transaction, under whichever key of
+        the ring made it (the transaction keeps the token, not its key id), proven by the
+        card's fingerprint: a wrong key can give a Luhn-valid number, never that fingerprint.
+        None when no key gives it back. For a network that matches a reversal by the card."""
+        if self._ring is None or not token:
+            return None
+        active = self._ring.active_key
+        for key_id in sorted(self._ciphers, key=lambda key: key != active):  # the active key first
+            try:
+                card = self.detokenize(Token(token), key_id)
+            except InvalidRequest:
+                continue
+            if hmac.compare_digest(self._fingerprint(b"card:" + card.pan.encode()), fingerprint):
+                return card
+        return None
 
     def _fingerprint(self, identity: bytes) -> str:
         """hmac.new(fingerprint_key, identity, hashlib.sha256).hexdigest()"""

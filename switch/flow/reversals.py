@@ -26,6 +26,11 @@ reversal is a recall, and the receiving bank decides:
   transaction is RECALL_REJECTED, counted and logged for operations to settle.
 A declined reversal on any other route is REVERSED: an authorization hold that is
 never captured lapses.
+
+A network that matches reversals by the card (Capability.CARD_ON_REVERSAL) gets the
+clear card on the reversal, recovered from the transaction's token by the tokenizer
+and checked against its fingerprint; without a readable token the reversal goes
+without it, and the network matches it by its original data elements.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 
-from switch.adapters.contract import AdapterRequest, AdapterResult
+from switch.adapters.contract import AdapterRequest, AdapterResult, Capability
 from switch.domain.models import (
     AuthorizationResult,
+    Card,
     JournalEntry,
     Money,
     OperationKind,
@@ -72,8 +78,10 @@ class ReversalWorker(Periodic):
         intent_lease: float = 30.0,
         clock: Callable[[], float] = time.time,
         outcomes: Counter | None = None,
+        cards: Callable[[str, str], Card | None] | None = None,
     ) -> None:
-        """outcomes counts the reversals finished, by route and the status they left."""
+        """outcomes counts the reversals finished, by route and the status they left; cards
+        gives the card behind a transaction's token and fingerprint (Tokenizer.card_of)."""
         super().__init__(interval)
         self._journal = journal
         self._router = router
@@ -81,6 +89,7 @@ class ReversalWorker(Periodic):
         self._intent_lease = intent_lease
         self._clock = clock
         self._outcomes = outcomes
+        self._cards = cards
 
     async def run_once(self) -> int:
         """Settles abandoned intents, then sends every due reversal once; returns how many
@@ -113,11 +122,11 @@ class ReversalWorker(Periodic):
     async def _reverse(self, route: str, group: list[PendingReversal]) -> int:
         records = [await self._journal.get_transaction(p.transaction_id) for p in group]
         live = [(p, r) for p, r in zip(group, records, strict=True) if r is not None]
-        requests = [_reversal_request(record) for _, record in live]
+        adapter = self._router.adapter(route)
+        with_card = Capability.CARD_ON_REVERSAL in adapter.capabilities
+        requests = [_reversal_request(record, self._card(record) if with_card else None) for _, record in live]
         try:
-            answers = await asyncio.wait_for(
-                self._router.adapter(route).send(requests, self._time_left), self._time_left
-            )
+            answers = await asyncio.wait_for(adapter.send(requests, self._time_left), self._time_left)
         except Exception as exc:  # unavailable, timed out or broken: all of them again later
             log.warning("reversals on %s not sent (%s); retrying with backoff", route, type(exc).__name__)
             answers = [AdapterResult.timed_out()] * len(requests)
@@ -173,19 +182,27 @@ class ReversalWorker(Periodic):
             return TransactionStatus.RECALL_REJECTED
         return TransactionStatus.REVERSED
 
+    def _card(self, record: TransactionRecord) -> Card | None:
+        card = self._cards(record.token, record.fingerprint) if self._cards is not None else None
+        if card is None:
+            log.warning("reversal of %s goes without the card: no readable token", record.transaction_id)
+        return card
+
     async def _retry_later(self, pending: PendingReversal) -> None:
         attempts = pending.attempts + 1
         delay = min(FIRST_RETRY_SECONDS * 2 ** (attempts - 1), MAX_RETRY_SECONDS)
         await self._journal.reschedule_reversal(pending.transaction_id, attempts, self._clock() + delay)
 
 
-def _reversal_request(record: TransactionRecord) -> AdapterRequest:
-    """The original authorization, referred to by its id and code: no card needed."""
+def _reversal_request(record: TransactionRecord, card: Card | None) -> AdapterRequest:
+    """The original authorization, referred to by its id and code, and by its card for a
+    network that needs it."""
     return AdapterRequest(
         kind=OperationKind.REVERSE,
         transaction_id=record.transaction_id,
         merchant_id=record.merchant_id,
         amount=record.authorized,
+        card=card,
         authorization_code=record.authorization_code,
     )
 

@@ -9,6 +9,9 @@ import time
 from collections import Counter
 from typing import Any, cast
 
+import pytest
+
+from adapters.card_iso8583 import framing
 from adapters.card_iso8583.simulator import IssuerSimulator, start_simulator
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
@@ -54,6 +57,33 @@ async def test_a_late_approval_is_reversed(store_set: str, switch_factory: Switc
         assert simulator.received["0420"] == 1
     finally:
         await simulator.close()
+
+
+async def test_the_reversal_carries_the_card_and_names_its_original(
+    store_set: str, switch_factory: SwitchFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[dict[str, Any]] = []
+    read = framing.read_message
+
+    async def recording(reader: asyncio.StreamReader) -> dict[str, Any]:
+        message = await read(reader)
+        received.append(message)
+        return message
+
+    monkeypatch.setattr(framing, "read_message", recording)  # what the simulator reads off the wire
+    simulator, port = await start_simulator("127.0.0.1", 0, late_delay=2.0)
+    try:
+        async with serve(switch_factory, store_set, **iso_routes(port)) as switch:
+            answer = await switch.stub.Authorize(card_request(pan=LATE_CARD))
+            reversed_status = pb.TRANSACTION_STATUS_REVERSED
+            assert await status_after(switch, answer.transaction_id, reversed_status) == reversed_status
+    finally:
+        await simulator.close()
+    (authorization,) = [m for m in received if m["t"] == "0100"]
+    (reversal,) = [m for m in received if m["t"] == "0420"]
+    assert reversal["2"] == authorization["2"] == LATE_CARD  # from the token, under the tokenizer's keys
+    assert reversal["90"][:20] == "0100" + authorization["11"] + authorization["7"]
+    assert reversal["37"] == authorization["37"]
 
 
 async def test_a_pending_reversal_survives_a_restart_and_applies_once(switch_factory: SwitchFactory) -> None:
