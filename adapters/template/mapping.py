@@ -104,8 +104,13 @@ def describe(message: Message) -> str:
 
 def _source(request: AdapterRequest) -> dict[str, Any]:
     if request.card is not None:
+        # What the network's schema allows (messages.schema.json), refused unsent otherwise.
+        if not (request.card.pan.isascii() and request.card.pan.isdigit() and 12 <= len(request.card.pan) <= 19):
+            raise ValueError("a card number must be 12 to 19 digits")
         card: dict[str, str] = {"number": request.card.pan}
         if request.card.expiry_month:  # a card from a token carries no expiry
+            if not (1 <= request.card.expiry_month <= 12 and 1 <= request.card.expiry_year <= 9999):
+                raise ValueError("a card expiry must be a month 1 to 12 of a four-digit year")
             card["expiry"] = f"{request.card.expiry_year:04d}-{request.card.expiry_month:02d}"
         return {"card": card}
     if request.account is not None:

@@ -159,6 +159,9 @@ def test_an_account_or_an_original_is_carried() -> None:
         operation(OperationKind.REFUND, amount=-1),
         operation(OperationKind.CAPTURE, transaction_id=""),
         account_request("x" * 65, "tx"),
+        card_request("abc", "tx"),  # messages.schema.json: 12 to 19 digits
+        card_request("4" * 20, "tx"),
+        AdapterRequest(OperationKind.AUTHORIZE, "tx", "m", Money(100, "USD"), card=Card(APPROVING_CARD, 13, 2099)),
     ],
 )
 def test_what_the_protocol_cannot_carry_is_refused(request_: AdapterRequest) -> None:
