@@ -10,6 +10,7 @@ not hand-written XML.
 from __future__ import annotations
 
 import asyncio
+import copy
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -115,3 +116,40 @@ async def test_every_message_on_the_wire_is_schema_valid(frames: Frames, definit
 
 async def test_the_wire_carries_only_the_versions_checked(frames: Frames) -> None:
     assert set(frames) <= DEFINITIONS
+
+
+def _spoiled(envelope: ET.Element, path: str, text: str | None) -> ET.Element:
+    """A copy of an envelope's document with the element at path (local names) given text,
+    or removed when text is None."""
+    document = copy.deepcopy(next(child for child in envelope if child.tag.endswith("}Document")))
+    namespace = document.tag[: document.tag.index("}") + 1]
+    parent_path, _, leaf = path.rpartition("/")
+    qualified = "/".join(namespace + step for step in parent_path.split("/"))
+    parent = document.find(qualified)
+    assert parent is not None, path
+    element = parent.find(namespace + leaf)
+    assert element is not None, path
+    if text is None:
+        parent.remove(element)
+    else:
+        element.text = text
+    return document
+
+
+@pytest.mark.parametrize(
+    ("definition", "path", "text"),
+    [
+        ("pacs.002.001.12", "FIToFIPmtStsRpt/GrpHdr/MsgId", "M" * 36),  # Max35Text
+        ("pacs.002.001.12", "FIToFIPmtStsRpt/GrpHdr/CreDtTm", None),  # mandatory
+        ("pacs.002.001.12", "FIToFIPmtStsRpt/TxInfAndSts/OrgnlUETR", "not-a-uuid"),  # UUIDv4Identifier pattern
+        ("pacs.004.001.11", "PmtRtr/TxInf/RtrdIntrBkSttlmAmt", "1.123456"),  # 5 fraction digits at most
+        ("pacs.004.001.11", "PmtRtr/TxInf/RtrdIntrBkSttlmAmt", "-1.00"),  # not negative
+        ("pacs.004.001.11", "PmtRtr/TxInf/RtrId", ""),  # Max35Text: at least one character
+    ],
+)
+async def test_the_generated_classes_hold_the_official_facets(
+    frames: Frames, definition: str, path: str, text: str | None
+) -> None:
+    envelope = frames[definition][-1]
+    assert _errors(envelope, definition) == []  # valid before it is spoiled
+    assert document_errors(definition, _spoiled(envelope, path, text)) != []
