@@ -316,6 +316,10 @@ class JournalEntry:
     # not yet answered by the network: response_code is "" and response holds the
     # transaction as the operation left it, the answer once the network approves.
     pending: bool = False
+    # What the risk step decided for an authorization and on which versions (the
+    # sanctions list's SHA-256, the reason: never a customer's name), as compact
+    # JSON; "" when nothing was screened.
+    decision: str = ""
 
 
 def mask_account(account_id: str) -> str:

@@ -180,6 +180,10 @@ MIGRATIONS: tuple[str, ...] = (
         signature BYTEA NOT NULL
     );
     """,
+    # What the risk step decided for each authorization (JournalEntry.decision).
+    """
+    ALTER TABLE journal_entries ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 # Any constant works: it only has to be the same for every switch migrating this database.
@@ -214,6 +218,7 @@ _TYPES = {
     "request_hash": "text",
     "response": "bytea",
     "fee_shares": "text",
+    "decision": "text",
     "pending": "boolean",
     "attempts": "integer",
     "next_attempt_at": "double precision",

@@ -50,6 +50,7 @@ ENTRY_COLUMNS = (
     "fee_shares",
     "created_at",
     "pending",
+    "decision",
 )
 
 
@@ -161,6 +162,7 @@ def entry_row(entry: JournalEntry) -> tuple[Any, ...]:
         orjson.dumps(entry.fee_shares).decode(),
         entry.created_at,
         entry.pending,
+        entry.decision,
     )
 
 
@@ -179,6 +181,7 @@ def entry_from_row(row: Any) -> JournalEntry:
         fee_shares=tuple((party, int(amount)) for party, amount in orjson.loads(row[10])),
         created_at=float(row[11]),
         pending=bool(row[12]),
+        decision=row[13],
     )
 
 

@@ -169,6 +169,10 @@ MIGRATIONS: tuple[str, ...] = (
         signature BLOB NOT NULL
     );
     """,
+    # What the risk step decided for each authorization (JournalEntry.decision).
+    """
+    ALTER TABLE journal_entries ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 _CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables

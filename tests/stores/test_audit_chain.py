@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,7 @@ from switch.domain.audit import EventKind, SecurityEvent
 from switch.domain.models import TransactionStatus
 from switch.security.audit.checkpoints import Checkpoints
 from switch.security.audit.verify import Report, verify
-from switch.stores.audit import AuditChains, AuditRows, merkle
+from switch.stores.audit import AuditChains, AuditRows, leaves, merkle
 from switch.stores.audit.merkle import reference_seal, reference_seal_rows
 from switch.stores.base import ApplyStatus, Journal
 from switch.stores.rows import entry_row, transaction_row
@@ -79,19 +80,33 @@ def test_the_compiled_seal_is_the_reference(payloads: list[bytes]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.integers(1, 10**6), max_size=20),
-    st.lists(st.tuples(st.integers(1, 10**6), st.booleans(), st.binary(max_size=40)), max_size=20),
+    st.lists(
+        st.tuples(st.integers(1, 10**6), st.booleans(), st.binary(max_size=40), st.sampled_from(["", '{"s":"a1"}'])),
+        max_size=20,
+    ),
     st.lists(st.binary(max_size=60), max_size=5),
 )
 def test_the_compiled_seal_of_rows_is_the_reference(
-    transactions: list[int], entries: list[tuple[int, bool, bytes]], others: list[bytes]
+    transactions: list[int], entries: list[tuple[int, bool, bytes, str]], others: list[bytes]
 ) -> None:
     transaction_rows = [transaction_row(record(n, version=n % 7 + 1)) for n in transactions]
     entry_rows = [
-        entry_row(replace(entry(record(n)), pending=pending, response=response)) for n, pending, response in entries
+        entry_row(replace(entry(record(n)), pending=pending, response=response, decision=decision))
+        for n, pending, response, decision in entries
     ]
     assert merkle.seal_rows(transaction_rows, entry_rows, others) == reference_seal_rows(
         transaction_rows, entry_rows, others
     )
+
+
+def test_an_entry_without_a_decision_seals_as_before_the_column_existed() -> None:
+    """Rows sealed before journal_entries had a decision verify after the migration adds it empty."""
+    row = entry_row(replace(entry(record(1)), decision=""))
+    before = row[:-1]  # the thirteen columns the journal had
+    assert leaves.entry_payload(row) == leaves.ENTRY + orjson.dumps(before[:9] + before[10:]) + before[9]
+    decided = entry_row(replace(entry(record(1)), decision='{"sanctions":"ab12"}'))
+    assert leaves.entry_payload(decided) != leaves.entry_payload(row)  # a decision is sealed with its entry
+    assert merkle.seal_rows([], [row, decided], []) == reference_seal_rows([], [row, decided], [])
 
 
 # --- chains ---------------------------------------------------------------------

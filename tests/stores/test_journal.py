@@ -141,6 +141,7 @@ def entry(
         response=orjson.dumps({"masked": rec.masked_instrument, "code": rec.response_code}) + b"\x00\xff",
         created_at=rec.updated_at,
         fee_shares=(("acquirer", 20), ("scheme", 17)),
+        decision='{"sanctions":"5f1e","verdict":"pass"}',
     )
 
 

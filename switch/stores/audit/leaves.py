@@ -18,6 +18,7 @@ WITHDRAWN = b"w"
 EVENT = b"v"
 
 _RESPONSE = 9  # an entry row's response (switch.stores.rows.ENTRY_COLUMNS)
+_DECISION = 13  # an entry row's decision, left out when empty: the rows sealed before it existed verify unchanged
 
 
 def transaction_payload(row: tuple[Any, ...]) -> bytes:
@@ -32,7 +33,10 @@ def transaction_key(row: tuple[Any, ...]) -> list[Any]:
 def entry_payload(row: tuple[Any, ...]) -> bytes:
     """row: in switch.stores.rows.ENTRY_COLUMNS order."""
     response: bytes = row[_RESPONSE]
-    return ENTRY + orjson.dumps(row[:_RESPONSE] + row[_RESPONSE + 1 :]) + response
+    fields = row[:_RESPONSE] + row[_RESPONSE + 1 : _DECISION]
+    if len(row) > _DECISION and row[_DECISION]:
+        fields += (row[_DECISION],)
+    return ENTRY + orjson.dumps(fields) + response
 
 
 def entry_key(row: tuple[Any, ...]) -> list[Any]:
