@@ -1,0 +1,1 @@
+"""Sanctions screening (FATF R.6): the published lists, loaded, and the names screened against them."""
