@@ -58,6 +58,7 @@ from loadtests.stages_report import PIPELINE_STAGES, render_markdown
 
 CONFIG = Path(__file__).resolve().parent / "capacity.toml"
 WARMUP_BATCHES = 5
+SANCTIONS = Path(__file__).parents[1] / "tests" / "data" / "sanctions"
 # What the state store's scripts call (switch.stores.redis): counted inside EVALSHA too.
 SCRIPT_COMMANDS = ("set", "get", "del", "incrby", "decrby", "exists", "expire")
 
@@ -103,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--merchants", type=_at_least_one, default=payloads.MERCHANTS, help="merchants the requests are spread over"
     )
+    parser.add_argument(
+        "--sanctions",
+        action="store_true",
+        help="screen every authorization against the test fixtures' sanctions lists, each with a holder name",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     return parser
 
@@ -144,12 +150,13 @@ async def _measure(
         risk=RiskRules(settings.limits),
         fees=fees,
         adapter_timeout=settings.adapters.timeout_ms / 1000.0,
+        screening=await _screening() if args.sanctions else None,
     )
     cpu: dict[str, float] = {}
     for name, _ in PIPELINE_STAGES:
         setattr(pipeline, name, _timed(getattr(pipeline, name), name, cpu))
 
-    requests = _batches(secrets.token_hex(4), args.batch, args.merchants)
+    requests = _batches(secrets.token_hex(4), args.batch, args.merchants, names=args.sanctions)
     batches = [requests.build() for _ in range(WARMUP_BATCHES + args.batches)]
     redis_pids, postgres_pids = _store_pids()
     try:
@@ -187,9 +194,23 @@ async def _measure(
     }
 
 
-def _batches(run_id: str, size: int, merchants: int) -> payloads.Requests:
+async def _screening() -> Any:
+    """Screening against the sanctions fixtures the tests read (published formats)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from switch.risk.sanctions.lists import ListSource
+    from switch.risk.sanctions.refresh import ListRefresh
+    from switch.risk.sanctions.screening import Screening, ScreeningPolicy
+
+    screening = Screening(ScreeningPolicy(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening"))
+    lists = [ListSource("ofac-csv", SANCTIONS / "ofac"), ListSource("un-xml", SANCTIONS / "un" / "consolidated.xml")]
+    await ListRefresh(screening, lists).first()
+    return screening
+
+
+def _batches(run_id: str, size: int, merchants: int, *, names: bool = False) -> payloads.Requests:
     """AuthorizeBatchRequests of `size` fresh keys over the benchmarks' requests, the
-    merchants this run's own (fresh velocity counters)."""
+    merchants this run's own (fresh velocity counters); names: each source with a holder name."""
 
     def key(n: int) -> bytes:
         # The profile's own key shape: what the switch's identifier checks cost depends on
@@ -198,7 +219,23 @@ def _batches(run_id: str, size: int, merchants: int) -> payloads.Requests:
         return text[: payloads.KEY_LENGTH]
 
     bodies = payloads.templates(f"m{run_id}", merchants)
+    if names:
+        bodies = _named(bodies)
     return payloads.Requests("batch", run_id, size, bodies=bodies, key=key)
+
+
+def _named(bodies: list[bytes]) -> list[bytes]:
+    """The templates with a holder name on each card or account, from the sanctions bench's clean names."""
+    from loadtests.sanctions_names import clean_names
+    from switch.v1 import switch_pb2 as pb
+
+    named = []
+    for body, (_, name) in zip(bodies, clean_names(len(bodies), seed=7), strict=True):
+        request = pb.AuthorizeRequest.FromString(body)
+        source = request.card if request.HasField("card") else request.account
+        source.holder_name = name[:128]
+        named.append(request.SerializeToString())
+    return named
 
 
 def _timed(stage: Callable[..., Any], name: str, cpu: dict[str, float]) -> Callable[..., Any]:

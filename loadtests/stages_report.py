@@ -15,6 +15,7 @@ PIPELINE_STAGES = (
     ("_limit_counters", "risk: the velocity counters each authorization moves"),
     ("_claim", "claim keys + velocity: one Redis script call, one per primary and step on a Cluster (client side)"),
     ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
+    ("_screen", "screen: sanctions, every party against the list (--sanctions; warm verdict cache)"),
     ("_route", "route (plan, breakers)"),
     ("_price", "price: one fee-engine call (Cython)"),
     ("_call_adapters", "intents + adapter: one PostgreSQL statement, then the in-process simulated issuer"),

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -51,6 +52,9 @@ from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine
+from switch.risk.sanctions.lists import ListError
+from switch.risk.sanctions.refresh import ListRefresh
+from switch.risk.sanctions.screening import Screening, ScreeningPolicy
 from switch.risk.velocity import RiskRules
 from switch.routing.breaker import Breakers, BreakerState
 from switch.routing.router import Router
@@ -99,6 +103,7 @@ class RunningSwitch:
     trail: AuditTrail | None = None  # security events
     checkpoints: Checkpoints | None = None  # signs the audit chains' heads
     checkpointing: Every | None = None  # ... every security.audit_checkpoint_seconds
+    sanctions_refresh: Every | None = None  # reads the sanctions lists again every sanctions.refresh_seconds
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -106,6 +111,8 @@ class RunningSwitch:
             self.metrics_server.close()
         await self.server.stop(grace_seconds)
         await self.batcher.close()
+        if self.sanctions_refresh is not None:
+            await self.sanctions_refresh.close()
         await self.reversals.close()
         if self.pending_operations is not None:
             await self.pending_operations.close()
@@ -154,6 +161,7 @@ async def build(settings: Settings) -> RunningSwitch:
     await _start_adapters(router, Returns(journal, outcomes=metrics.returns))
     timeout = settings.adapters.timeout_ms / 1000.0
     operation_lease = lease_seconds(timeout)  # how long a capture, void or refund's sender holds it
+    screening, sanctions_refresh = await _screening(settings, metrics)
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,
@@ -163,6 +171,7 @@ async def build(settings: Settings) -> RunningSwitch:
         fees=fees,
         adapter_timeout=timeout,
         metrics=metrics,
+        screening=screening,
     )
     batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds, metrics)
     _watch(metrics, batcher, router)
@@ -210,9 +219,9 @@ async def build(settings: Settings) -> RunningSwitch:
     )
     operations = PendingOperationWorker(journal, router, adapter_timeout=timeout, lease_seconds=operation_lease)
     batcher.start()
-    reversals.start()
-    operations.start()
-    checkpointing.start()
+    for task in (reversals, operations, checkpointing, sanctions_refresh):
+        if task is not None:
+            task.start()
     await server.start()
     exporter = None
     if settings.server.metrics_port:
@@ -240,7 +249,35 @@ async def build(settings: Settings) -> RunningSwitch:
         trail,
         checkpoints,
         checkpointing,
+        sanctions_refresh,
     )
+
+
+async def _screening(settings: Settings, metrics: SwitchMetrics) -> tuple[Screening | None, Every | None]:
+    """Sanctions screening as [sanctions] configures it, its lists read now (a list that cannot be
+    read refuses the start), and the task that reads them again; (None, None) without the table."""
+    policy = settings.sanctions
+    if policy is None:
+        return None, None
+    screening = Screening(
+        ScreeningPolicy(policy.hit, policy.review, policy.embargoed_countries, policy.merchant_names),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening"),
+    )
+    if not policy.sources:
+        return screening, None
+    metrics.gauge(
+        "switch_sanctions_list",
+        "The sanctions lists' version (SHA-256) this worker screens against: 1 for the one served",
+        lambda: [((("version", screening.version),), 1.0)] if screening.version else [],
+    )
+    refresh = ListRefresh(screening, policy.sources, outcomes=metrics.sanctions_refreshes)
+    try:
+        await refresh.first()
+    except (ListError, OSError) as error:
+        raise StartupError(f"sanctions.lists: {error}") from None
+    if not policy.refresh_seconds:
+        return screening, None
+    return screening, Every(policy.refresh_seconds, "sanctions-refresh", refresh.refresh)
 
 
 async def _start_adapters(router: Router, returns: Returns) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switch.cards.tokenizer import KeyRing
+from switch.config.sanctions import SanctionsSettings
 from switch.domain.limits import Limit
 from switch.flow.batcher import BatcherSettings
 from switch.money.fees import FeeSchedule, FxTable
@@ -121,6 +122,7 @@ class Settings:
     tls: TlsFiles | None = None  # [server.tls]; None: plaintext
     callers: tuple[CallerRule, ...] | None = None  # [[security.callers]]; None: DEFAULT_CALLERS
     pkcs11: Pkcs11Keys | None = None  # [security.pkcs11] with key_custody = "pkcs11"; None: the file custody
+    sanctions: SanctionsSettings | None = None  # [sanctions]; None: no screening
 
 
 # Without [[security.callers]]: every caller may do what the demo does, never detokenize

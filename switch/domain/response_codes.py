@@ -31,6 +31,7 @@ class ResponseCode(enum.Enum):
     EXCEEDS_COUNT_LIMIT = ("65", False, "exceeds withdrawal frequency limit")
     ISSUER_UNAVAILABLE = ("91", False, "issuer or switch inoperative")
     NO_ROUTE = ("92", False, "no route to the destination")
+    VIOLATION_OF_LAW = ("93", False, "transaction cannot be completed: violation of law")
     SYSTEM_ERROR = ("96", False, "system malfunction")
 
     def __init__(self, code: str, approved: bool, message: str) -> None:

@@ -51,6 +51,8 @@ from switch.domain.models import (
 from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency
 from switch.money.fees import FeeEngine, FeeQuote, QuoteRequest
+from switch.risk.sanctions.screening import Outcome as Screened
+from switch.risk.sanctions.screening import Screening
 from switch.risk.velocity import RiskRules
 from switch.routing.plan import outcome_of
 from switch.routing.router import Router
@@ -81,6 +83,7 @@ class Stage(enum.Enum):
     TOKENIZED = enum.auto()  # its key is not claimed yet
     CLAIMED = enum.auto()  # its key is this batch's and its counters moved: to be routed
     LIMITED = enum.auto()  # over a velocity or amount limit (decline): journaled, never routed or sent
+    REFUSED = enum.auto()  # its screening declined it (decline): journaled, never routed or sent
     # No route takes it: none serves it, every breaker is open, or failing over left none that
     # could, or whose fee fits (decline): journaled, never sent.
     UNROUTABLE = enum.auto()
@@ -101,6 +104,7 @@ class Stage(enum.Enum):
 _TOKENIZED = Stage.TOKENIZED
 _CLAIMED = Stage.CLAIMED
 _LIMITED = Stage.LIMITED
+_REFUSED = Stage.REFUSED
 _UNROUTABLE = Stage.UNROUTABLE
 _ROUTED = Stage.ROUTED
 _PRICED = Stage.PRICED
@@ -115,8 +119,8 @@ _FAILED = Stage.FAILED
 
 # Tuples, not sets: membership by identity, without Enum's hash in Python.
 # Claimed by this batch and nothing sent: what a batch failing before the send gives back.
-_HELD_NOT_SENT = (_CLAIMED, _LIMITED, _ROUTED, _UNROUTABLE, _PRICED)
-_TO_JOURNAL = (_ANSWERED, _UNKNOWN, _LIMITED, _UNROUTABLE)
+_HELD_NOT_SENT = (_CLAIMED, _LIMITED, _REFUSED, _ROUTED, _UNROUTABLE, _PRICED)
+_TO_JOURNAL = (_ANSWERED, _UNKNOWN, _LIMITED, _REFUSED, _UNROUTABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,7 @@ class _Item:
     plan: Sequence[str] = ()
     quote: FeeQuote | None = None
     decline: _Decline | None = None
+    decision: str = ""  # what the risk step decided, journaled with the entry (JournalEntry.decision)
     answer: AdapterResult | None = None
     result: AuthorizationResult | None = None
     error: SwitchError | None = None
@@ -181,7 +186,7 @@ class _Item:
             else:
                 approval = TransactionStatus.CAPTURED if settles else TransactionStatus.AUTHORIZED
                 self.status = approval if approved else TransactionStatus.DECLINED
-        else:  # LIMITED or UNROUTABLE: the switch's own decline
+        else:  # LIMITED, REFUSED or UNROUTABLE: the switch's own decline
             decline = self.decline
             assert decline is not None
             code, message, authorization_code, approved = decline.code.code, decline.message, "", False
@@ -218,8 +223,10 @@ class AuthorizationPipeline:
         adapter_timeout: float,
         clock: Callable[[], float] = time.time,
         metrics: SwitchMetrics | None = None,
+        screening: Screening | None = None,
     ) -> None:
         self._metrics = metrics or SwitchMetrics()
+        self._screening = screening
         self._tokenizer = tokenizer
         self._state = state
         self._journal = journal
@@ -236,6 +243,7 @@ class AuthorizationPipeline:
         await self._claim(items, now)
         try:
             await self._skip_journaled(items, now)
+            await self._screen(items)
             uncarried = self._route(items)
             if uncarried:
                 await self._complete([_give_back(item) for item in uncarried], now)
@@ -349,6 +357,23 @@ class AuthorizationPipeline:
             return None
         self._metrics.replays.inc()
         return idempotency.decode_result(found.response, replayed=True)
+
+    async def _screen(self, items: list[_Item]) -> None:
+        """Risk: sanctions screening of every claimed item's parties, in one pass; a hit is the
+        switch's decline (93), a name to review passes with an alert."""
+        screening = self._screening
+        claimed = [item for item in items if item.stage is _CLAIMED]
+        if screening is None or not screening.active or not claimed:
+            return
+        countries = [self._router.card_country(i.card.pan[:6] if i.card is not None else None) for i in claimed]
+        verdicts = await screening.screen([item.authorization for item in claimed], countries)
+        for item, verdict in zip(claimed, verdicts, strict=True):
+            item.decision = verdict.decision
+            if verdict.outcome is Screened.HIT:
+                item.stage, item.decline = _REFUSED, _Decline(ResponseCode.VIOLATION_OF_LAW, verdict.reason)
+            if verdict.outcome is not Screened.PASS:
+                self._metrics.risk_alerts.inc((("kind", f"sanctions_{verdict.outcome.value}"),))
+                log.warning("screening of %s: %s (%s)", item.transaction_id, verdict.outcome.value, verdict.reason)
 
     def _route(self, items: list[_Item]) -> list[_Item]:
         """Each claimed item's plan of routes, kept to those that can carry its fields; it starts
@@ -619,6 +644,7 @@ class AuthorizationPipeline:
             response=idempotency.encode_result(result),
             created_at=now,
             fee_shares=item.fee_shares,
+            decision=item.decision,
         )
 
 

@@ -68,6 +68,10 @@ class Router:
         """Whether any route serves this authorization at all (open breakers aside)."""
         return any(route in self._adapters for route in self._table.candidates(authorization, card_bin))
 
+    def card_country(self, card_bin: str | None) -> str:
+        """The card's country, from the routing's BIN table ("" when unknown)."""
+        return self._table.card_country(card_bin)
+
     def next_route(self, plan: Sequence[str], failed: str) -> str | None:
         return self._planner.next_route(plan, failed)
 

@@ -153,14 +153,21 @@ class RoutingTable:
         source = authorization.source
         kind = SourceKind.ACCOUNT if isinstance(source, Account) else SourceKind.CARD
         number = int(card_bin) if kind is SourceKind.CARD and card_bin and _BIN.fullmatch(card_bin) else None
-        country: str | None = None
-        if number is not None and self.bin_table is not None:
-            found = self.bin_table.find(number)
-            country = found.country if found else None
+        country = self._country(number)
         for rule in self.rules:
             if rule.matches(authorization, kind, number, country):
                 return rule.ordered(self.rng)
         return [source.rail if isinstance(source, Account) else CARD_ROUTE]
+
+    def card_country(self, card_bin: str | None) -> str:
+        """The card's country from the BIN table; "" when there is no table, no BIN or no range."""
+        return self._country(int(card_bin) if card_bin and _BIN.fullmatch(card_bin) else None) or ""
+
+    def _country(self, number: int | None) -> str | None:
+        if number is None or self.bin_table is None:
+            return None
+        found = self.bin_table.find(number)
+        return found.country if found else None
 
     def routes_all(self, kind: SourceKind, rail: str | None = None) -> bool:
         """Whether a rule takes every authorization of this source kind (and rail), whatever

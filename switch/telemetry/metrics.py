@@ -109,6 +109,14 @@ class SwitchMetrics:
             "Returns a network sent back after a recall, by outcome: applied, duplicate, unexpected "
             "(for no transaction awaiting one: settle by hand)",
         )
+        self.risk_alerts = Counter(
+            "switch_risk_alerts",
+            "Risk decisions worth a human's look, by kind: sanctions_hit (declined 93), sanctions_review (passed)",
+        )
+        self.sanctions_refreshes = Counter(
+            "switch_sanctions_refreshes",
+            "Sanctions list refreshes by outcome: swapped (a new version served), unchanged, failed (the old kept)",
+        )
         self._metrics: list[Metric] = [
             self.authorizations,
             self.replays,
@@ -119,6 +127,8 @@ class SwitchMetrics:
             self.state_store_events,
             self.reversals,
             self.returns,
+            self.risk_alerts,
+            self.sanctions_refreshes,
         ]
 
     def gauge(self, name: str, help: str, read: Callable[[], Iterable[tuple[Labels, float]]]) -> None:
