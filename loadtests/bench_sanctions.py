@@ -1,6 +1,7 @@
 """How well and how fast switch.risk.sanctions.matching screens names: recall on perturbed
 listed names (per kind of perturbation), false positives on names that are not listed, and
-the time best_many takes for a batch of 256 names it has never seen.
+the time best_many takes for a batch of 256 names it has never seen, and what such a batch
+does to the event loop with the index on a thread of the worker or in its own process.
 
     .venv/bin/python loadtests/bench_sanctions.py [--parties 6000] [--per-kind 250] [--clean 12000] [--runs 15]
     .venv/bin/python loadtests/bench_sanctions.py --quick   # a few seconds, for the smoke test
@@ -13,6 +14,7 @@ list is small) a fresh batch of 256 in <= 20 ms, median of --runs, single thread
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import statistics
 import sys
@@ -23,8 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtests.sanctions_names import Party, clean_names, perturbed, sanctions_list
+from switch.domain.models import Authorization, Card, Money
+from switch.risk.sanctions.lists import ListedParty, SanctionsList
 from switch.risk.sanctions.matching import HIT, REVIEW, Screener
 from switch.risk.sanctions.normalize import tokens
+from switch.risk.sanctions.screening import Screening, ScreeningPolicy
 
 RECALL_REQUIRED = 0.95
 FALSE_POSITIVES_ALLOWED = 0.005
@@ -108,6 +113,54 @@ def timing_table(parties: list[Party], screener: Screener, runs: int, seed: int)
     return median
 
 
+def loop_table(parties: list[Party], runs: int, seed: int) -> dict[str, float]:
+    """A batch of 256 never-seen names through Screening, its index in a thread of this process and
+    in a process of its own, alternating: how long the batch takes, and the event loop's longest
+    stall meanwhile (a task sleeping 1 ms, measured against when it wakes). Medians of runs."""
+    sanctions = SanctionsList("bench", tuple(ListedParty(p.uid, p.names, "", (), ()) for p in parties), ("bench",))
+    rng = random.Random(seed)
+    batches = [[n for _, n in clean_names(BATCH, rng.randrange(1 << 30))] for _ in range(runs * 2)]
+    measured: dict[str, list[tuple[float, float]]] = {"thread": [], "process": []}
+    for run, names in enumerate(batches):
+        mode = "process" if run % 2 else "thread"
+        measured[mode].append(asyncio.run(_stall(sanctions, names, in_process=mode == "process")))
+    print(f"\n| {BATCH} never-seen names through Screening ({runs} runs each) | batch ms | loop's longest stall ms |")
+    print("| --- | ---: | ---: |")
+    stalls = {}
+    for mode, label in (("thread", "index on a thread of the worker"), ("process", "index in its own process")):
+        batch, stall = (statistics.median(values) for values in zip(*measured[mode], strict=True))
+        stalls[mode] = stall
+        print(f"| {label} | {batch:.1f} | {stall:.2f} |")
+    return stalls
+
+
+async def _stall(sanctions: SanctionsList, names: list[str], *, in_process: bool) -> tuple[float, float]:
+    screening = Screening(ScreeningPolicy(), in_process=in_process)
+    try:
+        await screening.swap(sanctions)
+        batch = [Authorization("k", "m", Money(100, "USD"), Card("4111111111111111", 12, 2099, n)) for n in names]
+        lags: list[float] = []
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            while not done.is_set():
+                slept = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append(time.perf_counter() - slept - 0.001)
+
+        probing = asyncio.create_task(probe())
+        await asyncio.sleep(0.01)
+        lags.clear()
+        started = time.perf_counter()
+        await screening.screen(batch, [""] * len(batch))
+        took = time.perf_counter() - started
+        done.set()
+        await probing
+        return took * 1e3, max(lags, default=0.0) * 1e3
+    finally:
+        screening.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parties", type=int, default=6000)
@@ -134,6 +187,7 @@ def main() -> int:
     median = timing_table(parties, screener, args.runs, args.seed + 3)
     if not args.quick and median > BATCH_MS_ALLOWED:
         failures.append(f"batch of {BATCH}: {median:.2f} ms > {BATCH_MS_ALLOWED} ms")
+    loop_table(parties, max(2, args.runs // 3), args.seed + 4)
 
     if misses:
         print("\nSome misses:\n\n" + "\n".join(f"- {m}" for m in misses))

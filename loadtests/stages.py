@@ -142,6 +142,7 @@ async def _measure(
     router = _router(settings, fees)
     for adapter in router.adapters:
         await adapter.start()
+    screening = await _screening() if args.sanctions else None
     pipeline = AuthorizationPipeline(
         tokenizer=Tokenizer(fingerprint_key(settings), token_keys(settings)),
         state=state,
@@ -150,7 +151,7 @@ async def _measure(
         risk=RiskRules(settings.limits),
         fees=fees,
         adapter_timeout=settings.adapters.timeout_ms / 1000.0,
-        screening=await _screening() if args.sanctions else None,
+        screening=screening,
     )
     cpu: dict[str, float] = {}
     for name, _ in PIPELINE_STAGES:
@@ -172,6 +173,8 @@ async def _measure(
     finally:
         for adapter in router.adapters:
             await adapter.close()
+        if screening is not None:
+            screening.close()
         await state.close()
         await journal.close()
     items = args.batch * args.batches
@@ -196,13 +199,11 @@ async def _measure(
 
 async def _screening() -> Any:
     """Screening against the sanctions fixtures the tests read (published formats)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from switch.risk.sanctions.lists import ListSource
     from switch.risk.sanctions.refresh import ListRefresh
     from switch.risk.sanctions.screening import Screening, ScreeningPolicy
 
-    screening = Screening(ScreeningPolicy(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening"))
+    screening = Screening(ScreeningPolicy())
     lists = [ListSource("ofac-csv", SANCTIONS / "ofac"), ListSource("un-xml", SANCTIONS / "un" / "consolidated.xml")]
     await ListRefresh(screening, lists).first()
     return screening

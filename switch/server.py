@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -104,6 +103,7 @@ class RunningSwitch:
     checkpoints: Checkpoints | None = None  # signs the audit chains' heads
     checkpointing: Every | None = None  # ... every security.audit_checkpoint_seconds
     sanctions_refresh: Every | None = None  # reads the sanctions lists again every sanctions.refresh_seconds
+    screening: Screening | None = None  # its index's process goes with the switch
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -113,6 +113,8 @@ class RunningSwitch:
         await self.batcher.close()
         if self.sanctions_refresh is not None:
             await self.sanctions_refresh.close()
+        if self.screening is not None:
+            self.screening.close()
         await self.reversals.close()
         if self.pending_operations is not None:
             await self.pending_operations.close()
@@ -250,6 +252,7 @@ async def build(settings: Settings) -> RunningSwitch:
         checkpoints,
         checkpointing,
         sanctions_refresh,
+        screening,
     )
 
 
@@ -259,10 +262,7 @@ async def _screening(settings: Settings, metrics: SwitchMetrics) -> tuple[Screen
     policy = settings.sanctions
     if policy is None:
         return None, None
-    screening = Screening(
-        ScreeningPolicy(policy.hit, policy.review, policy.embargoed_countries, policy.merchant_names),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening"),
-    )
+    screening = Screening(ScreeningPolicy(policy.hit, policy.review, policy.embargoed_countries, policy.merchant_names))
     if not policy.sources:
         return screening, None
     metrics.gauge(

@@ -18,3 +18,4 @@ def test_a_quick_run_prints_every_table_and_passes() -> None:
         assert any(line.startswith(header) for line in lines), (header, result.stdout)
     assert any(line.startswith("| **all** | ") and "%" not in line for line in lines)
     assert any(line.startswith("| best_many of 256 fresh names, median ms |") for line in lines)
+    assert any(line.startswith("| index in its own process |") for line in lines)

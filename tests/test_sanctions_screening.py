@@ -42,7 +42,7 @@ def lists() -> SanctionsList:
 
 
 async def screening_of(sanctions: SanctionsList | None, **policy: object) -> Screening:
-    screening = Screening(ScreeningPolicy(**policy))  # type: ignore[arg-type]
+    screening = Screening(ScreeningPolicy(**policy), in_process=False)  # type: ignore[arg-type]
     if sanctions is not None:
         await screening.swap(sanctions)
     return screening
@@ -98,9 +98,9 @@ async def test_verdicts_are_cached_by_normalised_name_and_new_names_are_screened
     lists: SanctionsList, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     CountingScreener.calls = []
-    monkeypatch.setattr("switch.risk.sanctions.screening.Screener", CountingScreener)
+    monkeypatch.setattr("switch.risk.sanctions.index.Screener", CountingScreener)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening")
-    screening = Screening(ScreeningPolicy(), executor)
+    screening = Screening(ScreeningPolicy(), in_process=False, executor=executor)
     await screening.swap(lists)
     await screening.screen([card("Hasan Nasrallah"), card("NASRALLAH, Hasan"), card("Ana Souza")], ["", "", ""])
     await screening.screen([card("hasan  nasrallah"), card("Ana Souza")], ["", ""])  # seen: no new screening
@@ -128,7 +128,7 @@ async def test_a_swap_serves_the_new_list_from_the_next_batch_and_a_batch_keeps_
 async def test_a_refresh_that_fails_keeps_the_old_list_serving(tmp_path: Path) -> None:
     folder = tmp_path / "ofac"
     shutil.copytree(FIXTURES / "ofac", folder)
-    screening = Screening(ScreeningPolicy())
+    screening = Screening(ScreeningPolicy(), in_process=False)
     outcomes = Counter("refreshes", "")
     refresh = ListRefresh(screening, [ListSource("ofac-csv", folder)], outcomes=outcomes)
     served = await refresh.first()
@@ -149,6 +149,21 @@ async def test_a_refresh_that_fails_keeps_the_old_list_serving(tmp_path: Path) -
         (("outcome", "failed"),): 1.0,
         (("outcome", "swapped"),): 1.0,
     }
+
+
+async def test_the_index_in_its_own_process_gives_the_same_verdicts(lists: SanctionsList) -> None:
+    names = ["Hasan Nasrallah", "Hasan Nasrollah", "Maria Oliveira Santos", "AEROCARIBBEAN AIRLINES", "Ana Souza"]
+    batch = [card(name) for name in names]
+    here = await screening_of(lists, review=0.5)
+    apart = Screening(ScreeningPolicy(review=0.5))  # in_process: a spawned process holds the index
+    try:
+        await apart.swap(lists)
+        assert await apart.screen(batch, [""] * len(batch)) == await here.screen(batch, [""] * len(batch))
+        assert await apart.swap(load([UN])) is True  # a new list, a new process; the old one goes
+        (after,) = await apart.screen([card("Hasan Nasrallah")], [""])
+        assert after.outcome is Outcome.PASS
+    finally:
+        apart.close()
 
 
 async def test_without_a_list_only_the_embargo_screens() -> None:

@@ -370,7 +370,8 @@ class AuthorizationPipeline:
         for item, verdict in zip(claimed, verdicts, strict=True):
             item.decision = verdict.decision
             if verdict.outcome is Screened.HIT:
-                item.stage, item.decline = _REFUSED, _Decline(ResponseCode.VIOLATION_OF_LAW, verdict.reason)
+                code = ResponseCode.VIOLATION_OF_LAW
+                item.stage, item.decline = _REFUSED, _Decline(code, f"{code.message} ({verdict.reason})")
             if verdict.outcome is not Screened.PASS:
                 self._metrics.risk_alerts.inc((("kind", f"sanctions_{verdict.outcome.value}"),))
                 log.warning("screening of %s: %s (%s)", item.transaction_id, verdict.outcome.value, verdict.reason)

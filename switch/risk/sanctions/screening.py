@@ -10,14 +10,14 @@ The list, its index and its verdicts travel together as one snapshot, swapped
 whole when the list changes (swap), so a batch screens against one version from
 start to end and a verdict of one list never answers for another. Verdicts are
 cached by normalised name; the names a batch brings that the cache has not seen
-are screened in one call on a worker thread, so the event loop goes on serving
-other batches meanwhile.
+are screened in one call off the event loop (switch.risk.sanctions.index: by default
+in a process of its own), so the event loop goes on serving other batches meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -27,8 +27,9 @@ import orjson
 from switch.domain.models import Account, Authorization, Card
 
 from . import normalize
+from .index import Index, ProcessIndex, ThreadIndex
 from .lists import SanctionsList
-from .matching import HIT, REVIEW, Match, Screener
+from .matching import HIT, REVIEW, Match
 
 # Verdicts kept per list version before the cache starts again: a bound on memory,
 # not a policy (a busy switch sees its regular names again within minutes).
@@ -53,10 +54,15 @@ class Verdict:
     @property
     def decision(self) -> str:
         """What the journal keeps of it (JournalEntry.decision): compact JSON."""
-        decided = {"sanctions": self.version, "verdict": self.outcome.value}
-        if self.reason:
-            decided["reason"] = self.reason
-        return orjson.dumps(decided).decode()
+        return _decision(self)
+
+
+@functools.lru_cache(maxsize=4096)  # most verdicts are one of a few: a pass on the list in use
+def _decision(verdict: Verdict) -> str:
+    decided = {"sanctions": verdict.version, "verdict": verdict.outcome.value}
+    if verdict.reason:
+        decided["reason"] = verdict.reason
+    return orjson.dumps(decided).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +77,26 @@ class _Snapshot:
     """A list, its index and the verdicts reached on it: replaced together, never changed apart
     from the cache growing."""
 
-    __slots__ = ("cache", "sanctions", "screener")
+    __slots__ = ("cache", "index", "sanctions")
 
-    def __init__(self, sanctions: SanctionsList, screener: Screener) -> None:
+    def __init__(self, sanctions: SanctionsList, index: Index) -> None:
         self.sanctions = sanctions
-        self.screener = screener
+        self.index = index
         self.cache: dict[str, Match | None] = {}
 
 
 class Screening:
-    def __init__(self, policy: ScreeningPolicy, executor: Executor | None = None) -> None:
-        """executor: where never-seen names are screened (None: asyncio's default threads)."""
+    def __init__(self, policy: ScreeningPolicy, *, in_process: bool = True, executor: Executor | None = None) -> None:
+        """in_process: each list's index in a process of its own (the event loop never waits on
+        screening); False: in this one, never-seen names screened on executor's threads (None:
+        asyncio's default)."""
         self.policy = policy
+        self._in_process = in_process
         self._executor = executor
         self._snapshot: _Snapshot | None = None
+        # Names as given -> their normalised key: normalising costs more than the rest of a
+        # cached verdict, and the same names come back. Independent of the list.
+        self._keys: dict[str, str] = {}
 
     @property
     def version(self) -> str:
@@ -101,9 +113,15 @@ class Screening:
         if self._snapshot is not None and self._snapshot.sanctions.version == sanctions.version:
             return False
         entries = [(party.uid, party.names) for party in sanctions.parties]
-        screener = await asyncio.get_running_loop().run_in_executor(self._executor, Screener, entries)
-        self._snapshot = _Snapshot(sanctions, screener)
+        index = await (ProcessIndex.build(entries) if self._in_process else ThreadIndex.build(entries, self._executor))
+        retired, self._snapshot = self._snapshot, _Snapshot(sanctions, index)
+        if retired is not None:
+            retired.index.close()
         return True
+
+    def close(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.index.close()
 
     async def screen(self, authorizations: Sequence[Authorization], card_countries: Sequence[str]) -> list[Verdict]:
         """A verdict per authorization, in order; card_countries: each one's card country from the
@@ -127,7 +145,17 @@ class Screening:
         merchants = self.policy.merchant_names
         if merchants and (merchant := merchants.get(authorization.merchant_id)):
             found.append(merchant)
-        return [(key, name) for name in found if (key := normalize.key(name))]
+        keys = self._keys
+        named = []
+        for name in found:
+            key = keys.get(name)
+            if key is None:
+                if len(keys) >= CACHE_LIMIT:
+                    keys.clear()
+                key = keys[name] = normalize.key(name)
+            if key:
+                named.append((key, name))
+        return named
 
     async def _matches(self, snapshot: _Snapshot, names: list[list[tuple[str, str]]]) -> dict[str, Match | None]:
         """The best match of every name of the batch, from the cache or screened now. The batch
@@ -142,8 +170,7 @@ class Screening:
                 else:
                     unseen[key] = name
         if unseen:
-            loop = asyncio.get_running_loop()
-            matches = await loop.run_in_executor(self._executor, snapshot.screener.best_many, list(unseen.values()))
+            matches = await snapshot.index.best_many(list(unseen.values()))
             screened = dict(zip(unseen, matches, strict=True))
             if len(cache) + len(screened) > CACHE_LIMIT:
                 cache.clear()
