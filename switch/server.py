@@ -196,7 +196,13 @@ async def build(settings: Settings) -> RunningSwitch:
     # Through switch.api.decoding: a request that does not decode is INVALID_ARGUMENT, not UNKNOWN.
     trail = AuditTrail(journal)
     switch_servicer, tokens_servicer = _servicers(
-        settings, _access(settings, trail), batcher=batcher, transactions=transactions, fees=fees, tokenizer=tokenizer
+        settings,
+        _access(settings, trail),
+        batcher=batcher,
+        transactions=transactions,
+        fees=fees,
+        tokenizer=tokenizer,
+        journal=journal,
     )
     checkpoints, checkpointing = _checkpoints(settings, journal, keys, ring, trail)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
@@ -296,6 +302,7 @@ def _servicers(
     transactions: TransactionService,
     fees: FeeEngine,
     tokenizer: Tokenizer,
+    journal: Journal,
 ) -> tuple[SwitchServicer, TokensServicer]:
     security = settings.security
     # One guard for both ways to a token: Tokenize and a card Authorize.
@@ -303,7 +310,7 @@ def _servicers(
     rate = CallerRateLimit(security.tokenize_per_second, security.tokenize_burst)
     detokenize_rate = CallerRateLimit(security.detokenize_per_second, security.detokenize_burst)
     return (
-        SwitchServicer(batcher, transactions, fees, access, guard),
+        SwitchServicer(batcher, transactions, fees, access, guard, alerts=journal.list_alerts),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
     )
 

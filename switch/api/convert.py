@@ -13,13 +13,18 @@ be stored and echoed in clear (luhn.contains_card_number says what looks like on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import binascii
+import math
+from collections.abc import Callable, Sequence
 
+import orjson
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switch.api import rules
 from switch.cards import luhn
+from switch.domain.alerts import DEFAULT_PAGE, AlertQuery, RiskAlert
 from switch.domain.errors import InvalidRequest, SwitchError, Violation
 from switch.domain.models import (
     Account,
@@ -100,6 +105,51 @@ def _authorization_checked(request: pb.AuthorizeRequest, deadline: float | None 
         tuple(sorted(request.metadata.items())),
         deadline,
     )
+
+
+def alert_query(request: pb.ListAlertsRequest) -> AlertQuery:
+    _raise_if_any(rules.ALERTS, request)
+    since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else 0.0
+    until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else math.inf
+    if until <= since:
+        raise InvalidRequest([Violation("until", "must be after since")])
+    after = _page_cursor(request.page_token) if request.page_token else None
+    return AlertQuery(request.kind, request.merchant_id, since, until, after, request.page_size or DEFAULT_PAGE)
+
+
+def alerts_to_proto(alerts: Sequence[RiskAlert], query: AlertQuery) -> pb.ListAlertsResponse:
+    """The page; its next_page_token when it is full (the next page may be empty)."""
+    response = pb.ListAlertsResponse(alerts=[_alert(alert) for alert in alerts])
+    if alerts and len(alerts) >= query.limit:
+        response.next_page_token = base64.urlsafe_b64encode(orjson.dumps(alerts[-1].cursor)).decode()
+    return response
+
+
+def _alert(alert: RiskAlert) -> pb.Alert:
+    try:
+        decided = orjson.loads(alert.decision) if alert.decision else {}
+    except orjson.JSONDecodeError:
+        decided = {}
+    return pb.Alert(
+        transaction_id=alert.transaction_id,
+        merchant_id=alert.merchant_id,
+        kind=alert.kind,
+        reason=str(decided.get("reason", "")),
+        response_code=alert.response_code,
+        created_at=_timestamp(alert.created_at),
+        sanctions_version=str(decided.get("sanctions", "")),
+    )
+
+
+def _page_cursor(token: str) -> tuple[float, str]:
+    """The cursor a next_page_token carries; INVALID_ARGUMENT for anything the switch did not write."""
+    try:
+        created_at, transaction_id = orjson.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, TypeError, UnicodeEncodeError, binascii.Error):
+        created_at = transaction_id = None
+    if type(created_at) not in (int, float) or not isinstance(transaction_id, str):
+        raise InvalidRequest([Violation("page_token", "is not a page token this switch gave")])
+    return float(created_at), transaction_id
 
 
 def _raise_if_any(group: rules.Group, request: Message) -> None:

@@ -40,10 +40,12 @@ from google.protobuf.message import Message
 
 from switch.cards import luhn
 from switch.domain import currency
+from switch.domain.alerts import MAX_PAGE
 from switch.domain.errors import Violation
 from switch.v1 import switch_pb2 as pb
 
 MAX_KEY = 128
+MAX_PAGE_TOKEN = 256
 MAX_ID = 64
 MAX_NAME = 128
 MAX_ACCOUNT_ID = 128
@@ -496,3 +498,10 @@ CAPTURE = Group(pb.CaptureRequest, TRANSACTION_ID, IDEMPOTENCY_KEY, Part("amount
 VOID = Group(pb.VoidRequest, TRANSACTION_ID, IDEMPOTENCY_KEY)
 REFUND = Group(pb.RefundRequest, TRANSACTION_ID, IDEMPOTENCY_KEY, Part("amount", MONEY, optional=True))
 TRANSACTION = Group(pb.GetTransactionRequest, TRANSACTION_ID)
+ALERTS = Group(
+    pb.ListAlertsRequest,
+    Field("kind", *text(MAX_ID), optional=True),
+    Field("merchant_id", *text(MAX_ID), optional=True),
+    Field("page_size", Rule(f"value <= {MAX_PAGE}", f"must be at most {MAX_PAGE}"), optional=True),
+    Field("page_token", *text(MAX_PAGE_TOKEN), optional=True),
+)

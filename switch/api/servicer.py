@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -18,8 +18,16 @@ from switch.api import convert, decorators
 from switch.api.decoding import Undecodable
 from switch.api.status import as_switch_error
 from switch.cards.tokenizer import Tokenizer
+from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import EventKind
-from switch.domain.errors import EnumerationRefused, InvalidRequest, RateLimited, SwitchError, Violation
+from switch.domain.errors import (
+    EnumerationRefused,
+    InvalidRequest,
+    PermissionDenied,
+    RateLimited,
+    SwitchError,
+    Violation,
+)
 from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKind, mask_pan
 from switch.flow.batcher import Answer, MicroBatcher
 from switch.flow.transactions import TransactionService
@@ -45,9 +53,13 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         fees: FeeEngine,
         access: Access,
         guard: EnumerationGuard,
+        *,
+        alerts: Callable[[AlertQuery], Awaitable[list[RiskAlert]]],
     ) -> None:
+        """alerts: the journal's list of risk alerts (Journal.list_alerts)."""
         self.access = access
         self._guard = guard
+        self._alerts = alerts
         self._batcher = batcher
         self._transactions = transactions
         self._fees = fees
@@ -151,6 +163,16 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         transaction_id = convert.transaction_id(request)
         record = await self._transactions.get(transaction_id, may_act_for=current_grant.get().may_act_for)
         return convert.record_to_proto(record)
+
+    @decorators.unary(Role.COMPLIANCE)
+    async def ListAlerts(self, request: pb.ListAlertsRequest, context: Context) -> pb.ListAlertsResponse:
+        query = convert.alert_query(request)
+        grant = current_grant.get()
+        if query.merchant_id:
+            check_merchant(grant, query.merchant_id)
+        elif not grant.every_merchant:
+            raise PermissionDenied("this caller may act for some merchants only: name one in merchant_id")
+        return convert.alerts_to_proto(await self._alerts(query), query)
 
     @decorators.unary(Role.QUOTE)
     async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:

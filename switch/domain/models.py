@@ -320,6 +320,9 @@ class JournalEntry:
     # sanctions list's SHA-256, the reason: never a customer's name), as compact
     # JSON; "" when nothing was screened.
     decision: str = ""
+    # The kind of risk alert the authorization raised ("sanctions_review", ...); "": none.
+    # ListAlerts serves the entries that carry one (switch.domain.alerts).
+    alert: str = ""
 
 
 def mask_account(account_id: str) -> str:

@@ -161,6 +161,7 @@ class _Item:
     quote: FeeQuote | None = None
     decline: _Decline | None = None
     decision: str = ""  # what the risk step decided, journaled with the entry (JournalEntry.decision)
+    alert: str = ""  # the kind of alert it raised, journaled with the entry (JournalEntry.alert)
     answer: AdapterResult | None = None
     result: AuthorizationResult | None = None
     error: SwitchError | None = None
@@ -373,7 +374,8 @@ class AuthorizationPipeline:
                 code = ResponseCode.VIOLATION_OF_LAW
                 item.stage, item.decline = _REFUSED, _Decline(code, f"{code.message} ({verdict.reason})")
             if verdict.outcome is not Screened.PASS:
-                self._metrics.risk_alerts.inc((("kind", f"sanctions_{verdict.outcome.value}"),))
+                item.alert = f"sanctions_{verdict.outcome.value}"
+                self._metrics.risk_alerts.inc((("kind", item.alert),))
                 log.warning("screening of %s: %s (%s)", item.transaction_id, verdict.outcome.value, verdict.reason)
 
     def _route(self, items: list[_Item]) -> list[_Item]:
@@ -646,6 +648,7 @@ class AuthorizationPipeline:
             created_at=now,
             fee_shares=item.fee_shares,
             decision=item.decision,
+            alert=item.alert,
         )
 
 

@@ -23,6 +23,7 @@ class Role(enum.Enum):
     TOKENIZE = "tokenize"  # Tokens.Tokenize
     DETOKENIZE = "detokenize"  # the one way back to a card number
     ADMIN = "admin"  # operating the switch itself
+    COMPLIANCE = "compliance"  # ListAlerts: what risk flagged
 
 
 def _pattern(text: str) -> re.Pattern[str]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import SecurityEvent
 from switch.domain.models import JournalEntry, Money, TransactionRecord
 from switch.stores.audit import AuditSnapshot, Checkpoint
@@ -227,6 +228,10 @@ class Journal(Protocol):
 
     async def find_entries(self, scopes: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JournalEntry]:
         """The entries holding these (merchant, idempotency key) pairs, in one query."""
+        ...
+
+    async def list_alerts(self, query: AlertQuery) -> list[RiskAlert]:
+        """The entries that raised an alert and match query, oldest first, at most query.limit."""
         ...
 
     # The audit trail. Every method above that writes journal rows also seals them

@@ -28,6 +28,7 @@ that start together.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import SecurityEvent
 from switch.domain.models import JournalEntry, TransactionRecord
 from switch.stores.audit import (
@@ -180,10 +182,22 @@ MIGRATIONS: tuple[str, ...] = (
         signature BYTEA NOT NULL
     );
     """,
-    # What the risk step decided for each authorization (JournalEntry.decision).
+    # What the risk step decided for each authorization, and the alert it raised
+    # (JournalEntry.decision, .alert); ListAlerts reads the few entries with an alert.
     """
     ALTER TABLE journal_entries ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+    ALTER TABLE journal_entries ADD COLUMN alert TEXT NOT NULL DEFAULT '';
+    CREATE INDEX journal_entries_alerts ON journal_entries (created_at, transaction_id) WHERE alert <> '';
     """,
+)
+
+# The partial index on alerted entries serves the order and the time range; kind and
+# merchant are filtered on what it finds. '' leaves a filter out.
+_LIST_ALERTS = (
+    "SELECT transaction_id, merchant_id, alert, decision, response_code, created_at FROM journal_entries "
+    "WHERE alert <> '' AND ($1 = '' OR alert = $1) AND ($2 = '' OR merchant_id = $2) "
+    "AND created_at >= $3 AND created_at < $4 AND (created_at, transaction_id) > ($5, $6) "
+    "ORDER BY created_at, transaction_id LIMIT $7"
 )
 
 # Any constant works: it only has to be the same for every switch migrating this database.
@@ -219,6 +233,7 @@ _TYPES = {
     "response": "bytea",
     "fee_shares": "text",
     "decision": "text",
+    "alert": "text",
     "pending": "boolean",
     "attempts": "integer",
     "next_attempt_at": "double precision",
@@ -572,6 +587,13 @@ class PostgresJournal:
     async def find_entries(self, scopes: Sequence[Scope]) -> dict[Scope, JournalEntry]:
         async with self._pool.acquire() as connection:
             return await _entries(connection, scopes)
+
+    async def list_alerts(self, query: AlertQuery) -> list[RiskAlert]:
+        after_at, after_id = query.after if query.after is not None else (-math.inf, "")
+        rows = await self._pool.fetch(
+            _LIST_ALERTS, query.kind, query.merchant_id, query.since, query.until, after_at, after_id, query.limit
+        )
+        return [RiskAlert(*row) for row in rows]
 
     async def record_events(self, events: Sequence[SecurityEvent]) -> None:
         rows = [event_row(event) for event in events]

@@ -51,6 +51,7 @@ ENTRY_COLUMNS = (
     "created_at",
     "pending",
     "decision",
+    "alert",
 )
 
 
@@ -163,6 +164,7 @@ def entry_row(entry: JournalEntry) -> tuple[Any, ...]:
         entry.created_at,
         entry.pending,
         entry.decision,
+        entry.alert,
     )
 
 
@@ -182,6 +184,7 @@ def entry_from_row(row: Any) -> JournalEntry:
         created_at=float(row[11]),
         pending=bool(row[12]),
         decision=row[13],
+        alert=row[14],
     )
 
 

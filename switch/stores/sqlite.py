@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import stat
@@ -23,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import SecurityEvent
 from switch.domain.errors import StartupError
 from switch.domain.models import JournalEntry, TransactionRecord
@@ -169,11 +171,24 @@ MIGRATIONS: tuple[str, ...] = (
         signature BLOB NOT NULL
     );
     """,
-    # What the risk step decided for each authorization (JournalEntry.decision).
+    # What the risk step decided for each authorization, and the alert it raised
+    # (JournalEntry.decision, .alert); ListAlerts reads the few entries with an alert.
     """
     ALTER TABLE journal_entries ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+    ALTER TABLE journal_entries ADD COLUMN alert TEXT NOT NULL DEFAULT '';
+    CREATE INDEX journal_entries_alerts ON journal_entries (created_at, transaction_id) WHERE alert <> '';
     """,
 )
+
+# The partial index on alerted entries serves the order and the time range; kind and
+# merchant are filtered on what it finds. ? = '' leaves a filter out.
+_LIST_ALERTS = (
+    "SELECT transaction_id, merchant_id, alert, decision, response_code, created_at FROM journal_entries "
+    "WHERE alert <> '' AND (? = '' OR alert = ?) AND (? = '' OR merchant_id = ?) "
+    "AND created_at >= ? AND created_at < ? AND (created_at > ? OR (created_at = ? AND transaction_id > ?)) "
+    "ORDER BY created_at, transaction_id LIMIT ?"
+)
+_FAR_FUTURE = 1e300  # "until" left open: SQLite compares REALs with it as with infinity
 
 _CHUNK = 400  # (merchant, key) pairs per lookup, well under SQLite's bound variables
 
@@ -273,6 +288,13 @@ class SqliteJournal:
 
     async def find_entries(self, scopes: Sequence[tuple[str, str]]) -> dict[tuple[str, str], JournalEntry]:
         return self._existing_entries(scopes)
+
+    async def list_alerts(self, query: AlertQuery) -> list[RiskAlert]:
+        after_at, after_id = query.after if query.after is not None else (-math.inf, "")
+        until = query.until if math.isfinite(query.until) else _FAR_FUTURE
+        parameters = (query.kind, query.kind, query.merchant_id, query.merchant_id, query.since, until)
+        rows = self._db.execute(_LIST_ALERTS, (*parameters, after_at, after_at, after_id, query.limit))
+        return [RiskAlert(*row) for row in rows]
 
     def _record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]

@@ -74,6 +74,11 @@ class SwitchStub:
                 request_serializer=switch_dot_v1_dot_switch__pb2.QuoteFeeRequest.SerializeToString,
                 response_deserializer=switch_dot_v1_dot_switch__pb2.FeeQuote.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/switch.v1.Switch/ListAlerts',
+                request_serializer=switch_dot_v1_dot_switch__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class SwitchServicer:
@@ -132,6 +137,14 @@ class SwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
+        first. Needs the compliance role; a caller scoped to some merchants names one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SwitchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +187,11 @@ def add_SwitchServicer_to_server(servicer, server):
                     servicer.QuoteFee,
                     request_deserializer=switch_dot_v1_dot_switch__pb2.QuoteFeeRequest.FromString,
                     response_serializer=switch_dot_v1_dot_switch__pb2.FeeQuote.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.ListAlertsRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.ListAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +410,33 @@ class Switch:
             '/switch.v1.Switch/QuoteFee',
             switch_dot_v1_dot_switch__pb2.QuoteFeeRequest.SerializeToString,
             switch_dot_v1_dot_switch__pb2.FeeQuote.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Switch/ListAlerts',
+            switch_dot_v1_dot_switch__pb2.ListAlertsRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class SwitchStub:
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_switch_pb2.GetTransactionRequest, _switch_pb2.Transaction]
     QuoteFee: _grpc.UnaryUnaryMultiCallable[_switch_pb2.QuoteFeeRequest, _switch_pb2.FeeQuote]
     """The fee and revenue shares an authorization of this amount would carry."""
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_switch_pb2.ListAlertsRequest, _switch_pb2.ListAlertsResponse]
+    """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
+    first. Needs the compliance role; a caller scoped to some merchants names one.
+    """
 
 @_typing.type_check_only
 class SwitchAsyncStub(SwitchStub):
@@ -65,6 +69,10 @@ class SwitchAsyncStub(SwitchStub):
     GetTransaction: _aio.UnaryUnaryMultiCallable[_switch_pb2.GetTransactionRequest, _switch_pb2.Transaction]  # type: ignore[assignment]
     QuoteFee: _aio.UnaryUnaryMultiCallable[_switch_pb2.QuoteFeeRequest, _switch_pb2.FeeQuote]  # type: ignore[assignment]
     """The fee and revenue shares an authorization of this amount would carry."""
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_switch_pb2.ListAlertsRequest, _switch_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
+    first. Needs the compliance role; a caller scoped to some merchants names one.
+    """
 
 class SwitchServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -128,6 +136,16 @@ class SwitchServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_switch_pb2.FeeQuote, _abc.Awaitable[_switch_pb2.FeeQuote]]:
         """The fee and revenue shares an authorization of this amount would carry."""
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _switch_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.ListAlertsResponse, _abc.Awaitable[_switch_pb2.ListAlertsResponse]]:
+        """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
+        first. Needs the compliance role; a caller scoped to some merchants names one.
+        """
 
 def add_SwitchServicer_to_server(servicer: SwitchServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -13,7 +13,17 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from tests.e2e.support import Switch
 
 SWITCH_SERVICE = "switch.v1.Switch"
-METHODS = {"Authorize", "AuthorizeBatch", "AuthorizeStream", "Capture", "Void", "Refund", "GetTransaction", "QuoteFee"}
+METHODS = {
+    "Authorize",
+    "AuthorizeBatch",
+    "AuthorizeStream",
+    "Capture",
+    "Void",
+    "Refund",
+    "GetTransaction",
+    "QuoteFee",
+    "ListAlerts",
+}
 
 
 async def test_health_check_serving(switch: Switch) -> None:

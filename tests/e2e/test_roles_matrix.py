@@ -55,6 +55,7 @@ NEEDS = {
     "Refund": Role.OPERATE,
     "GetTransaction": Role.READ,
     "QuoteFee": Role.QUOTE,
+    "ListAlerts": Role.COMPLIANCE,
     "Tokenize": Role.TOKENIZE,
     "Detokenize": Role.DETOKENIZE,
 }
@@ -328,6 +329,16 @@ async def _quote_fee(matrix: Matrix, caller: Caller, merchant: str, allowed: boo
     await expect(caller.switch.QuoteFee(request, timeout=CALL_TIMEOUT), DENIED)
 
 
+async def _list_alerts(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
+    request = pb.ListAlertsRequest(merchant_id=merchant)
+    if allowed:
+        answer = await caller.switch.ListAlerts(request, timeout=CALL_TIMEOUT)
+        assert not answer.alerts, answer  # nothing screens here: no alert, but served
+        return
+    seen = await expect(caller.switch.ListAlerts(request, timeout=CALL_TIMEOUT), DENIED)
+    assert merchant not in seen.details
+
+
 async def _tokenize(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
     request = pb.TokenizeRequest(card=card(VISA))
     if allowed:
@@ -374,6 +385,7 @@ CELLS: dict[str, Callable[[Matrix, Caller, str, bool, Role], Awaitable[None]]] =
     ),
     "GetTransaction": _get_transaction,
     "QuoteFee": _quote_fee,
+    "ListAlerts": _list_alerts,
     "Tokenize": _tokenize,
     "Detokenize": _detokenize,
 }

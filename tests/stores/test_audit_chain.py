@@ -81,18 +81,23 @@ def test_the_compiled_seal_is_the_reference(payloads: list[bytes]) -> None:
 @given(
     st.lists(st.integers(1, 10**6), max_size=20),
     st.lists(
-        st.tuples(st.integers(1, 10**6), st.booleans(), st.binary(max_size=40), st.sampled_from(["", '{"s":"a1"}'])),
+        st.tuples(
+            st.integers(1, 10**6),
+            st.booleans(),
+            st.binary(max_size=40),
+            st.sampled_from([("", ""), ('{"s":"a1"}', ""), ('{"s":"a1"}', "sanctions_review")]),
+        ),
         max_size=20,
     ),
     st.lists(st.binary(max_size=60), max_size=5),
 )
 def test_the_compiled_seal_of_rows_is_the_reference(
-    transactions: list[int], entries: list[tuple[int, bool, bytes, str]], others: list[bytes]
+    transactions: list[int], entries: list[tuple[int, bool, bytes, tuple[str, str]]], others: list[bytes]
 ) -> None:
     transaction_rows = [transaction_row(record(n, version=n % 7 + 1)) for n in transactions]
     entry_rows = [
-        entry_row(replace(entry(record(n)), pending=pending, response=response, decision=decision))
-        for n, pending, response, decision in entries
+        entry_row(replace(entry(record(n)), pending=pending, response=response, decision=risk[0], alert=risk[1]))
+        for n, pending, response, risk in entries
     ]
     assert merkle.seal_rows(transaction_rows, entry_rows, others) == reference_seal_rows(
         transaction_rows, entry_rows, others
@@ -100,13 +105,16 @@ def test_the_compiled_seal_of_rows_is_the_reference(
 
 
 def test_an_entry_without_a_decision_seals_as_before_the_column_existed() -> None:
-    """Rows sealed before journal_entries had a decision verify after the migration adds it empty."""
-    row = entry_row(replace(entry(record(1)), decision=""))
-    before = row[:-1]  # the thirteen columns the journal had
+    """Rows sealed before journal_entries had a decision and an alert verify after the migration adds them empty."""
+    row = entry_row(replace(entry(record(1)), decision="", alert=""))
+    before = row[:-2]  # the thirteen columns the journal had
     assert leaves.entry_payload(row) == leaves.ENTRY + orjson.dumps(before[:9] + before[10:]) + before[9]
     decided = entry_row(replace(entry(record(1)), decision='{"sanctions":"ab12"}'))
-    assert leaves.entry_payload(decided) != leaves.entry_payload(row)  # a decision is sealed with its entry
-    assert merkle.seal_rows([], [row, decided], []) == reference_seal_rows([], [row, decided], [])
+    alerted = entry_row(replace(entry(record(1)), decision='{"sanctions":"ab12"}', alert="sanctions_review"))
+    payloads = {leaves.entry_payload(r) for r in (row, decided, alerted)}
+    assert len(payloads) == 3  # a decision and an alert are sealed with their entry
+    rows = [row, decided, alerted]
+    assert merkle.seal_rows([], rows, []) == reference_seal_rows([], rows, [])
 
 
 # --- chains ---------------------------------------------------------------------

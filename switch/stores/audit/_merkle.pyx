@@ -122,8 +122,10 @@ def seal_rows(list transactions, list entries, list payloads) -> tuple:
         row = entries[i]
         fields = _list(row)
         del fields[9]  # the response, hashed as it is after the rest
+        if len(fields) > 13 and fields[13] == "":
+            del fields[13]  # an empty alert, then an empty decision: see leaves.entry_payload
         if len(fields) > 12 and fields[12] == "":
-            del fields[12]  # an empty decision: see leaves.entry_payload
+            del fields[12]
         leaf_of(&ENTRY, 1, _dumps(fields), row[9], leaves + k * HASH_SIZE)
         key = ["e", row[1], row[2], row[11], row[12]]
         Py_INCREF(key)

@@ -18,7 +18,9 @@ WITHDRAWN = b"w"
 EVENT = b"v"
 
 _RESPONSE = 9  # an entry row's response (switch.stores.rows.ENTRY_COLUMNS)
-_DECISION = 13  # an entry row's decision, left out when empty: the rows sealed before it existed verify unchanged
+# An entry row's decision and alert, each left out when empty: the rows sealed before
+# they existed verify unchanged.
+_DECISION, _ALERT = 13, 14
 
 
 def transaction_payload(row: tuple[Any, ...]) -> bytes:
@@ -34,8 +36,7 @@ def entry_payload(row: tuple[Any, ...]) -> bytes:
     """row: in switch.stores.rows.ENTRY_COLUMNS order."""
     response: bytes = row[_RESPONSE]
     fields = row[:_RESPONSE] + row[_RESPONSE + 1 : _DECISION]
-    if len(row) > _DECISION and row[_DECISION]:
-        fields += (row[_DECISION],)
+    fields += tuple(value for value in row[_DECISION : _ALERT + 1] if value)
     return ENTRY + orjson.dumps(fields) + response
 
 
