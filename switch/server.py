@@ -42,7 +42,7 @@ from switch.config.routing import parse_routing
 from switch.config.settings import DEFAULT_CALLERS
 from switch.domain.audit import EventKind, SecurityEvent
 from switch.domain.errors import StartupError
-from switch.domain.models import INT64_MAX, Authorization, MoneyOverflow
+from switch.domain.models import INT64_MAX, Authorization, Money, MoneyOverflow
 from switch.flow.batcher import MicroBatcher
 from switch.flow.pending_operations import PendingOperationWorker, lease_seconds
 from switch.flow.periodic import Every
@@ -50,10 +50,11 @@ from switch.flow.pipeline import AuthorizationPipeline
 from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
-from switch.money.fees import FeeEngine
+from switch.money.fees import FeeEngine, FxRateMissing
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
 from switch.risk.sanctions.screening import Screening, ScreeningPolicy
+from switch.risk.travel_rule import TravelRule
 from switch.risk.velocity import RiskRules
 from switch.routing.breaker import Breakers, BreakerState
 from switch.routing.router import Router
@@ -310,9 +311,32 @@ def _servicers(
     rate = CallerRateLimit(security.tokenize_per_second, security.tokenize_burst)
     detokenize_rate = CallerRateLimit(security.detokenize_per_second, security.detokenize_burst)
     return (
-        SwitchServicer(batcher, transactions, fees, access, guard, alerts=journal.list_alerts),
+        SwitchServicer(
+            batcher,
+            transactions,
+            fees,
+            access,
+            guard,
+            alerts=journal.list_alerts,
+            travel_rule=TravelRule(_in_usd(fees)),
+        ),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
     )
+
+
+def _in_usd(fees: FeeEngine) -> Callable[[Money], int | None]:
+    """An amount's worth in USD minor units at the configured rates (switch.risk.travel_rule); None
+    without a rate, and past int64 as the largest amount."""
+
+    def in_usd(amount: Money) -> int | None:
+        try:
+            return fees.convert(amount, "USD").minor_units
+        except FxRateMissing:
+            return None
+        except MoneyOverflow:
+            return INT64_MAX
+
+    return in_usd
 
 
 def _checkpoints(

@@ -32,6 +32,7 @@ from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKi
 from switch.flow.batcher import Answer, MicroBatcher
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
+from switch.risk.travel_rule import TravelRule
 from switch.security.access import Access, check_merchant, current_grant
 from switch.security.enumeration import EnumerationGuard
 from switch.security.policy import Grant, Role
@@ -55,11 +56,14 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         guard: EnumerationGuard,
         *,
         alerts: Callable[[AlertQuery], Awaitable[list[RiskAlert]]],
+        travel_rule: TravelRule | None = None,
     ) -> None:
-        """alerts: the journal's list of risk alerts (Journal.list_alerts)."""
+        """alerts: the journal's list of risk alerts (Journal.list_alerts); travel_rule: the
+        names a cross-border transfer must carry, checked as it is admitted."""
         self.access = access
         self._guard = guard
         self._alerts = alerts
+        self._travel_rule = travel_rule
         self._batcher = batcher
         self._transactions = transactions
         self._fees = fees
@@ -190,9 +194,12 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
     def _admitted(self, grant: Grant, request: pb.AuthorizeRequest, deadline: float | None) -> Authorization:
         """The request as an Authorization, once the caller may act for its merchant and,
         for a card, once the card is no step of an enumeration (the answer carries the
-        card's token, as Tokenize's does); PERMISSION_DENIED or INVALID_ARGUMENT otherwise."""
+        card's token, as Tokenize's does), and for a cross-border transfer once it carries the
+        names the travel rule asks for; PERMISSION_DENIED or INVALID_ARGUMENT otherwise."""
         check_merchant(grant, request.merchant_id)
         authorization = convert.authorization(request, deadline)
+        if self._travel_rule is not None and (missing := self._travel_rule.violations(authorization)):
+            raise InvalidRequest(missing)
         source = authorization.source
         if isinstance(source, Card) and not self._guard.allows(grant.caller, source.pan):
             raise EnumerationRefused(ENUMERATION_REFUSED)
