@@ -6,6 +6,7 @@ The lists are the committed fixtures in their published formats (tests/data/sanc
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import shutil
 import threading
 from collections.abc import Sequence
@@ -164,6 +165,19 @@ async def test_the_index_in_its_own_process_gives_the_same_verdicts(lists: Sanct
         assert after.outcome is Outcome.PASS
     finally:
         apart.close()
+
+
+async def test_an_index_process_that_dies_is_spawned_again(lists: SanctionsList) -> None:
+    screening = Screening(ScreeningPolicy())
+    try:
+        await screening.swap(lists)
+        for child in multiprocessing.active_children():  # the index's process, killed
+            child.kill()
+            child.join()
+        (verdict,) = await screening.screen([card("Hasan Nasrallah")], [""])  # a name it has not seen
+        assert verdict.outcome is Outcome.HIT
+    finally:
+        screening.close()
 
 
 async def test_without_a_list_only_the_embargo_screens() -> None:
