@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from switch.adapters.contract import Return
-from switch.domain.models import JournalEntry, OperationKind, TransactionRecord, TransactionStatus
+from switch.domain.models import JournalEntry, TransactionRecord, TransactionStatus
 from switch.domain.response_codes import ResponseCode
-from switch.flow import idempotency
+from switch.flow.reversals import reversal_step
 from switch.stores.base import ApplyStatus, Journal
 from switch.telemetry.metrics import Counter
 
@@ -75,21 +74,14 @@ class Returns:
         raise ReturnsNotApplied(f"{returned.transaction_id} kept changing under return {returned.reference}")
 
     def _reversed(self, record: TransactionRecord, returned: Return) -> tuple[TransactionRecord, JournalEntry]:
-        now = self._clock()
-        reversed_record = replace(record, status=TransactionStatus.REVERSED, updated_at=now, version=record.version + 1)
-        entry = JournalEntry(
-            transaction_id=record.transaction_id,
-            merchant_id=record.merchant_id,
-            idempotency_key=return_key(returned.reference),
-            kind=OperationKind.REVERSE,
+        return reversal_step(
+            record,
+            TransactionStatus.REVERSED,
+            key=return_key(returned.reference),
             amount=returned.amount,
-            response_code=ResponseCode.APPROVED.code,
-            status=TransactionStatus.REVERSED,
-            request_hash="",
-            response=idempotency.encode_record(reversed_record),
-            created_at=now,
+            code=ResponseCode.APPROVED.code,
+            now=self._clock(),
         )
-        return reversed_record, entry
 
     async def _unexpected(self, returned: Return, record: TransactionRecord | None) -> str:
         if record is not None and record.status is TransactionStatus.REVERSED:

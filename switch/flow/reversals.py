@@ -141,18 +141,13 @@ class ReversalWorker(Periodic):
     async def _finish(self, record: TransactionRecord, answer: AdapterResult) -> bool:
         now = self._clock()
         status = self._status_after(record, answer)
-        finished_record = replace(record, status=status, updated_at=now, version=record.version + 1)
-        entry = JournalEntry(
-            transaction_id=record.transaction_id,
-            merchant_id=record.merchant_id,
-            idempotency_key=f"reversal:{record.transaction_id}",
-            kind=OperationKind.REVERSE,
+        finished_record, entry = reversal_step(
+            record,
+            status,
+            key=f"reversal:{record.transaction_id}",
             amount=record.authorized,
-            response_code=answer.response_code,
-            status=status,
-            request_hash="",
-            response=idempotency.encode_record(finished_record),
-            created_at=now,
+            code=answer.response_code,
+            now=now,
         )
         finished = await self._journal.finish_reversal(finished_record, entry)
         if not finished:
@@ -205,6 +200,27 @@ def _reversal_request(record: TransactionRecord, card: Card | None) -> AdapterRe
         card=card,
         authorization_code=record.authorization_code,
     )
+
+
+def reversal_step(
+    record: TransactionRecord, status: TransactionStatus, *, key: str, amount: Money, code: str, now: float
+) -> tuple[TransactionRecord, JournalEntry]:
+    """The transaction in status (its next version) and the REVERSE entry, keyed key, that
+    journals the step: a reversal answered, or the return that completes a recall."""
+    stepped = replace(record, status=status, updated_at=now, version=record.version + 1)
+    entry = JournalEntry(
+        transaction_id=record.transaction_id,
+        merchant_id=record.merchant_id,
+        idempotency_key=key,
+        kind=OperationKind.REVERSE,
+        amount=amount,
+        response_code=code,
+        status=status,
+        request_hash="",
+        response=idempotency.encode_record(stepped),
+        created_at=now,
+    )
+    return stepped, entry
 
 
 def unknown_outcome(intent: Intent, now: float) -> tuple[TransactionRecord, JournalEntry]:
