@@ -53,7 +53,7 @@ from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
-from switch.risk.sanctions.screening import Screening, ScreeningPolicy
+from switch.risk.sanctions.screening import Screening
 from switch.risk.travel_rule import TravelRule
 from switch.risk.velocity import RiskRules
 from switch.routing.breaker import Breakers, BreakerState
@@ -266,25 +266,25 @@ async def build(settings: Settings) -> RunningSwitch:
 async def _screening(settings: Settings, metrics: SwitchMetrics) -> tuple[Screening | None, Every | None]:
     """Sanctions screening as [sanctions] configures it, its lists read now (a list that cannot be
     read refuses the start), and the task that reads them again; (None, None) without the table."""
-    policy = settings.sanctions
-    if policy is None:
+    configured = settings.sanctions
+    if configured is None:
         return None, None
-    screening = Screening(ScreeningPolicy(policy.hit, policy.review, policy.embargoed_countries, policy.merchant_names))
-    if not policy.sources:
+    screening = Screening(configured.policy)
+    if not configured.sources:
         return screening, None
     metrics.gauge(
         "switch_sanctions_list",
         "The sanctions lists' version (SHA-256) this worker screens against: 1 for the one served",
         lambda: [((("version", screening.version),), 1.0)] if screening.version else [],
     )
-    refresh = ListRefresh(screening, policy.sources, outcomes=metrics.sanctions_refreshes)
+    refresh = ListRefresh(screening, configured.sources, outcomes=metrics.sanctions_refreshes)
     try:
         await refresh.first()
     except (ListError, OSError) as error:
         raise StartupError(f"sanctions.lists: {error}") from None
-    if not policy.refresh_seconds:
+    if not configured.refresh_seconds:
         return screening, None
-    return screening, Every(policy.refresh_seconds, "sanctions-refresh", refresh.refresh)
+    return screening, Every(configured.refresh_seconds, "sanctions-refresh", refresh.refresh)
 
 
 async def _start_adapters(router: Router, returns: Returns) -> None:

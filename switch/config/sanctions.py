@@ -27,6 +27,7 @@ from typing import Any
 from switch.config.checks import ConfigError, no_unknown_keys
 from switch.risk.sanctions.lists import FORMATS, ListSource
 from switch.risk.sanctions.matching import HIT, REVIEW
+from switch.risk.sanctions.screening import ScreeningPolicy
 
 _KEYS = frozenset({"lists", "hit", "review", "refresh_seconds", "embargoed_countries", "merchant_names"})
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -35,11 +36,8 @@ _COUNTRY = re.compile(r"[A-Z]{2}")
 @dataclass(frozen=True, slots=True)
 class SanctionsSettings:
     sources: tuple[ListSource, ...] = ()
-    hit: float = HIT
-    review: float = REVIEW
     refresh_seconds: float = 300.0
-    embargoed_countries: frozenset[str] = frozenset()
-    merchant_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    policy: ScreeningPolicy = field(default_factory=ScreeningPolicy)  # thresholds, embargo, merchants' names
 
 
 def parse_sanctions(raw: Any) -> SanctionsSettings | None:
@@ -58,11 +56,13 @@ def parse_sanctions(raw: Any) -> SanctionsSettings | None:
         raise ConfigError("sanctions.refresh_seconds: must be a number >= 0 (0: read the lists once)")
     return SanctionsSettings(
         sources=tuple(_source(i, item) for i, item in enumerate(_array(raw, "lists"))),
-        hit=hit,
-        review=review,
         refresh_seconds=float(refresh),
-        embargoed_countries=frozenset(_countries(raw.get("embargoed_countries", []))),
-        merchant_names=MappingProxyType(_merchant_names(raw.get("merchant_names", {}))),
+        policy=ScreeningPolicy(
+            hit,
+            review,
+            frozenset(_countries(raw.get("embargoed_countries", []))),
+            MappingProxyType(_merchant_names(raw.get("merchant_names", {}))),
+        ),
     )
 
 
