@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from switch.domain.limits import Limit, LimitScope
 from switch.domain.models import Authorization, Instrument, slot_setters
-from switch.stores.base import Counter
+from switch.stores.base import Counter, TierCap
 
 # (per instrument, name, window_seconds, limit, by_amount): one counter to make, less its subject.
 _Spec = tuple[bool, str, int, int, bool]
@@ -26,19 +26,23 @@ _Spec = tuple[bool, str, int, int, bool]
 _Made = tuple[Counter | None, _Spec]
 
 _new = object.__new__
-_subject, _name, _window, _limit, _by_amount = slot_setters(
-    Counter, "subject", "name", "window_seconds", "limit", "by_amount"
+_subject, _name, _window, _limit, _by_amount, _cap = slot_setters(
+    Counter, "subject", "name", "window_seconds", "limit", "by_amount", "cap"
 )
 
 
-def _counter(subject: str, name: str, window_seconds: int, limit: int, by_amount: bool) -> Counter:
-    """Counter(...) without the frozen __init__: every value here is already one of a Limit's."""
+def new_counter(
+    subject: str, name: str, window_seconds: int, limit: int, by_amount: bool, *, cap: TierCap | None = None
+) -> Counter:
+    """Counter(...) without the frozen __init__: every value here is already checked (a
+    Limit's, or a KYC cap's), and the risk steps make one per counter per item."""
     counter: Counter = _new(Counter)
     _subject(counter, subject)
     _name(counter, name)
     _window(counter, window_seconds)
     _limit(counter, limit)
     _by_amount(counter, by_amount)
+    _cap(counter, cap)
     return counter
 
 
@@ -78,7 +82,7 @@ class RiskRules:
             out.append(
                 tuple(
                     [
-                        _counter(subject, name, window, limit, by_amount) if made is None else made
+                        new_counter(subject, name, window, limit, by_amount) if made is None else made
                         for made, (_, name, window, limit, by_amount) in row
                     ]
                 )
@@ -92,7 +96,7 @@ class RiskRules:
         merchant counter, or None where the counter is the instrument's."""
         subject = "m:" + authorization.merchant_id
         row = tuple(
-            (None if per_instrument else _counter(subject, name, window, limit, by_amount), spec)
+            (None if per_instrument else new_counter(subject, name, window, limit, by_amount), spec)
             for spec in self._specs_for(authorization, now)
             for per_instrument, name, window, limit, by_amount in (spec,)
         )

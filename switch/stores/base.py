@@ -10,30 +10,58 @@ a batch costs one round trip to each store.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import SecurityEvent
+from switch.domain.kyc import HolderTier
 from switch.domain.models import JournalEntry, Money, TransactionRecord
 from switch.stores.audit import AuditSnapshot, Checkpoint
+
+# Counter.window_seconds beyond a window's length:
+PER_ITEM = 0  # holds nothing: each item alone must fit the limit (a per-transaction cap)
+LIFETIME = -1  # never expires (a cap over the holder's lifetime)
+
+
+@dataclass(frozen=True, slots=True)
+class TierCap:
+    """One KYC cap (daily, yearly, ...) in one currency: its limit in each tier.
+
+    The store reads the holder's tier in the same atomic call that checks the counter,
+    so a tier change applies to the next claim in every worker. A holder with no tier,
+    or with one no longer configured, is held to the default tier's limit; a tier
+    missing from limits has no such cap.
+    """
+
+    name: str  # "per_transaction", "daily", "yearly", "lifetime"
+    default: str
+    tiers: frozenset[str]
+    limits: Mapping[str, int]
+
+    def limit_for(self, tier: str | None) -> int | None:
+        """The limit a holder of this tier (None: none set) must fit under; None: uncapped."""
+        return self.limits.get(tier if tier in self.tiers else self.default)
 
 
 @dataclass(frozen=True, slots=True)
 class Counter:
-    """One velocity counter an item must fit under, in one fixed time window.
+    """One velocity counter or KYC cap an item must fit under, in one fixed time window.
 
     subject says whose counter it is ("i:<fingerprint>" or "m:<merchant>"); stores
     use it as the Redis Cluster hash tag. name is unique per subject and already
     includes the window's bucket, so a claim and its release hit the same key.
+    With cap, the limit is the cap's for the subject's tier, looked up by the store
+    (limit is then unused).
     """
 
     subject: str
     name: str
-    window_seconds: int
+    window_seconds: int  # or PER_ITEM, or LIFETIME
     limit: int
     by_amount: bool  # True: counts minor units (declines "61"); False: counts calls ("65")
+    cap: TierCap | None = None  # a KYC cap: over it declines "57"
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
@@ -52,12 +80,17 @@ class ClaimStatus(enum.Enum):
     CONFLICT = "conflict"  # the key was used for a different request
     COUNT_LIMIT = "count_limit"  # claimed, but a count limit is reached: decline "65"
     AMOUNT_LIMIT = "amount_limit"  # claimed, but an amount limit is reached: decline "61"
+    TIER_LIMIT = "tier_limit"  # claimed, but a KYC cap of the holder's tier is reached: decline "57"
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class ClaimOutcome:
     status: ClaimStatus
     response: bytes | None = None
+    # TIER_LIMIT: the holder's tier as the store read it ("" for none) and the name of
+    # the counter over its cap.
+    tier: str = ""
+    over: str = ""
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
@@ -85,7 +118,16 @@ class StateStore(Protocol):
 
     async def complete(self, completions: Sequence[Completion], now: float) -> None: ...
 
+    async def set_tiers(self, tiers: Sequence[HolderTier]) -> None:
+        """Stores holders' KYC tiers, each unless the store holds a later one (by seq)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+# What a state store rebuilds the holders' tiers from when it finds it lost them (a
+# Redis restart, the embedded store at start): the journal's Journal.holder_tiers.
+TierSource = Callable[[], Awaitable[Sequence[HolderTier]]]
 
 
 class ApplyStatus(enum.Enum):
@@ -232,6 +274,14 @@ class Journal(Protocol):
 
     async def list_alerts(self, query: AlertQuery) -> list[RiskAlert]:
         """The entries that raised an alert and match query, oldest first, at most query.limit."""
+        ...
+
+    async def record_holder_tier(self, holder: str, tier: str, at: float) -> HolderTier:
+        """Durably sets a holder's KYC tier; returns it with its place in the order of changes."""
+        ...
+
+    async def holder_tiers(self) -> list[HolderTier]:
+        """Every holder's current tier."""
         ...
 
     # The audit trail. Every method above that writes journal rows also seals them

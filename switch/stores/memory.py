@@ -1,15 +1,20 @@
-"""The embedded StateStore: idempotency claims and velocity counters in this process.
+"""The embedded StateStore: idempotency claims, velocity counters and KYC tiers in this process.
 
 Right for one process (the embedded default, tests, demos). Several worker
-processes each have their own, so production uses the Redis store instead.
+processes each have their own, so production uses the Redis store instead. A claim
+runs without awaiting, so on one event loop it is atomic like the Redis script.
+Holders' tiers are read from the journal (tier_source) before the first claim that
+needs one, since a restarted process holds none.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.domain.kyc import HolderTier
+from switch.stores.base import PER_ITEM, Claim, ClaimOutcome, ClaimStatus, Completion, Counter, TierSource
 
 _SWEEP_INTERVAL_SECONDS = 30.0
 
@@ -23,16 +28,40 @@ class _Key:
 
 
 class MemoryStateStore:
-    def __init__(self, retention_seconds: float, lease_seconds: float) -> None:
+    def __init__(self, retention_seconds: float, lease_seconds: float, tier_source: TierSource | None = None) -> None:
         self._retention = retention_seconds
         self._lease = lease_seconds
         self._keys: dict[tuple[str, str], _Key] = {}
         self._counters: dict[tuple[str, str], tuple[int, float]] = {}  # value, expires_at
         self._next_sweep = 0.0
+        self._tier_source = tier_source
+        self._tiers: dict[str, HolderTier] | None = None if tier_source else {}  # by subject; None: not read yet
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
+        if self._tiers is None and any(counter.cap for claim in claims for counter in claim.counters):
+            await self._read_tiers()
         self._maybe_sweep(now)
         return [self._claim_one(claim, now) for claim in claims]
+
+    async def set_tiers(self, tiers: Sequence[HolderTier]) -> None:
+        if self._tiers is None:
+            await self._read_tiers()
+        self._keep(tiers)
+
+    async def _read_tiers(self) -> None:
+        assert self._tier_source is not None
+        read = await self._tier_source()
+        if self._tiers is None:  # unless another call read them meanwhile
+            self._tiers = {}
+        self._keep(read)
+
+    def _keep(self, tiers: Sequence[HolderTier]) -> None:
+        assert self._tiers is not None
+        for tier in tiers:
+            subject = "i:" + tier.holder
+            held = self._tiers.get(subject)
+            if held is None or held.seq < tier.seq:
+                self._tiers[subject] = tier
 
     async def complete(self, completions: Sequence[Completion], now: float) -> None:
         for done in completions:
@@ -62,11 +91,27 @@ class MemoryStateStore:
             # The holder's lease ran out (it crashed): this caller takes the claim over.
         self._keys[scope] = _Key(claim.request_hash, None, now, now + self._retention)
         for counter in claim.counters:
-            if self._value(counter, now) + self._increment(counter, claim.amount_minor) > counter.limit:
-                return ClaimOutcome(ClaimStatus.AMOUNT_LIMIT if counter.by_amount else ClaimStatus.COUNT_LIMIT)
+            increment = self._increment(counter, claim.amount_minor)
+            if counter.cap is None:
+                if self._value(counter, now) + increment > counter.limit:
+                    return ClaimOutcome(ClaimStatus.AMOUNT_LIMIT if counter.by_amount else ClaimStatus.COUNT_LIMIT)
+                continue
+            tier = self._tier(counter.subject)
+            limit = counter.cap.limit_for(tier)
+            if limit is None:
+                continue
+            counted = 0 if counter.window_seconds == PER_ITEM else self._value(counter, now)
+            if counted + increment > limit:
+                return ClaimOutcome(ClaimStatus.TIER_LIMIT, tier=tier or "", over=counter.name)
         for counter in claim.counters:
-            self._add(counter, self._increment(counter, claim.amount_minor), now)
+            if counter.window_seconds != PER_ITEM:
+                self._add(counter, self._increment(counter, claim.amount_minor), now)
         return ClaimOutcome(ClaimStatus.NEW)
+
+    def _tier(self, subject: str) -> str | None:
+        assert self._tiers is not None  # read by claim() before any capped counter
+        held = self._tiers.get(subject)
+        return None if held is None else held.tier
 
     @staticmethod
     def _increment(counter: Counter, amount_minor: int) -> int:
@@ -80,7 +125,8 @@ class MemoryStateStore:
         key = (counter.subject, counter.name)
         value, expires_at = self._counters.get(key, (0, 0.0))
         if expires_at <= now:
-            value, expires_at = 0, now + counter.window_seconds
+            value = 0
+            expires_at = now + counter.window_seconds if counter.window_seconds > 0 else math.inf  # LIFETIME
         self._counters[key] = (max(value + delta, 0), expires_at)
 
     def _maybe_sweep(self, now: float) -> None:

@@ -49,6 +49,8 @@ minor units, far beyond any real velocity limit.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
@@ -57,8 +59,11 @@ import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from switch.domain.errors import StartupError
-from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.domain.kyc import HolderTier
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, TierCap, TierSource
 from switch.telemetry.metrics import Counter as MetricCounter
+
+log = logging.getLogger(__name__)
 
 # Separates a stored record's request hash from what follows it (Lua's '\31').
 _SEP = "\x1f"
@@ -74,16 +79,22 @@ _SEP = "\x1f"
 
 # ARGV: now, lease seconds, retention ms, key prefix, then two JSON arrays, in which
 # subjects, merchants and idempotency keys come encoded (see KeyLayout):
-#   counters: the batch's distinct counters, 5 fields each: subject, name, window
-#             seconds, limit (strings), and whether it counts amounts (else calls);
+#   counters: the batch's distinct counters, 6 fields each: subject, name, window
+#             seconds (0: per item, -1: lifetime), limit (strings), whether it
+#             counts amounts (else calls), and its KYC cap (0: none; else 1-based,
+#             into the caps);
 #   claims:   per claim: merchant (false: no key, only the counters, a Cluster's
 #             second step), idempotency key, request hash, amount (a string, so
 #             Lua never rounds it), counter count, then that many counter numbers
-#             (1-based, into the counters).
+#             (1-based, into the counters);
+# then the caps, a JSON array of {default tier, {tier: limit (-1: uncapped)}}, and the
+# key that says the holders' tiers are loaded ('' when no counter has a cap).
 # Returns {statuses, error, responses...}: one status character per claim ('0' new,
-# '2' in flight, '3' conflict, '4' count limit, '5' amount limit, 'R' replay, 'M'
-# a key not served here), the error of the last 'M' (or ''), then the stored
-# response of each replay, in order.
+# '2' in flight, '3' conflict, '4' count limit, '5' amount limit, '6' a KYC cap, 'R'
+# replay, 'M' a key not served here), the error of the last 'M' (or ''), then for
+# each replay its stored response and for each '6' the holder's tier, \31, and the
+# name of the counter over its cap, in order. Or {'T'} alone, nothing applied, when
+# the tiers are not loaded (a Redis restarted): the store loads them and calls again.
 CLAIM_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -92,19 +103,55 @@ local prefix = ARGV[4]
 
 -- The counters once per batch: key name, window, limit, status when over it.
 -- Each Redis key's running state is shared by every counter naming it.
+local tiers_loaded = ARGV[8]
+if tiers_loaded ~= '' then
+    local loaded = redis.pcall('EXISTS', tiers_loaded)
+    if type(loaded) == 'table' or loaded == 0 then
+        return {'T'}
+    end
+end
+local caps = cjson.decode(ARGV[7])
 local counters, states, fields = {}, {}, cjson.decode(ARGV[5])
-for f = 1, #fields, 5 do
-    local by_amount = fields[f + 4]
-    local key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1]
+for f = 1, #fields, 6 do
+    local by_amount, cap = fields[f + 4], fields[f + 5]
+    local tagged = prefix .. ':{' .. fields[f] .. '}'
+    local key = tagged .. ':v:' .. fields[f + 1]
+    local window = tonumber(fields[f + 2])
     if states[key] == nil then
-        states[key] = {key = key, window = fields[f + 2], delta = 0}
+        states[key] = {key = key, window = window, delta = 0}
     end
     counters[#counters + 1] = {
         state = states[key],
         limit = tonumber(fields[f + 3]),
         by_amount = by_amount,
         over = by_amount and 5 or 4,
+        per_item = window == 0,
+        cap = cap > 0 and caps[cap] or nil,
+        tier_key = cap > 0 and tagged .. ':t' or nil,
+        name = fields[f + 1],
     }
+end
+
+-- A holder's tier, read once per batch: its key holds tier .. ':' .. seq. Returns
+-- the tier ('' for none) and the limit it has under cap (-1: uncapped), or nil and
+-- the error when the key is not served here.
+local held_tiers = {}
+local function cap_limit(counter)
+    local tier = held_tiers[counter.tier_key]
+    if tier == nil then
+        local stored = redis.pcall('GET', counter.tier_key)
+        if type(stored) == 'table' then
+            return nil, stored.err
+        end
+        tier = stored and string.match(stored, '^[^:]*') or ''
+        held_tiers[counter.tier_key] = tier
+    end
+    local limits = counter.cap[2]
+    local limit = limits[tier]
+    if limit == nil then
+        limit = limits[counter.cap[1]]  -- no tier, or one no longer configured: the default's
+    end
+    return tier, limit
 end
 
 -- Each counter is read at most once per batch and written once at its end: the
@@ -133,9 +180,12 @@ local function flush(counter)
         local delta = string.format('%.0f', counter.delta)
         if counter.existed then
             redis.call('INCRBY', counter.key, delta)  -- keeps the window it has
-        else
+        elseif counter.window > 0 then
             -- Only a counter this batch creates gets a window; later claims keep it.
             redis.call('SET', counter.key, delta, 'EX', counter.window)
+            counter.existed = true
+        else  -- a lifetime cap's
+            redis.call('SET', counter.key, delta)
             counter.existed = true
         end
         counter.delta = 0
@@ -149,7 +199,9 @@ local function move(counter, increment)
         flush(counter)
         redis.call('INCRBY', counter.key, increment)
         if not counter.existed then
-            redis.call('EXPIRE', counter.key, counter.window)
+            if counter.window > 0 then
+                redis.call('EXPIRE', counter.key, counter.window)
+            end
             counter.existed = true
         end
     else
@@ -207,8 +259,18 @@ while f <= #fields do
         -- its limit names the decline.
         status = '0'
         for i = 1, n do
-            local value, err = load(mine[i].state)
-            if value == nil then
+            local counter, limit, value, err, tier = mine[i], mine[i].limit, 0, nil, nil
+            if counter.cap then
+                tier, limit = cap_limit(counter)
+                if tier == nil then
+                    err = limit
+                end
+            end
+            -- Loaded even when uncapped in this tier: it still counts, for the tiers that cap it.
+            if err == nil and not counter.per_item then
+                value, err = load(counter.state)
+            end
+            if err ~= nil then
                 -- Not served here: this claim is undone, so it can go where it lives.
                 status, problem = 'M', err
                 if key then
@@ -216,14 +278,21 @@ while f <= #fields do
                 end
                 break
             end
-            if value + tonumber(increments[i]) > mine[i].limit then
-                status = tostring(mine[i].over)
+            if limit >= 0 and value + tonumber(increments[i]) > limit then
+                if counter.cap then
+                    status = '6'
+                    replies[#replies + 1] = tier .. '\31' .. counter.name
+                else
+                    status = tostring(counter.over)
+                end
                 break
             end
         end
         if status == '0' then
             for i = 1, n do
-                move(mine[i].state, increments[i])
+                if not mine[i].per_item then
+                    move(mine[i].state, increments[i])
+                end
             end
         end
     end
@@ -320,9 +389,43 @@ table.insert(failed, 1, problem)
 return failed
 """
 
+# ARGV: key prefix, the key that says the tiers are loaded ('' to leave it alone), then
+# a JSON array of holders' tiers, 3 fields each: holder (encoded), tier, seq. A tier
+# is written unless its key holds a later seq (a SetHolderTier that landed during a
+# reload keeps its tier); the loaded key is set last, in the same call. No expiry: a
+# tier holds until it is changed.
+SET_TIERS_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
+local prefix, loaded = ARGV[1], ARGV[2]
+local fields = cjson.decode(ARGV[3])
+for f = 1, #fields, 3 do
+    local key = prefix .. ':{i:' .. fields[f] .. '}:t'
+    local held = redis.call('GET', key)
+    local seq = tonumber(fields[f + 2])
+    if not held or tonumber(string.match(held, ':(%d+)$') or '0') < seq then
+        redis.call('SET', key, fields[f + 1] .. ':' .. fields[f + 2])
+    end
+end
+if loaded ~= '' then
+    redis.call('SET', loaded, '1')
+end
+return 0
+"""
+
+# Holders' tiers per SET_TIERS_SCRIPT call when reloading: Redis runs one script at
+# a time, so a long reload is cut into calls that each leave it free soon.
+TIERS_PER_CALL = 5_000
+# How long one worker may take to reload the tiers before another tries (ms), and how
+# often the others look whether it is done (s).
+RELOAD_LEASE_MS = 30_000
+RELOAD_POLL_SECONDS = 0.05
+
+
 # Status characters of the claim script's answer, as bytes hold them.
 REPLAY = ord("R")
+OVER_CAP = ord("6")
 NOT_SERVED = ord("M")
+REPLIED = (REPLAY, OVER_CAP)  # the statuses that come with a reply
+TIERS_NOT_LOADED = b"T"  # the whole answer: see CLAIM_SCRIPT
 MOVED = ord("0")  # new: claimed (when keyed) and every counter moved
 # The status each character of the claim script's answer stands for, but a replay's.
 _STATUSES = {
@@ -334,7 +437,7 @@ _STATUSES = {
 }
 
 
-_TAKES_KEY = (ClaimStatus.NEW, ClaimStatus.COUNT_LIMIT, ClaimStatus.AMOUNT_LIMIT)
+_TAKES_KEY = (ClaimStatus.NEW, ClaimStatus.COUNT_LIMIT, ClaimStatus.AMOUNT_LIMIT, ClaimStatus.TIER_LIMIT)
 
 
 # The labels of SwitchMetrics.state_store_events.
@@ -359,12 +462,17 @@ class RedisStateStore:
         retention_seconds: float,
         lease_seconds: float,
         events: MetricCounter | None = None,
+        *,
+        tier_source: TierSource | None = None,
     ) -> None:
+        """tier_source: where the holders' tiers are read from when Redis lost them (the journal)."""
         self._client = client
         self._events = events or MetricCounter("unexported", "")
         self.keys = KeyLayout(prefix, retention_seconds, lease_seconds)
+        self._tier_source = tier_source
         self._claim_script = client.register_script(CLAIM_SCRIPT)
         self._complete_script = client.register_script(COMPLETE_SCRIPT)
+        self._set_tiers_script = client.register_script(SET_TIERS_SCRIPT)
 
     @classmethod
     def from_url(
@@ -376,16 +484,24 @@ class RedisStateStore:
         lease_seconds: float,
         max_connections: int = 64,
         events: MetricCounter | None = None,
+        tier_source: TierSource | None = None,
     ) -> RedisStateStore:
         # A blocking pool makes a burst of concurrent batches wait for a connection
         # instead of failing with "Too many connections".
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, decode_responses=False)
-        return cls(Redis.from_pool(pool), prefix, retention_seconds, lease_seconds, events)
+        return cls(Redis.from_pool(pool), prefix, retention_seconds, lease_seconds, events, tier_source=tier_source)
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
             return []
-        statuses, problem, *responses = await self._claim_script(args=self.keys.claim_args(claims, now))
+        args = self.keys.claim_args(claims, now)
+        answer = await self._claim_script(args=args)
+        if answer == [TIERS_NOT_LOADED]:
+            await self._reload_tiers()
+            answer = await self._claim_script(args=args)
+            if answer == [TIERS_NOT_LOADED]:
+                raise KeyNotServed("the holders' KYC tiers were lost again while being reloaded")
+        statuses, problem, *responses = answer
         outcomes = claim_outcomes(statuses, responses)
         if NOT_SERVED in statuses:
             # Only a broken key gets here on one primary: give back what the batch
@@ -403,6 +519,29 @@ class RedisStateStore:
         problem, *failed = await self._complete_script(args=self.keys.complete_args(completions))
         if failed:
             raise KeyNotServed(f"{len(failed)} completions not applied: {problem.decode(errors='replace')}")
+
+    async def set_tiers(self, tiers: Sequence[HolderTier]) -> None:
+        if tiers:
+            await self._set_tiers_script(args=(self.keys.prefix, "", pack_tiers(tiers)))
+
+    async def _reload_tiers(self) -> None:
+        """Loads every holder's tier from the journal, once for all workers: one takes a
+        short lease and loads them, the others wait until the loaded key is set (or the
+        lease runs out, and one of them loads them in turn)."""
+        loaded, loading = self.keys.tiers_loaded, self.keys.tiers_loaded + ":loading"
+        while not await self._client.exists(loaded):
+            if await self._client.set(loading, "1", nx=True, px=RELOAD_LEASE_MS):
+                try:
+                    tiers = list(await self._tier_source()) if self._tier_source is not None else []
+                    log.warning("Redis holds no KYC tiers (restarted?): loading %d from the journal", len(tiers))
+                    for start in range(0, max(len(tiers), 1), TIERS_PER_CALL):
+                        last = start + TIERS_PER_CALL >= len(tiers)
+                        chunk = pack_tiers(tiers[start : start + TIERS_PER_CALL])
+                        await self._set_tiers_script(args=(self.keys.prefix, loaded if last else "", chunk))
+                finally:
+                    await self._client.delete(loading)
+                return
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
 
     async def check_server(self) -> None:
         """Refuses, at start, a Redis too old for the scripts (SET with NX and GET needs 7.0):
@@ -436,9 +575,14 @@ class KeyLayout:
         self._retention_ms = str(max(1, round(retention_seconds * 1000)))
         self._lease = repr(float(lease_seconds))
 
-    def claim_args(self, claims: Sequence[Claim], now: float, counters_only: bool = False) -> tuple[Any, ...]:
-        counters, fields = pack_claims(claims, counters_only)
-        return (repr(float(now)), self._lease, self._retention_ms, self.prefix, counters, fields)
+    def claim_args(
+        self, claims: Sequence[Claim], now: float, counters_only: bool = False, tiers_loaded: str | None = None
+    ) -> tuple[Any, ...]:
+        """tiers_loaded: the key whose absence says the holders' tiers are not loaded
+        (None: this layout's, on one primary)."""
+        counters, fields, caps = pack_claims(claims, counters_only)
+        loaded = "" if caps == b"[]" else self.tiers_loaded if tiers_loaded is None else tiers_loaded
+        return (repr(float(now)), self._lease, self._retention_ms, self.prefix, counters, fields, caps, loaded)
 
     def complete_args(self, completions: Sequence[Completion], keyed: Sequence[bool] | None = None) -> tuple[Any, ...]:
         counters, fields, responses = pack_completions(completions, keyed)
@@ -454,6 +598,15 @@ class KeyLayout:
 
     def counter_key(self, counter: Counter) -> str:
         return f"{self.tagged(counter.subject)}:v:{counter.name}"
+
+    def tier_key(self, holder: str) -> str:
+        """Where a holder's (an instrument fingerprint's) KYC tier is: beside its counters."""
+        return f"{self.tagged('i:' + holder)}:t"
+
+    @property
+    def tiers_loaded(self) -> str:
+        """On one primary, the key that says every holder's tier is loaded from the journal."""
+        return f"{self.prefix}:kyc-tiers-loaded"
 
 
 # Key names are built by concatenation, so an id that goes into one is written with
@@ -484,24 +637,25 @@ def encode_subject(subject: str) -> str:
     return subject
 
 
-def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[bytes, bytes]:
-    """The claim script's two JSON arrays (counters, claims) for these claims.
+def pack_claims(claims: Sequence[Claim], counters_only: bool = False) -> tuple[bytes, bytes, bytes]:
+    """The claim script's three JSON arrays (counters, claims, caps) for these claims.
     counters_only: no idempotency key is claimed, only the counters are checked and moved."""
-    counters, fields = _pack_claims(claims, counters_only, encode=False)
-    if _delimited(fields) or _braced(counters):
-        counters, fields = _pack_claims(claims, counters_only, encode=True)
-    return counters, fields
+    packed = _pack_claims(claims, counters_only, encode=False)
+    if _delimited(packed[1]) or _braced(packed[0]):
+        packed = _pack_claims(claims, counters_only, encode=True)
+    return packed
 
 
-def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> tuple[bytes, bytes]:
+def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> tuple[bytes, bytes, bytes]:
     """pack_claims' work; encode: every id encoded. Else only the subjects holding more
     than one ':' are (the counters' array cannot tell: a counter's name holds ':')."""
     # Each counter's number in the payload, by identity: a batch's items share
     # their merchant's counter objects, and an id costs less to hash than a
     # dataclass (two equal counters sent twice are still checked correctly).
     numbers: dict[int, int] = {}
-    counters: list[str | bool] = []
+    counters: list[str | int | bool] = []
     fields: list[str | int | bool] = []
+    caps: dict[int, tuple[int, TierCap]] = {}  # each distinct cap's number, by identity as counters'
     for claim in claims:
         _refuse_separator(claim.request_hash)
         merchant: str | bool = False if counters_only else claim.merchant_id
@@ -520,20 +674,53 @@ def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> 
                 if encode or subject.count(":") > 1:
                     subject = encode_subject(subject)
                 counters += (subject, counter.name, str(counter.window_seconds), str(counter.limit))
-                counters.append(counter.by_amount)
+                counters += (counter.by_amount, _cap_number(caps, counter.cap))
             fields.append(number)
-    return _json(counters), _json(fields)
+    return _json(counters), _json(fields), _pack_caps(caps)
+
+
+def _cap_number(caps: dict[int, tuple[int, TierCap]], cap: TierCap | None) -> int:
+    if cap is None:
+        return 0
+    numbered = caps.get(id(cap))
+    if numbered is None:
+        numbered = caps[id(cap)] = (len(caps) + 1, cap)
+    return numbered[0]
+
+
+def _pack_caps(caps: dict[int, tuple[int, TierCap]]) -> bytes:
+    """The caps as the script reads them: [default tier, {tier: limit}] each, in number
+    order, every configured tier named (-1: uncapped), so that only a tier no longer
+    configured falls back to the default's."""
+    return orjson.dumps(
+        [[cap.default, {tier: cap.limits.get(tier, -1) for tier in sorted(cap.tiers)}] for _, cap in caps.values()]
+    )
+
+
+def pack_tiers(tiers: Sequence[HolderTier]) -> bytes:
+    """The tiers as SET_TIERS_SCRIPT reads them, holders encoded as key names hold them."""
+    fields: list[str] = []
+    for tier in tiers:
+        fields += (encode_id(tier.holder), tier.tier, str(tier.seq))
+    return _json(fields)
 
 
 def claim_outcomes(statuses: bytes, responses: Sequence[bytes]) -> list[ClaimOutcome | None]:
     """Each claim's outcome from the claim script's answer; None where its key was not served."""
-    replayed = iter(responses)
-    return [None if s == NOT_SERVED else claim_outcome(s, next(replayed) if s == REPLAY else None) for s in statuses]
+    replied = iter(responses)
+    return [None if s == NOT_SERVED else claim_outcome(s, next(replied) if s in REPLIED else None) for s in statuses]
 
 
-def claim_outcome(status: int, response: bytes | None) -> ClaimOutcome:
-    """One claim's outcome from its status character (not 'M') and its replayed response."""
-    return ClaimOutcome(ClaimStatus.REPLAY, response) if status == REPLAY else ClaimOutcome(_STATUSES[status])
+def claim_outcome(status: int, reply: bytes | None) -> ClaimOutcome:
+    """One claim's outcome from its status character (not 'M') and its reply: a replay's
+    response, or for a KYC cap the tier and the counter over its cap."""
+    if status == REPLAY:
+        return ClaimOutcome(ClaimStatus.REPLAY, reply)
+    if status == OVER_CAP:
+        assert reply is not None
+        tier, _, over = reply.decode().partition(_SEP)
+        return ClaimOutcome(ClaimStatus.TIER_LIMIT, tier=tier, over=over)
+    return ClaimOutcome(_STATUSES[status])
 
 
 def pack_completions(
@@ -640,7 +827,7 @@ def _braced(packed: bytes) -> bool:
     return b"%" in packed or b"{" in packed or b"}" in packed
 
 
-def _json(fields: list[str | int] | list[str | bool] | list[str | int | bool]) -> bytes:
+def _json(fields: list[Any]) -> bytes:
     """The fields as one JSON array, for the script's cjson.decode."""
     return orjson.dumps(fields)
 

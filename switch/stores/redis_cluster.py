@@ -29,6 +29,12 @@ limit and decline other cards' payments in the same batch. When several limits
 are reached at once, a split item's decline is named by the first step that
 declines it, not by the order of the limits.
 
+Holders' KYC tiers sit beside their counters, and each primary keeps its own key
+saying the tiers are loaded (one whose hash tag falls in its slots). A primary that
+lost them (restarted without its data) answers a batch needing them with nothing
+applied; its items go again, as if not served, once the tiers are loaded from the
+journal.
+
 A node that does not serve a key (a slot moved since the client read the slot
 map) answers that item 'M' with nothing of it applied; the slot map is read
 again and the item goes again, up to `attempts` times. A node that does not answer
@@ -52,7 +58,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter
+from switch.domain.kyc import HolderTier
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, TierSource
 from switch.stores.redis import (
     CLAIM_SCRIPT,
     COMPLETE_SCRIPT,
@@ -61,12 +68,18 @@ from switch.stores.redis import (
     MOVED,
     NOT_SERVED,
     NOT_SERVED_EVENT,
-    REPLAY,
+    RELOAD_LEASE_MS,
+    RELOAD_POLL_SECONDS,
+    REPLIED,
+    SET_TIERS_SCRIPT,
     SLOT_MAP_READ,
+    TIERS_NOT_LOADED,
+    TIERS_PER_CALL,
     KeyLayout,
     KeyNotServed,
     check_version,
     claim_outcome,
+    pack_tiers,
     taken,
 )
 from switch.telemetry.metrics import Counter as MetricCounter
@@ -75,6 +88,7 @@ log = logging.getLogger(__name__)
 
 _CLAIM_SHA = hashlib.sha1(CLAIM_SCRIPT.encode()).hexdigest()
 _COMPLETE_SHA = hashlib.sha1(COMPLETE_SCRIPT.encode()).hexdigest()
+_SET_TIERS_SHA = hashlib.sha1(SET_TIERS_SCRIPT.encode()).hexdigest()
 
 # A completion sent to one node: keyed, it stores or gives back the key (with the
 # counters of that node); not keyed, it only releases counters.
@@ -95,7 +109,11 @@ class RedisClusterStateStore:
         attempts: int = 3,
         max_connections: int = 64,
         events: MetricCounter | None = None,
+        tier_source: TierSource | None = None,
     ) -> None:
+        self._tier_source = tier_source
+        self._tiers_lost = False  # a node answered that it holds no tiers: load them before going again
+        self._loaded_keys: dict[str, str] = {}  # node name -> its "tiers loaded" key
         self._cluster = cluster
         self._events = events or MetricCounter("unexported", "")
         self.keys = KeyLayout(prefix, retention_seconds, lease_seconds)
@@ -118,6 +136,7 @@ class RedisClusterStateStore:
         lease_seconds: float,
         max_connections: int = 64,
         events: MetricCounter | None = None,
+        tier_source: TierSource | None = None,
     ) -> RedisClusterStateStore:
         """url names a node of the cluster, or several, comma-separated, so that a worker
         starts while one of them is down; the others are found from them. Credentials
@@ -127,7 +146,15 @@ class RedisClusterStateStore:
         cluster = RedisCluster.from_url(
             first, startup_nodes=seeds or None, max_connections=max_connections, decode_responses=False
         )
-        return cls(cluster, prefix, retention_seconds, lease_seconds, max_connections=max_connections, events=events)
+        return cls(
+            cluster,
+            prefix,
+            retention_seconds,
+            lease_seconds,
+            max_connections=max_connections,
+            events=events,
+            tier_source=tier_source,
+        )
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if not claims:
@@ -145,8 +172,8 @@ class RedisClusterStateStore:
             await self._give_back(claims, outcomes, moved)
             raise
         if declined:
-            for index, status in declined.items():
-                outcomes[index] = ClaimOutcome(status)
+            for index, outcome in declined.items():
+                outcomes[index] = outcome
             try:
                 await self._release([(_releasing(part), False) for index in declined for part in moved[index]])
             except Exception:
@@ -206,10 +233,10 @@ class RedisClusterStateStore:
         counters: dict[int, tuple[Counter, ...]],
         now: float,
         moved: list[list[Claim]],
-    ) -> dict[int, ClaimStatus]:
+    ) -> dict[int, ClaimOutcome]:
         """Moves these counters of these claims on their nodes, each node's share all or
         none; returns the items one of whose shares was declined (its status)."""
-        declined: dict[int, ClaimStatus] = {}
+        declined: dict[int, ClaimOutcome] = {}
         pending = list(counters.items())
         for attempt in range(self._attempts):
             if not pending:
@@ -220,17 +247,17 @@ class RedisClusterStateStore:
             for index, moving in pending:
                 for node, share in self._by_node(moving):
                     units.append((index, node, _with_counters(claims[index], share)))
-            statuses, _, problem, error = await self._claim_on_nodes(
+            statuses, replies, problem, error = await self._claim_on_nodes(
                 [(node, part) for _, node, part in units], now, counters_only=True
             )
             pending = []
-            for (index, _, part), status in zip(units, statuses, strict=True):
+            for (index, _, part), status, reply in zip(units, statuses, replies, strict=True):
                 if status == MOVED:
                     moved[index].append(part)
                 elif status == NOT_SERVED:
                     pending.append((index, part.counters))
                 else:
-                    declined.setdefault(index, claim_outcome(status, None).status)
+                    declined.setdefault(index, claim_outcome(status, reply))
             if error is not None:
                 raise error  # after recording what the other nodes moved, for _give_back
         if pending:
@@ -294,10 +321,14 @@ class RedisClusterStateStore:
         problems: list[str] = []
 
         def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
-            args = self.keys.claim_args([parts[i][1] for i in indexes], now, counters_only)
+            args = self.keys.claim_args([parts[i][1] for i in indexes], now, counters_only, self._tiers_loaded(node))
             return self._evalsha(node, _CLAIM_SHA, CLAIM_SCRIPT, args)
 
         def settle(indexes: list[int], answer: Any) -> None:
+            if answer == [TIERS_NOT_LOADED]:  # nothing applied: its parts go again once tiers are loaded
+                self._tiers_lost = True
+                problems.append("the node holds no KYC tiers")
+                return
             answered, problem, *responses = answer
             if problem:
                 problems.append(problem.decode(errors="replace"))
@@ -305,7 +336,7 @@ class RedisClusterStateStore:
             replayed = iter(responses)
             for i, status in zip(indexes, answered, strict=True):
                 statuses[i] = status
-                if status == REPLAY:
+                if status in REPLIED:
                     replies[i] = next(replayed)
 
         error = await self._on_nodes([node for node, _ in parts], call, settle)
@@ -391,8 +422,76 @@ class RedisClusterStateStore:
 
     async def _refresh(self) -> None:
         self._where.clear()
+        self._loaded_keys.clear()
         self._events.inc(SLOT_MAP_READ)
         await self._cluster.nodes_manager.initialize()
+        if self._tiers_lost:
+            await self._reload_tiers()
+            self._tiers_lost = False
+
+    # Holders' KYC tiers.
+
+    async def set_tiers(self, tiers: Sequence[HolderTier]) -> None:
+        await self._start()
+        for node, share in self._tiers_by_node(tiers).values():
+            await self._set_tiers_on(node, share, loaded="")
+
+    def _tiers_loaded(self, node: ClusterNode) -> str:
+        """The node's key saying its holders' tiers are loaded: the first of a series of
+        names whose hash tag falls in one of its slots."""
+        key = self._loaded_keys.get(node.name)
+        if key is None:
+            manager = self._cluster.nodes_manager
+            for n in range(100_000):
+                candidate = f"{self.keys.tiers_loaded}:{{{n}}}"
+                if manager.get_node_from_slot(key_slot(candidate.encode())).name == node.name:
+                    key = self._loaded_keys[node.name] = candidate
+                    break
+            else:
+                raise KeyNotServed(f"no key name found for node {node.name}'s slots")
+        return key
+
+    def _tiers_by_node(self, tiers: Sequence[HolderTier]) -> dict[str, tuple[ClusterNode, list[HolderTier]]]:
+        """The tiers by the name of the primary holding them."""
+        shares: dict[str, tuple[ClusterNode, list[HolderTier]]] = {}
+        for tier in tiers:
+            node = self._node("i:" + tier.holder)
+            shares.setdefault(node.name, (node, []))[1].append(tier)
+        return shares
+
+    async def _set_tiers_on(self, node: ClusterNode, tiers: Sequence[HolderTier], loaded: str) -> None:
+        """One node's holders' tiers, in calls of at most TIERS_PER_CALL; loaded (if any)
+        is set by the last."""
+        for start in range(0, max(len(tiers), 1), TIERS_PER_CALL):
+            last = start + TIERS_PER_CALL >= len(tiers)
+            args = (self.keys.prefix, loaded if last else "", pack_tiers(tiers[start : start + TIERS_PER_CALL]))
+            await self._evalsha(node, _SET_TIERS_SHA, SET_TIERS_SCRIPT, args)
+
+    async def _reload_tiers(self) -> None:
+        """Loads every holder's tier from the journal onto every primary, once for all
+        workers, as RedisStateStore._reload_tiers does on one."""
+        primaries = self._cluster.get_primaries()
+        loading = self.keys.tiers_loaded + ":loading"
+        while True:
+            missing = [
+                node
+                for node in primaries
+                if not await self._cluster.execute_command("EXISTS", self._tiers_loaded(node), target_nodes=node)
+            ]
+            if not missing:
+                return
+            if await self._cluster.set(loading, "1", nx=True, px=RELOAD_LEASE_MS):
+                try:
+                    tiers = list(await self._tier_source()) if self._tier_source is not None else []
+                    log.warning("%d Redis primaries hold no KYC tiers: loading %d", len(missing), len(tiers))
+                    shares = self._tiers_by_node(tiers)
+                    for node in missing:
+                        share = shares.get(node.name, (node, []))[1]
+                        await self._set_tiers_on(node, share, self._tiers_loaded(node))
+                finally:
+                    await self._cluster.delete(loading)
+                return
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
 
     def _split(self, counters: Sequence[Counter], node: ClusterNode) -> tuple[tuple[Counter, ...], tuple[Counter, ...]]:
         """(the counters that live on node, the others), each in order."""
