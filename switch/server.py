@@ -44,6 +44,7 @@ from switch.domain.audit import EventKind, SecurityEvent
 from switch.domain.errors import StartupError
 from switch.domain.models import INT64_MAX, Authorization, Money, MoneyOverflow
 from switch.flow.batcher import MicroBatcher
+from switch.flow.kyc import HolderTiers
 from switch.flow.pending_operations import PendingOperationWorker, lease_seconds
 from switch.flow.periodic import Every
 from switch.flow.pipeline import AuthorizationPipeline
@@ -51,6 +52,7 @@ from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
+from switch.risk.kyc import KycCaps
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
 from switch.risk.sanctions.screening import Screening
@@ -175,6 +177,7 @@ async def build(settings: Settings) -> RunningSwitch:
         adapter_timeout=timeout,
         metrics=metrics,
         screening=screening,
+        kyc=KycCaps(settings.kyc) if settings.kyc is not None else None,
     )
     batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds, metrics)
     _watch(metrics, batcher, router)
@@ -204,6 +207,7 @@ async def build(settings: Settings) -> RunningSwitch:
         fees=fees,
         tokenizer=tokenizer,
         journal=journal,
+        state=state,
     )
     checkpoints, checkpointing = _checkpoints(settings, journal, keys, ring, trail)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
@@ -304,6 +308,7 @@ def _servicers(
     fees: FeeEngine,
     tokenizer: Tokenizer,
     journal: Journal,
+    state: StateStore,
 ) -> tuple[SwitchServicer, TokensServicer]:
     security = settings.security
     # One guard for both ways to a token: Tokenize and a card Authorize.
@@ -318,6 +323,9 @@ def _servicers(
             access,
             guard,
             alerts=journal.list_alerts,
+            holder_tiers=HolderTiers(
+                tokenizer, journal, state, frozenset(settings.kyc.tiers) if settings.kyc else frozenset()
+            ),
             travel_rule=TravelRule(_in_usd(fees)),
         ),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
@@ -587,36 +595,38 @@ async def open_stores(settings: Settings, events: Counter | None = None) -> tupl
     PostgreSQL when configured. events counts the Redis stores' rare events
     (SwitchMetrics.state_store_events)."""
     idempotency = settings.idempotency
+    journal = await open_journal(settings)
     if settings.stores.embedded:
         from switch.stores.memory import MemoryStateStore
 
-        state: StateStore = MemoryStateStore(idempotency.retention_seconds, idempotency.lease_seconds)
-        return state, await open_journal(settings)
+        retention, lease = idempotency.retention_seconds, idempotency.lease_seconds
+        return MemoryStateStore(retention, lease, tier_source=journal.holder_tiers), journal
 
     from switch.stores.redis import RedisStateStore
     from switch.stores.redis_cluster import RedisClusterStateStore
 
     redis_store = RedisClusterStateStore if settings.stores.redis_cluster else RedisStateStore
-    state = redis_store.from_url(
-        settings.stores.redis_url,
-        prefix=settings.stores.key_prefix,
-        retention_seconds=idempotency.retention_seconds,
-        lease_seconds=idempotency.lease_seconds,
-        events=events,
-    )
+    try:
+        state = redis_store.from_url(
+            settings.stores.redis_url,
+            prefix=settings.stores.key_prefix,
+            retention_seconds=idempotency.retention_seconds,
+            lease_seconds=idempotency.lease_seconds,
+            events=events,
+            tier_source=journal.holder_tiers,  # what a Redis that lost the tiers reloads them from
+        )
+    except BaseException:
+        await journal.close()
+        raise
     try:
         await state.check_server()
-    except store_errors() as exc:
+    except BaseException as exc:
         await state.close()
-        raise StartupError(f"stores.redis_url: Redis does not answer: {_reason(exc)}") from None
-    except BaseException:
-        await state.close()
+        await journal.close()
+        if isinstance(exc, store_errors()):
+            raise StartupError(f"stores.redis_url: Redis does not answer: {_reason(exc)}") from None
         raise
-    try:
-        return state, await open_journal(settings)
-    except BaseException:
-        await state.close()
-        raise
+    return state, journal
 
 
 async def open_journal(settings: Settings) -> Journal:

@@ -38,6 +38,8 @@ from switch.domain.models import (
     Token,
     TransactionRecord,
     TransactionStatus,
+    mask_account,
+    mask_pan,
     unchecked_authorization,
     unchecked_card,
     unchecked_money,
@@ -52,6 +54,7 @@ MAX_BATCH_ITEMS = 2_000
 MAX_KEY = rules.MAX_KEY
 NO_CARD_NUMBER = rules.NO_CARD_NUMBER  # switch.api.decorators refuses headers with it
 _has_card_number = luhn.contains_card_number
+_is_rail: Callable[[str], object] = rules.NAMES["is_rail"]  # type: ignore[assignment]
 
 
 def _token(key_id: str, value: str) -> Token:
@@ -295,7 +298,7 @@ def _timestamp(seconds: float) -> Timestamp:
     return stamp
 
 
-MAX_REASON_LENGTH = 200
+MAX_REASON_LENGTH = rules.MAX_REASON
 _DETOKENIZE_FIELDS = {"source.token": "token", "source.token_key_id": "key_id"}
 
 
@@ -323,6 +326,56 @@ def detokenize_error(error: InvalidRequest) -> InvalidRequest:
     return InvalidRequest(renamed)
 
 
+def holder_tier_request(request: pb.SetHolderTierRequest) -> tuple[Card | Token | Account, str]:
+    """(the holder, the tier); InvalidRequest naming the holder's fields, tier or reason.
+    A card's number alone is read; a token's own checks are the tokenizer's (holder_error)."""
+    _raise_if_any(rules.HOLDER_TIER, request)
+    which = request.WhichOneof("holder")
+    holder: Card | Token | Account
+    if which == "card":
+        holder = unchecked_card(request.card.pan, 0, 0)
+    elif which == "token":
+        holder = Token(request.token, request.token_key_id)
+    else:
+        holder = Account(request.account.rail, request.account.id)
+    return holder, request.tier
+
+
+_HOLDER_FIELDS = {"source.token": "holder.token", "source.token_key_id": "token_key_id"}
+
+
+def holder_error(error: InvalidRequest) -> InvalidRequest:
+    """The tokenizer's refusal of a holder's token, with the fields named as SetHolderTierRequest names them."""
+    return InvalidRequest([Violation(_HOLDER_FIELDS.get(v.field, v.field), v.description) for v in error.violations])
+
+
+def describe_holder_tier(request: pb.SetHolderTierRequest) -> tuple[str, str]:
+    """What the audit trail records of a SetHolderTier call: the holder masked (a card by
+    its first 6 and last 4 digits, an account by its rail and masked id), the tier and
+    the reason; nothing that holds a card number where none belongs."""
+    which = request.WhichOneof("holder")
+    if which == "card":
+        pan = request.card.pan
+        is_pan = pan.isascii() and pan.isdigit() and len(pan) in rules.PAN_LENGTHS
+        holder = f"card {mask_pan(pan)}" if is_pan else "card (not a card number)"
+    elif which == "token":
+        token = request.token
+        readable = 12 <= len(token) <= 19 and token.isascii() and token.isdigit() and not luhn.luhn_valid(token)
+        holder = f"token {token if readable else '(not a token)'}"
+    elif which == "account":
+        rail = request.account.rail if _is_rail(request.account.rail) else "(not a rail)"
+        holder = f"account {rail}:{mask_account(request.account.id[: rules.MAX_ACCOUNT_ID])}"
+    else:
+        holder = "(no holder)"
+    tier = request.tier if request.tier.isascii() and request.tier.isprintable() else "(not a tier)"
+    return holder, f"tier {tier[: rules.MAX_TIER]}; reason: {_recordable(request.reason)}"
+
+
+def _recordable(reason: str) -> str:
+    reason = reason.strip()[:MAX_REASON_LENGTH]
+    return "(not recordable)" if not reason.isprintable() or _has_card_number(reason) else reason
+
+
 def describe_detokenize(request: pb.DetokenizeRequest) -> tuple[str, str]:
     """What the audit trail records of a Detokenize call: the token and key id (a token
     is no card number: it fails the Luhn check) and the reason. Whatever a caller put
@@ -331,7 +384,4 @@ def describe_detokenize(request: pb.DetokenizeRequest) -> tuple[str, str]:
     if not (12 <= len(token) <= 19 and token.isascii() and token.isdigit()) or luhn.luhn_valid(token):
         token = "(not a token)"
     key_id = request.key_id if request.key_id.isascii() and request.key_id.isprintable() else "(not a key id)"
-    reason = request.reason.strip()[:MAX_REASON_LENGTH]
-    if not reason.isprintable() or _has_card_number(reason):
-        reason = "(not recordable)"
-    return f"token {token} key {key_id[:32] or '(active)'}", f"reason: {reason}"
+    return f"token {token} key {key_id[:32] or '(active)'}", f"reason: {_recordable(request.reason)}"

@@ -423,14 +423,16 @@ MONEY = Group(
     Field("currency", Rule("value in CURRENCIES", "must be an ISO 4217 currency code, e.g. USD")),
 )
 
+PAN = Field(
+    "pan",
+    Rule("value.isascii() and value.isdigit()", "must hold digits only"),
+    within("len(value)", PAN_LENGTHS.start, PAN_LENGTHS.stop - 1, "must be {low} to {high} digits"),
+    Rule("luhn_valid(value)", "fails the Luhn check"),
+)
+
 CARD = Group(
     pb.Card,
-    Field(
-        "pan",
-        Rule("value.isascii() and value.isdigit()", "must hold digits only"),
-        within("len(value)", PAN_LENGTHS.start, PAN_LENGTHS.stop - 1, "must be {low} to {high} digits"),
-        Rule("luhn_valid(value)", "fails the Luhn check"),
-    ),
+    PAN,
     Field("expiry_month", within("value", 1, 12, "must be {low} to {high}")),
     Field("expiry_year", within("value", 2000, 2199, "must be a four-digit year")),
     Field("holder_name", *text(MAX_NAME), optional=True),
@@ -498,6 +500,27 @@ CAPTURE = Group(pb.CaptureRequest, TRANSACTION_ID, IDEMPOTENCY_KEY, Part("amount
 VOID = Group(pb.VoidRequest, TRANSACTION_ID, IDEMPOTENCY_KEY)
 REFUND = Group(pb.RefundRequest, TRANSACTION_ID, IDEMPOTENCY_KEY, Part("amount", MONEY, optional=True))
 TRANSACTION = Group(pb.GetTransactionRequest, TRANSACTION_ID)
+MAX_TIER = 32
+MAX_REASON = 200
+
+# The holder of SetHolderTier: a card (its number alone), a token or an account.
+HOLDER_TIER = Group(
+    pb.SetHolderTierRequest,
+    OneOf(
+        "holder",
+        "set one of card, token or account",
+        card=Group(pb.Card, PAN),
+        token=Group(
+            pb.SetHolderTierRequest,
+            Field("token_key_id", *text(MAX_ID), optional=True),
+            Field("token", REQUIRED, *text(MAX_ID, card_number_allowed=True), path="holder.token"),
+        ),
+        account=ACCOUNT,
+    ),
+    Field("tier", REQUIRED, *text(MAX_TIER)),
+    Field("reason", REQUIRED, *text(MAX_REASON)),
+)
+
 ALERTS = Group(
     pb.ListAlertsRequest,
     Field("kind", *text(MAX_ID), optional=True),

@@ -30,6 +30,7 @@ from switch.domain.errors import (
 )
 from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKind, mask_pan
 from switch.flow.batcher import Answer, MicroBatcher
+from switch.flow.kyc import HolderTiers
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
 from switch.risk.travel_rule import TravelRule
@@ -56,11 +57,13 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         guard: EnumerationGuard,
         *,
         alerts: Callable[[AlertQuery], Awaitable[list[RiskAlert]]],
+        holder_tiers: HolderTiers,
         travel_rule: TravelRule | None = None,
     ) -> None:
         """alerts: the journal's list of risk alerts (Journal.list_alerts); travel_rule: the
         names a cross-border transfer must carry, checked as it is admitted."""
         self.access = access
+        self._holder_tiers = holder_tiers
         self._guard = guard
         self._alerts = alerts
         self._travel_rule = travel_rule
@@ -177,6 +180,15 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         elif not grant.every_merchant:
             raise PermissionDenied("this caller may act for some merchants only: name one in merchant_id")
         return convert.alerts_to_proto(await self._alerts(query), query)
+
+    @decorators.unary(Role.COMPLIANCE, audit=(EventKind.HOLDER_TIER, convert.describe_holder_tier))
+    async def SetHolderTier(self, request: pb.SetHolderTierRequest, context: Context) -> pb.SetHolderTierResponse:
+        holder, tier = convert.holder_tier_request(request)
+        try:
+            changed, instrument = await self._holder_tiers.set(holder, tier)
+        except InvalidRequest as error:
+            raise convert.holder_error(error) from None
+        return pb.SetHolderTierResponse(tier=changed.tier, sequence=changed.seq, masked_instrument=instrument.masked)
 
     @decorators.unary(Role.QUOTE)
     async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:

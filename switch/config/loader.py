@@ -17,6 +17,7 @@ from switch.config.checks import ConfigError, no_unknown_keys, optional_text
 from switch.config.custody import parse_custody
 from switch.config.fees import parse_fee_schedules, parse_fx
 from switch.config.keys import parse_key_ring
+from switch.config.kyc import parse_kyc
 from switch.config.routing import check_routes, load_bin_table, parse_routing
 from switch.config.sanctions import parse_sanctions
 from switch.config.security import parse_callers, parse_tls
@@ -96,7 +97,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     unknown = (
         set(raw)
         - set(_SECTIONS)
-        - {"limits", "log_level", "tokenization", "fee_schedule", "fx", "routes", "routing", "sanctions"}
+        - {"limits", "log_level", "tokenization", "fee_schedule", "fx", "routes", "routing", "sanctions", "kyc"}
     )
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section or key")
@@ -115,7 +116,12 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     settings = replace(settings, limits=limits, log_level=log_level, **_money_and_tokens(raw))
     pkcs11 = parse_custody(settings.security, raw.get("security", {}).get("pkcs11"), "tokenization" in raw)
     settings = replace(settings, pkcs11=pkcs11)
-    settings = replace(settings, **_routes_and_routing(raw), sanctions=parse_sanctions(raw.get("sanctions")))
+    settings = replace(
+        settings,
+        **_routes_and_routing(raw),
+        sanctions=parse_sanctions(raw.get("sanctions")),
+        kyc=parse_kyc(raw.get("kyc")),
+    )
     _check(settings)
     return settings
 

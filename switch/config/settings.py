@@ -15,6 +15,7 @@ from switch.config.sanctions import SanctionsSettings
 from switch.domain.limits import Limit
 from switch.flow.batcher import BatcherSettings
 from switch.money.fees import FeeSchedule, FxTable
+from switch.risk.kyc import KycPolicy
 from switch.routing.rules import RoutingTable
 from switch.security.custody import Pkcs11Keys
 from switch.security.policy import CallerRule, Role
@@ -123,6 +124,7 @@ class Settings:
     callers: tuple[CallerRule, ...] | None = None  # [[security.callers]]; None: DEFAULT_CALLERS
     pkcs11: Pkcs11Keys | None = None  # [security.pkcs11] with key_custody = "pkcs11"; None: the file custody
     sanctions: SanctionsSettings | None = None  # [sanctions]; None: no screening
+    kyc: KycPolicy | None = None  # [kyc]; None: no tiers, no caps
 
 
 # Without [[security.callers]]: every caller may do what the demo does, never detokenize

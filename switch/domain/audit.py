@@ -21,6 +21,7 @@ class EventKind(enum.Enum):
     ENUMERATION = "enumeration"  # a card-number enumeration refused
     KEYS = "keys"  # a key rotated, or the keys a worker started with
     RELOAD = "reload"  # certificates read again
+    HOLDER_TIER = "holder_tier"  # a holder's KYC tier set (SetHolderTier), whatever its outcome
 
 
 @dataclass(frozen=True, slots=True)

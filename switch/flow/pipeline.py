@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from switch.adapters.contract import AdapterRequest, AdapterResult, AdapterUnavailable
 from switch.cards.luhn import quoted
 from switch.cards.tokenizer import Tokenizer
@@ -51,6 +53,7 @@ from switch.domain.models import (
 from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency
 from switch.money.fees import FeeEngine, FeeQuote, QuoteRequest
+from switch.risk.kyc import KycCaps, cap_of
 from switch.risk.sanctions.screening import Outcome as Screened
 from switch.risk.sanctions.screening import Screening
 from switch.risk.velocity import RiskRules
@@ -140,6 +143,17 @@ _LIMIT_DECLINES = {
     ClaimStatus.AMOUNT_LIMIT: _Decline(ResponseCode.EXCEEDS_AMOUNT_LIMIT),
 }
 _NO_ROUTE = _Decline(ResponseCode.NO_ROUTE)
+
+
+def _over_cap(tier: str, counter_name: str) -> tuple[_Decline, str]:
+    """The decline (57) of an item over a KYC cap, and the decision journaled with it: the
+    tier the store read ("" when the holder has none: the default tier's caps) and the cap."""
+    cap = cap_of(counter_name)
+    code = ResponseCode.NOT_PERMITTED
+    decline = _Decline(code, f"{code.message} (KYC tier {tier or 'default'}: {cap} cap reached)")
+    return decline, orjson.dumps({"kyc": {"tier": tier, "cap": cap}}).decode()
+
+
 _EVERY_BREAKER_OPEN = _Decline(ResponseCode.ISSUER_UNAVAILABLE, "no route can take it now")
 
 
@@ -225,9 +239,11 @@ class AuthorizationPipeline:
         clock: Callable[[], float] = time.time,
         metrics: SwitchMetrics | None = None,
         screening: Screening | None = None,
+        kyc: KycCaps | None = None,
     ) -> None:
         self._metrics = metrics or SwitchMetrics()
         self._screening = screening
+        self._kyc = kyc
         self._tokenizer = tokenizer
         self._state = state
         self._journal = journal
@@ -291,9 +307,14 @@ class AuthorizationPipeline:
         return items, refused
 
     def _limit_counters(self, items: list[_Item], now: float) -> None:
-        """Risk: the velocity and amount counters each item must fit under. The claim checks
-        and moves them with the key, atomically, so concurrent batches cannot both pass a limit."""
-        counters = self._risk.counters_many([i.authorization for i in items], [i.instrument for i in items], now)
+        """Risk: the velocity and amount counters and the KYC caps each item must fit under. The
+        claim checks and moves them with the key, atomically, so concurrent batches cannot
+        both pass a limit."""
+        authorizations, instruments = [i.authorization for i in items], [i.instrument for i in items]
+        counters = self._risk.counters_many(authorizations, instruments, now)
+        if self._kyc is not None:
+            caps = self._kyc.counters_many(authorizations, instruments, now)
+            counters = [velocity + capped for velocity, capped in zip(counters, caps, strict=True)]
         for item, item_counters in zip(items, counters, strict=True):
             item.counters = item_counters
 
@@ -324,6 +345,9 @@ class AuthorizationPipeline:
                 item.stage = _CONFLICT
             elif status is ClaimStatus.IN_FLIGHT:
                 item.stage = _IN_FLIGHT
+            elif status is ClaimStatus.TIER_LIMIT:  # claimed, but over a KYC cap: its counters did not move
+                item.stage, item.decline, item.decision = _LIMITED, *_over_cap(claimed.tier, claimed.over)
+                self._metrics.kyc_declines.inc((("cap", cap_of(claimed.over)),))
             else:  # claimed, but over a limit: its counters did not move
                 item.stage, item.decline = _LIMITED, _LIMIT_DECLINES[status]
 

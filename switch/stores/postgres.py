@@ -38,6 +38,7 @@ import orjson
 
 from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import SecurityEvent
+from switch.domain.kyc import HolderTier
 from switch.domain.models import JournalEntry, TransactionRecord
 from switch.stores.audit import (
     BLOCK_COLUMNS,
@@ -189,6 +190,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal_entries ADD COLUMN alert TEXT NOT NULL DEFAULT '';
     CREATE INDEX journal_entries_alerts ON journal_entries (created_at, transaction_id) WHERE alert <> '';
     """,
+    # Each holder's KYC tier (SetHolderTier); seq orders the changes, so that a state
+    # store reloading them never puts an older tier over a newer one.
+    """
+    CREATE SEQUENCE holder_tier_changes;
+    CREATE TABLE holder_tiers (
+        holder TEXT PRIMARY KEY,
+        tier TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        set_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 # The partial index on alerted entries serves the order and the time range; kind and
@@ -198,6 +210,13 @@ _LIST_ALERTS = (
     "WHERE alert <> '' AND ($1 = '' OR alert = $1) AND ($2 = '' OR merchant_id = $2) "
     "AND created_at >= $3 AND created_at < $4 AND (created_at, transaction_id) > ($5, $6) "
     "ORDER BY created_at, transaction_id LIMIT $7"
+)
+
+# The sequence orders tier changes across every switch writing to this database.
+_UPSERT_TIER = (
+    "INSERT INTO holder_tiers (holder, tier, seq, set_at) VALUES ($1, $2, nextval('holder_tier_changes'), $3) "
+    "ON CONFLICT (holder) DO UPDATE SET tier = excluded.tier, seq = excluded.seq, set_at = excluded.set_at "
+    "RETURNING seq"
 )
 
 # Any constant works: it only has to be the same for every switch migrating this database.
@@ -594,6 +613,13 @@ class PostgresJournal:
             _LIST_ALERTS, query.kind, query.merchant_id, query.since, query.until, after_at, after_id, query.limit
         )
         return [RiskAlert(*row) for row in rows]
+
+    async def record_holder_tier(self, holder: str, tier: str, at: float) -> HolderTier:
+        seq = await self._pool.fetchval(_UPSERT_TIER, holder, tier, at)
+        return HolderTier(holder, tier, seq)
+
+    async def holder_tiers(self) -> list[HolderTier]:
+        return [HolderTier(*row) for row in await self._pool.fetch("SELECT holder, tier, seq FROM holder_tiers")]
 
     async def record_events(self, events: Sequence[SecurityEvent]) -> None:
         rows = [event_row(event) for event in events]

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from switch.domain.alerts import AlertQuery, RiskAlert
 from switch.domain.audit import SecurityEvent
 from switch.domain.errors import StartupError
+from switch.domain.kyc import HolderTier
 from switch.domain.models import JournalEntry, TransactionRecord
 from switch.stores.audit import (
     BLOCK_COLUMNS,
@@ -178,6 +179,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal_entries ADD COLUMN alert TEXT NOT NULL DEFAULT '';
     CREATE INDEX journal_entries_alerts ON journal_entries (created_at, transaction_id) WHERE alert <> '';
     """,
+    # Each holder's KYC tier (SetHolderTier); seq orders the changes, so that a state
+    # store reloading them never puts an older tier over a newer one.
+    """
+    CREATE TABLE holder_tiers (
+        holder TEXT PRIMARY KEY,
+        tier TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        set_at REAL NOT NULL
+    );
+    """,
 )
 
 # The partial index on alerted entries serves the order and the time range; kind and
@@ -187,6 +198,10 @@ _LIST_ALERTS = (
     "WHERE alert <> '' AND (? = '' OR alert = ?) AND (? = '' OR merchant_id = ?) "
     "AND created_at >= ? AND created_at < ? AND (created_at > ? OR (created_at = ? AND transaction_id > ?)) "
     "ORDER BY created_at, transaction_id LIMIT ?"
+)
+_UPSERT_TIER = (
+    "INSERT INTO holder_tiers (holder, tier, seq, set_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (holder) DO UPDATE SET tier = excluded.tier, seq = excluded.seq, set_at = excluded.set_at"
 )
 _FAR_FUTURE = 1e300  # "until" left open: SQLite compares REALs with it as with infinity
 
@@ -295,6 +310,15 @@ class SqliteJournal:
         parameters = (query.kind, query.kind, query.merchant_id, query.merchant_id, query.since, until)
         rows = self._db.execute(_LIST_ALERTS, (*parameters, after_at, after_at, after_id, query.limit))
         return [RiskAlert(*row) for row in rows]
+
+    async def record_holder_tier(self, holder: str, tier: str, at: float) -> HolderTier:
+        with _transaction(self._db):
+            (seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM holder_tiers").fetchone()
+            self._db.execute(_UPSERT_TIER, (holder, tier, seq, at))
+        return HolderTier(holder, tier, seq)
+
+    async def holder_tiers(self) -> list[HolderTier]:
+        return [HolderTier(*row) for row in self._db.execute("SELECT holder, tier, seq FROM holder_tiers")]
 
     def _record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]

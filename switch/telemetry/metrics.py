@@ -113,6 +113,11 @@ class SwitchMetrics:
             "switch_risk_alerts",
             "Risk decisions worth a human's look, by kind: sanctions_hit (declined 93), sanctions_review (passed)",
         )
+        self.kyc_declines = Counter(
+            "switch_kyc_declines",
+            "Authorizations declined 57 for a KYC cap of their holder's tier, by cap: per_transaction, daily, "
+            "yearly, lifetime",
+        )
         self.sanctions_refreshes = Counter(
             "switch_sanctions_refreshes",
             "Sanctions list refreshes by outcome: swapped (a new version served), unchanged, failed (the old kept)",
@@ -128,6 +133,7 @@ class SwitchMetrics:
             self.reversals,
             self.returns,
             self.risk_alerts,
+            self.kyc_declines,
             self.sanctions_refreshes,
         ]
 

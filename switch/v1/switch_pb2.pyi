@@ -783,6 +783,79 @@ class ListAlertsResponse(_message.Message):
 Global___ListAlertsResponse: _TypeAlias = ListAlertsResponse  # noqa: Y015
 
 @_typing.final
+class SetHolderTierRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARD_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    TOKEN_KEY_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """a card's token (TokenizeResponse.token)"""
+    token_key_id: _builtins.str
+    """the token's key id; empty: the active key"""
+    tier: _builtins.str
+    """one of the tiers of [kyc]"""
+    reason: _builtins.str
+    """why (a case or ticket id), recorded in the audit trail"""
+    @_builtins.property
+    def card(self) -> Global___Card:
+        """only its number is read"""
+
+    @_builtins.property
+    def account(self) -> Global___Account:
+        """its rail and id are read"""
+
+    def __init__(
+        self,
+        *,
+        card: Global___Card | None = ...,
+        token: _builtins.str = ...,
+        account: Global___Account | None = ...,
+        token_key_id: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "card", b"card", "holder", b"holder", "token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "card", b"card", "holder", b"holder", "reason", b"reason", "tier", b"tier", "token", b"token", "token_key_id", b"token_key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_holder: _TypeAlias = _typing.Literal["card", "token", "account"]  # noqa: Y015
+    _WhichOneofArgType_holder: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_holder) -> _WhichOneofReturnType_holder | None: ...
+
+Global___SetHolderTierRequest: _TypeAlias = SetHolderTierRequest  # noqa: Y015
+
+@_typing.final
+class SetHolderTierResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIER_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    MASKED_INSTRUMENT_FIELD_NUMBER: _builtins.int
+    tier: _builtins.str
+    sequence: _builtins.int
+    """the change's place in the order of all tier changes"""
+    masked_instrument: _builtins.str
+    """the holder, as the journal shows it"""
+    def __init__(
+        self,
+        *,
+        tier: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        masked_instrument: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["masked_instrument", b"masked_instrument", "sequence", b"sequence", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetHolderTierResponse: _TypeAlias = SetHolderTierResponse  # noqa: Y015
+
+@_typing.final
 class Transaction(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -79,6 +79,11 @@ class SwitchStub:
                 request_serializer=switch_dot_v1_dot_switch__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=switch_dot_v1_dot_switch__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.SetHolderTier = channel.unary_unary(
+                '/switch.v1.Switch/SetHolderTier',
+                request_serializer=switch_dot_v1_dot_switch__pb2.SetHolderTierRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.SetHolderTierResponse.FromString,
+                _registered_method=True)
 
 
 class SwitchServicer:
@@ -145,6 +150,16 @@ class SwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetHolderTier(self, request, context):
+        """Puts a holder (a card or an account) in a KYC tier of the switch's [kyc] table:
+        the tier's caps apply from the holder's next authorization, in every worker.
+        Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
+        the compliance role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SwitchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +207,11 @@ def add_SwitchServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=switch_dot_v1_dot_switch__pb2.ListAlertsRequest.FromString,
                     response_serializer=switch_dot_v1_dot_switch__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'SetHolderTier': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetHolderTier,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.SetHolderTierRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.SetHolderTierResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -437,6 +457,33 @@ class Switch:
             '/switch.v1.Switch/ListAlerts',
             switch_dot_v1_dot_switch__pb2.ListAlertsRequest.SerializeToString,
             switch_dot_v1_dot_switch__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetHolderTier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Switch/SetHolderTier',
+            switch_dot_v1_dot_switch__pb2.SetHolderTierRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.SetHolderTierResponse.FromString,
             options,
             channel_credentials,
             insecure,

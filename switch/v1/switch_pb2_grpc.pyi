@@ -51,6 +51,12 @@ class SwitchStub:
     """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
     first. Needs the compliance role; a caller scoped to some merchants names one.
     """
+    SetHolderTier: _grpc.UnaryUnaryMultiCallable[_switch_pb2.SetHolderTierRequest, _switch_pb2.SetHolderTierResponse]
+    """Puts a holder (a card or an account) in a KYC tier of the switch's [kyc] table:
+    the tier's caps apply from the holder's next authorization, in every worker.
+    Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
+    the compliance role.
+    """
 
 @_typing.type_check_only
 class SwitchAsyncStub(SwitchStub):
@@ -72,6 +78,12 @@ class SwitchAsyncStub(SwitchStub):
     ListAlerts: _aio.UnaryUnaryMultiCallable[_switch_pb2.ListAlertsRequest, _switch_pb2.ListAlertsResponse]  # type: ignore[assignment]
     """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
     first. Needs the compliance role; a caller scoped to some merchants names one.
+    """
+    SetHolderTier: _aio.UnaryUnaryMultiCallable[_switch_pb2.SetHolderTierRequest, _switch_pb2.SetHolderTierResponse]  # type: ignore[assignment]
+    """Puts a holder (a card or an account) in a KYC tier of the switch's [kyc] table:
+    the tier's caps apply from the holder's next authorization, in every worker.
+    Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
+    the compliance role.
     """
 
 class SwitchServicer(metaclass=_abc_1.ABCMeta):
@@ -145,6 +157,18 @@ class SwitchServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_switch_pb2.ListAlertsResponse, _abc.Awaitable[_switch_pb2.ListAlertsResponse]]:
         """Authorizations a risk step flagged (a sanctions hit or a name to review), oldest
         first. Needs the compliance role; a caller scoped to some merchants names one.
+        """
+
+    @_abc_1.abstractmethod
+    def SetHolderTier(
+        self,
+        request: _switch_pb2.SetHolderTierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.SetHolderTierResponse, _abc.Awaitable[_switch_pb2.SetHolderTierResponse]]:
+        """Puts a holder (a card or an account) in a KYC tier of the switch's [kyc] table:
+        the tier's caps apply from the holder's next authorization, in every worker.
+        Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
+        the compliance role.
         """
 
 def add_SwitchServicer_to_server(servicer: SwitchServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
+import orjson
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
@@ -140,6 +141,15 @@ async def approved(switch: Switch, request: pb.AuthorizeRequest) -> pb.Authorize
 
 async def get(switch: Switch, transaction_id: str) -> pb.Transaction:
     return await switch.stub.GetTransaction(pb.GetTransactionRequest(transaction_id=transaction_id))
+
+
+async def decision_of(switch: Switch, answer: pb.AuthorizeResponse) -> dict[str, Any]:
+    """What the risk steps decided for an authorization, as its journal entry keeps it."""
+    stored = await switch.running.journal.get_transaction(answer.transaction_id)
+    assert stored is not None
+    (entry,) = (await switch.running.journal.find_entries([(stored.merchant_id, answer.idempotency_key)])).values()
+    decided: dict[str, Any] = orjson.loads(entry.decision)
+    return decided
 
 
 @dataclass

@@ -56,10 +56,11 @@ NEEDS = {
     "GetTransaction": Role.READ,
     "QuoteFee": Role.QUOTE,
     "ListAlerts": Role.COMPLIANCE,
+    "SetHolderTier": Role.COMPLIANCE,
     "Tokenize": Role.TOKENIZE,
     "Detokenize": Role.DETOKENIZE,
 }
-UNSCOPED = frozenset({"Tokenize", "Detokenize"})  # carry no merchant
+UNSCOPED = frozenset({"Tokenize", "Detokenize", "SetHolderTier"})  # carry no merchant
 
 
 def identity(role: Role) -> str:
@@ -190,6 +191,7 @@ async def matrix(
         "tls": {"cert_file": str(cert), "key_file": str(key), "client_ca_file": str(pki.ca.write(folder))},
     }
     raw.setdefault("security", {})["callers"] = CALLERS
+    raw["kyc"] = {"default_tier": "basic", "tiers": {"basic": {}, "full": {}}}  # tiers without caps: nothing declines
     settings = config.from_mapping(raw)
     running = await server.build(settings)
     try:
@@ -339,6 +341,17 @@ async def _list_alerts(matrix: Matrix, caller: Caller, merchant: str, allowed: b
     assert merchant not in seen.details
 
 
+async def _set_holder_tier(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
+    request = pb.SetHolderTierRequest(card=pb.Card(pan=VISA), tier="full", reason="matrix")
+    if allowed:
+        answer = await caller.switch.SetHolderTier(request, timeout=CALL_TIMEOUT)
+        assert answer.tier == "full" and answer.sequence > 0, answer
+        assert answer.masked_instrument.endswith(VISA[-4:]) and VISA not in answer.masked_instrument, answer
+        return
+    seen = await expect(caller.switch.SetHolderTier(request, timeout=CALL_TIMEOUT), DENIED)
+    assert VISA not in seen.details
+
+
 async def _tokenize(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
     request = pb.TokenizeRequest(card=card(VISA))
     if allowed:
@@ -386,6 +399,7 @@ CELLS: dict[str, Callable[[Matrix, Caller, str, bool, Role], Awaitable[None]]] =
     "GetTransaction": _get_transaction,
     "QuoteFee": _quote_fee,
     "ListAlerts": _list_alerts,
+    "SetHolderTier": _set_holder_tier,
     "Tokenize": _tokenize,
     "Detokenize": _detokenize,
 }

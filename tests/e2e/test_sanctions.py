@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import orjson
 import pytest
 
 from switch.config import StartupError
 from switch.v1 import switch_pb2 as pb
 from tests.conftest import SwitchFactory
-from tests.e2e.support import Switch, account_request, card, card_request, expect, serve, spy_on_issuer
+from tests.e2e.support import Switch, account_request, card, card_request, decision_of, expect, serve, spy_on_issuer
 
 FIXTURES = Path(__file__).parents[1] / "data" / "sanctions"
 
@@ -32,14 +31,6 @@ def sanctions(**changes: Any) -> dict[str, Any]:
         "merchant_names": {"m_cuba": "Banco Nacional de Cuba"},
         **changes,
     }
-
-
-async def decision_of(switch: Switch, answer: pb.AuthorizeResponse) -> dict[str, Any]:
-    stored = await switch.running.journal.get_transaction(answer.transaction_id)
-    assert stored is not None
-    (entry,) = (await switch.running.journal.find_entries([(stored.merchant_id, answer.idempotency_key)])).values()
-    decided: dict[str, Any] = orjson.loads(entry.decision)
-    return decided
 
 
 async def test_a_listed_party_is_declined_93_and_journaled_with_the_list_version(
