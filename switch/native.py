@@ -17,7 +17,13 @@ from types import ModuleType
 DISABLED = os.environ.get("SWITCH_NO_EXTENSIONS", "") not in ("", "0")
 
 
-COMPILED = ("switch.cards._luhn", "switch.cards._ff1", "switch.money._fees_core", "switch.stores.audit._merkle")
+COMPILED = (
+    "switch.cards._luhn",
+    "switch.cards._ff1",
+    "switch.money._fees_core",
+    "switch.stores.audit._merkle",
+    "switch.risk.model._score",
+)
 
 
 def load(module: str) -> ModuleType | None:

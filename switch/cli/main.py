@@ -1,4 +1,4 @@
-"""`switch serve | demo | migrate | keys | audit | tls | sim`: the command line.
+"""`switch serve | demo | migrate | keys | audit | risk | tls | sim`: the command line.
 
 Nothing here imports gRPC at module level: `serve --workers N` forks its worker
 processes first, as gRPC Python requires, and each worker builds its own server
@@ -31,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switch.cli import keys
 
         return _refusing_cleanly(lambda: keys.run(args))
+    if args.command == "risk":
+        from switch.cli import risk
+
+        return risk.main(args.options)
     if args.command == "tls":
         from switch.cli import tls_init
 
@@ -93,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     from switch.cli import audit
 
     audit.add_parser(commands)
+    risk = commands.add_parser("risk", help="the fraud model: `switch risk train` trains it (dev extras)")
+    risk.add_argument("risk_command", choices=["train"])
+    risk.add_argument("options", nargs=argparse.REMAINDER, help="--out, --seed, --days: see `switch risk train -h`")
     tls = commands.add_parser("tls", help="certificates for trying mutual TLS (a throwaway CA)")
     tls_commands = tls.add_subparsers(dest="tls_command", required=True)
     tls_init = tls_commands.add_parser(

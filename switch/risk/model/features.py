@@ -1,0 +1,167 @@
+"""The fraud model's features, in their fixed order, and the reference online calculator.
+
+OnlineFeatures is the plain, exact definition of each feature: the production feature
+store (Redis) is checked against it. Given payment events in chronological order, it
+gives each event the vector as it stood when the event arrived.
+
+Window rule, the same for every window: the features of an event at time t count the
+events that came before it in the stream (never the event itself) whose time lies in
+(t - W, t]. An event exactly W before is outside; an earlier event at the same instant
+is inside. Sums are exact (math.fsum over the window), counts come from deques of the
+window's events.
+
+Features (FEATURES gives their order):
+- amount_log: log1p(amount_usd).
+- cross_border, card: 1.0 or 0.0, from the request.
+- night: 1.0 when the event's UTC hour is 0 to 5.
+- holder_count_1h: the holder's events in the last hour.
+- holder_declines_1h: how many of those were declined.
+- holder_sum_24h_log: log1p of the holder's USD sum over 24 h.
+- holder_destinations_24h: distinct destinations the holder paid over 24 h (fan-out).
+- destination_sources_24h: distinct holders who paid this destination over 24 h (fan-in).
+- holder_age_days_log: log1p of the days since the holder's first event (0 for a first),
+  capped at AGE_CAP_DAYS: past it a holder is established, and an uncapped age would
+  grow with the stream and drift forever.
+- amount_vs_mean: amount_usd / the holder's mean amount over 30 days, capped at
+  AMOUNT_RATIO_CAP; 1.0 without history; a mean under MIN_MEAN_USD counts as MIN_MEAN_USD.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+FEATURES: tuple[str, ...] = (
+    "amount_log",
+    "cross_border",
+    "card",
+    "night",
+    "holder_count_1h",
+    "holder_declines_1h",
+    "holder_sum_24h_log",
+    "holder_destinations_24h",
+    "destination_sources_24h",
+    "holder_age_days_log",
+    "amount_vs_mean",
+)
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+MONTH = 30 * DAY
+NIGHT_HOURS = range(6)
+AMOUNT_RATIO_CAP = 50.0
+AGE_CAP_DAYS = 7.0
+MIN_MEAN_USD = 0.01  # a history of zero amounts must not divide by zero
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One payment as the model sees it; declined is its outcome, used only for later events."""
+
+    at: float  # epoch seconds
+    holder: str
+    destination: str
+    amount_usd: float  # major units
+    cross_border: bool
+    card: bool
+    declined: bool
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.at):
+            raise ValueError(f"at must be finite, not {self.at}")
+        if not (math.isfinite(self.amount_usd) and self.amount_usd >= 0):
+            raise ValueError(f"amount_usd must be finite and >= 0, not {self.amount_usd}")
+
+
+class _Window:
+    """The entries of the last `span` seconds, oldest first; expire(t) keeps (t - span, t]."""
+
+    __slots__ = ("entries", "span")
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self.entries: deque[tuple[float, Event]] = deque()
+
+    def expire(self, now: float, on_drop: Counter[str] | None = None, key: str = "") -> None:
+        cutoff = now - self.span
+        while self.entries and self.entries[0][0] <= cutoff:
+            _, old = self.entries.popleft()
+            if on_drop is not None:
+                name = getattr(old, key)
+                on_drop[name] -= 1
+                if not on_drop[name]:
+                    del on_drop[name]
+
+
+@dataclass
+class _Holder:
+    first_at: float
+    hour: _Window = field(default_factory=lambda: _Window(HOUR))
+    day: _Window = field(default_factory=lambda: _Window(DAY))
+    month: _Window = field(default_factory=lambda: _Window(MONTH))
+    destinations: Counter[str] = field(default_factory=Counter)  # over `day`
+
+
+@dataclass
+class _Destination:
+    day: _Window = field(default_factory=lambda: _Window(DAY))
+    holders: Counter[str] = field(default_factory=Counter)  # over `day`
+
+
+class OnlineFeatures:
+    """Feature vectors for a chronological stream of events, one event at a time."""
+
+    def __init__(self) -> None:
+        self._holders: dict[str, _Holder] = {}
+        self._destinations: dict[str, _Destination] = {}
+        self._last_at = -math.inf
+
+    def push(self, event: Event) -> list[float]:
+        """The event's features (from the events before it), then the event joins the history."""
+        if event.at < self._last_at:
+            raise ValueError(f"events must be chronological: {event.at} after {self._last_at}")
+        self._last_at = event.at
+        holder = self._holders.get(event.holder)
+        if holder is None:
+            holder = self._holders[event.holder] = _Holder(first_at=event.at)
+        destination = self._destinations.setdefault(event.destination, _Destination())
+        row = self._row(event, holder, destination)
+        for window in (holder.hour, holder.day, holder.month, destination.day):
+            window.entries.append((event.at, event))
+        holder.destinations[event.destination] += 1
+        destination.holders[event.holder] += 1
+        return row
+
+    def _row(self, event: Event, holder: _Holder, destination: _Destination) -> list[float]:
+        now = event.at
+        holder.hour.expire(now)
+        holder.day.expire(now, holder.destinations, "destination")
+        holder.month.expire(now)
+        destination.day.expire(now, destination.holders, "holder")
+        month = [e.amount_usd for _, e in holder.month.entries]
+        if month:
+            mean = max(math.fsum(month) / len(month), MIN_MEAN_USD)
+            ratio = min(event.amount_usd / mean, AMOUNT_RATIO_CAP)
+        else:
+            ratio = 1.0
+        return [
+            math.log1p(event.amount_usd),
+            1.0 if event.cross_border else 0.0,
+            1.0 if event.card else 0.0,
+            1.0 if int(now // HOUR) % 24 in NIGHT_HOURS else 0.0,
+            float(len(holder.hour.entries)),
+            float(sum(1 for _, e in holder.hour.entries if e.declined)),
+            math.log1p(math.fsum(e.amount_usd for _, e in holder.day.entries)),
+            float(len(holder.destinations)),
+            float(len(destination.holders)),
+            math.log1p(min((now - holder.first_at) / DAY, AGE_CAP_DAYS)),
+            ratio,
+        ]
+
+
+def feature_rows(events: Iterable[Event]) -> list[list[float]]:
+    """The feature vector of each event of a chronological stream, from a fresh calculator."""
+    online = OnlineFeatures()
+    return [online.push(event) for event in events]
