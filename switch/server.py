@@ -52,7 +52,7 @@ from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
-from switch.risk.kyc import KycCaps
+from switch.risk.kyc import KycRules
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
 from switch.risk.sanctions.screening import Screening
@@ -177,7 +177,7 @@ async def build(settings: Settings) -> RunningSwitch:
         adapter_timeout=timeout,
         metrics=metrics,
         screening=screening,
-        kyc=KycCaps(settings.kyc) if settings.kyc is not None else None,
+        kyc=KycRules(settings.kyc) if settings.kyc is not None else None,
     )
     batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds, metrics)
     _watch(metrics, batcher, router)

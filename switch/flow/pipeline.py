@@ -53,7 +53,7 @@ from switch.domain.models import (
 from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency
 from switch.money.fees import FeeEngine, FeeQuote, QuoteRequest
-from switch.risk.kyc import KycCaps, cap_of
+from switch.risk.kyc import KycRules
 from switch.risk.sanctions.screening import Outcome as Screened
 from switch.risk.sanctions.screening import Screening
 from switch.risk.velocity import RiskRules
@@ -145,10 +145,9 @@ _LIMIT_DECLINES = {
 _NO_ROUTE = _Decline(ResponseCode.NO_ROUTE)
 
 
-def _over_cap(tier: str, counter_name: str) -> tuple[_Decline, str]:
+def _over_cap(tier: str, cap: str) -> tuple[_Decline, str]:
     """The decline (57) of an item over a KYC cap, and the decision journaled with it: the
     tier the store read ("" when the holder has none: the default tier's caps) and the cap."""
-    cap = cap_of(counter_name)
     code = ResponseCode.NOT_PERMITTED
     decline = _Decline(code, f"{code.message} (KYC tier {tier or 'default'}: {cap} cap reached)")
     return decline, orjson.dumps({"kyc": {"tier": tier, "cap": cap}}).decode()
@@ -239,7 +238,7 @@ class AuthorizationPipeline:
         clock: Callable[[], float] = time.time,
         metrics: SwitchMetrics | None = None,
         screening: Screening | None = None,
-        kyc: KycCaps | None = None,
+        kyc: KycRules | None = None,
     ) -> None:
         self._metrics = metrics or SwitchMetrics()
         self._screening = screening
@@ -347,7 +346,7 @@ class AuthorizationPipeline:
                 item.stage = _IN_FLIGHT
             elif status is ClaimStatus.TIER_LIMIT:  # claimed, but over a KYC cap: its counters did not move
                 item.stage, item.decline, item.decision = _LIMITED, *_over_cap(claimed.tier, claimed.over)
-                self._metrics.kyc_declines.inc((("cap", cap_of(claimed.over)),))
+                self._metrics.kyc_declines.inc((("cap", claimed.over),))
             else:  # claimed, but over a limit: its counters did not move
                 item.stage, item.decline = _LIMITED, _LIMIT_DECLINES[status]
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from switch.domain.limits import Limit, LimitScope
 from switch.domain.models import Authorization, Instrument, slot_setters
-from switch.stores.base import Counter, TierCap
+from switch.stores.base import Counter, KycCaps
 
 # (per instrument, name, window_seconds, limit, by_amount): one counter to make, less its subject.
 _Spec = tuple[bool, str, int, int, bool]
@@ -26,13 +26,13 @@ _Spec = tuple[bool, str, int, int, bool]
 _Made = tuple[Counter | None, _Spec]
 
 _new = object.__new__
-_subject, _name, _window, _limit, _by_amount, _cap = slot_setters(
-    Counter, "subject", "name", "window_seconds", "limit", "by_amount", "cap"
+_subject, _name, _window, _limit, _by_amount, _caps = slot_setters(
+    Counter, "subject", "name", "window_seconds", "limit", "by_amount", "caps"
 )
 
 
 def new_counter(
-    subject: str, name: str, window_seconds: int, limit: int, by_amount: bool, *, cap: TierCap | None = None
+    subject: str, name: str, window_seconds: int, limit: int, by_amount: bool, *, caps: KycCaps | None = None
 ) -> Counter:
     """Counter(...) without the frozen __init__: every value here is already checked (a
     Limit's, or a KYC cap's), and the risk steps make one per counter per item."""
@@ -42,7 +42,7 @@ def new_counter(
     _window(counter, window_seconds)
     _limit(counter, limit)
     _by_amount(counter, by_amount)
-    _cap(counter, cap)
+    _caps(counter, caps)
     return counter
 
 

@@ -20,48 +20,52 @@ from switch.domain.kyc import HolderTier
 from switch.domain.models import JournalEntry, Money, TransactionRecord
 from switch.stores.audit import AuditSnapshot, Checkpoint
 
-# Counter.window_seconds beyond a window's length:
-PER_ITEM = 0  # holds nothing: each item alone must fit the limit (a per-transaction cap)
-LIFETIME = -1  # never expires (a cap over the holder's lifetime)
+# The KYC caps a tier sets, in this order in KycCaps.limits.
+CAP_NAMES = ("per_transaction", "daily", "yearly", "lifetime")
+UNCAPPED = -1
 
 
 @dataclass(frozen=True, slots=True)
-class TierCap:
-    """One KYC cap (daily, yearly, ...) in one currency: its limit in each tier.
+class KycCaps:
+    """One currency's KYC caps in every tier, and the UTC day and year a payment made now
+    counts in: shared by every item of a batch in that currency.
 
-    The store reads the holder's tier in the same atomic call that checks the counter,
-    so a tier change applies to the next claim in every worker. A holder with no tier,
-    or with one no longer configured, is held to the default tier's limit; a tier
-    missing from limits has no such cap.
+    The store keeps each holder's running totals (the day's, the year's, the lifetime's)
+    beside its tier and checks them against the limits of the tier it reads, in the same
+    atomic call that moves them, so a tier change applies to the next claim in every
+    worker. A holder with no tier, or with one no longer configured, is held to the
+    default tier's limits.
     """
 
-    name: str  # "per_transaction", "daily", "yearly", "lifetime"
+    currency: str
+    day: str  # "20261207": a daily total kept under another day counts as zero
+    year: str  # "2026"
     default: str
-    tiers: frozenset[str]
-    limits: Mapping[str, int]
+    limits: Mapping[str, tuple[int, int, int, int]]  # tier -> its caps in CAP_NAMES order (UNCAPPED: none)
 
-    def limit_for(self, tier: str | None) -> int | None:
-        """The limit a holder of this tier (None: none set) must fit under; None: uncapped."""
-        return self.limits.get(tier if tier in self.tiers else self.default)
+    def limits_for(self, tier: str | None) -> tuple[int, int, int, int]:
+        found = self.limits.get(tier) if tier is not None else None
+        return found if found is not None else self.limits[self.default]
 
 
 @dataclass(frozen=True, slots=True)
 class Counter:
-    """One velocity counter or KYC cap an item must fit under, in one fixed time window.
+    """One velocity counter an item must fit under, in one fixed time window, or the
+    holder's KYC totals in one currency.
 
     subject says whose counter it is ("i:<fingerprint>" or "m:<merchant>"); stores
     use it as the Redis Cluster hash tag. name is unique per subject and already
-    includes the window's bucket, so a claim and its release hit the same key.
-    With cap, the limit is the cap's for the subject's tier, looked up by the store
-    (limit is then unused).
+    includes the window's bucket, so a claim and its release hit the same key. With
+    caps, the counter is the subject's KYC totals in caps.currency, checked against
+    its tier's caps (window_seconds and limit are then unused).
     """
 
     subject: str
     name: str
-    window_seconds: int  # or PER_ITEM, or LIFETIME
+    window_seconds: int
     limit: int
     by_amount: bool  # True: counts minor units (declines "61"); False: counts calls ("65")
-    cap: TierCap | None = None  # a KYC cap: over it declines "57"
+    caps: KycCaps | None = None  # the holder's KYC totals: over a cap declines "57"
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
@@ -87,8 +91,8 @@ class ClaimStatus(enum.Enum):
 class ClaimOutcome:
     status: ClaimStatus
     response: bytes | None = None
-    # TIER_LIMIT: the holder's tier as the store read it ("" for none) and the name of
-    # the counter over its cap.
+    # TIER_LIMIT: the holder's tier as the store read it ("" for none) and the cap
+    # reached (one of CAP_NAMES).
     tier: str = ""
     over: str = ""
 

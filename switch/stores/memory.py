@@ -9,14 +9,24 @@ needs one, since a restarted process holds none.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from switch.domain.kyc import HolderTier
-from switch.stores.base import PER_ITEM, Claim, ClaimOutcome, ClaimStatus, Completion, Counter, TierSource
+from switch.stores.base import (
+    CAP_NAMES,
+    UNCAPPED,
+    Claim,
+    ClaimOutcome,
+    ClaimStatus,
+    Completion,
+    Counter,
+    KycCaps,
+    TierSource,
+)
 
 _SWEEP_INTERVAL_SECONDS = 30.0
+_NO_TOTALS = ("", 0, "", 0, 0)
 
 
 @dataclass(slots=True)
@@ -36,9 +46,11 @@ class MemoryStateStore:
         self._next_sweep = 0.0
         self._tier_source = tier_source
         self._tiers: dict[str, HolderTier] | None = None if tier_source else {}  # by subject; None: not read yet
+        # (subject, currency) -> KYC totals: day, its total, year, its total, lifetime total.
+        self._kyc: dict[tuple[str, str], tuple[str, int, str, int, int]] = {}
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
-        if self._tiers is None and any(counter.cap for claim in claims for counter in claim.counters):
+        if self._tiers is None and any(counter.caps for claim in claims for counter in claim.counters):
             await self._read_tiers()
         self._maybe_sweep(now)
         return [self._claim_one(claim, now) for claim in claims]
@@ -71,12 +83,15 @@ class MemoryStateStore:
             else:
                 self._keys[scope] = _Key(done.request_hash, done.response, now, now + self._retention)
             for counter in done.release:
-                if self._value(counter, now):  # a window that ended has nothing to give back
+                if counter.caps is not None:
+                    self._move_totals(counter.subject, counter.caps, -done.amount_minor)
+                elif self._value(counter, now):  # a window that ended has nothing to give back
                     self._add(counter, -self._increment(counter, done.amount_minor), now)
 
     async def close(self) -> None:
         self._keys.clear()
         self._counters.clear()
+        self._kyc.clear()
 
     def _claim_one(self, claim: Claim, now: float) -> ClaimOutcome:
         scope = (claim.merchant_id, claim.idempotency_key)
@@ -90,23 +105,45 @@ class MemoryStateStore:
                 return ClaimOutcome(ClaimStatus.IN_FLIGHT)
             # The holder's lease ran out (it crashed): this caller takes the claim over.
         self._keys[scope] = _Key(claim.request_hash, None, now, now + self._retention)
+        amount = claim.amount_minor
         for counter in claim.counters:
-            increment = self._increment(counter, claim.amount_minor)
-            if counter.cap is None:
-                if self._value(counter, now) + increment > counter.limit:
+            caps = counter.caps
+            if caps is None:
+                if self._value(counter, now) + self._increment(counter, amount) > counter.limit:
                     return ClaimOutcome(ClaimStatus.AMOUNT_LIMIT if counter.by_amount else ClaimStatus.COUNT_LIMIT)
                 continue
             tier = self._tier(counter.subject)
-            limit = counter.cap.limit_for(tier)
-            if limit is None:
-                continue
-            counted = 0 if counter.window_seconds == PER_ITEM else self._value(counter, now)
-            if counted + increment > limit:
-                return ClaimOutcome(ClaimStatus.TIER_LIMIT, tier=tier or "", over=counter.name)
+            totals = self._totals(counter.subject, caps)
+            for name, limit, total in zip(CAP_NAMES, caps.limits_for(tier), (0, *totals), strict=True):
+                if limit != UNCAPPED and total + amount > limit:
+                    return ClaimOutcome(ClaimStatus.TIER_LIMIT, tier=tier or "", over=name)
         for counter in claim.counters:
-            if counter.window_seconds != PER_ITEM:
-                self._add(counter, self._increment(counter, claim.amount_minor), now)
+            if counter.caps is None:
+                self._add(counter, self._increment(counter, amount), now)
+            else:
+                self._move_totals(counter.subject, counter.caps, amount)
         return ClaimOutcome(ClaimStatus.NEW)
+
+    def _totals(self, subject: str, caps: KycCaps) -> tuple[int, int, int]:
+        """The holder's day, year and lifetime totals in the caps' currency, as of their day and year."""
+        day, on_day, year, in_year, lifetime = self._kyc.get((subject, caps.currency), _NO_TOTALS)
+        return (on_day if day == caps.day else 0), (in_year if year == caps.year else 0), lifetime
+
+    def _move_totals(self, subject: str, caps: KycCaps, delta: int) -> None:
+        """Adds delta (negative: gives back) to the holder's totals, none below zero. A
+        later day (or year) starts its total afresh; a total kept under another day than
+        the caps' is not moved (an ended day is not given back to, and a claim timed just
+        before midnight by a slower clock does not count in the new day)."""
+        day, on_day, year, in_year, lifetime = self._kyc.get((subject, caps.currency), _NO_TOTALS)
+        if caps.day > day and delta > 0:
+            day, on_day = caps.day, 0
+        if caps.year > year and delta > 0:
+            year, in_year = caps.year, 0
+        if day == caps.day:
+            on_day = max(on_day + delta, 0)
+        if year == caps.year:
+            in_year = max(in_year + delta, 0)
+        self._kyc[(subject, caps.currency)] = (day, on_day, year, in_year, max(lifetime + delta, 0))
 
     def _tier(self, subject: str) -> str | None:
         assert self._tiers is not None  # read by claim() before any capped counter
@@ -125,8 +162,7 @@ class MemoryStateStore:
         key = (counter.subject, counter.name)
         value, expires_at = self._counters.get(key, (0, 0.0))
         if expires_at <= now:
-            value = 0
-            expires_at = now + counter.window_seconds if counter.window_seconds > 0 else math.inf  # LIFETIME
+            value, expires_at = 0, now + counter.window_seconds
         self._counters[key] = (max(value + delta, 0), expires_at)
 
     def _maybe_sweep(self, now: float) -> None:

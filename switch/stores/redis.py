@@ -60,7 +60,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from switch.domain.errors import StartupError
 from switch.domain.kyc import HolderTier
-from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, TierCap, TierSource
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, KycCaps, TierSource
 from switch.telemetry.metrics import Counter as MetricCounter
 
 log = logging.getLogger(__name__)
@@ -80,21 +80,28 @@ _SEP = "\x1f"
 # ARGV: now, lease seconds, retention ms, key prefix, then two JSON arrays, in which
 # subjects, merchants and idempotency keys come encoded (see KeyLayout):
 #   counters: the batch's distinct counters, 6 fields each: subject, name, window
-#             seconds (0: per item, -1: lifetime), limit (strings), whether it
-#             counts amounts (else calls), and its KYC cap (0: none; else 1-based,
-#             into the caps);
+#             seconds, limit (strings), whether it counts amounts (else calls), and
+#             its KYC caps (0: a velocity counter; else 1-based, into the caps: the
+#             counter is then the subject's KYC totals in the caps' currency);
 #   claims:   per claim: merchant (false: no key, only the counters, a Cluster's
 #             second step), idempotency key, request hash, amount (a string, so
 #             Lua never rounds it), counter count, then that many counter numbers
 #             (1-based, into the counters);
-# then the caps, a JSON array of {default tier, {tier: limit (-1: uncapped)}}, and the
-# key that says the holders' tiers are loaded ('' when no counter has a cap).
+# then the caps, a JSON array of [currency, day, year, default tier, {tier: [per
+# transaction, daily, yearly, lifetime limits (-1: uncapped)]}], and the key that
+# says the holders' tiers are loaded ('' when no counter is a KYC one).
 # Returns {statuses, error, responses...}: one status character per claim ('0' new,
 # '2' in flight, '3' conflict, '4' count limit, '5' amount limit, '6' a KYC cap, 'R'
 # replay, 'M' a key not served here), the error of the last 'M' (or ''), then for
 # each replay its stored response and for each '6' the holder's tier, \31, and the
-# name of the counter over its cap, in order. Or {'T'} alone, nothing applied, when
-# the tiers are not loaded (a Redis restarted): the store loads them and calls again.
+# cap reached, in order. Or {'T'} alone, nothing applied, when the tiers are not
+# loaded (a Redis restarted): the store loads them and calls again.
+#
+# A holder's KYC state is one hash beside its velocity counters, <prefix>:{i:<fp>}:k:
+# field 'tier' holds tier .. ':' .. seq, and per currency C, 'C:d' and 'C:y' hold the
+# day's and the year's total as day .. ':' .. total (a total kept under an earlier day
+# counts as zero), 'C:l' the lifetime total. One HMGET reads a holder's tier and totals
+# in a currency and one HSET writes them back, per batch.
 CLAIM_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -115,43 +122,81 @@ local counters, states, fields = {}, {}, cjson.decode(ARGV[5])
 for f = 1, #fields, 6 do
     local by_amount, cap = fields[f + 4], fields[f + 5]
     local tagged = prefix .. ':{' .. fields[f] .. '}'
-    local key = tagged .. ':v:' .. fields[f + 1]
-    local window = tonumber(fields[f + 2])
-    if states[key] == nil then
-        states[key] = {key = key, window = window, delta = 0}
+    if cap > 0 then
+        -- A holder's KYC totals in one currency: one state per hash and currency.
+        local key, set = tagged .. ':k', caps[cap]
+        local id = key .. '|' .. set[1]
+        if states[id] == nil then
+            states[id] = {key = key, caps = set}
+        end
+        counters[#counters + 1] = {state = states[id], kyc = true}
+    else
+        local key = tagged .. ':v:' .. fields[f + 1]
+        if states[key] == nil then
+            states[key] = {key = key, window = fields[f + 2], delta = 0}
+        end
+        counters[#counters + 1] = {
+            state = states[key],
+            limit = tonumber(fields[f + 3]),
+            by_amount = by_amount,
+            over = by_amount and 5 or 4,
+        }
     end
-    counters[#counters + 1] = {
-        state = states[key],
-        limit = tonumber(fields[f + 3]),
-        by_amount = by_amount,
-        over = by_amount and 5 or 4,
-        per_item = window == 0,
-        cap = cap > 0 and caps[cap] or nil,
-        tier_key = cap > 0 and tagged .. ':t' or nil,
-        name = fields[f + 1],
-    }
 end
 
--- A holder's tier, read once per batch: its key holds tier .. ':' .. seq. Returns
--- the tier ('' for none) and the limit it has under cap (-1: uncapped), or nil and
--- the error when the key is not served here.
-local held_tiers = {}
-local function cap_limit(counter)
-    local tier = held_tiers[counter.tier_key]
-    if tier == nil then
-        local stored = redis.pcall('GET', counter.tier_key)
-        if type(stored) == 'table' then
-            return nil, stored.err
+local CAP_NAMES = {'per_transaction', 'daily', 'yearly', 'lifetime'}
+
+-- A total kept as period .. ':' .. total: the total when it is this period's, else 0.
+local function in_period(stored, period)
+    if stored then
+        local cut = string.find(stored, ':', 1, true)
+        if string.sub(stored, 1, cut - 1) == period then
+            return tonumber(string.sub(stored, cut + 1))
         end
-        tier = stored and string.match(stored, '^[^:]*') or ''
-        held_tiers[counter.tier_key] = tier
     end
-    local limits = counter.cap[2]
-    local limit = limits[tier]
-    if limit == nil then
-        limit = limits[counter.cap[1]]  -- no tier, or one no longer configured: the default's
+    return 0
+end
+
+-- Reads a holder's tier and totals in the state's currency, once per batch; nil and
+-- the error when its hash is not served here.
+local function load_kyc(state)
+    if state.tier == nil then
+        local c = state.caps[1]
+        local got = redis.pcall('HMGET', state.key, 'tier', c .. ':d', c .. ':y', c .. ':l')
+        if got.err then
+            return nil, got.err
+        end
+        state.tier = got[1] and string.match(got[1], '^[^:]*') or ''
+        state.totals = {0, in_period(got[2], state.caps[2]), in_period(got[3], state.caps[3]), tonumber(got[4] or '0')}
+        state.moved = false
     end
-    return tier, limit
+    return state
+end
+
+-- The cap an amount would go over, or nil: the holder's tier's limits (a tier not
+-- configured, or none, is held to the default tier's).
+local function over_cap(state, amount)
+    local by_tier = state.caps[5]
+    local limits = by_tier[state.tier] or by_tier[state.caps[4]]
+    for i = 1, 4 do
+        if limits[i] >= 0 and state.totals[i] + amount > limits[i] then
+            return CAP_NAMES[i]
+        end
+    end
+    return nil
+end
+
+local function flush_kyc(state)
+    if state.moved then
+        local c, totals = state.caps[1], state.totals
+        redis.call(
+            'HSET', state.key,
+            c .. ':d', state.caps[2] .. ':' .. string.format('%.0f', totals[2]),
+            c .. ':y', state.caps[3] .. ':' .. string.format('%.0f', totals[3]),
+            c .. ':l', string.format('%.0f', totals[4])
+        )
+        state.moved = false
+    end
 end
 
 -- Each counter is read at most once per batch and written once at its end: the
@@ -180,12 +225,9 @@ local function flush(counter)
         local delta = string.format('%.0f', counter.delta)
         if counter.existed then
             redis.call('INCRBY', counter.key, delta)  -- keeps the window it has
-        elseif counter.window > 0 then
+        else
             -- Only a counter this batch creates gets a window; later claims keep it.
             redis.call('SET', counter.key, delta, 'EX', counter.window)
-            counter.existed = true
-        else  -- a lifetime cap's
-            redis.call('SET', counter.key, delta)
             counter.existed = true
         end
         counter.delta = 0
@@ -199,9 +241,7 @@ local function move(counter, increment)
         flush(counter)
         redis.call('INCRBY', counter.key, increment)
         if not counter.existed then
-            if counter.window > 0 then
-                redis.call('EXPIRE', counter.key, counter.window)
-            end
+            redis.call('EXPIRE', counter.key, counter.window)
             counter.existed = true
         end
     else
@@ -259,18 +299,16 @@ while f <= #fields do
         -- its limit names the decline.
         status = '0'
         for i = 1, n do
-            local counter, limit, value, err, tier = mine[i], mine[i].limit, 0, nil, nil
-            if counter.cap then
-                tier, limit = cap_limit(counter)
-                if tier == nil then
-                    err = limit
+            local counter, value, err, cap = mine[i], nil, nil, nil
+            if counter.kyc then
+                value, err = load_kyc(counter.state)
+                if value then
+                    cap = over_cap(value, tonumber(amount))
                 end
-            end
-            -- Loaded even when uncapped in this tier: it still counts, for the tiers that cap it.
-            if err == nil and not counter.per_item then
+            else
                 value, err = load(counter.state)
             end
-            if err ~= nil then
+            if value == nil then
                 -- Not served here: this claim is undone, so it can go where it lives.
                 status, problem = 'M', err
                 if key then
@@ -278,20 +316,25 @@ while f <= #fields do
                 end
                 break
             end
-            if limit >= 0 and value + tonumber(increments[i]) > limit then
-                if counter.cap then
-                    status = '6'
-                    replies[#replies + 1] = tier .. '\31' .. counter.name
-                else
-                    status = tostring(counter.over)
-                end
+            if cap then
+                status = '6'
+                replies[#replies + 1] = counter.state.tier .. '\31' .. cap
+                break
+            end
+            if not counter.kyc and value + tonumber(increments[i]) > counter.limit then
+                status = tostring(counter.over)
                 break
             end
         end
         if status == '0' then
             for i = 1, n do
-                if not mine[i].per_item then
-                    move(mine[i].state, increments[i])
+                local state = mine[i].state
+                if mine[i].kyc then
+                    local totals, by = state.totals, tonumber(amount)
+                    totals[2], totals[3], totals[4] = totals[2] + by, totals[3] + by, totals[4] + by
+                    state.moved = true
+                else
+                    move(state, increments[i])
                 end
             end
         end
@@ -299,7 +342,11 @@ while f <= #fields do
     statuses[#statuses + 1] = status
 end
 for _, state in pairs(states) do
-    flush(state)
+    if state.caps then
+        flush_kyc(state)
+    else
+        flush(state)
+    end
 end
 table.insert(replies, 1, problem)
 table.insert(replies, 1, table.concat(statuses))
@@ -308,8 +355,9 @@ return replies
 
 # ARGV: retention ms, key prefix, then two JSON arrays (ids encoded, as for claims)
 # and the responses:
-#   counters:    the distinct counters released, 3 fields each: subject, name, and
-#                whether it counts amounts (else calls);
+#   counters:    the distinct counters released, 4 fields each: subject, name,
+#                whether it counts amounts (else calls), and for a KYC counter its
+#                [currency, day, year] (else 0): the totals it gives back to;
 #   completions: per completion: merchant, idempotency key, request hash, response
 #                length (-1 gives the key back instead, -2 leaves the key alone and
 #                only releases the counters), amount (a string), counter count,
@@ -324,11 +372,29 @@ local prefix = ARGV[2]
 local responses = ARGV[5]
 
 local counters, fields = {}, cjson.decode(ARGV[3])
-for f = 1, #fields, 3 do
-    counters[#counters + 1] = {
-        key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1],
-        by_amount = fields[f + 2],
-    }
+for f = 1, #fields, 4 do
+    local kyc = fields[f + 3]
+    if kyc ~= 0 then
+        counters[#counters + 1] = {key = prefix .. ':{' .. fields[f] .. '}:k', kyc = kyc}
+    else
+        counters[#counters + 1] = {
+            key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1],
+            by_amount = fields[f + 2],
+        }
+    end
+end
+
+-- A KYC total's new value, as period .. ':' .. total, after giving back amount: only
+-- to the period it was taken in (an ended day keeps what it had), never below zero.
+local function given_back(stored, period, amount)
+    if stored then
+        local cut = string.find(stored, ':', 1, true)
+        if string.sub(stored, 1, cut - 1) == period then
+            local left = math.max(tonumber(string.sub(stored, cut + 1)) - amount, 0)
+            return period .. ':' .. string.format('%.0f', left)
+        end
+    end
+    return stored
 end
 
 local failed, problem = {}, ''
@@ -343,12 +409,18 @@ while f <= #fields do
     if n > 0 then
         exists = {}
         for i = 1, n do
-            local found = redis.pcall('EXISTS', counters[fields[f + 5 + i]].key)
-            if type(found) == 'table' then
+            local counter, found = counters[fields[f + 5 + i]], nil
+            if counter.kyc then  -- its totals in the currency, read now
+                local c = counter.kyc[1]
+                found = redis.pcall('HMGET', counter.key, c .. ':d', c .. ':y', c .. ':l')
+            else
+                found = redis.pcall('EXISTS', counter.key)
+            end
+            if type(found) == 'table' and found.err then
                 err = found.err
                 break
             end
-            exists[i] = found == 1
+            exists[i] = found
         end
     end
     -- ...then the idempotency key.
@@ -374,8 +446,17 @@ while f <= #fields do
             -- A counter whose window already ended stays gone rather than coming back
             -- negative; the decrement stays a string so Lua's doubles never round it.
             local counter = counters[fields[f + 5 + i]]
-            local decrement = counter.by_amount and amount or '1'
-            if exists[i] and redis.call('DECRBY', counter.key, decrement) < 0 then
+            if counter.kyc then
+                local c, totals, by = counter.kyc[1], exists[i], tonumber(amount)
+                if totals[3] then  -- a holder whose totals are gone has nothing to give back
+                    redis.call(
+                        'HSET', counter.key,
+                        c .. ':d', given_back(totals[1], counter.kyc[2], by) or '',
+                        c .. ':y', given_back(totals[2], counter.kyc[3], by) or '',
+                        c .. ':l', string.format('%.0f', math.max(tonumber(totals[3]) - by, 0))
+                    )
+                end
+            elseif exists[i] == 1 and redis.call('DECRBY', counter.key, counter.by_amount and amount or '1') < 0 then
                 redis.call('SET', counter.key, '0', 'KEEPTTL')
             end
         end
@@ -391,18 +472,18 @@ return failed
 
 # ARGV: key prefix, the key that says the tiers are loaded ('' to leave it alone), then
 # a JSON array of holders' tiers, 3 fields each: holder (encoded), tier, seq. A tier
-# is written unless its key holds a later seq (a SetHolderTier that landed during a
-# reload keeps its tier); the loaded key is set last, in the same call. No expiry: a
-# tier holds until it is changed.
+# (the 'tier' field of the holder's KYC hash) is written unless it holds a later seq
+# (a SetHolderTier that landed during a reload keeps its tier); the loaded key is set
+# last, in the same call. No expiry: a tier holds until it is changed.
 SET_TIERS_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
 local prefix, loaded = ARGV[1], ARGV[2]
 local fields = cjson.decode(ARGV[3])
 for f = 1, #fields, 3 do
-    local key = prefix .. ':{i:' .. fields[f] .. '}:t'
-    local held = redis.call('GET', key)
+    local key = prefix .. ':{i:' .. fields[f] .. '}:k'
+    local held = redis.call('HGET', key, 'tier')
     local seq = tonumber(fields[f + 2])
     if not held or tonumber(string.match(held, ':(%d+)$') or '0') < seq then
-        redis.call('SET', key, fields[f + 1] .. ':' .. fields[f + 2])
+        redis.call('HSET', key, 'tier', fields[f + 1] .. ':' .. fields[f + 2])
     end
 end
 if loaded ~= '' then
@@ -599,9 +680,9 @@ class KeyLayout:
     def counter_key(self, counter: Counter) -> str:
         return f"{self.tagged(counter.subject)}:v:{counter.name}"
 
-    def tier_key(self, holder: str) -> str:
-        """Where a holder's (an instrument fingerprint's) KYC tier is: beside its counters."""
-        return f"{self.tagged('i:' + holder)}:t"
+    def kyc_key(self, holder: str) -> str:
+        """A holder's (an instrument fingerprint's) KYC hash, its tier and totals: beside its counters."""
+        return f"{self.tagged('i:' + holder)}:k"
 
     @property
     def tiers_loaded(self) -> str:
@@ -655,7 +736,7 @@ def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> 
     numbers: dict[int, int] = {}
     counters: list[str | int | bool] = []
     fields: list[str | int | bool] = []
-    caps: dict[int, tuple[int, TierCap]] = {}  # each distinct cap's number, by identity as counters'
+    caps: dict[int, tuple[int, KycCaps]] = {}  # each distinct KycCaps' number, by identity as counters'
     for claim in claims:
         _refuse_separator(claim.request_hash)
         merchant: str | bool = False if counters_only else claim.merchant_id
@@ -674,27 +755,23 @@ def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> 
                 if encode or subject.count(":") > 1:
                     subject = encode_subject(subject)
                 counters += (subject, counter.name, str(counter.window_seconds), str(counter.limit))
-                counters += (counter.by_amount, _cap_number(caps, counter.cap))
+                counters += (counter.by_amount, _caps_number(caps, counter.caps))
             fields.append(number)
     return _json(counters), _json(fields), _pack_caps(caps)
 
 
-def _cap_number(caps: dict[int, tuple[int, TierCap]], cap: TierCap | None) -> int:
-    if cap is None:
+def _caps_number(caps: dict[int, tuple[int, KycCaps]], of: KycCaps | None) -> int:
+    if of is None:
         return 0
-    numbered = caps.get(id(cap))
+    numbered = caps.get(id(of))
     if numbered is None:
-        numbered = caps[id(cap)] = (len(caps) + 1, cap)
+        numbered = caps[id(of)] = (len(caps) + 1, of)
     return numbered[0]
 
 
-def _pack_caps(caps: dict[int, tuple[int, TierCap]]) -> bytes:
-    """The caps as the script reads them: [default tier, {tier: limit}] each, in number
-    order, every configured tier named (-1: uncapped), so that only a tier no longer
-    configured falls back to the default's."""
-    return orjson.dumps(
-        [[cap.default, {tier: cap.limits.get(tier, -1) for tier in sorted(cap.tiers)}] for _, cap in caps.values()]
-    )
+def _pack_caps(caps: dict[int, tuple[int, KycCaps]]) -> bytes:
+    """The KYC caps as the claim script reads them, in number order."""
+    return orjson.dumps([[c.currency, c.day, c.year, c.default, dict(c.limits)] for _, c in caps.values()])
 
 
 def pack_tiers(tiers: Sequence[HolderTier]) -> bytes:
@@ -740,7 +817,7 @@ def _pack_completions(
 ) -> tuple[bytes, bytes, bytes]:
     """pack_completions' work; encode as in _pack_claims."""
     numbers: dict[int, int] = {}  # as in _pack_claims()
-    counters: list[str | bool] = []
+    counters: list[str | bool | int | list[str]] = []
     fields: list[str | int] = []
     responses: list[bytes] = []
     for done, has_key in zip(completions, keyed or repeat(True), strict=keyed is not None):
@@ -766,7 +843,8 @@ def _pack_completions(
                 subject = counter.subject
                 if encode or subject.count(":") > 1:
                     subject = encode_subject(subject)
-                counters += (subject, counter.name, counter.by_amount)
+                kyc = counter.caps
+                counters += (subject, counter.name, counter.by_amount, [kyc.currency, kyc.day, kyc.year] if kyc else 0)
             fields.append(number)
     return _json(counters), _json(fields), b"".join(responses)
 

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from switch.domain.kyc import HolderTier
 from switch.domain.models import InstrumentKind, unchecked_instrument
-from switch.risk.kyc import KycCaps, KycPolicy, TierLimits
+from switch.risk.kyc import KycPolicy, KycRules, TierLimits
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, StateStore
 from switch.stores.memory import MemoryStateStore
 from switch.stores.redis import RedisStateStore
@@ -102,7 +102,7 @@ async def maker(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncItera
     await made.close()
 
 
-CAPS = KycCaps(POLICY)
+CAPS = KycRules(POLICY)
 
 
 def capped(holder: str, key: str, amount: int, currency: str = "CNY", now: float = T0) -> Claim:
@@ -132,17 +132,17 @@ async def test_an_unclassified_holder_is_held_to_the_default_tier(maker: Maker) 
     )
     assert statuses(outcomes) == [ClaimStatus.NEW, ClaimStatus.NEW, ClaimStatus.TIER_LIMIT]
     assert outcomes[2].tier == ""  # none set: the default's caps
-    assert outcomes[2].over == "kyc.lifetime:CNY"
+    assert outcomes[2].over == "lifetime"
 
 
 async def test_each_cap_of_a_tier_declines_with_its_name(maker: Maker) -> None:
     store = maker.make()
     await store.set_tiers([maker.tiers.set("fp-b", "class_ii")])
     one = await store.claim([capped("fp-b", "big", 50_001)], T0)
-    assert (one[0].status, one[0].tier, one[0].over) == (ClaimStatus.TIER_LIMIT, "class_ii", "kyc.per_transaction:CNY")
+    assert (one[0].status, one[0].tier, one[0].over) == (ClaimStatus.TIER_LIMIT, "class_ii", "per_transaction")
     day = await store.claim([capped("fp-b", "d1", 50_000), capped("fp-b", "d2", 30_000), capped("fp-b", "d3", 1)], T0)
     assert statuses(day) == [ClaimStatus.NEW, ClaimStatus.NEW, ClaimStatus.TIER_LIMIT]
-    assert day[2].over == "kyc.daily:CNY:20260609"
+    assert day[2].over == "daily"
     # The next day starts a new daily counter; the lifetime cap of class_i no longer applies.
     tomorrow = T0 + 86_400
     assert statuses(await store.claim([capped("fp-b", "d4", 50_000, now=tomorrow)], tomorrow)) == [ClaimStatus.NEW]
@@ -267,3 +267,20 @@ async def test_a_tier_survives_a_redis_restart(tmp_path: Path, redis_prefix: str
         await store.close()
         await journal.close()
         await own.kill()
+
+
+async def test_a_give_back_after_midnight_leaves_the_new_day_alone(maker: Maker) -> None:
+    """An item claimed on one day and declined on the next gives back to the lifetime and
+    the year, not to the new day's total."""
+    store = maker.make()
+    await store.set_tiers([maker.tiers.set("fp-m", "class_ii")])
+    late = capped("fp-m", "late", 40_000)
+    assert statuses(await store.claim([late], T0)) == [ClaimStatus.NEW]
+    tomorrow = T0 + 86_400
+    assert statuses(await store.claim([capped("fp-m", "early", 50_000, now=tomorrow)], tomorrow)) == [ClaimStatus.NEW]
+    declined = Completion("m-1", "late", late.request_hash, None, late.amount_minor, late.counters)
+    await store.complete([declined], tomorrow)
+    # The new day still holds 50,000 of its 80,000: 30,001 more is over.
+    outcome = await store.claim([capped("fp-m", "more", 30_001, now=tomorrow)], tomorrow)
+    assert (outcome[0].status, outcome[0].over) == (ClaimStatus.TIER_LIMIT, "daily")
+    assert statuses(await store.claim([capped("fp-m", "fits", 30_000, now=tomorrow)], tomorrow)) == [ClaimStatus.NEW]
