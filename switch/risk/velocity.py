@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from switch.domain.limits import Limit, LimitScope
 from switch.domain.models import Authorization, Instrument, slot_setters
-from switch.stores.base import Counter, KycCaps
+from switch.stores.base import Counter, KycCaps, Payment
 
 # (per instrument, name, window_seconds, limit, by_amount): one counter to make, less its subject.
 _Spec = tuple[bool, str, int, int, bool]
@@ -26,13 +26,20 @@ _Spec = tuple[bool, str, int, int, bool]
 _Made = tuple[Counter | None, _Spec]
 
 _new = object.__new__
-_subject, _name, _window, _limit, _by_amount, _caps = slot_setters(
-    Counter, "subject", "name", "window_seconds", "limit", "by_amount", "caps"
+_subject, _name, _window, _limit, _by_amount, _caps, _payment = slot_setters(
+    Counter, "subject", "name", "window_seconds", "limit", "by_amount", "caps", "payment"
 )
 
 
 def new_counter(
-    subject: str, name: str, window_seconds: int, limit: int, by_amount: bool, *, caps: KycCaps | None = None
+    subject: str,
+    name: str,
+    window_seconds: int,
+    limit: int,
+    by_amount: bool,
+    *,
+    caps: KycCaps | None = None,
+    payment: Payment | None = None,
 ) -> Counter:
     """Counter(...) without the frozen __init__: every value here is already checked (a
     Limit's, or a KYC cap's), and the risk steps make one per counter per item."""
@@ -43,6 +50,7 @@ def new_counter(
     _limit(counter, limit)
     _by_amount(counter, by_amount)
     _caps(counter, caps)
+    _payment(counter, payment)
     return counter
 
 

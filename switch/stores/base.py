@@ -49,15 +49,27 @@ class KycCaps:
 
 
 @dataclass(frozen=True, slots=True)
+class Payment:
+    """One authorization as its parties' activity records it (switch.risk.activity)."""
+
+    usd_cents: int  # its amount in USD minor units (0 when no rate converts it)
+    near_threshold: bool  # just below the AML reporting threshold
+    counterparty: str  # the other party's short id ("" for none: a card payment to a merchant)
+    receiving: bool  # the counter is the destination's (it counts distinct payers), not the payer's
+
+
+@dataclass(frozen=True, slots=True)
 class Counter:
-    """One velocity counter an item must fit under, in one fixed time window, or the
-    holder's KYC totals in one currency.
+    """One velocity counter an item must fit under, in one fixed time window, or a
+    holder's own state: its KYC totals, its activity.
 
     subject says whose counter it is ("i:<fingerprint>" or "m:<merchant>"); stores
     use it as the Redis Cluster hash tag. name is unique per subject and already
     includes the window's bucket, so a claim and its release hit the same key. With
-    caps, the counter is the subject's KYC totals in caps.currency, checked against
-    its tier's caps (window_seconds and limit are then unused).
+    caps or payment it is a holder counter (window_seconds and limit unused): caps,
+    the subject's KYC totals in caps.currency, checked against its tier's caps;
+    payment, the authorization joins the subject's activity, and the claim answers
+    the activity as it was before it (ClaimOutcome.activity).
     """
 
     subject: str
@@ -66,6 +78,7 @@ class Counter:
     limit: int
     by_amount: bool  # True: counts minor units (declines "61"); False: counts calls ("65")
     caps: KycCaps | None = None  # the holder's KYC totals: over a cap declines "57"
+    payment: Payment | None = None  # the holder's activity: the claim answers it as it stood before
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
@@ -95,6 +108,9 @@ class ClaimOutcome:
     # reached (one of CAP_NAMES).
     tier: str = ""
     over: str = ""
+    # NEW: for each of the claim's counters with a payment, in order, the activity before
+    # it as the store answers it (switch.risk.activity parses it).
+    activity: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models

@@ -24,6 +24,7 @@ from switch.stores.base import (
     KycCaps,
     TierSource,
 )
+from switch.stores.holder_activity import HolderActivity
 
 _SWEEP_INTERVAL_SECONDS = 30.0
 _NO_TOTALS = ("", 0, "", 0, 0)
@@ -48,6 +49,7 @@ class MemoryStateStore:
         self._tiers: dict[str, HolderTier] | None = None if tier_source else {}  # by subject; None: not read yet
         # (subject, currency) -> KYC totals: day, its total, year, its total, lifetime total.
         self._kyc: dict[tuple[str, str], tuple[str, int, str, int, int]] = {}
+        self._activity: dict[str, HolderActivity] = {}  # by subject
 
     async def claim(self, claims: Sequence[Claim], now: float) -> list[ClaimOutcome]:
         if self._tiers is None and any(counter.caps for claim in claims for counter in claim.counters):
@@ -85,13 +87,18 @@ class MemoryStateStore:
             for counter in done.release:
                 if counter.caps is not None:
                     self._move_totals(counter.subject, counter.caps, -done.amount_minor)
-                elif self._value(counter, now):  # a window that ended has nothing to give back
+                if counter.payment is not None and not counter.payment.receiving and done.response is not None:
+                    self._activity_of(counter.subject).declined(now)
+                if counter.caps is not None or counter.payment is not None:
+                    continue
+                if self._value(counter, now):  # a window that ended has nothing to give back
                     self._add(counter, -self._increment(counter, done.amount_minor), now)
 
     async def close(self) -> None:
         self._keys.clear()
         self._counters.clear()
         self._kyc.clear()
+        self._activity.clear()
 
     def _claim_one(self, claim: Claim, now: float) -> ClaimOutcome:
         scope = (claim.merchant_id, claim.idempotency_key)
@@ -109,6 +116,8 @@ class MemoryStateStore:
         for counter in claim.counters:
             caps = counter.caps
             if caps is None:
+                if counter.payment is not None:
+                    continue  # activity alone: no limit
                 if self._value(counter, now) + self._increment(counter, amount) > counter.limit:
                     return ClaimOutcome(ClaimStatus.AMOUNT_LIMIT if counter.by_amount else ClaimStatus.COUNT_LIMIT)
                 continue
@@ -117,12 +126,21 @@ class MemoryStateStore:
             for name, limit, total in zip(CAP_NAMES, caps.limits_for(tier), (0, *totals), strict=True):
                 if limit != UNCAPPED and total + amount > limit:
                     return ClaimOutcome(ClaimStatus.TIER_LIMIT, tier=tier or "", over=name)
+        activity: list[bytes] = []
         for counter in claim.counters:
-            if counter.caps is None:
+            if counter.caps is None and counter.payment is None:
                 self._add(counter, self._increment(counter, amount), now)
-            else:
+            if counter.caps is not None:
                 self._move_totals(counter.subject, counter.caps, amount)
-        return ClaimOutcome(ClaimStatus.NEW)
+            if counter.payment is not None:
+                activity.append(self._activity_of(counter.subject).record(counter.payment, now))
+        return ClaimOutcome(ClaimStatus.NEW, activity=tuple(activity))
+
+    def _activity_of(self, subject: str) -> HolderActivity:
+        held = self._activity.get(subject)
+        if held is None:
+            held = self._activity[subject] = HolderActivity()
+        return held
 
     def _totals(self, subject: str, caps: KycCaps) -> tuple[int, int, int]:
         """The holder's day, year and lifetime totals in the caps' currency, as of their day and year."""

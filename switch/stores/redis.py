@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -60,7 +60,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from switch.domain.errors import StartupError
 from switch.domain.kyc import HolderTier
-from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, KycCaps, TierSource
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, KycCaps, Payment, TierSource
+from switch.stores.holder_lua import HOLDER_LUA
 from switch.telemetry.metrics import Counter as MetricCounter
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ _SEP = "\x1f"
 # day's and the year's total as day .. ':' .. total (a total kept under an earlier day
 # counts as zero), 'C:l' the lifetime total. One HMGET reads a holder's tier and totals
 # in a currency and one HSET writes them back, per batch.
-CLAIM_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
+CLAIM_SCRIPT = (
+    r"""#!lua flags=allow-cross-slot-keys
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local retention_ms = ARGV[3]
@@ -119,17 +121,22 @@ if tiers_loaded ~= '' then
 end
 local caps = cjson.decode(ARGV[7])
 local counters, states, fields = {}, {}, cjson.decode(ARGV[5])
-for f = 1, #fields, 6 do
-    local by_amount, cap = fields[f + 4], fields[f + 5]
+for f = 1, #fields, 7 do
+    local by_amount, cap, pay = fields[f + 4], fields[f + 5], fields[f + 6]
     local tagged = prefix .. ':{' .. fields[f] .. '}'
-    if cap > 0 then
-        -- A holder's KYC totals in one currency: one state per hash and currency.
-        local key, set = tagged .. ':k', caps[cap]
-        local id = key .. '|' .. set[1]
-        if states[id] == nil then
-            states[id] = {key = key, caps = set}
+    if cap > 0 or pay ~= 0 then
+        -- A holder's hash (KYC tier and totals, activity): one state per hash.
+        local key = tagged .. ':k'
+        local state = states[key]
+        if state == nil then
+            state = {key = key, holder = true, currencies = {}, totals = {}, changed = {}}
+            states[key] = state
         end
-        counters[#counters + 1] = {state = states[id], kyc = true}
+        local set = cap > 0 and caps[cap] or nil
+        if set then
+            state.currencies[set[1]] = set
+        end
+        counters[#counters + 1] = {state = state, caps = set, pay = pay ~= 0 and pay or nil}
     else
         local key = tagged .. ':v:' .. fields[f + 1]
         if states[key] == nil then
@@ -143,60 +150,74 @@ for f = 1, #fields, 6 do
         }
     end
 end
-
-local CAP_NAMES = {'per_transaction', 'daily', 'yearly', 'lifetime'}
-
--- A total kept as period .. ':' .. total: the total when it is this period's, else 0.
-local function in_period(stored, period)
-    if stored then
-        local cut = string.find(stored, ':', 1, true)
-        if string.sub(stored, 1, cut - 1) == period then
-            return tonumber(string.sub(stored, cut + 1))
+"""
+    + HOLDER_LUA
+    + r"""
+-- Reads a holder's hash once per batch: its tier, activity and the totals in every
+-- currency the batch pays it in; nil and the error when it is not served here.
+local function load_holder(state)
+    if not state.loaded then
+        local names, order = {'tier', 'a', 'dst', 'src'}, {}
+        for c, _ in pairs(state.currencies) do
+            order[#order + 1] = c
+            names[#names + 1] = c .. ':d'
+            names[#names + 1] = c .. ':y'
+            names[#names + 1] = c .. ':l'
         end
-    end
-    return 0
-end
-
--- Reads a holder's tier and totals in the state's currency, once per batch; nil and
--- the error when its hash is not served here.
-local function load_kyc(state)
-    if state.tier == nil then
-        local c = state.caps[1]
-        local got = redis.pcall('HMGET', state.key, 'tier', c .. ':d', c .. ':y', c .. ':l')
+        local got = redis.pcall('HMGET', state.key, unpack(names))
         if got.err then
             return nil, got.err
         end
         state.tier = got[1] and string.match(got[1], '^[^:]*') or ''
-        state.totals = {0, in_period(got[2], state.caps[2]), in_period(got[3], state.caps[3]), tonumber(got[4] or '0')}
-        state.moved = false
+        state.act, state.dst, state.src = unpack_activity(got[2]), parse_seen(got[3]), parse_seen(got[4])
+        for i, c in ipairs(order) do
+            local set, at = state.currencies[c], 4 + 3 * i
+            local day, year = in_period(got[at - 2], set[2]), in_period(got[at - 1], set[3])
+            state.totals[c] = {0, day, year, tonumber(got[at] or '0')}
+        end
+        state.loaded = true
     end
     return state
 end
 
--- The cap an amount would go over, or nil: the holder's tier's limits (a tier not
--- configured, or none, is held to the default tier's).
-local function over_cap(state, amount)
-    local by_tier = state.caps[5]
-    local limits = by_tier[state.tier] or by_tier[state.caps[4]]
+-- The cap an amount would go over in the holder's tier (a tier not configured, or
+-- none, is held to the default tier's), or nil.
+local function over_cap(state, set, amount)
+    local limits = set[5][state.tier] or set[5][set[4]]
+    local totals = state.totals[set[1]]
     for i = 1, 4 do
-        if limits[i] >= 0 and state.totals[i] + amount > limits[i] then
+        if limits[i] >= 0 and totals[i] + amount > limits[i] then
             return CAP_NAMES[i]
         end
     end
     return nil
 end
 
-local function flush_kyc(state)
-    if state.moved then
-        local c, totals = state.caps[1], state.totals
-        redis.call(
-            'HSET', state.key,
-            c .. ':d', state.caps[2] .. ':' .. string.format('%.0f', totals[2]),
-            c .. ':y', state.caps[3] .. ':' .. string.format('%.0f', totals[3]),
-            c .. ':l', string.format('%.0f', totals[4])
-        )
-        state.moved = false
+local function flush_holder(state)
+    local changed, args = state.changed, {}
+    for c, _ in pairs(changed) do
+        if c ~= 'a' then
+            local set, totals = state.currencies[c], state.totals[c]
+            args[#args + 1] = c .. ':d'
+            args[#args + 1] = set[2] .. ':' .. string.format('%.0f', totals[2])
+            args[#args + 1] = c .. ':y'
+            args[#args + 1] = set[3] .. ':' .. string.format('%.0f', totals[3])
+            args[#args + 1] = c .. ':l'
+            args[#args + 1] = string.format('%.0f', totals[4])
+        end
     end
+    if changed.a then
+        args[#args + 1] = 'a'
+        args[#args + 1] = pack_activity(state.act)
+        args[#args + 1] = 'dst'
+        args[#args + 1] = pack_seen(state.dst)
+        args[#args + 1] = 'src'
+        args[#args + 1] = pack_seen(state.src)
+    end
+    if #args > 0 then
+        redis.call('HSET', state.key, unpack(args))
+    end
+    state.changed = {}
 end
 
 -- Each counter is read at most once per batch and written once at its end: the
@@ -300,10 +321,10 @@ while f <= #fields do
         status = '0'
         for i = 1, n do
             local counter, value, err, cap = mine[i], nil, nil, nil
-            if counter.kyc then
-                value, err = load_kyc(counter.state)
-                if value then
-                    cap = over_cap(value, tonumber(amount))
+            if counter.state.holder then
+                value, err = load_holder(counter.state)
+                if value and counter.caps then
+                    cap = over_cap(value, counter.caps, tonumber(amount))
                 end
             else
                 value, err = load(counter.state)
@@ -321,18 +342,27 @@ while f <= #fields do
                 replies[#replies + 1] = counter.state.tier .. '\31' .. cap
                 break
             end
-            if not counter.kyc and value + tonumber(increments[i]) > counter.limit then
+            if not counter.state.holder and value + tonumber(increments[i]) > counter.limit then
                 status = tostring(counter.over)
                 break
             end
         end
         if status == '0' then
             for i = 1, n do
-                local state = mine[i].state
-                if mine[i].kyc then
-                    local totals, by = state.totals, tonumber(amount)
-                    totals[2], totals[3], totals[4] = totals[2] + by, totals[3] + by, totals[4] + by
-                    state.moved = true
+                local counter = mine[i]
+                local state = counter.state
+                if state.holder then
+                    if counter.caps then
+                        local c, by = counter.caps[1], tonumber(amount)
+                        local totals = state.totals[c]
+                        totals[2], totals[3], totals[4] = totals[2] + by, totals[3] + by, totals[4] + by
+                        state.changed[c] = true
+                    end
+                    if counter.pay then
+                        -- The activity before this payment, for the risk step; then the payment joins it.
+                        replies[#replies + 1] = record_payment(state, counter.pay, now)
+                        state.changed.a = true
+                    end
                 else
                     move(state, increments[i])
                 end
@@ -342,8 +372,8 @@ while f <= #fields do
     statuses[#statuses + 1] = status
 end
 for _, state in pairs(states) do
-    if state.caps then
-        flush_kyc(state)
+    if state.holder then
+        flush_holder(state)
     else
         flush(state)
     end
@@ -352,30 +382,39 @@ table.insert(replies, 1, problem)
 table.insert(replies, 1, table.concat(statuses))
 return replies
 """
+)
 
 # ARGV: retention ms, key prefix, then two JSON arrays (ids encoded, as for claims)
 # and the responses:
 #   counters:    the distinct counters released, 4 fields each: subject, name,
-#                whether it counts amounts (else calls), and for a KYC counter its
-#                [currency, day, year] (else 0): the totals it gives back to;
+#                whether it counts amounts (else calls), and for a holder's counter
+#                [currency of the KYC totals it gives back to ('' none), their day
+#                and year, whether it counts a decline in the holder's activity]
+#                (else 0);
 #   completions: per completion: merchant, idempotency key, request hash, response
 #                length (-1 gives the key back instead, -2 leaves the key alone and
-#                only releases the counters), amount (a string), counter count,
+#                only releases the counters), amount (a string), whether it was
+#                answered (a decline; else given back for a retry), counter count,
 #                then that many counter numbers (1-based, into the counters);
-#   responses:   every stored response, concatenated in order (binary-safe: cut by length).
+#   responses:   every stored response, concatenated in order (binary-safe: cut by length);
+# then now (a decline counts in the hour it is completed in).
 # Returns {error, numbers...}: the error of the last completion a key of which is
 # not served here (or ''), then the 1-based number of each such completion; nothing
 # of those was applied.
-COMPLETE_SCRIPT = r"""#!lua flags=allow-cross-slot-keys
+COMPLETE_SCRIPT = (
+    r"""#!lua flags=allow-cross-slot-keys
 local retention_ms = ARGV[1]
 local prefix = ARGV[2]
 local responses = ARGV[5]
-
+local now = tonumber(ARGV[6])
+"""
+    + HOLDER_LUA
+    + r"""
 local counters, fields = {}, cjson.decode(ARGV[3])
 for f = 1, #fields, 4 do
-    local kyc = fields[f + 3]
-    if kyc ~= 0 then
-        counters[#counters + 1] = {key = prefix .. ':{' .. fields[f] .. '}:k', kyc = kyc}
+    local holder = fields[f + 3]
+    if holder ~= 0 then
+        counters[#counters + 1] = {key = prefix .. ':{' .. fields[f] .. '}:k', holder = holder}
     else
         counters[#counters + 1] = {
             key = prefix .. ':{' .. fields[f] .. '}:v:' .. fields[f + 1],
@@ -402,17 +441,17 @@ fields = cjson.decode(ARGV[4])
 local f, at, number = 1, 1, 0
 while f <= #fields do
     number = number + 1
-    local length, amount, n = fields[f + 3], fields[f + 4], fields[f + 5]
+    local length, amount, answered, n = fields[f + 3], fields[f + 4], fields[f + 5], fields[f + 6]
     -- Every key is touched once before anything is written: first the counters
     -- (most completions release none: no table for them)...
     local exists, err = nil, nil
     if n > 0 then
         exists = {}
         for i = 1, n do
-            local counter, found = counters[fields[f + 5 + i]], nil
-            if counter.kyc then  -- its totals in the currency, read now
-                local c = counter.kyc[1]
-                found = redis.pcall('HMGET', counter.key, c .. ':d', c .. ':y', c .. ':l')
+            local counter, found = counters[fields[f + 6 + i]], nil
+            if counter.holder then  -- its totals in the currency and its activity, read now
+                local c = counter.holder[1]
+                found = redis.pcall('HMGET', counter.key, c .. ':d', c .. ':y', c .. ':l', 'a')
             else
                 found = redis.pcall('EXISTS', counter.key)
             end
@@ -445,16 +484,25 @@ while f <= #fields do
         for i = 1, n do
             -- A counter whose window already ended stays gone rather than coming back
             -- negative; the decrement stays a string so Lua's doubles never round it.
-            local counter = counters[fields[f + 5 + i]]
-            if counter.kyc then
-                local c, totals, by = counter.kyc[1], exists[i], tonumber(amount)
-                if totals[3] then  -- a holder whose totals are gone has nothing to give back
-                    redis.call(
-                        'HSET', counter.key,
-                        c .. ':d', given_back(totals[1], counter.kyc[2], by) or '',
-                        c .. ':y', given_back(totals[2], counter.kyc[3], by) or '',
-                        c .. ':l', string.format('%.0f', math.max(tonumber(totals[3]) - by, 0))
-                    )
+            local counter = counters[fields[f + 6 + i]]
+            if counter.holder then
+                local held, c, by, args = exists[i], counter.holder[1], tonumber(amount), {}
+                if c ~= '' and held[3] then  -- a holder whose totals are gone has nothing to give back
+                    args = {
+                        c .. ':d', given_back(held[1], counter.holder[2], by) or '',
+                        c .. ':y', given_back(held[2], counter.holder[3], by) or '',
+                        c .. ':l', string.format('%.0f', math.max(tonumber(held[3]) - by, 0)),
+                    }
+                end
+                if counter.holder[4] and answered then  -- declined, not given back for a retry
+                    local a = unpack_activity(held[4])
+                    roll_all(a, now)
+                    a[7] = a[7] + 1
+                    args[#args + 1] = 'a'
+                    args[#args + 1] = pack_activity(a)
+                end
+                if #args > 0 then
+                    redis.call('HSET', counter.key, unpack(args))
                 end
             elseif exists[i] == 1 and redis.call('DECRBY', counter.key, counter.by_amount and amount or '1') < 0 then
                 redis.call('SET', counter.key, '0', 'KEEPTTL')
@@ -464,11 +512,12 @@ while f <= #fields do
     if length > 0 then
         at = at + length
     end
-    f = f + 6 + n
+    f = f + 7 + n
 end
 table.insert(failed, 1, problem)
 return failed
 """
+)
 
 # ARGV: key prefix, the key that says the tiers are loaded ('' to leave it alone), then
 # a JSON array of holders' tiers, 3 fields each: holder (encoded), tier, seq. A tier
@@ -583,7 +632,7 @@ class RedisStateStore:
             if answer == [TIERS_NOT_LOADED]:
                 raise KeyNotServed("the holders' KYC tiers were lost again while being reloaded")
         statuses, problem, *responses = answer
-        outcomes = claim_outcomes(statuses, responses)
+        outcomes = claim_outcomes(statuses, responses, claims)
         if NOT_SERVED in statuses:
             # Only a broken key gets here on one primary: give back what the batch
             # claimed, so nothing stays held by a call that failed.
@@ -597,7 +646,7 @@ class RedisStateStore:
     async def complete(self, completions: Sequence[Completion], now: float) -> None:
         if not completions:
             return
-        problem, *failed = await self._complete_script(args=self.keys.complete_args(completions))
+        problem, *failed = await self._complete_script(args=self.keys.complete_args(completions, now))
         if failed:
             raise KeyNotServed(f"{len(failed)} completions not applied: {problem.decode(errors='replace')}")
 
@@ -665,9 +714,11 @@ class KeyLayout:
         loaded = "" if caps == b"[]" else self.tiers_loaded if tiers_loaded is None else tiers_loaded
         return (repr(float(now)), self._lease, self._retention_ms, self.prefix, counters, fields, caps, loaded)
 
-    def complete_args(self, completions: Sequence[Completion], keyed: Sequence[bool] | None = None) -> tuple[Any, ...]:
+    def complete_args(
+        self, completions: Sequence[Completion], now: float, keyed: Sequence[bool] | None = None
+    ) -> tuple[Any, ...]:
         counters, fields, responses = pack_completions(completions, keyed)
-        return (self._retention_ms, self.prefix, counters, fields, responses)
+        return (self._retention_ms, self.prefix, counters, fields, responses, repr(float(now)))
 
     def tagged(self, subject: str) -> str:
         """Every key name of a subject ("m:<merchant>", a counter's) up to and including
@@ -734,7 +785,7 @@ def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> 
     # their merchant's counter objects, and an id costs less to hash than a
     # dataclass (two equal counters sent twice are still checked correctly).
     numbers: dict[int, int] = {}
-    counters: list[str | int | bool] = []
+    counters: list[str | int | bool | list[str | bool]] = []
     fields: list[str | int | bool] = []
     caps: dict[int, tuple[int, KycCaps]] = {}  # each distinct KycCaps' number, by identity as counters'
     for claim in claims:
@@ -755,9 +806,15 @@ def _pack_claims(claims: Sequence[Claim], counters_only: bool, encode: bool) -> 
                 if encode or subject.count(":") > 1:
                     subject = encode_subject(subject)
                 counters += (subject, counter.name, str(counter.window_seconds), str(counter.limit))
-                counters += (counter.by_amount, _caps_number(caps, counter.caps))
+                counters += (counter.by_amount, _caps_number(caps, counter.caps), _payment(counter.payment))
             fields.append(number)
     return _json(counters), _json(fields), _pack_caps(caps)
+
+
+def _payment(payment: Payment | None) -> list[str | bool] | int:
+    if payment is None:
+        return 0
+    return [str(payment.usd_cents), payment.near_threshold, payment.counterparty, payment.receiving]
 
 
 def _caps_number(caps: dict[int, tuple[int, KycCaps]], of: KycCaps | None) -> int:
@@ -782,10 +839,23 @@ def pack_tiers(tiers: Sequence[HolderTier]) -> bytes:
     return _json(fields)
 
 
-def claim_outcomes(statuses: bytes, responses: Sequence[bytes]) -> list[ClaimOutcome | None]:
+def claim_outcomes(statuses: bytes, responses: Sequence[bytes], claims: Sequence[Claim]) -> list[ClaimOutcome | None]:
     """Each claim's outcome from the claim script's answer; None where its key was not served."""
     replied = iter(responses)
-    return [None if s == NOT_SERVED else claim_outcome(s, next(replied) if s in REPLIED else None) for s in statuses]
+    outcomes: list[ClaimOutcome | None] = []
+    for status, claim in zip(statuses, claims, strict=True):
+        if status == NOT_SERVED:
+            outcomes.append(None)
+        elif status == MOVED:
+            outcomes.append(ClaimOutcome(ClaimStatus.NEW, activity=activity_replies(claim, replied)))
+        else:
+            outcomes.append(claim_outcome(status, next(replied) if status in REPLIED else None))
+    return outcomes
+
+
+def activity_replies(claim: Claim, replied: Iterator[bytes]) -> tuple[bytes, ...]:
+    """A moved claim's share of the answer: one activity per counter of it with a payment."""
+    return tuple([next(replied) for counter in claim.counters if counter.payment is not None])
 
 
 def claim_outcome(status: int, reply: bytes | None) -> ClaimOutcome:
@@ -817,7 +887,7 @@ def _pack_completions(
 ) -> tuple[bytes, bytes, bytes]:
     """pack_completions' work; encode as in _pack_claims."""
     numbers: dict[int, int] = {}  # as in _pack_claims()
-    counters: list[str | bool | int | list[str]] = []
+    counters: list[str | bool | int | list[str | bool]] = []
     fields: list[str | int] = []
     responses: list[bytes] = []
     for done, has_key in zip(completions, keyed or repeat(True), strict=keyed is not None):
@@ -834,7 +904,7 @@ def _pack_completions(
         merchant, key = done.merchant_id, done.idempotency_key
         if encode:
             merchant, key = encode_id(merchant), encode_id(key)
-        fields += (merchant, key, done.request_hash, length, str(done.amount_minor))
+        fields += (merchant, key, done.request_hash, length, str(done.amount_minor), response is not None)
         fields.append(len(release))
         for counter in release:
             number = numbers.get(id(counter))
@@ -843,10 +913,20 @@ def _pack_completions(
                 subject = counter.subject
                 if encode or subject.count(":") > 1:
                     subject = encode_subject(subject)
-                kyc = counter.caps
-                counters += (subject, counter.name, counter.by_amount, [kyc.currency, kyc.day, kyc.year] if kyc else 0)
+                counters += (subject, counter.name, counter.by_amount, _holder_release(counter))
             fields.append(number)
     return _json(counters), _json(fields), b"".join(responses)
+
+
+def _holder_release(counter: Counter) -> list[str | bool] | int:
+    """A holder counter's release as the complete script reads it (0: a velocity counter's)."""
+    caps, payment = counter.caps, counter.payment
+    if caps is None and payment is None:
+        return 0
+    counts_decline = payment is not None and not payment.receiving
+    if caps is None:
+        return ["", "", "", counts_decline]
+    return [caps.currency, caps.day, caps.year, counts_decline]
 
 
 def taken(claims: Sequence[Claim], outcomes: Sequence[ClaimOutcome | None]) -> list[Claim]:

@@ -77,6 +77,7 @@ from switch.stores.redis import (
     TIERS_PER_CALL,
     KeyLayout,
     KeyNotServed,
+    activity_replies,
     check_version,
     claim_outcome,
     pack_tiers,
@@ -163,28 +164,38 @@ class RedisClusterStateStore:
         outcomes: list[ClaimOutcome | None] = [None] * len(claims)
         # The parts of each item whose counters moved, in the order they moved.
         moved: list[list[Claim]] = [[] for _ in claims]
+        # Each item's activity answers so far, by its counter's identity.
+        heard: list[dict[int, bytes]] = [{} for _ in claims]
         try:
-            elsewhere, last = await self._claim_keys(claims, now, outcomes, moved)
-            declined = await self._move_counters(claims, elsewhere, now, moved)
+            elsewhere, last = await self._claim_keys(claims, now, outcomes, moved, heard)
+            declined = await self._move_counters(claims, elsewhere, now, moved, heard)
             last = {index: counters for index, counters in last.items() if index not in declined}
-            declined.update(await self._move_counters(claims, last, now, moved))
+            declined.update(await self._move_counters(claims, last, now, moved, heard))
         except BaseException:
-            await self._give_back(claims, outcomes, moved)
+            await self._give_back(claims, outcomes, moved, now)
             raise
         if declined:
             for index, outcome in declined.items():
                 outcomes[index] = outcome
             try:
-                await self._release([(_releasing(part), False) for index in declined for part in moved[index]])
+                await self._release([(_releasing(part), False) for index in declined for part in moved[index]], now)
             except Exception:
                 # The claims stand; a counter not given back over-counts until its window
                 # ends, which can only decline, never let one through.
                 self._events.inc(GIVE_BACK_FAILED)
                 log.exception("giving back the counters of %d declined claims failed", len(declined))
+        for claim, answered, answers in zip(claims, outcomes, heard, strict=True):
+            if answers and answered is not None and answered.status is ClaimStatus.NEW:
+                answered.activity = tuple([answers[id(c)] for c in claim.counters if c.payment is not None])
         return outcomes  # type: ignore[return-value]  # every one set, or raised
 
     async def _claim_keys(
-        self, claims: Sequence[Claim], now: float, outcomes: list[ClaimOutcome | None], moved: list[list[Claim]]
+        self,
+        claims: Sequence[Claim],
+        now: float,
+        outcomes: list[ClaimOutcome | None],
+        moved: list[list[Claim]],
+        heard: list[dict[int, bytes]],
     ) -> tuple[dict[int, tuple[Counter, ...]], dict[int, tuple[Counter, ...]]]:
         """Claims every key on its merchant's node, with its counters when all of them
         live there too. For each new claim whose counters are split, returns the
@@ -205,6 +216,7 @@ class RedisClusterStateStore:
                 parts.append((node, _with_counters(claim, ()) if rest else claim))
                 split.append((here, rest))
             statuses, replies, problem, error = await self._claim_on_nodes(parts, now, counters_only=False)
+            _keep_activity(heard, pending, parts, statuses, replies)
             not_served = []
             for index, (_, part), (here, rest), status, reply in zip(
                 pending, parts, split, statuses, replies, strict=True
@@ -212,7 +224,7 @@ class RedisClusterStateStore:
                 if status == NOT_SERVED:
                     not_served.append(index)
                     continue
-                outcomes[index] = outcome = claim_outcome(status, reply)
+                outcomes[index] = outcome = claim_outcome(status, reply if isinstance(reply, bytes) else None)
                 if outcome.status is ClaimStatus.NEW:
                     if part.counters:
                         moved[index].append(part)
@@ -233,6 +245,7 @@ class RedisClusterStateStore:
         counters: dict[int, tuple[Counter, ...]],
         now: float,
         moved: list[list[Claim]],
+        heard: list[dict[int, bytes]],
     ) -> dict[int, ClaimOutcome]:
         """Moves these counters of these claims on their nodes, each node's share all or
         none; returns the items one of whose shares was declined (its status)."""
@@ -247,9 +260,9 @@ class RedisClusterStateStore:
             for index, moving in pending:
                 for node, share in self._by_node(moving):
                     units.append((index, node, _with_counters(claims[index], share)))
-            statuses, replies, problem, error = await self._claim_on_nodes(
-                [(node, part) for _, node, part in units], now, counters_only=True
-            )
+            unit_parts = [(node, part) for _, node, part in units]
+            statuses, replies, problem, error = await self._claim_on_nodes(unit_parts, now, counters_only=True)
+            _keep_activity(heard, [index for index, _, _ in units], unit_parts, statuses, replies)
             pending = []
             for (index, _, part), status, reply in zip(units, statuses, replies, strict=True):
                 if status == MOVED:
@@ -257,7 +270,7 @@ class RedisClusterStateStore:
                 elif status == NOT_SERVED:
                     pending.append((index, part.counters))
                 else:
-                    declined.setdefault(index, claim_outcome(status, reply))
+                    declined.setdefault(index, claim_outcome(status, reply if isinstance(reply, bytes) else None))
             if error is not None:
                 raise error  # after recording what the other nodes moved, for _give_back
         if pending:
@@ -265,7 +278,11 @@ class RedisClusterStateStore:
         return declined
 
     async def _give_back(
-        self, claims: Sequence[Claim], outcomes: Sequence[ClaimOutcome | None], moved: Sequence[Sequence[Claim]]
+        self,
+        claims: Sequence[Claim],
+        outcomes: Sequence[ClaimOutcome | None],
+        moved: Sequence[Sequence[Claim]],
+        now: float,
     ) -> None:
         """Undoes a claim that failed part way: every key it took, every counter it is known
         to have moved (a node that failed mid-call may have moved some: they stay moved,
@@ -274,7 +291,7 @@ class RedisClusterStateStore:
         keys = [(_key_only(claim), True) for claim in taken(claims, outcomes)]
         undo = keys + [(_releasing(part), False) for parts in moved for part in parts]
         try:
-            await self._release(undo)
+            await self._release(undo, now)
             self._events.inc(GIVEN_BACK, len(keys))
         except Exception:
             self._events.inc(GIVE_BACK_FAILED)
@@ -284,9 +301,9 @@ class RedisClusterStateStore:
         if not completions:
             return
         await self._start()
-        await self._release([(done, True) for done in completions])
+        await self._release([(done, True) for done in completions], now)
 
-    async def _release(self, releases: Sequence[_Release]) -> None:
+    async def _release(self, releases: Sequence[_Release], now: float) -> None:
         """Sends each node its share of these completions, again where a slot moved."""
         pending = list(releases)
         for attempt in range(self._attempts):
@@ -303,7 +320,7 @@ class RedisClusterStateStore:
                     shares.append((node, (_releasing_only(done, here), True)))
                 for node, share in self._by_node(counters):
                     shares.append((node, (_releasing_only(done, share), False)))
-            failed, problem = await self._complete_on_nodes(shares)
+            failed, problem = await self._complete_on_nodes(shares, now)
             pending = [shares[i][1] for i in failed]
         if pending:
             raise KeyNotServed(f"{len(pending)} completions not served after {self._attempts} attempts: {problem}")
@@ -312,12 +329,13 @@ class RedisClusterStateStore:
 
     async def _claim_on_nodes(
         self, parts: Sequence[tuple[ClusterNode, Claim]], now: float, counters_only: bool
-    ) -> tuple[list[int], list[bytes | None], str, BaseException | None]:
+    ) -> tuple[list[int], list[bytes | tuple[bytes, ...] | None], str, BaseException | None]:
         """Each part's status (the script's character), its replayed response (or None),
         why any part was not served, and the first error of a node that did not answer
         (its parts read 'M': what it applied, if anything, is not known)."""
         statuses = [NOT_SERVED] * len(parts)
-        replies: list[bytes | None] = [None] * len(parts)
+        # A replay's response, a cap's tier and name, or a moved part's activity answers.
+        replies: list[bytes | tuple[bytes, ...] | None] = [None] * len(parts)
         problems: list[str] = []
 
         def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
@@ -338,18 +356,22 @@ class RedisClusterStateStore:
                 statuses[i] = status
                 if status in REPLIED:
                     replies[i] = next(replayed)
+                elif status == MOVED:
+                    replies[i] = activity_replies(parts[i][1], replayed)
 
         error = await self._on_nodes([node for node, _ in parts], call, settle)
         return statuses, replies, "; ".join(problems), error
 
-    async def _complete_on_nodes(self, shares: Sequence[tuple[ClusterNode, _Release]]) -> tuple[list[int], str]:
+    async def _complete_on_nodes(
+        self, shares: Sequence[tuple[ClusterNode, _Release]], now: float
+    ) -> tuple[list[int], str]:
         """Sends the shares; returns the numbers of those whose node did not serve a key, and why."""
         failed: list[int] = []
         problems: list[str] = []
 
         def call(node: ClusterNode, indexes: list[int]) -> Awaitable[Any]:
             releases = [shares[i][1] for i in indexes]
-            args = self.keys.complete_args([done for done, _ in releases], [keyed for _, keyed in releases])
+            args = self.keys.complete_args([done for done, _ in releases], now, [keyed for _, keyed in releases])
             return self._evalsha(node, _COMPLETE_SHA, COMPLETE_SCRIPT, args)
 
         def settle(indexes: list[int], answer: Any) -> None:
@@ -533,6 +555,20 @@ class RedisClusterStateStore:
 
     async def close(self) -> None:
         await self._cluster.aclose()
+
+
+def _keep_activity(
+    heard: list[dict[int, bytes]],
+    indexes: Sequence[int],
+    parts: Sequence[tuple[ClusterNode, Claim]],
+    statuses: Sequence[int],
+    replies: Sequence[bytes | tuple[bytes, ...] | None],
+) -> None:
+    """Files the activity each moved part answered under its item, by counter."""
+    for index, (_, part), status, reply in zip(indexes, parts, statuses, replies, strict=True):
+        if status == MOVED and isinstance(reply, tuple):
+            paying = [counter for counter in part.counters if counter.payment is not None]
+            heard[index].update(zip(map(id, paying), reply, strict=True))
 
 
 def _with_counters(claim: Claim, counters: tuple[Counter, ...]) -> Claim:
