@@ -12,10 +12,11 @@ TARGET_RATE = 50_000  # the capacity issue's AuthorizeBatch target, authorizatio
 # The pipeline's stages, in the order run() calls them (AuthorizationPipeline methods).
 PIPELINE_STAGES = (
     ("_tokenize", "tokenize (FF1 token, HMAC fingerprint, request hash, ids)"),
-    ("_limit_counters", "risk: the velocity counters each authorization moves"),
-    ("_claim", "claim keys + velocity: one Redis script call, one per primary and step on a Cluster (client side)"),
+    ("_limit_counters", "risk: the velocity counters, KYC caps and activity each authorization moves"),
+    ("_claim", "claim keys + counters: one Redis script call, one per primary and step on a Cluster (client side)"),
     ("_skip_journaled", "journal read of keys already held: one PostgreSQL query"),
     ("_screen", "screen: sanctions, every party against the list (--sanctions; warm verdict cache)"),
+    ("_assess", "assess: fraud score (Cython), drift, AML rules over the activity (--risk)"),
     ("_route", "route (plan, breakers)"),
     ("_price", "price: one fee-engine call (Cython)"),
     ("_call_adapters", "intents + adapter: one PostgreSQL statement, then the in-process simulated issuer"),

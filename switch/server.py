@@ -52,7 +52,11 @@ from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
+from switch.risk.aml import AmlRules
+from switch.risk.assess import Assessor
+from switch.risk.holders import HolderCounters
 from switch.risk.kyc import KycRules
+from switch.risk.model.drift import DriftMonitor
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
 from switch.risk.sanctions.screening import Screening
@@ -177,7 +181,8 @@ async def build(settings: Settings) -> RunningSwitch:
         adapter_timeout=timeout,
         metrics=metrics,
         screening=screening,
-        kyc=KycRules(settings.kyc) if settings.kyc is not None else None,
+        holders=_holders(settings, fees),
+        assessor=_assessor(settings, metrics),
     )
     batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds, metrics)
     _watch(metrics, batcher, router)
@@ -330,6 +335,36 @@ def _servicers(
         ),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
     )
+
+
+def _holders(settings: Settings, fees: FeeEngine) -> HolderCounters:
+    """Each authorization's holder counters: KYC caps ([kyc]) and, for the AML rules and the
+    fraud model, its parties' activity."""
+    aml = AmlRules(settings.aml) if settings.aml is not None else None
+    return HolderCounters(
+        KycRules(settings.kyc) if settings.kyc is not None else None,
+        activity=aml is not None or settings.fraud_model is not None,
+        in_usd=_in_usd(fees),
+        near_threshold=(lambda cents: aml.near_threshold(cents / 100)) if aml is not None else (lambda cents: False),
+    )
+
+
+def _assessor(settings: Settings, metrics: SwitchMetrics) -> Assessor | None:
+    """The fraud score ([fraud_model]) and the AML rules ([aml]); None with neither. The drift
+    monitor's PSI per feature and score is a gauge."""
+    scoring = settings.fraud_model
+    if scoring is None and settings.aml is None:
+        return None
+    drift = DriftMonitor(scoring.model, scoring.drift_window) if scoring is not None else None
+    if drift is not None:
+        metrics.gauge(
+            "switch_risk_psi",
+            "Population stability index of each fraud-model feature and of the score, over this worker's "
+            "last drift_window scored payments against the model's training data (above 0.25: shifted)",
+            lambda: [((("feature", name),), value) for name, value in drift.psi().items()],
+        )
+    aml = AmlRules(settings.aml) if settings.aml is not None else None
+    return Assessor(scoring.model if scoring is not None else None, aml, drift)
 
 
 def _in_usd(fees: FeeEngine) -> Callable[[Money], int | None]:

@@ -13,9 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from switch.config.aml import parse_aml
 from switch.config.checks import ConfigError, no_unknown_keys, optional_text
 from switch.config.custody import parse_custody
 from switch.config.fees import parse_fee_schedules, parse_fx
+from switch.config.fraud_model import parse_fraud_model
 from switch.config.keys import parse_key_ring
 from switch.config.kyc import parse_kyc
 from switch.config.routing import check_routes, load_bin_table, parse_routing
@@ -97,7 +99,19 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
     unknown = (
         set(raw)
         - set(_SECTIONS)
-        - {"limits", "log_level", "tokenization", "fee_schedule", "fx", "routes", "routing", "sanctions", "kyc"}
+        - {
+            "limits",
+            "log_level",
+            "tokenization",
+            "fee_schedule",
+            "fx",
+            "routes",
+            "routing",
+            "sanctions",
+            "kyc",
+            "aml",
+            "fraud_model",
+        }
     )
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown section or key")
@@ -121,6 +135,8 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         **_routes_and_routing(raw),
         sanctions=parse_sanctions(raw.get("sanctions")),
         kyc=parse_kyc(raw.get("kyc")),
+        aml=parse_aml(raw.get("aml")),
+        fraud_model=parse_fraud_model(raw.get("fraud_model")),
     )
     _check(settings)
     return settings

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switch.cards.tokenizer import KeyRing
+from switch.config.fraud_model import FraudModelSettings
 from switch.config.sanctions import SanctionsSettings
 from switch.domain.limits import Limit
 from switch.flow.batcher import BatcherSettings
 from switch.money.fees import FeeSchedule, FxTable
+from switch.risk.aml import AmlPolicy
 from switch.risk.kyc import KycPolicy
 from switch.routing.rules import RoutingTable
 from switch.security.custody import Pkcs11Keys
@@ -125,6 +127,8 @@ class Settings:
     pkcs11: Pkcs11Keys | None = None  # [security.pkcs11] with key_custody = "pkcs11"; None: the file custody
     sanctions: SanctionsSettings | None = None  # [sanctions]; None: no screening
     kyc: KycPolicy | None = None  # [kyc]; None: no tiers, no caps
+    aml: AmlPolicy | None = None  # [aml]; None: no AML monitoring
+    fraud_model: FraudModelSettings | None = None  # [fraud_model]; None: no fraud score
 
 
 # Without [[security.callers]]: every caller may do what the demo does, never detokenize

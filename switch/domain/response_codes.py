@@ -26,6 +26,7 @@ class ResponseCode(enum.Enum):
     INSUFFICIENT_FUNDS = ("51", False, "insufficient funds")
     EXPIRED_CARD = ("54", False, "expired card")
     NOT_PERMITTED = ("57", False, "transaction not permitted to cardholder")
+    SUSPECTED_FRAUD = ("59", False, "suspected fraud")
     EXCEEDS_AMOUNT_LIMIT = ("61", False, "exceeds withdrawal amount limit")
     RESTRICTED = ("62", False, "restricted card")
     EXCEEDS_COUNT_LIMIT = ("65", False, "exceeds withdrawal frequency limit")

@@ -53,7 +53,9 @@ from switch.domain.models import (
 from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency
 from switch.money.fees import FeeEngine, FeeQuote, QuoteRequest
-from switch.risk.kyc import KycRules
+from switch.risk.activity import parse_activity
+from switch.risk.assess import Assessor, Scored
+from switch.risk.holders import HolderCounters
 from switch.risk.sanctions.screening import Outcome as Screened
 from switch.risk.sanctions.screening import Screening
 from switch.risk.velocity import RiskRules
@@ -145,6 +147,26 @@ _LIMIT_DECLINES = {
 _NO_ROUTE = _Decline(ResponseCode.NO_ROUTE)
 
 
+def _scored(item: _Item, now: float) -> Scored:
+    """What the assessor judges an item on: the activity the claim answered (its payer's, and
+    its destination account's when it has one) and the request's facts."""
+    authorization = item.authorization
+    payer = item.activity[0]
+    activity = parse_activity(payer, item.activity[1] if len(item.activity) > 1 else None)
+    source, destination = authorization.source, authorization.destination
+    countries = (source.country if isinstance(source, Account) else "", destination.country if destination else "")
+    cross_border = bool(countries[0] and countries[1] and countries[0].upper() != countries[1].upper())
+    cents = next(c.payment.usd_cents for c in item.counters if c.payment is not None and not c.payment.receiving)
+    return Scored(activity, cents / 100, cross_border, item.card is not None, now)
+
+
+def _merged(decision: str, more: dict[str, object]) -> str:
+    """The journaled decision with more risk findings beside what an earlier step decided."""
+    if not decision:
+        return orjson.dumps(more).decode()
+    return orjson.dumps({**orjson.loads(decision), **more}).decode()
+
+
 def _over_cap(tier: str, cap: str) -> tuple[_Decline, str]:
     """The decline (57) of an item over a KYC cap, and the decision journaled with it: the
     tier the store read ("" when the holder has none: the default tier's caps) and the cap."""
@@ -173,6 +195,7 @@ class _Item:
     plan: Sequence[str] = ()
     quote: FeeQuote | None = None
     decline: _Decline | None = None
+    activity: tuple[bytes, ...] = ()  # its parties' activity before it, as the claim answered it
     decision: str = ""  # what the risk step decided, journaled with the entry (JournalEntry.decision)
     alert: str = ""  # the kind of alert it raised, journaled with the entry (JournalEntry.alert)
     answer: AdapterResult | None = None
@@ -238,11 +261,15 @@ class AuthorizationPipeline:
         clock: Callable[[], float] = time.time,
         metrics: SwitchMetrics | None = None,
         screening: Screening | None = None,
-        kyc: KycRules | None = None,
+        holders: HolderCounters | None = None,
+        assessor: Assessor | None = None,
     ) -> None:
+        """holders: each item's KYC totals and activity, checked and moved in the claim;
+        assessor: the fraud score and AML rules over that activity."""
         self._metrics = metrics or SwitchMetrics()
         self._screening = screening
-        self._kyc = kyc
+        self._holders = holders if holders is not None and holders.active else None
+        self._assessor = assessor
         self._tokenizer = tokenizer
         self._state = state
         self._journal = journal
@@ -260,6 +287,7 @@ class AuthorizationPipeline:
         try:
             await self._skip_journaled(items, now)
             await self._screen(items)
+            self._assess(items, now)
             uncarried = self._route(items)
             if uncarried:
                 await self._complete([_give_back(item) for item in uncarried], now)
@@ -311,9 +339,13 @@ class AuthorizationPipeline:
         both pass a limit."""
         authorizations, instruments = [i.authorization for i in items], [i.instrument for i in items]
         counters = self._risk.counters_many(authorizations, instruments, now)
-        if self._kyc is not None:
-            caps = self._kyc.counters_many(authorizations, instruments, now)
-            counters = [velocity + capped for velocity, capped in zip(counters, caps, strict=True)]
+        if self._holders is not None:
+            account = self._tokenizer.account
+            destinations = [
+                None if a.destination is None else account(a.destination).fingerprint for a in authorizations
+            ]
+            held = self._holders.counters_many(authorizations, instruments, destinations, now)
+            counters = [velocity + holder for velocity, holder in zip(counters, held, strict=True)]
         for item, item_counters in zip(items, counters, strict=True):
             item.counters = item_counters
 
@@ -335,7 +367,7 @@ class AuthorizationPipeline:
         for item, claimed in zip(items, await self._state.claim(claims, now), strict=True):
             status = claimed.status
             if status is new:
-                item.stage, item.counted = _CLAIMED, True
+                item.stage, item.counted, item.activity = _CLAIMED, True, claimed.activity
             elif status is ClaimStatus.REPLAY:
                 assert claimed.response is not None
                 self._metrics.replays.inc()
@@ -400,6 +432,38 @@ class AuthorizationPipeline:
                 item.alert = f"sanctions_{verdict.outcome.value}"
                 self._metrics.risk_alerts.inc((("kind", item.alert),))
                 log.warning("screening of %s: %s (%s)", item.transaction_id, verdict.outcome.value, verdict.reason)
+
+    def _assess(self, items: list[_Item], now: float) -> None:
+        """Risk: the fraud score and the AML rules over each claimed item's activity, in one
+        pass; a score over the model's decline threshold is the switch's decline (59),
+        alerts pass. The decision journaled names the model's version and the score."""
+        assessor = self._assessor
+        if assessor is None:
+            return
+        judged_items = [item for item in items if item.stage is _CLAIMED and item.activity]
+        if not judged_items:
+            return
+        payments = [_scored(item, now) for item in judged_items]
+        judged, alarms = assessor.judge(payments)
+        for alarm in alarms:
+            self._metrics.drift_alarms.inc((("signal", alarm.signal), ("direction", alarm.direction)))
+            log.warning("risk drift: %s went %s", alarm.signal, alarm.direction)
+        model = assessor.model
+        for item, judgement in zip(judged_items, judged, strict=True):
+            decided: dict[str, object] = {}
+            if judgement.score is not None and model is not None:
+                decided = {"model": model.version, "score": round(judgement.score, 6)}
+            if judgement.alerts:
+                decided["alerts"] = list(judgement.alerts)
+                for kind in judgement.alerts:
+                    self._metrics.risk_alerts.inc((("kind", kind),))
+                if not item.alert:  # one per entry, the first: the decision lists them all
+                    item.alert = judgement.alerts[0]
+            if judgement.declines:
+                code = ResponseCode.SUSPECTED_FRAUD
+                item.stage, item.decline = _REFUSED, _Decline(code, f"{code.message} (risk score)")
+            if decided:
+                item.decision = _merged(item.decision, decided)
 
     def _route(self, items: list[_Item]) -> list[_Item]:
         """Each claimed item's plan of routes, kept to those that can carry its fields; it starts

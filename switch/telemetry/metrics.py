@@ -111,12 +111,17 @@ class SwitchMetrics:
         )
         self.risk_alerts = Counter(
             "switch_risk_alerts",
-            "Risk decisions worth a human's look, by kind: sanctions_hit (declined 93), sanctions_review (passed)",
+            "Risk decisions worth a human's look, by kind: sanctions_hit (declined 93), sanctions_review (passed), "
+            "fraud_score (declined 59 at the model's decline threshold, else passed), aml_* (passed)",
         )
         self.kyc_declines = Counter(
             "switch_kyc_declines",
             "Authorizations declined 57 for a KYC cap of their holder's tier, by cap: per_transaction, daily, "
             "yearly, lifetime",
+        )
+        self.drift_alarms = Counter(
+            "switch_risk_drift_alarms",
+            "Changes the fraud model's drift detectors found, by signal (score_mean, decline_rate) and direction",
         )
         self.sanctions_refreshes = Counter(
             "switch_sanctions_refreshes",
@@ -134,6 +139,7 @@ class SwitchMetrics:
             self.returns,
             self.risk_alerts,
             self.kyc_declines,
+            self.drift_alarms,
             self.sanctions_refreshes,
         ]
 

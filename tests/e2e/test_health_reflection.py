@@ -23,6 +23,7 @@ METHODS = {
     "GetTransaction",
     "QuoteFee",
     "ListAlerts",
+    "SetHolderTier",
 }
 
 

@@ -24,14 +24,25 @@ Features (FEATURES gives their order):
   grow with the stream and drift forever.
 - amount_vs_mean: amount_usd / the holder's mean amount over 30 days, capped at
   AMOUNT_RATIO_CAP; 1.0 without history; a mean under MIN_MEAN_USD counts as MIN_MEAN_USD.
+
+The same windows give each event its switch.risk.activity.Activity (push_activity,
+reference_activities): what the production store answers, and the AML rules read. The
+model's vector is a function of that Activity and the request (model_row), so the store
+and this reference share one definition of the transforms. One difference is deliberate:
+the store stops its distinct counts at DISTINCT_KEPT, and so does reference_activities,
+while feature_rows counts them exactly, as the shipped model was trained; the two agree
+while a holder pays at most DISTINCT_KEPT destinations (and a destination hears from at
+most DISTINCT_KEPT holders) in 24 h, which legitimate synthetic traffic never exceeds.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from switch.risk.activity import DISTINCT_KEPT, Activity
 
 FEATURES: tuple[str, ...] = (
     "amount_log",
@@ -98,6 +109,7 @@ class _Window:
 @dataclass
 class _Holder:
     first_at: float
+    last_at: float | None = None  # None until the holder's first event joins the history
     hour: _Window = field(default_factory=lambda: _Window(HOUR))
     day: _Window = field(default_factory=lambda: _Window(DAY))
     month: _Window = field(default_factory=lambda: _Window(MONTH))
@@ -111,15 +123,26 @@ class _Destination:
 
 
 class OnlineFeatures:
-    """Feature vectors for a chronological stream of events, one event at a time."""
+    """Feature vectors (push) or Activities (push_activity) for a chronological stream of
+    events, one event at a time.
 
-    def __init__(self) -> None:
+    near_threshold says which amounts Activity.near_threshold_24h counts (none without
+    it); distinct_kept, where the distinct counts stop (exact without it, as the model was
+    trained)."""
+
+    def __init__(self, near_threshold: Callable[[float], bool] | None = None, distinct_kept: int | None = None) -> None:
         self._holders: dict[str, _Holder] = {}
         self._destinations: dict[str, _Destination] = {}
         self._last_at = -math.inf
+        self._near_threshold = near_threshold
+        self._distinct_kept = distinct_kept
 
     def push(self, event: Event) -> list[float]:
         """The event's features (from the events before it), then the event joins the history."""
+        return model_row(self.push_activity(event), event.amount_usd, event.cross_border, event.card, event.at)
+
+    def push_activity(self, event: Event) -> Activity:
+        """The event's Activity (from the events before it), then the event joins the history."""
         if event.at < self._last_at:
             raise ValueError(f"events must be chronological: {event.at} after {self._last_at}")
         self._last_at = event.at
@@ -127,38 +150,67 @@ class OnlineFeatures:
         if holder is None:
             holder = self._holders[event.holder] = _Holder(first_at=event.at)
         destination = self._destinations.setdefault(event.destination, _Destination())
-        row = self._row(event, holder, destination)
+        activity = self._activity(event, holder, destination)
         for window in (holder.hour, holder.day, holder.month, destination.day):
             window.entries.append((event.at, event))
         holder.destinations[event.destination] += 1
+        holder.last_at = event.at
         destination.holders[event.holder] += 1
-        return row
+        return activity
 
-    def _row(self, event: Event, holder: _Holder, destination: _Destination) -> list[float]:
+    def _activity(self, event: Event, holder: _Holder, destination: _Destination) -> Activity:
         now = event.at
         holder.hour.expire(now)
         holder.day.expire(now, holder.destinations, "destination")
         holder.month.expire(now)
         destination.day.expire(now, destination.holders, "holder")
-        month = [e.amount_usd for _, e in holder.month.entries]
-        if month:
-            mean = max(math.fsum(month) / len(month), MIN_MEAN_USD)
-            ratio = min(event.amount_usd / mean, AMOUNT_RATIO_CAP)
-        else:
-            ratio = 1.0
-        return [
-            math.log1p(event.amount_usd),
-            1.0 if event.cross_border else 0.0,
-            1.0 if event.card else 0.0,
-            1.0 if int(now // HOUR) % 24 in NIGHT_HOURS else 0.0,
-            float(len(holder.hour.entries)),
-            float(sum(1 for _, e in holder.hour.entries if e.declined)),
-            math.log1p(math.fsum(e.amount_usd for _, e in holder.day.entries)),
-            float(len(holder.destinations)),
-            float(len(destination.holders)),
-            math.log1p(min((now - holder.first_at) / DAY, AGE_CAP_DAYS)),
-            ratio,
-        ]
+        near = self._near_threshold
+        near_count = 0 if near is None else sum(1 for _, e in holder.day.entries if near(e.amount_usd))
+        kept = self._distinct_kept
+        destinations, sources = len(holder.destinations), len(destination.holders)
+        if kept is not None:
+            destinations, sources = min(destinations, kept), min(sources, kept)
+        return Activity(
+            first=holder.last_at is None,
+            count_1h=float(len(holder.hour.entries)),
+            declines_1h=float(sum(1 for _, e in holder.hour.entries if e.declined)),
+            sum_24h_usd=math.fsum(e.amount_usd for _, e in holder.day.entries),
+            near_threshold_24h=float(near_count),
+            destinations_24h=destinations,
+            sources_24h=sources,
+            count_30d=float(len(holder.month.entries)),
+            sum_30d_usd=math.fsum(e.amount_usd for _, e in holder.month.entries),
+            age_seconds=now - holder.first_at,
+            idle_seconds=0.0 if holder.last_at is None else now - holder.last_at,
+        )
+
+
+def model_row(activity: Activity, amount_usd: float, cross_border: bool, card: bool, at: float) -> list[float]:
+    """The model's vector (FEATURES order) for a payment of amount_usd at `at` (epoch seconds),
+    from its holder's Activity before it: the transforms the module docstring defines."""
+    mean = activity.mean_30d_usd
+    ratio = 1.0 if mean is None else min(amount_usd / max(mean, MIN_MEAN_USD), AMOUNT_RATIO_CAP)
+    return [
+        math.log1p(amount_usd),
+        1.0 if cross_border else 0.0,
+        1.0 if card else 0.0,
+        1.0 if int(at // HOUR) % 24 in NIGHT_HOURS else 0.0,
+        float(activity.count_1h),
+        float(activity.declines_1h),
+        math.log1p(activity.sum_24h_usd),
+        float(activity.destinations_24h),
+        float(activity.sources_24h),
+        math.log1p(min(activity.age_seconds / DAY, AGE_CAP_DAYS)),
+        ratio,
+    ]
+
+
+def reference_activities(events: Iterable[Event], near_threshold: Callable[[float], bool]) -> list[Activity]:
+    """Each event's Activity as it stood before the event, for a chronological stream, from a
+    fresh calculator: the exact reference the production store's estimates are checked against
+    (distinct counts stop at DISTINCT_KEPT, as the store's do)."""
+    online = OnlineFeatures(near_threshold, DISTINCT_KEPT)
+    return [online.push_activity(event) for event in events]
 
 
 def feature_rows(events: Iterable[Event]) -> list[list[float]]:

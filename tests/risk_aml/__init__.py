@@ -1,0 +1,1 @@
+"""AML behaviour monitoring: the reference Activity, the rules, their scenarios, the [aml] table."""
