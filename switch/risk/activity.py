@@ -12,6 +12,7 @@ from a stream of events, as the reference.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from switch.stores import holder_lua
@@ -22,7 +23,7 @@ MONTH = 30 * DAY
 DISTINCT_KEPT = holder_lua.DISTINCT_KEPT  # counterparties the stores remember per party, each way
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class Activity:
     """A holder's activity before one payment (a first payment: all zero, first=True)."""
 
@@ -47,22 +48,27 @@ class Activity:
 FIRST = Activity(True, 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0.0)
 
 
+_PAYER = struct.Struct("<10d")
+_DESTINATION = struct.Struct("<d")
+
+
 def parse_activity(payer: bytes, destination: bytes | None) -> Activity:
-    """The Activity a state store answered for a payment: the payer's (switch.stores.holder_lua:
-    first, attempts and declines in an hour, USD cents and near-threshold payments in 24 h,
-    destinations in 24 h, payments and USD cents in 30 days, seconds since the first and
-    the last payment) and the destination's distinct payers (None: no destination account)."""
-    first, count, declines, cents, near, destinations, count_30d, cents_30d, age, idle = payer.split(b",")
+    """The Activity a state store answered for a payment, as little-endian doubles: the
+    payer's (switch.stores.holder_lua: first, attempts and declines in an hour, USD cents
+    and near-threshold payments in 24 h, destinations in 24 h, payments and USD cents in
+    30 days, seconds since the first and the last payment) and the destination's distinct
+    payers (None: no destination account)."""
+    first, count, declines, cents, near, destinations, count_30d, cents_30d, age, idle = _PAYER.unpack(payer)
     return Activity(
-        first == b"1",
-        float(count),
-        float(declines),
-        float(cents) / 100,
-        float(near),
+        first == 1.0,
+        count,
+        declines,
+        cents / 100,
+        near,
         int(destinations),
-        0 if destination is None else int(destination),
-        float(count_30d),
-        float(cents_30d) / 100,
-        float(age),
-        float(idle),
+        0 if destination is None else int(_DESTINATION.unpack(destination)[0]),
+        count_30d,
+        cents_30d / 100,
+        age,
+        idle,
     )

@@ -1,19 +1,21 @@
 """A holder's activity in Python: the embedded store's twin of switch.stores.holder_lua.
 
-The same numbers, windows and answers as the Lua the Redis scripts run, so that the
-risk step reads one format from either store (numbers written as Lua's tostring
-writes them, %.14g).
+The same numbers, windows and answers as the Lua the Redis scripts run, computed in
+the same order, so that the risk step reads the same doubles from either store.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 
 from switch.stores.base import Payment
 from switch.stores.holder_lua import DISTINCT_KEPT
 
 HOUR, DAY, MONTH = 3600, 86_400, 2_592_000
+_ANSWER = struct.Struct("<10d")  # a payer's activity before a payment
+_ONE = struct.Struct("<d")  # a destination's distinct payers before it
 
 
 @dataclass(slots=True)
@@ -36,7 +38,9 @@ class _Window:
         self.slot = slot
 
     def sliding(self, which: int, now: float) -> float:
-        return self.previous[which] * (1 - (now % self.span) / self.span) + self.current[which]
+        # Lua's a % b, written out: Python's float % rounds differently in the last bit.
+        into = now - math.floor(now / self.span) * self.span
+        return self.previous[which] * (1 - into / self.span) + self.current[which]
 
 
 @dataclass(slots=True)
@@ -55,7 +59,7 @@ class HolderActivity:
         if payment.receiving:
             before = _recent(self.sources, hour)
             _remember(self.sources, payment.counterparty, hour)
-            return _number(before).encode()
+            return _ONE.pack(before)
         for window in (self.hour, self.day, self.month):
             window.roll(now)
         first = self.first == 0
@@ -81,7 +85,7 @@ class HolderActivity:
         self.last = now
         if payment.counterparty:
             _remember(self.destinations, payment.counterparty, hour)
-        return ",".join(map(_number, answer)).encode()
+        return _ANSWER.pack(*answer)
 
     def declined(self, now: float) -> None:
         """One of its payments was declined: it counts in the hour it is completed in."""
@@ -100,8 +104,3 @@ def _remember(seen: dict[str, int], party: str, hour: int) -> None:
     if len(seen) > DISTINCT_KEPT:
         for old in sorted(seen, key=seen.__getitem__)[: len(seen) - DISTINCT_KEPT]:
             del seen[old]
-
-
-def _number(value: float) -> str:
-    """As Lua 5.1's tostring writes a number."""
-    return "%.14g" % value  # noqa: UP031  # the C format Lua uses, exactly

@@ -51,21 +51,19 @@ local function in_period(stored, period)
     return 0
 end
 
+local ACTIVITY = '<' .. string.rep('d', 17)
+
 local function unpack_activity(stored)
-    local a = {}
-    if stored then
-        for n in string.gmatch(stored, '[^,]+') do
-            a[#a + 1] = tonumber(n)
-        end
+    if stored and #stored == 136 then
+        local a = {struct.unpack(ACTIVITY, stored)}
+        a[18] = nil  -- unpack's last value is where it stopped
+        return a
     end
-    if #a ~= 17 then
-        a = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-    end
-    return a
+    return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 end
 
 local function pack_activity(a)
-    return table.concat(a, ',')
+    return struct.pack(ACTIVITY, unpack(a))
 end
 
 -- Moves the window whose slot is a[at] (its previous and current values in the two
@@ -95,7 +93,7 @@ end
 -- The sliding window's estimate: the previous window's values at p, weighted by the
 -- share of it still covered, and the current one's at p + 1.
 local function sliding(a, p, now, span)
-    return a[p] * (1 - (now % span) / span) + a[p + 1]
+    return a[p] * (1 - (now - math.floor(now / span) * span) / span) + a[p + 1]
 end
 
 local function parse_seen(stored)
@@ -156,7 +154,8 @@ local function remember(seen, id, hour)
 end
 
 -- One payment joins its party's activity. pay: {USD cents, near the reporting threshold,
--- the other party's id, whether this party receives it}. Returns the activity before it:
+-- the other party's id, whether this party receives it}. Returns the activity before it,
+-- as little-endian doubles:
 -- for the payer, first (1/0), attempts and declines in an hour, USD cents and
 -- near-threshold payments in 24 h, destinations in 24 h, payments and USD cents in 30
 -- days, seconds since the first and the last payment; for the receiver, the distinct
@@ -166,12 +165,13 @@ local function record_payment(state, pay, now)
     if pay[4] then
         local before = recent(state.src, hour)
         remember(state.src, pay[3], hour)
-        return tostring(before)
+        return struct.pack('<d', before)
     end
     local a = state.act
     roll_all(a, now)
     local first = a[1] == 0
-    local answer = table.concat({
+    local answer = struct.pack(
+        '<dddddddddd',
         first and 1 or 0,
         sliding(a, 4, now, HOUR),
         sliding(a, 6, now, HOUR),
@@ -181,8 +181,8 @@ local function record_payment(state, pay, now)
         sliding(a, 14, now, MONTH),
         sliding(a, 16, now, MONTH),
         first and 0 or now - a[1],
-        first and 0 or now - a[2],
-    }, ',')
+        first and 0 or now - a[2]
+    )
     local cents = tonumber(pay[1])
     a[5], a[10], a[15], a[17] = a[5] + 1, a[10] + cents, a[15] + 1, a[17] + cents
     if pay[2] then
