@@ -31,6 +31,11 @@ def check_summary(out: str) -> None:
     assert "replayed=true" in out
     assert "INVALID_ARGUMENT: source.card.pan" in out
     assert "declined 65" in out
+    # The risk step: a sanctions hit, a KYC tier's cap, card testing, and the alerts they raised.
+    assert "to a listed bank -> declined 93: transaction cannot be completed: violation of law (sanctions ofac" in out
+    assert "(KYC tier limited: lifetime cap reached)" in out
+    assert "(card testing) -> declined 59: suspected fraud" in out
+    assert re.search(r"ListAlerts -> \d+ alerts: .*fraud_score.*sanctions_hit", out), out
     for pan in TEST_PANS:
         assert pan not in out
     # No card number of any kind (the demo's generated PANs are 16 digits too): the only

@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from switch.v1 import switch_pb2 as pb
 
-MAX_EXAMPLES = 16
+MAX_EXAMPLES = 24
 
 RPC_ORDER = (
     "Authorize",

@@ -8,6 +8,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import grpc
 import uvloop
@@ -17,6 +18,13 @@ from switch.cli.demo.report import Report
 from switch.cli.demo.script import VELOCITY, Script
 from switch.cli.demo.tls import TlsFolder
 from switch.config import Settings, StoreSettings, from_mapping
+from switch.config.fraud_model import parse_fraud_model
+from switch.config.sanctions import SanctionsSettings
+from switch.config.settings import DEFAULT_CALLERS
+from switch.risk.aml import AmlPolicy
+from switch.risk.kyc import KycPolicy, TierLimits
+from switch.risk.sanctions.lists import ListSource
+from switch.security.policy import CallerRule, Role
 from switch.v1 import switch_pb2_grpc
 
 DEMO_TIMEOUT = 60.0
@@ -45,8 +53,35 @@ def demo_settings(settings: Settings, folder: Path, tls: TlsFolder | None = None
         fx=fees.fx,
         security=replace(settings.security, trusted_identity_header=""),
         tls=tls.server_files() if tls else None,
-        callers=(tls.caller_rule(),) if tls else None,
+        callers=(_demo_caller(tls),),
+        sanctions=settings.sanctions or DEMO_SANCTIONS,
+        kyc=settings.kyc or DEMO_KYC,
+        aml=settings.aml or AmlPolicy(),
+        fraud_model=settings.fraud_model or parse_fraud_model({"decline": DEMO_DECLINE_SCORE}),
     )
+
+
+# The risk step, unless configured: a small excerpt of OFAC's SDN list (legacy CSV), a
+# "limited" KYC tier (a holder waiting for verification: 50.00 USD over its lifetime),
+# the AML rules and the shipped fraud model.
+# The shipped model declines from a score of 0.15: a card paying again within minutes
+# comes near it, and the demo pays with its test cards again and again to show their
+# issuer's answers. Card testing (the script's) still reaches this one.
+DEMO_DECLINE_SCORE = 0.9
+DEMO_SANCTIONS = SanctionsSettings(sources=(ListSource("ofac-csv", Path(__file__).with_name("sanctions")),))
+DEMO_KYC = KycPolicy(
+    "verified",
+    MappingProxyType(
+        {"verified": MappingProxyType({}), "limited": MappingProxyType({"USD": TierLimits(lifetime=5_000)})}
+    ),
+)
+
+
+def _demo_caller(tls: TlsFolder | None) -> CallerRule:
+    """Who may call the demo's switch: its client (or, in plaintext, anyone) with the
+    client's roles and compliance, which sets tiers and lists alerts."""
+    rule = tls.caller_rule() if tls else DEFAULT_CALLERS[0]
+    return replace(rule, roles=rule.roles | {Role.COMPLIANCE})
 
 
 async def _run(settings: Settings, calls: int, tls: TlsFolder | None) -> int:

@@ -46,6 +46,9 @@ VELOCITY_MAX = 3
 VELOCITY = Limit(LimitScope.INSTRUMENT, window_seconds=365 * 86_400, max_count=VELOCITY_MAX, max_amount=None)
 FILLER_CONCURRENCY = VELOCITY_MAX  # repeated decline cards never hold more claims than the limit
 CALL_TIMEOUT = 5.0
+DEMO_LIMITED_TIER = "limited"  # run.py's [kyc]: 50.00 USD over a holder's lifetime
+CARD_TESTING_TRIES = 40
+_RISK_CODES = ("57", "59", "93")  # declines whose message says which risk rule decided them
 
 
 def money(minor_units: int) -> pb.Money:
@@ -99,17 +102,27 @@ class Script:
         return result, (time.perf_counter() - started) * 1000.0
 
     async def authorize(
-        self, instrument: Instrument, amount: int, expected: str, *, key: str | None = None, note: str = ""
+        self,
+        instrument: Instrument,
+        amount: int,
+        expected: str,
+        *,
+        key: str | None = None,
+        note: str = "",
+        destination: pb.Account | None = None,
     ) -> pb.AuthorizeResponse | grpc.aio.AioRpcError:
         request = self._request(instrument, amount, key)
+        if destination is not None:
+            request.destination.CopyFrom(destination)
         answer, latency = await self._timed(lambda: self._stub.Authorize(request, timeout=CALL_TIMEOUT))
-        outcome = (
-            f"error {answer.code().name}" if isinstance(answer, grpc.aio.AioRpcError) else (authorize_outcome(answer))
-        )
+        outcome = _authorized(answer)
         self._report.record("Authorize", outcome, latency)
         what = f"Authorize {instrument.masked} {display(amount)}{note}"
         if self._report.expect(what, outcome, expected) and note:
-            detail = answer.details() if isinstance(answer, grpc.aio.AioRpcError) else answer.transaction_id
+            if isinstance(answer, grpc.aio.AioRpcError):
+                detail = answer.details() or ""
+            else:
+                detail = answer.message if answer.response_code in _RISK_CODES else answer.transaction_id
             self._report.example(f"{what} -> {outcome}: {detail}")
         return answer
 
@@ -203,7 +216,54 @@ class Script:
         await self.get("tx_DOESNOTEXIST0000000000000000", "error NOT_FOUND")
         await self._pay_by_token(approve)
         await self._quote_fee()
+        await self._risk()
         return first
+
+    async def _risk(self) -> None:
+        """The risk step: a sanctioned party (93), a KYC tier's cap (57), card testing (59)."""
+        report = self._report
+        listed = pb.Account(rail=RAIL, id="acct-demo-bnc", country="CH", holder_name="Banco Nacional de Cuba")
+        await self.authorize(
+            Instrument.account("acct-demo-0003"), 2_000, "declined 93", destination=listed, note=" to a listed bank"
+        )
+        card = Instrument.card(self._fresh_pan())
+        tier = pb.SetHolderTierRequest(card=pb.Card(pan=card.pan), tier=DEMO_LIMITED_TIER, reason="demo: KYC pending")
+        answer, latency = await self._timed(lambda: self._stub.SetHolderTier(tier, timeout=CALL_TIMEOUT))
+        outcome = f"error {answer.code().name}" if isinstance(answer, grpc.aio.AioRpcError) else f"ok {answer.tier}"
+        report.record("SetHolderTier", outcome, latency)
+        if report.expect(f"SetHolderTier {card.masked}", outcome, f"ok {DEMO_LIMITED_TIER}"):
+            report.example(f"SetHolderTier {card.masked} -> {DEMO_LIMITED_TIER} (a lifetime cap of {display(5_000)})")
+        await self.authorize(card, 4_000, "approved")
+        await self.authorize(card, 2_000, "declined 57", note=" (over its tier's lifetime cap)")
+        # Card testing: one card tried again and again, the issuer declining each time.
+        tester = Instrument.card(DO_NOT_HONOR_CARD)
+        for attempt in range(CARD_TESTING_TRIES):
+            if await self._stub_authorize(tester, 100 + attempt) == "declined 59":
+                report.example(
+                    f"Authorize {tester.masked} {display(100 + attempt)}, declined by its issuer again and again "
+                    f"(card testing) -> declined 59: suspected fraud"
+                )
+                break
+        else:
+            report.fail(f"card testing was not declined 59 within {CARD_TESTING_TRIES} tries")
+        alerts, latency = await self._timed(lambda: self._stub.ListAlerts(pb.ListAlertsRequest(), timeout=CALL_TIMEOUT))
+        if isinstance(alerts, grpc.aio.AioRpcError):
+            report.record("ListAlerts", f"error {alerts.code().name}", latency)
+            report.fail(f"ListAlerts failed: {alerts.code().name}")
+            return
+        report.record("ListAlerts", "ok", latency)
+        kinds = sorted({alert.kind for alert in alerts.alerts})
+        report.example(f"ListAlerts -> {len(alerts.alerts)} alerts: {', '.join(kinds)}")
+
+    async def _stub_authorize(self, instrument: Instrument, amount: int) -> str:
+        """One authorization whose outcome may be any (recorded, not expected)."""
+        request = self._request(instrument, amount)
+        answer, latency = await self._timed(lambda: self._stub.Authorize(request, timeout=CALL_TIMEOUT))
+        outcome = (
+            f"error {answer.code().name}" if isinstance(answer, grpc.aio.AioRpcError) else authorize_outcome(answer)
+        )
+        self._report.record("Authorize", outcome, latency)
+        return outcome
 
     async def _pay_by_token(self, card: Instrument) -> None:
         """Tokenize a card, then pay with the token alone."""
@@ -288,9 +348,10 @@ class Script:
     async def _stream(self) -> None:
         plan: list[tuple[Instrument, int, str]] = [
             (Instrument.card(self._fresh_pan()), 2_100, "approved"),
-            (Instrument.card(DO_NOT_HONOR_CARD), 2_200, "declined 05"),
+            # A rail account, not a test card again: the fraud model sees a card declined
+            # three times in minutes as card testing (59); the script shows that below.
+            (Instrument.account("acct-demo-0006-insufficient"), 2_200, "declined 51"),
             (Instrument.card(self._fresh_pan()), 2_300, "approved"),
-            (Instrument.card(INSUFFICIENT_CARD), 2_400, "declined 51"),
             (Instrument.account("acct-demo-0005"), 2_500, "approved"),
             (Instrument.card(self._fresh_pan()), 2_600, "approved"),
             (Instrument.card(BAD_LUHN_CARD), 2_700, "error INVALID_ARGUMENT"),
@@ -366,12 +427,12 @@ class Script:
     async def _fillers(self, budget: int, read_id: str) -> None:
         """A repeating, deterministic mix until `budget` more RPCs are sent, a few at a time."""
         units: list[tuple[int, Callable[[], Awaitable[None]]]] = []
+        # The declining test cards are not repeated here: the fraud model would take a
+        # card declined again and again for card testing (the script shows it, on purpose).
         cycle = (
             "card",
-            "do-not-honor",
-            "card",
-            "insufficient",
             "account",
+            "card",
             "account-insufficient",
             "capture-refund",
             "void",
@@ -401,10 +462,6 @@ class Script:
         async def single(instrument: Instrument, amount: int, expected: str) -> None:
             await self.authorize(instrument, amount, expected)
 
-        if kind == "do-not-honor":
-            return 1, lambda: single(Instrument.card(DO_NOT_HONOR_CARD), 1_000 + serial, "declined 05")
-        if kind == "insufficient":
-            return 1, lambda: single(Instrument.card(INSUFFICIENT_CARD), 1_000 + serial, "declined 51")
         if kind == "account":
             return 1, lambda: single(Instrument.account(f"acct-fill-{serial:05d}"), 700 + serial, "approved")
         if kind == "account-insufficient":
@@ -433,3 +490,7 @@ class Script:
 
     async def _read(self, transaction_id: str) -> None:
         await self.get(transaction_id, "ok refunded")
+
+
+def _authorized(answer: pb.AuthorizeResponse | grpc.aio.AioRpcError) -> str:
+    return f"error {answer.code().name}" if isinstance(answer, grpc.aio.AioRpcError) else authorize_outcome(answer)
