@@ -197,3 +197,14 @@ def test_a_trusted_identity_header_only_on_plaintext_loopback(server: dict[str, 
 def test_a_trusted_identity_header_behind_a_sidecar_on_loopback() -> None:
     raw = {"stores": PRODUCTION, "server": {"plaintext": True}, "security": {"trusted_identity_header": "x-client-id"}}
     assert config.from_mapping(raw).security.trusted_identity_header == "x-client-id"
+
+
+def test_the_readmes_risk_tables_load() -> None:
+    """README "Configuration": the [kyc], [fraud_model] and [aml] tables as a user copies them."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme[readme.index("### Configuration") :].split("```toml", 1)[1].split("```", 1)[0]
+    raw = tomllib.loads(block)
+    settings = config.from_mapping({table: raw[table] for table in ("kyc", "fraud_model", "aml")})
+    assert settings.kyc is not None and settings.kyc.default_tier == "class_i"
+    assert settings.fraud_model is not None and settings.fraud_model.drift_window == 10_000
+    assert settings.aml is not None and settings.aml.threshold_usd == 10_000.0

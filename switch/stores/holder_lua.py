@@ -4,9 +4,9 @@ A holder (an instrument's fingerprint; a destination account is one too) has one
 <prefix>:{i:<fingerprint>}:k, beside its velocity counters:
 
     tier     tier .. ':' .. seq (switch.stores.redis.SET_TIERS_SCRIPT)
-    C:d C:y  the day's and the year's total paid in currency C, as period .. ':' .. total
-             (a total kept under an earlier period counts as zero)
-    C:l      the lifetime total paid in C
+    C        the KYC totals paid in currency C: its UTC day and the day's total, its year
+             and the year's total, the lifetime total (5 little-endian doubles; a day
+             or year before the payment's counts as zero)
     a        the activity: 17 numbers, comma-separated (ACTIVITY_FIELDS)
     dst      the destinations it paid, src the holders who paid it: id@hour, ...,
              at most DISTINCT_KEPT each, the latest hour each was seen
@@ -40,15 +40,29 @@ local HOUR, DAY, MONTH, KEPT = 3600, 86400, 2592000, """
     + str(DISTINCT_KEPT)
     + r"""
 
--- A total kept as period .. ':' .. total: the total when it is this period's, else 0.
-local function in_period(stored, period)
-    if stored then
-        local cut = string.find(stored, ':', 1, true)
-        if string.sub(stored, 1, cut - 1) == period then
-            return tonumber(string.sub(stored, cut + 1))
+-- A holder's totals in one currency, as kept: the UTC day (20261207) and its total, the
+-- year and its total, the lifetime total: 5 little-endian doubles.
+local TOTALS = '<ddddd'
+
+-- {0 (a payment alone), the day's total, the year's, the lifetime's, the day, the year}
+-- as a payment on `day` of `year` counts them: a day (or year) after the one kept starts
+-- afresh; the one kept, or a later one (a claim timed by a clock behind), is counted.
+local function unpack_totals(stored, day, year)
+    if stored and #stored == 40 then
+        local held_day, on_day, held_year, in_year, lifetime = struct.unpack(TOTALS, stored)
+        if held_day < day then
+            held_day, on_day = day, 0
         end
+        if held_year < year then
+            held_year, in_year = year, 0
+        end
+        return {0, on_day, in_year, lifetime, held_day, held_year}
     end
-    return 0
+    return {0, 0, 0, 0, day, year}
+end
+
+local function pack_totals(totals)
+    return struct.pack(TOTALS, totals[5], totals[2], totals[6], totals[3], totals[4])
 end
 
 local ACTIVITY = '<' .. string.rep('d', 17)

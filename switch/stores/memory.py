@@ -143,24 +143,28 @@ class MemoryStateStore:
         return held
 
     def _totals(self, subject: str, caps: KycCaps) -> tuple[int, int, int]:
-        """The holder's day, year and lifetime totals in the caps' currency, as of their day and year."""
+        """The holder's day, year and lifetime totals in the caps' currency as a payment of the
+        caps' day counts them: a day (or year) after the one kept starts afresh; the one kept,
+        or a later one (a claim timed by a clock behind), is counted."""
         day, on_day, year, in_year, lifetime = self._kyc.get((subject, caps.currency), _NO_TOTALS)
-        return (on_day if day == caps.day else 0), (in_year if year == caps.year else 0), lifetime
+        return (on_day if day >= caps.day else 0), (in_year if year >= caps.year else 0), lifetime
 
     def _move_totals(self, subject: str, caps: KycCaps, delta: int) -> None:
-        """Adds delta (negative: gives back) to the holder's totals, none below zero. A
-        later day (or year) starts its total afresh; a total kept under another day than
-        the caps' is not moved (an ended day is not given back to, and a claim timed just
-        before midnight by a slower clock does not count in the new day)."""
+        """Adds delta (negative: gives back) to the holder's totals, none below zero, as
+        _totals counts them; a give-back reaches a day's (or year's) total only when it is
+        the payment's day (an ended day keeps what it had)."""
         day, on_day, year, in_year, lifetime = self._kyc.get((subject, caps.currency), _NO_TOTALS)
-        if caps.day > day and delta > 0:
-            day, on_day = caps.day, 0
-        if caps.year > year and delta > 0:
-            year, in_year = caps.year, 0
-        if day == caps.day:
-            on_day = max(on_day + delta, 0)
-        if year == caps.year:
-            in_year = max(in_year + delta, 0)
+        if delta > 0:
+            if caps.day > day:
+                day, on_day = caps.day, 0
+            if caps.year > year:
+                year, in_year = caps.year, 0
+            on_day, in_year = on_day + delta, in_year + delta
+        else:
+            if day == caps.day:
+                on_day = max(on_day + delta, 0)
+            if year == caps.year:
+                in_year = max(in_year + delta, 0)
         self._kyc[(subject, caps.currency)] = (day, on_day, year, in_year, max(lifetime + delta, 0))
 
     def _tier(self, subject: str) -> str | None:

@@ -88,7 +88,7 @@ _SEP = "\x1f"
 #             second step), idempotency key, request hash, amount (a string, so
 #             Lua never rounds it), counter count, then that many counter numbers
 #             (1-based, into the counters);
-# then the caps, a JSON array of [currency, day, year, default tier, {tier: [per
+# then the caps, a JSON array of [currency, day (20261207), year, default tier, {tier: [per
 # transaction, daily, yearly, lifetime limits (-1: uncapped)]}], and the key that
 # says the holders' tiers are loaded ('' when no counter is a KYC one).
 # Returns {statuses, error, responses...}: one status character per claim ('0' new,
@@ -136,6 +136,9 @@ for f = 1, #fields, 7 do
         if set then
             state.currencies[set[1]] = set
         end
+        if pay ~= 0 then
+            state.active = true
+        end
         counters[#counters + 1] = {state = state, caps = set, pay = pay ~= 0 and pay or nil}
     else
         local key = tagged .. ':v:' .. fields[f + 1]
@@ -153,27 +156,31 @@ end
 """
     + HOLDER_LUA
     + r"""
--- Reads a holder's hash once per batch: its tier, activity and the totals in every
--- currency the batch pays it in; nil and the error when it is not served here.
+-- Reads a holder's hash once per batch: its tier, its activity when a payment joins it,
+-- and its totals in every currency the batch pays in; nil and the error when it is not
+-- served here.
 local function load_holder(state)
     if not state.loaded then
-        local names, order = {'tier', 'a', 'dst', 'src'}, {}
+        local names, order = {'tier'}, {}
+        if state.active then
+            names[2], names[3], names[4] = 'a', 'dst', 'src'
+        end
+        local at = #names
         for c, _ in pairs(state.currencies) do
             order[#order + 1] = c
-            names[#names + 1] = c .. ':d'
-            names[#names + 1] = c .. ':y'
-            names[#names + 1] = c .. ':l'
+            names[#names + 1] = c
         end
         local got = redis.pcall('HMGET', state.key, unpack(names))
         if got.err then
             return nil, got.err
         end
         state.tier = got[1] and string.match(got[1], '^[^:]*') or ''
-        state.act, state.dst, state.src = unpack_activity(got[2]), parse_seen(got[3]), parse_seen(got[4])
+        if state.active then
+            state.act, state.dst, state.src = unpack_activity(got[2]), parse_seen(got[3]), parse_seen(got[4])
+        end
         for i, c in ipairs(order) do
-            local set, at = state.currencies[c], 4 + 3 * i
-            local day, year = in_period(got[at - 2], set[2]), in_period(got[at - 1], set[3])
-            state.totals[c] = {0, day, year, tonumber(got[at] or '0')}
+            local set = state.currencies[c]
+            state.totals[c] = unpack_totals(got[at + i], set[2], set[3])
         end
         state.loaded = true
     end
@@ -194,19 +201,14 @@ local function over_cap(state, set, amount)
 end
 
 local function flush_holder(state)
-    local changed, args = state.changed, {}
-    for c, _ in pairs(changed) do
+    local args = {}
+    for c, _ in pairs(state.changed) do
         if c ~= 'a' then
-            local set, totals = state.currencies[c], state.totals[c]
-            args[#args + 1] = c .. ':d'
-            args[#args + 1] = set[2] .. ':' .. string.format('%.0f', totals[2])
-            args[#args + 1] = c .. ':y'
-            args[#args + 1] = set[3] .. ':' .. string.format('%.0f', totals[3])
-            args[#args + 1] = c .. ':l'
-            args[#args + 1] = string.format('%.0f', totals[4])
+            args[#args + 1] = c
+            args[#args + 1] = pack_totals(state.totals[c])
         end
     end
-    if changed.a then
+    if state.changed.a then
         args[#args + 1] = 'a'
         args[#args + 1] = pack_activity(state.act)
         args[#args + 1] = 'dst'
@@ -389,7 +391,7 @@ return replies
 #   counters:    the distinct counters released, 4 fields each: subject, name,
 #                whether it counts amounts (else calls), and for a holder's counter
 #                [currency of the KYC totals it gives back to ('' none), their day
-#                and year, whether it counts a decline in the holder's activity]
+#                (20261207) and year, whether it counts a decline in its activity]
 #                (else 0);
 #   completions: per completion: merchant, idempotency key, request hash, response
 #                length (-1 gives the key back instead, -2 leaves the key alone and
@@ -423,17 +425,18 @@ for f = 1, #fields, 4 do
     end
 end
 
--- A KYC total's new value, as period .. ':' .. total, after giving back amount: only
--- to the period it was taken in (an ended day keeps what it had), never below zero.
-local function given_back(stored, period, amount)
-    if stored then
-        local cut = string.find(stored, ':', 1, true)
-        if string.sub(stored, 1, cut - 1) == period then
-            local left = math.max(tonumber(string.sub(stored, cut + 1)) - amount, 0)
-            return period .. ':' .. string.format('%.0f', left)
-        end
+-- Gives amount back to a holder's totals kept as `stored`: to the day and the year only
+-- when they are the payment's (an ended day keeps what it had), never below zero.
+local function given_back(stored, day, year, amount)
+    local totals = unpack_totals(stored, day, year)
+    if totals[5] == day then
+        totals[2] = math.max(totals[2] - amount, 0)
     end
-    return stored
+    if totals[6] == year then
+        totals[3] = math.max(totals[3] - amount, 0)
+    end
+    totals[4] = math.max(totals[4] - amount, 0)
+    return pack_totals(totals)
 end
 
 local failed, problem = {}, ''
@@ -450,8 +453,7 @@ while f <= #fields do
         for i = 1, n do
             local counter, found = counters[fields[f + 6 + i]], nil
             if counter.holder then  -- its totals in the currency and its activity, read now
-                local c = counter.holder[1]
-                found = redis.pcall('HMGET', counter.key, c .. ':d', c .. ':y', c .. ':l', 'a')
+                found = redis.pcall('HMGET', counter.key, counter.holder[1], 'a')
             else
                 found = redis.pcall('EXISTS', counter.key)
             end
@@ -487,15 +489,11 @@ while f <= #fields do
             local counter = counters[fields[f + 6 + i]]
             if counter.holder then
                 local held, c, by, args = exists[i], counter.holder[1], tonumber(amount), {}
-                if c ~= '' and held[3] then  -- a holder whose totals are gone has nothing to give back
-                    args = {
-                        c .. ':d', given_back(held[1], counter.holder[2], by) or '',
-                        c .. ':y', given_back(held[2], counter.holder[3], by) or '',
-                        c .. ':l', string.format('%.0f', math.max(tonumber(held[3]) - by, 0)),
-                    }
+                if c ~= '' and held[1] then  -- a holder whose totals are gone has nothing to give back
+                    args = {c, given_back(held[1], counter.holder[2], counter.holder[3], by)}
                 end
                 if counter.holder[4] and answered then  -- declined, not given back for a retry
-                    local a = unpack_activity(held[4])
+                    local a = unpack_activity(held[2])
                     roll_all(a, now)
                     a[7] = a[7] + 1
                     args[#args + 1] = 'a'
@@ -828,7 +826,7 @@ def _caps_number(caps: dict[int, tuple[int, KycCaps]], of: KycCaps | None) -> in
 
 def _pack_caps(caps: dict[int, tuple[int, KycCaps]]) -> bytes:
     """The KYC caps as the claim script reads them, in number order."""
-    return orjson.dumps([[c.currency, c.day, c.year, c.default, dict(c.limits)] for _, c in caps.values()])
+    return orjson.dumps([[c.currency, int(c.day), int(c.year), c.default, dict(c.limits)] for _, c in caps.values()])
 
 
 def pack_tiers(tiers: Sequence[HolderTier]) -> bytes:
@@ -887,7 +885,7 @@ def _pack_completions(
 ) -> tuple[bytes, bytes, bytes]:
     """pack_completions' work; encode as in _pack_claims."""
     numbers: dict[int, int] = {}  # as in _pack_claims()
-    counters: list[str | bool | int | list[str | bool]] = []
+    counters: list[str | bool | int | list[str | int | bool]] = []
     fields: list[str | int] = []
     responses: list[bytes] = []
     for done, has_key in zip(completions, keyed or repeat(True), strict=keyed is not None):
@@ -918,15 +916,15 @@ def _pack_completions(
     return _json(counters), _json(fields), b"".join(responses)
 
 
-def _holder_release(counter: Counter) -> list[str | bool] | int:
+def _holder_release(counter: Counter) -> list[str | int | bool] | int:
     """A holder counter's release as the complete script reads it (0: a velocity counter's)."""
     caps, payment = counter.caps, counter.payment
     if caps is None and payment is None:
         return 0
     counts_decline = payment is not None and not payment.receiving
     if caps is None:
-        return ["", "", "", counts_decline]
-    return [caps.currency, caps.day, caps.year, counts_decline]
+        return ["", 0, 0, counts_decline]
+    return [caps.currency, int(caps.day), int(caps.year), counts_decline]
 
 
 def taken(claims: Sequence[Claim], outcomes: Sequence[ClaimOutcome | None]) -> list[Claim]:
