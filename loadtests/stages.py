@@ -61,7 +61,7 @@ CONFIG = Path(__file__).resolve().parent / "capacity.toml"
 WARMUP_BATCHES = 5
 SANCTIONS = Path(__file__).parents[1] / "tests" / "data" / "sanctions"
 # What the state store's scripts call (switch.stores.redis): counted inside EVALSHA too.
-SCRIPT_COMMANDS = ("set", "get", "del", "incrby", "decrby", "exists", "expire")
+SCRIPT_COMMANDS = ("set", "get", "del", "incrby", "decrby", "exists", "expire", "hmget", "hset")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
