@@ -147,7 +147,7 @@ _LIMIT_DECLINES = {
 _NO_ROUTE = _Decline(ResponseCode.NO_ROUTE)
 
 
-def _scored(item: _Item, now: float) -> Scored:
+def _scored(item: _Item) -> Scored:
     """What the assessor judges an item on: the activity the claim answered (its payer's, and
     its destination account's when it has one) and the request's facts."""
     authorization = item.authorization
@@ -157,7 +157,7 @@ def _scored(item: _Item, now: float) -> Scored:
     countries = (source.country if isinstance(source, Account) else "", destination.country if destination else "")
     cross_border = bool(countries[0] and countries[1] and countries[0].upper() != countries[1].upper())
     cents = next(c.payment.usd_cents for c in item.counters if c.payment is not None and not c.payment.receiving)
-    return Scored(activity, cents / 100, cross_border, item.card is not None, now)
+    return Scored(activity, cents / 100, cross_border, item.card is not None)
 
 
 def _merged(decision: str, more: dict[str, object]) -> str:
@@ -287,7 +287,7 @@ class AuthorizationPipeline:
         try:
             await self._skip_journaled(items, now)
             await self._screen(items)
-            self._assess(items, now)
+            self._assess(items)
             uncarried = self._route(items)
             if uncarried:
                 await self._complete([_give_back(item) for item in uncarried], now)
@@ -433,7 +433,7 @@ class AuthorizationPipeline:
                 self._metrics.risk_alerts.inc((("kind", item.alert),))
                 log.warning("screening of %s: %s (%s)", item.transaction_id, verdict.outcome.value, verdict.reason)
 
-    def _assess(self, items: list[_Item], now: float) -> None:
+    def _assess(self, items: list[_Item]) -> None:
         """Risk: the fraud score and the AML rules over each claimed item's activity, in one
         pass; a score over the model's decline threshold is the switch's decline (59),
         alerts pass. The decision journaled names the model's version and the score."""
@@ -443,7 +443,7 @@ class AuthorizationPipeline:
         judged_items = [item for item in items if item.stage is _CLAIMED and item.activity]
         if not judged_items:
             return
-        payments = [_scored(item, now) for item in judged_items]
+        payments = [_scored(item) for item in judged_items]
         judged, alarms = assessor.judge(payments)
         for alarm in alarms:
             self._metrics.drift_alarms.inc((("signal", alarm.signal), ("direction", alarm.direction)))

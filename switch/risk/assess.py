@@ -43,7 +43,6 @@ class Scored:
     amount_usd: float
     cross_border: bool
     card: bool
-    at: float
 
 
 # The drift monitor sees one scored payment in this many: PSI and the change detectors
@@ -72,7 +71,7 @@ class Assessor:
         alarms: list[Alarm] = []
         model, scorer = self.model, self._scorer
         if model is not None and scorer is not None:
-            rows = [model_row(p.activity, p.amount_usd, p.cross_border, p.card, p.at) for p in payments]
+            rows = [model_row(p.activity, p.amount_usd, p.cross_border, p.card) for p in payments]
             scores = scorer.score_many(rows)
             if self.drift is not None:
                 start, step = self._offset, self._sample

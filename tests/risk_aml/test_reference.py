@@ -111,7 +111,7 @@ def test_a_stream_must_be_chronological() -> None:
 
 def rows_from_activities(events: list[Event]) -> list[list[float]]:
     return [
-        model_row(a, e.amount_usd, e.cross_border, e.card, e.at)
+        model_row(a, e.amount_usd, e.cross_border, e.card)
         for a, e in zip(reference_activities(events, near), events, strict=True)
     ]
 
@@ -133,13 +133,12 @@ def test_past_distinct_kept_the_model_counts_on_and_the_store_stops() -> None:
 
 
 def test_model_row_transforms() -> None:
-    row = dict(zip(features.FEATURES, model_row(FIRST, 99.0, True, False, synthetic.START + 3 * HOUR), strict=True))
+    row = dict(zip(features.FEATURES, model_row(FIRST, 99.0, True, False), strict=True))
     assert row["amount_log"] == math.log1p(99.0)
-    assert (row["cross_border"], row["card"], row["night"]) == (1.0, 0.0, 1.0)
+    assert (row["cross_border"], row["card"]) == (1.0, 0.0)
     assert (row["holder_age_days_log"], row["amount_vs_mean"]) == (0.0, 1.0)
     old = replace(FIRST, first=False, count_30d=2.0, sum_30d_usd=0.0, age_seconds=100 * DAY)
-    row = dict(zip(features.FEATURES, model_row(old, 1.0, False, True, synthetic.START + 6 * HOUR), strict=True))
-    assert row["night"] == 0.0
+    row = dict(zip(features.FEATURES, model_row(old, 1.0, False, True), strict=True))
     assert row["holder_age_days_log"] == math.log1p(features.AGE_CAP_DAYS)
     assert row["amount_vs_mean"] == features.AMOUNT_RATIO_CAP  # a zero mean counts as MIN_MEAN_USD
 

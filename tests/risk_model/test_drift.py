@@ -40,17 +40,19 @@ def test_tripled_amounts_shift_the_amount_and_raise_an_alarm() -> None:
     monitor, alarms = watch(seed=99, triple_from_day=16)
     assert monitor.psi()["amount_log"] > 0.25
     assert {a.signal for a in alarms} & {drift.SCORE_MEAN, drift.DECLINE_RATE}
-    assert all(a.direction == "up" for a in alarms)
+    # The first alarm is the change itself, upwards; a detector starts afresh after an
+    # alarm, and may later see the new level settle.
+    assert alarms[0].direction == "up"
 
 
 def test_the_window_forgets_what_left_it() -> None:
     fraud_model = model.load()
     monitor = drift.DriftMonitor(fraud_model, window=100)
     edges = fraud_model.reference["amount_log"].edges
-    high = [[edges[-1] + 5.0] + [0.0] * 10] * 100
+    high = [[edges[-1] + 5.0] + [0.0] * (len(fraud_model.features) - 1)] * 100
     monitor.observe(high, [0.0] * 100)
     assert monitor.psi()["amount_log"] > 1
-    low = [[edges[0] - 1.0] + [0.0] * 10] * 100
+    low = [[edges[0] - 1.0] + [0.0] * (len(fraud_model.features) - 1)] * 100
     monitor.observe(low, [0.0] * 100)
     first, *rest = (max(p, drift.PSI_EPSILON) for p in fraud_model.reference["amount_log"].proportions)
     expected = (1 - first) * math.log(1 / first)

@@ -57,7 +57,7 @@ MALFORMED = [
     ("features", _set("features", ["a", "a"])),
     ("thresholds", _set("thresholds.alert", 0.99)),
     ("thresholds.decline", _set("thresholds.decline", None)),
-    ("reference", lambda d: d["reference"].pop("night") and None),
+    ("reference", lambda d: d["reference"].pop("card") and None),
     ("reference.amount_log.proportions", _set("reference.amount_log.proportions", [1.0])),
     ("reference.amount_log.edges", lambda d: d["reference"]["amount_log"]["edges"].reverse()),
     ("reference.score.proportions", lambda d: d["reference"]["score"]["proportions"].__setitem__(0, 5.0)),

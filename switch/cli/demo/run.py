@@ -64,7 +64,7 @@ def demo_settings(settings: Settings, folder: Path, tls: TlsFolder | None = None
 # The risk step, unless configured: a small excerpt of OFAC's SDN list (legacy CSV), a
 # "limited" KYC tier (a holder waiting for verification: 50.00 USD over its lifetime),
 # the AML rules and the shipped fraud model.
-# The shipped model declines from a score of 0.15: a card paying again within minutes
+# The shipped model declines from a score of 0.2: a card paying again within minutes
 # comes near it, and the demo pays with its test cards again and again to show their
 # issuer's answers. Card testing (the script's) still reaches this one.
 DEMO_DECLINE_SCORE = 0.9

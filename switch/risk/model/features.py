@@ -13,7 +13,6 @@ window's events.
 Features (FEATURES gives their order):
 - amount_log: log1p(amount_usd).
 - cross_border, card: 1.0 or 0.0, from the request.
-- night: 1.0 when the event's UTC hour is 0 to 5.
 - holder_count_1h: the holder's events in the last hour.
 - holder_declines_1h: how many of those were declined.
 - holder_sum_24h_log: log1p of the holder's USD sum over 24 h.
@@ -48,7 +47,6 @@ FEATURES: tuple[str, ...] = (
     "amount_log",
     "cross_border",
     "card",
-    "night",
     "holder_count_1h",
     "holder_declines_1h",
     "holder_sum_24h_log",
@@ -61,7 +59,6 @@ FEATURES: tuple[str, ...] = (
 HOUR = 3600.0
 DAY = 24 * HOUR
 MONTH = 30 * DAY
-NIGHT_HOURS = range(6)
 AMOUNT_RATIO_CAP = 50.0
 AGE_CAP_DAYS = 7.0
 MIN_MEAN_USD = 0.01  # a history of zero amounts must not divide by zero
@@ -139,7 +136,7 @@ class OnlineFeatures:
 
     def push(self, event: Event) -> list[float]:
         """The event's features (from the events before it), then the event joins the history."""
-        return model_row(self.push_activity(event), event.amount_usd, event.cross_border, event.card, event.at)
+        return model_row(self.push_activity(event), event.amount_usd, event.cross_border, event.card)
 
     def push_activity(self, event: Event) -> Activity:
         """The event's Activity (from the events before it), then the event joins the history."""
@@ -185,16 +182,17 @@ class OnlineFeatures:
         )
 
 
-def model_row(activity: Activity, amount_usd: float, cross_border: bool, card: bool, at: float) -> list[float]:
-    """The model's vector (FEATURES order) for a payment of amount_usd at `at` (epoch seconds),
-    from its holder's Activity before it: the transforms the module docstring defines."""
+def model_row(activity: Activity, amount_usd: float, cross_border: bool, card: bool) -> list[float]:
+    """The model's vector (FEATURES order) for a payment of amount_usd, from its holder's
+    Activity before it: the transforms the module docstring defines. No feature reads the
+    clock: the UTC hour says nothing of a holder's own night, and a score that moved with
+    it would decline the same payment at one hour and not at another."""
     mean = activity.mean_30d_usd
     ratio = 1.0 if mean is None else min(amount_usd / max(mean, MIN_MEAN_USD), AMOUNT_RATIO_CAP)
     return [
         math.log1p(amount_usd),
         1.0 if cross_border else 0.0,
         1.0 if card else 0.0,
-        1.0 if int(at // HOUR) % 24 in NIGHT_HOURS else 0.0,
         float(activity.count_1h),
         float(activity.declines_1h),
         math.log1p(activity.sum_24h_usd),
