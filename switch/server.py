@@ -38,6 +38,7 @@ from switch.config.keys import (
     write_key_file,
     write_secret,
 )
+from switch.config.policy import PolicyBundle, load_policy
 from switch.config.routing import parse_routing
 from switch.config.settings import DEFAULT_CALLERS
 from switch.domain.audit import EventKind, SecurityEvent
@@ -57,6 +58,7 @@ from switch.risk.assess import Assessor
 from switch.risk.holders import HolderCounters
 from switch.risk.kyc import KycRules
 from switch.risk.model.drift import DriftMonitor
+from switch.risk.policy import CurrentPolicy, RiskPolicy
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
 from switch.risk.sanctions.screening import Screening
@@ -111,6 +113,7 @@ class RunningSwitch:
     checkpointing: Every | None = None  # ... every security.audit_checkpoint_seconds
     sanctions_refresh: Every | None = None  # reads the sanctions lists again every sanctions.refresh_seconds
     screening: Screening | None = None  # its index's process goes with the switch
+    reload_policy: Callable[[], bool] | None = None  # on SIGHUP: [policy]'s bundle read again
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -171,6 +174,7 @@ async def build(settings: Settings) -> RunningSwitch:
     timeout = settings.adapters.timeout_ms / 1000.0
     operation_lease = lease_seconds(timeout)  # how long a capture, void or refund's sender holds it
     screening, sanctions_refresh = await _screening(settings, metrics)
+    current_policy = _current_policy(settings, fees, metrics)
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,
@@ -181,8 +185,7 @@ async def build(settings: Settings) -> RunningSwitch:
         adapter_timeout=timeout,
         metrics=metrics,
         screening=screening,
-        holders=_holders(settings, fees),
-        assessor=_assessor(settings, metrics),
+        policy=current_policy,
     )
     batcher = MicroBatcher(pipeline.run, settings.batcher, settings.idempotency.lease_seconds, metrics)
     _watch(metrics, batcher, router)
@@ -213,6 +216,7 @@ async def build(settings: Settings) -> RunningSwitch:
         tokenizer=tokenizer,
         journal=journal,
         state=state,
+        policy=current_policy,
     )
     checkpoints, checkpointing = _checkpoints(settings, journal, keys, ring, trail)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
@@ -269,6 +273,7 @@ async def build(settings: Settings) -> RunningSwitch:
         checkpointing,
         sanctions_refresh,
         screening,
+        _policy_reload(settings, fees, current_policy, metrics),
     )
 
 
@@ -314,6 +319,7 @@ def _servicers(
     tokenizer: Tokenizer,
     journal: Journal,
     state: StateStore,
+    policy: CurrentPolicy,
 ) -> tuple[SwitchServicer, TokensServicer]:
     security = settings.security
     # One guard for both ways to a token: Tokenize and a card Authorize.
@@ -328,43 +334,87 @@ def _servicers(
             access,
             guard,
             alerts=journal.list_alerts,
-            holder_tiers=HolderTiers(
-                tokenizer, journal, state, frozenset(settings.kyc.tiers) if settings.kyc else frozenset()
-            ),
+            holder_tiers=HolderTiers(tokenizer, journal, state, lambda: policy.policy.tiers),
             travel_rule=TravelRule(_in_usd(fees)),
         ),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
     )
 
 
-def _holders(settings: Settings, fees: FeeEngine) -> HolderCounters:
-    """Each authorization's holder counters: KYC caps ([kyc]) and, for the AML rules and the
-    fraud model, its parties' activity."""
-    aml = AmlRules(settings.aml) if settings.aml is not None else None
-    return HolderCounters(
-        KycRules(settings.kyc) if settings.kyc is not None else None,
-        activity=aml is not None or settings.fraud_model is not None,
+def risk_policy(bundle: PolicyBundle, fees: FeeEngine) -> RiskPolicy:
+    """What a policy bundle becomes in a worker: KYC caps ([kyc]) and, for the AML rules
+    ([aml]) and the fraud model ([fraud_model]), each payment's parties' activity; the
+    fraud score (with its drift monitor) and the AML rules over it."""
+    aml = AmlRules(bundle.aml) if bundle.aml is not None else None
+    scoring = bundle.fraud_model
+    holders = HolderCounters(
+        KycRules(bundle.kyc) if bundle.kyc is not None else None,
+        activity=aml is not None or scoring is not None,
         in_usd=_in_usd(fees),
         near_threshold=(lambda cents: aml.near_threshold(cents / 100)) if aml is not None else (lambda cents: False),
     )
+    assessor = None
+    if scoring is not None or aml is not None:
+        drift = DriftMonitor(scoring.model, scoring.drift_window) if scoring is not None else None
+        assessor = Assessor(scoring.model if scoring is not None else None, aml, drift)
+    tiers = frozenset(bundle.kyc.tiers) if bundle.kyc is not None else frozenset()
+    return RiskPolicy(bundle.version, holders if holders.active else None, assessor, tiers)
 
 
-def _assessor(settings: Settings, metrics: SwitchMetrics) -> Assessor | None:
-    """The fraud score ([fraud_model]) and the AML rules ([aml]); None with neither. The drift
-    monitor's PSI per feature and score is a gauge."""
-    scoring = settings.fraud_model
-    if scoring is None and settings.aml is None:
-        return None
-    drift = DriftMonitor(scoring.model, scoring.drift_window) if scoring is not None else None
-    if drift is not None:
-        metrics.gauge(
-            "switch_risk_psi",
-            "Population stability index of each fraud-model feature and of the score, over this worker's "
-            "last drift_window scored payments against the model's training data (above 0.25: shifted)",
-            lambda: [((("feature", name),), value) for name, value in drift.psi().items()],
-        )
-    aml = AmlRules(settings.aml) if settings.aml is not None else None
-    return Assessor(scoring.model if scoring is not None else None, aml, drift)
+def _current_policy(settings: Settings, fees: FeeEngine, metrics: SwitchMetrics) -> CurrentPolicy:
+    """The risk policy the switch starts with, its version and its drift watched."""
+    current = CurrentPolicy(risk_policy(settings.policy, fees))
+    _watch_policy(metrics, current)
+    return current
+
+
+def _watch_policy(metrics: SwitchMetrics, current: CurrentPolicy) -> None:
+    """The policy's version, and the drift monitor's PSI per feature and score, as gauges."""
+    metrics.gauge(
+        "switch_policy",
+        "The risk policy bundle this worker applies, by version (empty: the main file's own tables)",
+        lambda: [((("version", current.policy.version),), 1.0)],
+    )
+
+    def psi() -> list[tuple[tuple[tuple[str, str], ...], float]]:
+        assessor = current.policy.assessor
+        drift = assessor.drift if assessor is not None else None
+        return [] if drift is None else [((("feature", name),), value) for name, value in drift.psi().items()]
+
+    metrics.gauge(
+        "switch_risk_psi",
+        "Population stability index of each fraud-model feature and of the score, over this worker's "
+        "last drift_window sampled payments against the model's training data (above 0.25: shifted)",
+        psi,
+    )
+
+
+def _policy_reload(
+    settings: Settings, fees: FeeEngine, current: CurrentPolicy, metrics: SwitchMetrics
+) -> Callable[[], bool]:
+    """Reads [policy]'s bundle again and swaps it in if it changed (SIGHUP); a bundle that
+    does not load is refused, counted and logged, and the one in force goes on serving."""
+
+    def reload() -> bool:
+        if not settings.policy_file:
+            log.info("policy reload: no [policy] file to read again")
+            return True
+        try:
+            bundle = load_policy(Path(settings.policy_file))
+        except ConfigError as exc:
+            metrics.policy_reloads.inc((("outcome", "refused"),))
+            log.error("policy reload refused, %s still in force: %s", current.policy.version, exc)
+            return False
+        if bundle.version == current.policy.version:
+            metrics.policy_reloads.inc((("outcome", "unchanged"),))
+            return True
+        previous = current.policy.version
+        current.swap(risk_policy(bundle, fees))
+        metrics.policy_reloads.inc((("outcome", "swapped"),))
+        log.warning("policy %s in force (was %s)", bundle.version, previous)
+        return True
+
+    return reload
 
 
 def _in_usd(fees: FeeEngine) -> Callable[[Money], int | None]:

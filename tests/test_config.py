@@ -205,6 +205,7 @@ def test_the_readmes_risk_tables_load() -> None:
     block = readme[readme.index("### Configuration") :].split("```toml", 1)[1].split("```", 1)[0]
     raw = tomllib.loads(block)
     settings = config.from_mapping({table: raw[table] for table in ("kyc", "fraud_model", "aml")})
-    assert settings.kyc is not None and settings.kyc.default_tier == "class_i"
-    assert settings.fraud_model is not None and settings.fraud_model.drift_window == 10_000
-    assert settings.aml is not None and settings.aml.threshold_usd == 10_000.0
+    policy = settings.policy
+    assert policy.kyc is not None and policy.kyc.default_tier == "class_i"
+    assert policy.fraud_model is not None and policy.fraud_model.drift_window == 10_000
+    assert policy.aml is not None and policy.aml.threshold_usd == 10_000.0

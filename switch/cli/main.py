@@ -1,4 +1,4 @@
-"""`switch serve | demo | migrate | keys | audit | risk | tls | sim`: the command line.
+"""`switch serve | demo | migrate | keys | audit | policy | risk | tls | sim`: the command line.
 
 Nothing here imports gRPC at module level: `serve --workers N` forks its worker
 processes first, as gRPC Python requires, and each worker builds its own server
@@ -31,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from switch.cli import keys
 
         return _refusing_cleanly(lambda: keys.run(args))
+    if args.command == "policy":
+        from switch.cli import policy
+
+        return _refusing_cleanly(lambda: policy.run(args))
     if args.command == "risk":
         from switch.cli import risk
 
@@ -94,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     from switch.cli import keys
 
     keys.add_parser(commands)
-    from switch.cli import audit
+    from switch.cli import audit, policy
 
     audit.add_parser(commands)
+    policy.add_parser(commands)
     risk = commands.add_parser("risk", help="the fraud model: `switch risk train` trains it (dev extras)")
     risk.add_argument("risk_command", choices=["train"])
     risk.add_argument("options", nargs=argparse.REMAINDER, help="--out, --seed, --days: see `switch risk train -h`")
@@ -139,7 +144,7 @@ def serve(settings: config.Settings) -> int:
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-# What a worker handles: the stops, and SIGHUP, which reads the TLS files again.
+# What a worker handles: the stops, and SIGHUP, which reads the TLS files and the policy again.
 WORKER_SIGNALS = {*STOP_SIGNALS, signal.SIGHUP}
 ORPHAN_CHECK_SECONDS = 1.0
 
@@ -160,7 +165,7 @@ def _run_worker(settings: config.Settings, ready: int | None = None, supervisor:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         built: list[server.RunningSwitch] = []
-        loop.add_signal_handler(signal.SIGHUP, _reload_certificates, built)
+        loop.add_signal_handler(signal.SIGHUP, _reload, built)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         running = await server.build(settings)
         built.append(running)
@@ -189,12 +194,16 @@ async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _reload_certificates(built: list[Any]) -> None:
+def _reload(built: list[Any]) -> None:
+    """SIGHUP: the TLS files and the risk policy bundle, read again."""
     certificates = built[0].certificates if built else None
     if certificates is None:
         log.info("SIGHUP: no [server.tls] to read again")
     else:
         certificates.reload()
+    reload_policy = built[0].reload_policy if built else None
+    if reload_policy is not None:
+        reload_policy()
 
 
 # Objects made per request (protobufs, results, rows) hold no reference cycles, so

@@ -13,13 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from switch.config.aml import parse_aml
 from switch.config.checks import ConfigError, no_unknown_keys, optional_text
 from switch.config.custody import parse_custody
 from switch.config.fees import parse_fee_schedules, parse_fx
-from switch.config.fraud_model import parse_fraud_model
 from switch.config.keys import parse_key_ring
-from switch.config.kyc import parse_kyc
+from switch.config.policy import TABLES as POLICY_TABLES
+from switch.config.policy import from_tables, load_policy, parse_policy_file
 from switch.config.routing import check_routes, load_bin_table, parse_routing
 from switch.config.sanctions import parse_sanctions
 from switch.config.security import parse_callers, parse_tls
@@ -111,6 +110,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
             "kyc",
             "aml",
             "fraud_model",
+            "policy",
         }
     )
     if unknown:
@@ -134,9 +134,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Settings:
         settings,
         **_routes_and_routing(raw),
         sanctions=parse_sanctions(raw.get("sanctions")),
-        kyc=parse_kyc(raw.get("kyc")),
-        aml=parse_aml(raw.get("aml")),
-        fraud_model=parse_fraud_model(raw.get("fraud_model")),
+        **_policy(raw),
     )
     _check(settings)
     return settings
@@ -178,6 +176,17 @@ def _list(raw: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
         raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
     return items
+
+
+def _policy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The risk policy: from [policy]'s bundle file, or from the main file's own tables."""
+    file = parse_policy_file(raw.get("policy"))
+    if file is None:
+        return {"policy": from_tables(raw)}
+    inline = [table for table in POLICY_TABLES if table in raw]
+    if inline:
+        raise ConfigError(f"{inline[0]}: with [policy], it belongs in the bundle ({file})")
+    return {"policy": load_policy(file), "policy_file": str(file)}
 
 
 def _limit(index: int, item: Mapping[str, Any]) -> Limit:

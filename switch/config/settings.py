@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switch.cards.tokenizer import KeyRing
-from switch.config.fraud_model import FraudModelSettings
+from switch.config.policy import PolicyBundle
 from switch.config.sanctions import SanctionsSettings
 from switch.domain.limits import Limit
 from switch.flow.batcher import BatcherSettings
 from switch.money.fees import FeeSchedule, FxTable
-from switch.risk.aml import AmlPolicy
-from switch.risk.kyc import KycPolicy
 from switch.routing.rules import RoutingTable
 from switch.security.custody import Pkcs11Keys
 from switch.security.policy import CallerRule, Role
@@ -126,9 +124,10 @@ class Settings:
     callers: tuple[CallerRule, ...] | None = None  # [[security.callers]]; None: DEFAULT_CALLERS
     pkcs11: Pkcs11Keys | None = None  # [security.pkcs11] with key_custody = "pkcs11"; None: the file custody
     sanctions: SanctionsSettings | None = None  # [sanctions]; None: no screening
-    kyc: KycPolicy | None = None  # [kyc]; None: no tiers, no caps
-    aml: AmlPolicy | None = None  # [aml]; None: no AML monitoring
-    fraud_model: FraudModelSettings | None = None  # [fraud_model]; None: no fraud score
+    # [kyc] (none: no tiers, no caps), [aml] (none: no AML rules), [fraud_model] (none: no
+    # score): from the main file, or from [policy]'s bundle file, read again on SIGHUP.
+    policy: PolicyBundle = field(default_factory=lambda: PolicyBundle(""))
+    policy_file: str = ""
 
 
 # Without [[security.callers]]: every caller may do what the demo does, never detokenize

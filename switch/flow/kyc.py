@@ -28,10 +28,10 @@ class HolderTiers:
         tokenizer: Tokenizer,
         journal: Journal,
         state: StateStore,
-        tiers: frozenset[str],
+        tiers: Callable[[], frozenset[str]],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """tiers: those of [kyc] (none: the switch has no KYC tiers to set)."""
+        """tiers: those of the policy in force (none: the switch has no KYC tiers to set)."""
         self._tokenizer = tokenizer
         self._journal = journal
         self._state = state
@@ -42,12 +42,11 @@ class HolderTiers:
     async def set(self, holder: Card | Token | Account, tier: str) -> tuple[HolderTier, Instrument]:
         """Puts holder in tier; returns the change and the holder's instrument (masked,
         fingerprinted). A token the tokenizer cannot read is InvalidRequest, as in Authorize."""
-        if not self._tiers:
+        tiers = self._tiers()
+        if not tiers:
             raise FailedPrecondition("this switch has no KYC tiers: configure [kyc]")
-        if tier not in self._tiers:
-            raise InvalidRequest(
-                [Violation("tier", f"must be one of the tiers of [kyc]: {', '.join(sorted(self._tiers))}")]
-            )
+        if tier not in tiers:
+            raise InvalidRequest([Violation("tier", f"must be one of the tiers of [kyc]: {', '.join(sorted(tiers))}")])
         instrument = self._instrument(holder)
         try:
             changed = await self._journal.record_holder_tier(instrument.fingerprint, tier, self._clock())

@@ -54,8 +54,8 @@ from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency
 from switch.money.fees import FeeEngine, FeeQuote, QuoteRequest
 from switch.risk.activity import parse_activity
-from switch.risk.assess import Assessor, Scored
-from switch.risk.holders import HolderCounters
+from switch.risk.assess import Scored
+from switch.risk.policy import CurrentPolicy, RiskPolicy
 from switch.risk.sanctions.screening import Outcome as Screened
 from switch.risk.sanctions.screening import Screening
 from switch.risk.velocity import RiskRules
@@ -167,12 +167,16 @@ def _merged(decision: str, more: dict[str, object]) -> str:
     return orjson.dumps({**orjson.loads(decision), **more}).decode()
 
 
-def _over_cap(tier: str, cap: str) -> tuple[_Decline, str]:
+def _over_cap(tier: str, cap: str, policy: RiskPolicy) -> tuple[_Decline, str]:
     """The decline (57) of an item over a KYC cap, and the decision journaled with it: the
-    tier the store read ("" when the holder has none: the default tier's caps) and the cap."""
+    tier the store read ("" when the holder has none: the default tier's caps), the cap,
+    and the policy's version."""
     code = ResponseCode.NOT_PERMITTED
     decline = _Decline(code, f"{code.message} (KYC tier {tier or 'default'}: {cap} cap reached)")
-    return decline, orjson.dumps({"kyc": {"tier": tier, "cap": cap}}).decode()
+    decided: dict[str, object] = {"kyc": {"tier": tier, "cap": cap}}
+    if policy.version:
+        decided["policy"] = policy.version
+    return decline, orjson.dumps(decided).decode()
 
 
 _EVERY_BREAKER_OPEN = _Decline(ResponseCode.ISSUER_UNAVAILABLE, "no route can take it now")
@@ -261,15 +265,13 @@ class AuthorizationPipeline:
         clock: Callable[[], float] = time.time,
         metrics: SwitchMetrics | None = None,
         screening: Screening | None = None,
-        holders: HolderCounters | None = None,
-        assessor: Assessor | None = None,
+        policy: CurrentPolicy | None = None,
     ) -> None:
-        """holders: each item's KYC totals and activity, checked and moved in the claim;
-        assessor: the fraud score and AML rules over that activity."""
+        """policy: the risk policy in force (KYC caps and activity, moved in the claim; the
+        fraud score and AML rules over that activity), read once per batch."""
         self._metrics = metrics or SwitchMetrics()
         self._screening = screening
-        self._holders = holders if holders is not None and holders.active else None
-        self._assessor = assessor
+        self._policy = policy or CurrentPolicy()
         self._tokenizer = tokenizer
         self._state = state
         self._journal = journal
@@ -281,13 +283,14 @@ class AuthorizationPipeline:
 
     async def run(self, batch: Sequence[Authorization]) -> list[Outcome]:
         now = self._clock()
+        policy = self._policy.policy  # this batch's, whatever a reload swaps in meanwhile
         items, refused = self._tokenize(batch)
-        self._limit_counters(items, now)
-        await self._claim(items, now)
+        self._limit_counters(items, now, policy)
+        await self._claim(items, now, policy)
         try:
             await self._skip_journaled(items, now)
             await self._screen(items)
-            self._assess(items)
+            self._assess(items, policy)
             uncarried = self._route(items)
             if uncarried:
                 await self._complete([_give_back(item) for item in uncarried], now)
@@ -333,23 +336,24 @@ class AuthorizationPipeline:
         ]
         return items, refused
 
-    def _limit_counters(self, items: list[_Item], now: float) -> None:
+    def _limit_counters(self, items: list[_Item], now: float, policy: RiskPolicy) -> None:
         """Risk: the velocity and amount counters and the KYC caps each item must fit under. The
         claim checks and moves them with the key, atomically, so concurrent batches cannot
         both pass a limit."""
         authorizations, instruments = [i.authorization for i in items], [i.instrument for i in items]
         counters = self._risk.counters_many(authorizations, instruments, now)
-        if self._holders is not None:
+        holders = policy.holders
+        if holders is not None and holders.active:
             account = self._tokenizer.account
             destinations = [
                 None if a.destination is None else account(a.destination).fingerprint for a in authorizations
             ]
-            held = self._holders.counters_many(authorizations, instruments, destinations, now)
+            held = holders.counters_many(authorizations, instruments, destinations, now)
             counters = [velocity + holder for velocity, holder in zip(counters, held, strict=True)]
         for item, item_counters in zip(items, counters, strict=True):
             item.counters = item_counters
 
-    async def _claim(self, items: list[_Item], now: float) -> None:
+    async def _claim(self, items: list[_Item], now: float, policy: RiskPolicy) -> None:
         """Claims every key in one call. CLAIMED and LIMITED items are this batch's to answer."""
         if not items:
             return
@@ -377,7 +381,7 @@ class AuthorizationPipeline:
             elif status is ClaimStatus.IN_FLIGHT:
                 item.stage = _IN_FLIGHT
             elif status is ClaimStatus.TIER_LIMIT:  # claimed, but over a KYC cap: its counters did not move
-                item.stage, item.decline, item.decision = _LIMITED, *_over_cap(claimed.tier, claimed.over)
+                item.stage, item.decline, item.decision = _LIMITED, *_over_cap(claimed.tier, claimed.over, policy)
                 self._metrics.kyc_declines.inc((("cap", claimed.over),))
             else:  # claimed, but over a limit: its counters did not move
                 item.stage, item.decline = _LIMITED, _LIMIT_DECLINES[status]
@@ -433,11 +437,11 @@ class AuthorizationPipeline:
                 self._metrics.risk_alerts.inc((("kind", item.alert),))
                 log.warning("screening of %s: %s (%s)", item.transaction_id, verdict.outcome.value, verdict.reason)
 
-    def _assess(self, items: list[_Item]) -> None:
+    def _assess(self, items: list[_Item], policy: RiskPolicy) -> None:
         """Risk: the fraud score and the AML rules over each claimed item's activity, in one
         pass; a score over the model's decline threshold is the switch's decline (59),
         alerts pass. The decision journaled names the model's version and the score."""
-        assessor = self._assessor
+        assessor = policy.assessor
         if assessor is None:
             return
         judged_items = [item for item in items if item.stage is _CLAIMED and item.activity]
@@ -450,9 +454,9 @@ class AuthorizationPipeline:
             log.warning("risk drift: %s went %s", alarm.signal, alarm.direction)
         model = assessor.model
         for item, judgement in zip(judged_items, judged, strict=True):
-            decided: dict[str, object] = {}
+            decided: dict[str, object] = {"policy": policy.version} if policy.version else {}
             if judgement.score is not None and model is not None:
-                decided = {"model": model.version, "score": round(judgement.score, 6)}
+                decided["model"], decided["score"] = model.version, round(judgement.score, 6)
             if judgement.alerts:
                 decided["alerts"] = list(judgement.alerts)
                 for kind in judgement.alerts:
@@ -462,7 +466,7 @@ class AuthorizationPipeline:
             if judgement.declines:
                 code = ResponseCode.SUSPECTED_FRAUD
                 item.stage, item.decline = _REFUSED, _Decline(code, f"{code.message} (risk score)")
-            if decided:
+            if len(decided) > ("policy" in decided):  # more than the version: something was decided
                 item.decision = _merged(item.decision, decided)
 
     def _route(self, items: list[_Item]) -> list[_Item]:

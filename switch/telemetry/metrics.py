@@ -123,6 +123,10 @@ class SwitchMetrics:
             "switch_risk_drift_alarms",
             "Changes the fraud model's drift detectors found, by signal (score_mean, decline_rate) and direction",
         )
+        self.policy_reloads = Counter(
+            "switch_policy_reloads",
+            "Risk policy bundle reloads (SIGHUP) by outcome: swapped, unchanged, refused (the old one kept)",
+        )
         self.sanctions_refreshes = Counter(
             "switch_sanctions_refreshes",
             "Sanctions list refreshes by outcome: swapped (a new version served), unchanged, failed (the old kept)",
@@ -140,6 +144,7 @@ class SwitchMetrics:
             self.risk_alerts,
             self.kyc_declines,
             self.drift_alarms,
+            self.policy_reloads,
             self.sanctions_refreshes,
         ]
 

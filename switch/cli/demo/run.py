@@ -19,6 +19,7 @@ from switch.cli.demo.script import VELOCITY, Script
 from switch.cli.demo.tls import TlsFolder
 from switch.config import Settings, StoreSettings, from_mapping
 from switch.config.fraud_model import parse_fraud_model
+from switch.config.policy import PolicyBundle
 from switch.config.sanctions import SanctionsSettings
 from switch.config.settings import DEFAULT_CALLERS
 from switch.risk.aml import AmlPolicy
@@ -55,9 +56,12 @@ def demo_settings(settings: Settings, folder: Path, tls: TlsFolder | None = None
         tls=tls.server_files() if tls else None,
         callers=(_demo_caller(tls),),
         sanctions=settings.sanctions or DEMO_SANCTIONS,
-        kyc=settings.kyc or DEMO_KYC,
-        aml=settings.aml or AmlPolicy(),
-        fraud_model=settings.fraud_model or parse_fraud_model({"decline": DEMO_DECLINE_SCORE}),
+        policy=PolicyBundle(
+            settings.policy.version,
+            settings.policy.kyc or DEMO_KYC,
+            settings.policy.aml or AmlPolicy(),
+            settings.policy.fraud_model or parse_fraud_model({"decline": DEMO_DECLINE_SCORE}),
+        ),
     )
 
 
