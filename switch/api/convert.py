@@ -376,6 +376,21 @@ def _recordable(reason: str) -> str:
     return "(not recordable)" if not reason.isprintable() or _has_card_number(reason) else reason
 
 
+def fraud_report(request: pb.ReportFraudRequest) -> tuple[str, bool]:
+    """(the transaction id, whether it is fraud); InvalidRequest naming transaction_id or reason."""
+    _raise_if_any(rules.FRAUD_REPORT, request)
+    return request.transaction_id, request.fraud
+
+
+def describe_fraud_report(request: pb.ReportFraudRequest) -> tuple[str, str]:
+    """What the audit trail records of a ReportFraud call: the transaction, the label, the reason."""
+    transaction_id = request.transaction_id[: rules.MAX_ID]
+    if not (transaction_id.isascii() and transaction_id.isprintable()) or _has_card_number(transaction_id):
+        transaction_id = "(not a transaction id)"
+    label = "fraud" if request.fraud else "not fraud"
+    return f"transaction {transaction_id}", f"{label}; reason: {_recordable(request.reason)}"
+
+
 def describe_detokenize(request: pb.DetokenizeRequest) -> tuple[str, str]:
     """What the audit trail records of a Detokenize call: the token and key id (a token
     is no card number: it fails the Luhn check) and the reason. Whatever a caller put

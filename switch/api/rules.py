@@ -521,6 +521,8 @@ HOLDER_TIER = Group(
     Field("reason", REQUIRED, *text(MAX_REASON)),
 )
 
+FRAUD_REPORT = Group(pb.ReportFraudRequest, TRANSACTION_ID, Field("reason", REQUIRED, *text(MAX_REASON)))
+
 ALERTS = Group(
     pb.ListAlertsRequest,
     Field("kind", *text(MAX_ID), optional=True),

@@ -190,6 +190,12 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
             raise convert.holder_error(error) from None
         return pb.SetHolderTierResponse(tier=changed.tier, sequence=changed.seq, masked_instrument=instrument.masked)
 
+    @decorators.unary(Role.COMPLIANCE, audit=(EventKind.FRAUD_REPORT, convert.describe_fraud_report))
+    async def ReportFraud(self, request: pb.ReportFraudRequest, context: Context) -> pb.ReportFraudResponse:
+        transaction_id, fraud = convert.fraud_report(request)
+        await self._transactions.label(transaction_id, fraud, may_act_for=current_grant.get().may_act_for)
+        return pb.ReportFraudResponse(transaction_id=transaction_id, fraud=fraud)
+
     @decorators.unary(Role.QUOTE)
     async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:
         check_merchant(current_grant.get(), request.merchant_id)

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "risk":
         from switch.cli import risk
 
-        return risk.main(args.options)
+        return _refusing_cleanly(lambda: risk.main(args.options))
     if args.command == "tls":
         from switch.cli import tls_init
 

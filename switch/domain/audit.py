@@ -22,6 +22,7 @@ class EventKind(enum.Enum):
     KEYS = "keys"  # a key rotated, or the keys a worker started with
     RELOAD = "reload"  # certificates read again
     HOLDER_TIER = "holder_tier"  # a holder's KYC tier set (SetHolderTier), whatever its outcome
+    FRAUD_REPORT = "fraud_report"  # an authorization labelled fraud or not (ReportFraud), whatever its outcome
 
 
 @dataclass(frozen=True, slots=True)

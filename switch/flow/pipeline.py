@@ -457,6 +457,8 @@ class AuthorizationPipeline:
             decided: dict[str, object] = {"policy": policy.version} if policy.version else {}
             if judgement.score is not None and model is not None:
                 decided["model"], decided["score"] = model.version, round(judgement.score, 6)
+                if judgement.features is not None:
+                    decided["features"] = [round(value, 6) for value in judgement.features]
             if judgement.alerts:
                 decided["alerts"] = list(judgement.alerts)
                 for kind in judgement.alerts:

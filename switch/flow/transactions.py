@@ -95,6 +95,17 @@ class TransactionService:
         _check_scope(record, may_act_for)
         return record
 
+    async def label(
+        self, transaction_id: str, fraud: bool, may_act_for: MerchantScope = _any_merchant
+    ) -> TransactionRecord:
+        """Labels a transaction's authorization as fraud or not (ReportFraud); its journaled
+        decision keeps the features it was scored on, for `switch risk train`."""
+        with self._stores_answer():
+            record = await self._get(transaction_id)
+            _check_scope(record, may_act_for)
+            await self._journal.record_label(transaction_id, fraud, self._clock())
+        return record
+
     async def execute(
         self, operation: Operation, may_act_for: MerchantScope = _any_merchant
     ) -> tuple[TransactionRecord, bool]:

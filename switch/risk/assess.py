@@ -28,11 +28,14 @@ _NO_ALERTS: tuple[str, ...] = ()
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class Judged:
-    """One payment's judgement: its score (None: no model), whether it declines, its alerts."""
+    """One payment's judgement: its score (None: no model), whether it declines, its alerts,
+    and the features it was scored on (journaled: a payment reported as fraud later becomes
+    a labelled example for training)."""
 
     score: float | None
     declines: bool
     alerts: tuple[str, ...]
+    features: list[float] | None = None
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
@@ -68,6 +71,7 @@ class Assessor:
     def judge(self, payments: Sequence[Scored]) -> tuple[list[Judged], list[Alarm]]:
         """Each payment's judgement, in order, and the drift alarms this batch raised."""
         scores: list[float] | None = None
+        rows: list[list[float]] = []
         alarms: list[Alarm] = []
         model, scorer = self.model, self._scorer
         if model is not None and scorer is not None:
@@ -89,5 +93,5 @@ class Assessor:
             declines = score >= model.thresholds.decline
             if declines or score >= model.thresholds.alert:
                 alerts = (FRAUD_SCORE, *alerts)
-            judged.append(Judged(score, declines, alerts))
+            judged.append(Judged(score, declines, alerts, rows[index]))
         return judged, alarms

@@ -304,6 +304,14 @@ class Journal(Protocol):
         """Every holder's current tier."""
         ...
 
+    async def record_label(self, transaction_id: str, fraud: bool, at: float) -> None:
+        """Labels an authorization as fraud or not (ReportFraud), replacing an earlier label."""
+        ...
+
+    async def labelled_decisions(self) -> list[tuple[str, bool]]:
+        """Each labelled authorization's journaled decision (JSON) and its label, oldest label first."""
+        ...
+
     # The audit trail. Every method above that writes journal rows also seals them
     # into a block of the audit chain in the same commit (switch.stores.audit).
 

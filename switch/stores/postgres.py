@@ -201,6 +201,14 @@ MIGRATIONS: tuple[str, ...] = (
         set_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # Authorizations reported as fraud, or as not fraud (ReportFraud): the training set's labels.
+    """
+    CREATE TABLE fraud_labels (
+        transaction_id TEXT PRIMARY KEY,
+        fraud BOOLEAN NOT NULL,
+        labelled_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 # The partial index on alerted entries serves the order and the time range; kind and
@@ -212,6 +220,15 @@ _LIST_ALERTS = (
     "ORDER BY created_at, transaction_id LIMIT $7"
 )
 
+_UPSERT_LABEL = (
+    "INSERT INTO fraud_labels (transaction_id, fraud, labelled_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT (transaction_id) DO UPDATE SET fraud = excluded.fraud, labelled_at = excluded.labelled_at"
+)
+# Each label beside its authorization's decision (which holds the features it was scored on).
+_LABELLED = (
+    "SELECT e.decision, l.fraud FROM fraud_labels l JOIN journal_entries e "
+    "ON e.transaction_id = l.transaction_id AND e.kind = 'authorize' ORDER BY l.labelled_at"
+)
 # The sequence orders tier changes across every switch writing to this database.
 _UPSERT_TIER = (
     "INSERT INTO holder_tiers (holder, tier, seq, set_at) VALUES ($1, $2, nextval('holder_tier_changes'), $3) "
@@ -620,6 +637,12 @@ class PostgresJournal:
 
     async def holder_tiers(self) -> list[HolderTier]:
         return [HolderTier(*row) for row in await self._pool.fetch("SELECT holder, tier, seq FROM holder_tiers")]
+
+    async def record_label(self, transaction_id: str, fraud: bool, at: float) -> None:
+        await self._pool.execute(_UPSERT_LABEL, transaction_id, fraud, at)
+
+    async def labelled_decisions(self) -> list[tuple[str, bool]]:
+        return [(row[0], row[1]) for row in await self._pool.fetch(_LABELLED)]
 
     async def record_events(self, events: Sequence[SecurityEvent]) -> None:
         rows = [event_row(event) for event in events]

@@ -189,6 +189,14 @@ MIGRATIONS: tuple[str, ...] = (
         set_at REAL NOT NULL
     );
     """,
+    # Authorizations reported as fraud, or as not fraud (ReportFraud): the training set's labels.
+    """
+    CREATE TABLE fraud_labels (
+        transaction_id TEXT PRIMARY KEY,
+        fraud INTEGER NOT NULL,
+        labelled_at REAL NOT NULL
+    );
+    """,
 )
 
 # The partial index on alerted entries serves the order and the time range; kind and
@@ -198,6 +206,15 @@ _LIST_ALERTS = (
     "WHERE alert <> '' AND (? = '' OR alert = ?) AND (? = '' OR merchant_id = ?) "
     "AND created_at >= ? AND created_at < ? AND (created_at > ? OR (created_at = ? AND transaction_id > ?)) "
     "ORDER BY created_at, transaction_id LIMIT ?"
+)
+_UPSERT_LABEL = (
+    "INSERT INTO fraud_labels (transaction_id, fraud, labelled_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (transaction_id) DO UPDATE SET fraud = excluded.fraud, labelled_at = excluded.labelled_at"
+)
+# Each label beside its authorization's decision (which holds the features it was scored on).
+_LABELLED = (
+    "SELECT e.decision, l.fraud FROM fraud_labels l JOIN journal_entries e "
+    "ON e.transaction_id = l.transaction_id AND e.kind = 'authorize' ORDER BY l.labelled_at"
 )
 _UPSERT_TIER = (
     "INSERT INTO holder_tiers (holder, tier, seq, set_at) VALUES (?, ?, ?, ?) "
@@ -319,6 +336,13 @@ class SqliteJournal:
 
     async def holder_tiers(self) -> list[HolderTier]:
         return [HolderTier(*row) for row in self._db.execute("SELECT holder, tier, seq FROM holder_tiers")]
+
+    async def record_label(self, transaction_id: str, fraud: bool, at: float) -> None:
+        with _transaction(self._db):
+            self._db.execute(_UPSERT_LABEL, (transaction_id, fraud, at))
+
+    async def labelled_decisions(self) -> list[tuple[str, bool]]:
+        return [(decision, bool(fraud)) for decision, fraud in self._db.execute(_LABELLED)]
 
     def _record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]

@@ -856,6 +856,54 @@ class SetHolderTierResponse(_message.Message):
 Global___SetHolderTierResponse: _TypeAlias = SetHolderTierResponse  # noqa: Y015
 
 @_typing.final
+class ReportFraudRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    FRAUD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    transaction_id: _builtins.str
+    fraud: _builtins.bool
+    reason: _builtins.str
+    """why (a chargeback, a case id), recorded in the audit trail"""
+    def __init__(
+        self,
+        *,
+        transaction_id: _builtins.str = ...,
+        fraud: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fraud", b"fraud", "reason", b"reason", "transaction_id", b"transaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportFraudRequest: _TypeAlias = ReportFraudRequest  # noqa: Y015
+
+@_typing.final
+class ReportFraudResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    FRAUD_FIELD_NUMBER: _builtins.int
+    transaction_id: _builtins.str
+    fraud: _builtins.bool
+    def __init__(
+        self,
+        *,
+        transaction_id: _builtins.str = ...,
+        fraud: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fraud", b"fraud", "transaction_id", b"transaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportFraudResponse: _TypeAlias = ReportFraudResponse  # noqa: Y015
+
+@_typing.final
 class Transaction(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -84,6 +84,11 @@ class SwitchStub:
                 request_serializer=switch_dot_v1_dot_switch__pb2.SetHolderTierRequest.SerializeToString,
                 response_deserializer=switch_dot_v1_dot_switch__pb2.SetHolderTierResponse.FromString,
                 _registered_method=True)
+        self.ReportFraud = channel.unary_unary(
+                '/switch.v1.Switch/ReportFraud',
+                request_serializer=switch_dot_v1_dot_switch__pb2.ReportFraudRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.ReportFraudResponse.FromString,
+                _registered_method=True)
 
 
 class SwitchServicer:
@@ -160,6 +165,15 @@ class SwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportFraud(self, request, context):
+        """Labels an authorization as fraud (or, fraud = false, as not fraud after all): `switch
+        risk train --config` learns from the labels and the features each payment was scored
+        on, as journaled. Needs the compliance role; audited with its reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SwitchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +226,11 @@ def add_SwitchServicer_to_server(servicer, server):
                     servicer.SetHolderTier,
                     request_deserializer=switch_dot_v1_dot_switch__pb2.SetHolderTierRequest.FromString,
                     response_serializer=switch_dot_v1_dot_switch__pb2.SetHolderTierResponse.SerializeToString,
+            ),
+            'ReportFraud': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFraud,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.ReportFraudRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.ReportFraudResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -484,6 +503,33 @@ class Switch:
             '/switch.v1.Switch/SetHolderTier',
             switch_dot_v1_dot_switch__pb2.SetHolderTierRequest.SerializeToString,
             switch_dot_v1_dot_switch__pb2.SetHolderTierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFraud(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Switch/ReportFraud',
+            switch_dot_v1_dot_switch__pb2.ReportFraudRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.ReportFraudResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,11 @@ class SwitchStub:
     Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
     the compliance role.
     """
+    ReportFraud: _grpc.UnaryUnaryMultiCallable[_switch_pb2.ReportFraudRequest, _switch_pb2.ReportFraudResponse]
+    """Labels an authorization as fraud (or, fraud = false, as not fraud after all): `switch
+    risk train --config` learns from the labels and the features each payment was scored
+    on, as journaled. Needs the compliance role; audited with its reason.
+    """
 
 @_typing.type_check_only
 class SwitchAsyncStub(SwitchStub):
@@ -84,6 +89,11 @@ class SwitchAsyncStub(SwitchStub):
     the tier's caps apply from the holder's next authorization, in every worker.
     Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
     the compliance role.
+    """
+    ReportFraud: _aio.UnaryUnaryMultiCallable[_switch_pb2.ReportFraudRequest, _switch_pb2.ReportFraudResponse]  # type: ignore[assignment]
+    """Labels an authorization as fraud (or, fraud = false, as not fraud after all): `switch
+    risk train --config` learns from the labels and the features each payment was scored
+    on, as journaled. Needs the compliance role; audited with its reason.
     """
 
 class SwitchServicer(metaclass=_abc_1.ABCMeta):
@@ -169,6 +179,17 @@ class SwitchServicer(metaclass=_abc_1.ABCMeta):
         the tier's caps apply from the holder's next authorization, in every worker.
         Journaled (it survives a Redis restart) and recorded in the audit trail. Needs
         the compliance role.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportFraud(
+        self,
+        request: _switch_pb2.ReportFraudRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.ReportFraudResponse, _abc.Awaitable[_switch_pb2.ReportFraudResponse]]:
+        """Labels an authorization as fraud (or, fraud = false, as not fraud after all): `switch
+        risk train --config` learns from the labels and the features each payment was scored
+        on, as journaled. Needs the compliance role; audited with its reason.
         """
 
 def add_SwitchServicer_to_server(servicer: SwitchServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,6 +24,7 @@ METHODS = {
     "QuoteFee",
     "ListAlerts",
     "SetHolderTier",
+    "ReportFraud",
 }
 
 

@@ -57,6 +57,7 @@ NEEDS = {
     "QuoteFee": Role.QUOTE,
     "ListAlerts": Role.COMPLIANCE,
     "SetHolderTier": Role.COMPLIANCE,
+    "ReportFraud": Role.COMPLIANCE,
     "Tokenize": Role.TOKENIZE,
     "Detokenize": Role.DETOKENIZE,
 }
@@ -322,6 +323,17 @@ async def _get_transaction(matrix: Matrix, caller: Caller, merchant: str, allowe
     assert merchant not in seen.details  # a refusal does not tell whose it is
 
 
+async def _report_fraud(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
+    transaction_id = await matrix.authorized(merchant)
+    request = pb.ReportFraudRequest(transaction_id=transaction_id, fraud=True, reason="matrix")
+    if allowed:
+        answer = await caller.switch.ReportFraud(request, timeout=CALL_TIMEOUT)
+        assert (answer.transaction_id, answer.fraud) == (transaction_id, True)
+        return
+    seen = await expect(caller.switch.ReportFraud(request, timeout=CALL_TIMEOUT), DENIED)
+    assert merchant not in seen.details
+
+
 async def _quote_fee(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
     request = pb.QuoteFeeRequest(merchant_id=merchant, amount=money(1000), rail="card")
     if allowed:
@@ -400,6 +412,7 @@ CELLS: dict[str, Callable[[Matrix, Caller, str, bool, Role], Awaitable[None]]] =
     "QuoteFee": _quote_fee,
     "ListAlerts": _list_alerts,
     "SetHolderTier": _set_holder_tier,
+    "ReportFraud": _report_fraud,
     "Tokenize": _tokenize,
     "Detokenize": _detokenize,
 }
