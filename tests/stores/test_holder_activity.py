@@ -10,10 +10,8 @@ import pytest
 
 from switch.risk.activity import DISTINCT_KEPT, parse_activity
 from switch.stores.base import Claim, ClaimStatus, Completion, Counter, Payment, StateStore
-from switch.stores.memory import MemoryStateStore
-from switch.stores.redis import RedisStateStore
-from switch.stores.redis_cluster import RedisClusterStateStore
 from tests.conftest import REDIS_URL, drop_redis_keys
+from tests.stores.test_state_store import Backend
 
 T0 = 1_781_000_000.0  # 2026-06-09 10:13:20 UTC
 LEASE = 30.0
@@ -27,11 +25,7 @@ def pays(payer: str, key: str, cents: int, *, to: str = "", near: bool = False, 
 
 
 def make(kind: str, prefix: str, cluster_url: str) -> StateStore:
-    if kind == "memory":
-        return MemoryStateStore(3600.0, LEASE)
-    if kind == "redis":
-        return RedisStateStore.from_url(REDIS_URL, prefix=prefix, retention_seconds=3600.0, lease_seconds=LEASE)
-    return RedisClusterStateStore.from_url(cluster_url, prefix=prefix, retention_seconds=3600.0, lease_seconds=LEASE)
+    return Backend(kind, prefix, cluster_url).make_now(3600.0, LEASE)
 
 
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])

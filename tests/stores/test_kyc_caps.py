@@ -21,12 +21,11 @@ from switch.domain.kyc import HolderTier
 from switch.domain.models import InstrumentKind, unchecked_instrument
 from switch.risk.kyc import KycPolicy, KycRules, TierLimits
 from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, StateStore
-from switch.stores.memory import MemoryStateStore
 from switch.stores.redis import RedisStateStore
-from switch.stores.redis_cluster import RedisClusterStateStore
 from switch.stores.sqlite import SqliteJournal
 from tests.conftest import REDIS_URL, drop_redis_keys
 from tests.faults.harness import RedisProcess
+from tests.stores.test_state_store import Backend
 
 T0 = 1_781_000_000.0  # 2026-06-09 UTC: far from a day's or a year's end
 LEASE = 30.0
@@ -61,36 +60,15 @@ class Tiers:
         return list(self.held.values())
 
 
-class Maker:
+class Maker(Backend):
+    """A Backend whose stores read their tiers from one Tiers, the journal's stand-in."""
+
     def __init__(self, kind: str, prefix: str, cluster_url: str = "") -> None:
-        self.kind, self.prefix, self.cluster_url = kind, prefix, cluster_url
+        super().__init__(kind, prefix, cluster_url)
         self.tiers = Tiers()
-        self.stores: list[StateStore] = []
 
-    def make(self) -> StateStore:
-        store: StateStore
-        if self.kind == "memory":
-            store = MemoryStateStore(3600.0, LEASE, tier_source=self.tiers)
-        elif self.kind == "redis":
-            store = RedisStateStore.from_url(
-                REDIS_URL, prefix=self.prefix, retention_seconds=3600.0, lease_seconds=LEASE, tier_source=self.tiers
-            )
-        else:
-            store = RedisClusterStateStore.from_url(
-                self.cluster_url,
-                prefix=self.prefix,
-                retention_seconds=3600.0,
-                lease_seconds=LEASE,
-                tier_source=self.tiers,
-            )
-        self.stores.append(store)
-        return store
-
-    async def close(self) -> None:
-        for store in self.stores:
-            await store.close()
-        if self.kind == "redis-cluster":
-            await drop_redis_keys(self.cluster_url, self.prefix, cluster=True)
+    def store(self) -> StateStore:
+        return self.make_now(3600.0, LEASE, self.tiers)
 
 
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
@@ -126,7 +104,7 @@ def statuses(outcomes: Sequence[ClaimOutcome]) -> list[ClaimStatus]:
 
 
 async def test_an_unclassified_holder_is_held_to_the_default_tier(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     outcomes = await store.claim(
         [capped("fp-a", "k1", 60_000), capped("fp-a", "k2", 40_000), capped("fp-a", "k3", 1)], T0
     )
@@ -136,7 +114,7 @@ async def test_an_unclassified_holder_is_held_to_the_default_tier(maker: Maker) 
 
 
 async def test_each_cap_of_a_tier_declines_with_its_name(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     await store.set_tiers([maker.tiers.set("fp-b", "class_ii")])
     one = await store.claim([capped("fp-b", "big", 50_001)], T0)
     assert (one[0].status, one[0].tier, one[0].over) == (ClaimStatus.TIER_LIMIT, "class_ii", "per_transaction")
@@ -149,13 +127,13 @@ async def test_each_cap_of_a_tier_declines_with_its_name(maker: Maker) -> None:
 
 
 async def test_a_currency_the_tiers_do_not_name_is_not_capped(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     assert capped("fp-c", "k", 1, currency="USD").counters == ()
     assert statuses(await store.claim([capped("fp-c", "k", 10**9, currency="USD")], T0)) == [ClaimStatus.NEW]
 
 
 async def test_a_tier_change_applies_to_the_next_claim(maker: Maker) -> None:
-    store, other_worker = maker.make(), maker.make()
+    store, other_worker = maker.store(), maker.store()
     assert statuses(await store.claim([capped("fp-d", "k1", 100_000)], T0)) == [ClaimStatus.NEW]
     assert statuses(await store.claim([capped("fp-d", "k2", 1)], T0)) == [ClaimStatus.TIER_LIMIT]
     await store.set_tiers([maker.tiers.set("fp-d", "class_iii")])
@@ -167,7 +145,7 @@ async def test_a_tier_change_applies_to_the_next_claim(maker: Maker) -> None:
 
 
 async def test_an_older_tier_never_replaces_a_newer_one(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     await store.set_tiers([HolderTier("fp-e", "frozen", 7)])
     await store.set_tiers([HolderTier("fp-e", "class_iii", 6)])  # a reload that read the journal earlier
     outcome = await store.claim([capped("fp-e", "k", 1)], T0)
@@ -175,14 +153,14 @@ async def test_an_older_tier_never_replaces_a_newer_one(maker: Maker) -> None:
 
 
 async def test_a_tier_no_longer_configured_falls_back_to_the_default(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     await store.set_tiers([maker.tiers.set("fp-f", "retired")])
     outcomes = await store.claim([capped("fp-f", "k1", 100_000), capped("fp-f", "k2", 1)], T0)
     assert statuses(outcomes) == [ClaimStatus.NEW, ClaimStatus.TIER_LIMIT]
 
 
 async def test_a_declined_item_gives_its_amount_back(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     first = capped("fp-g", "k1", 100_000)
     assert statuses(await store.claim([first], T0)) == [ClaimStatus.NEW]
     await store.complete(
@@ -194,7 +172,7 @@ async def test_a_declined_item_gives_its_amount_back(maker: Maker) -> None:
 async def test_caps_hold_exactly_under_200_concurrent_racers(maker: Maker) -> None:
     """200 claims at once, from several stores (workers, on Redis), one holder per tier:
     the default's lifetime 100,000 lets 10 of 10,000 through, class_ii's daily 80,000 lets 8."""
-    stores = [maker.make() for _ in range(1 if maker.kind == "memory" else 4)]
+    stores = [maker.store() for _ in range(1 if maker.kind == "memory" else 4)]
     await stores[0].set_tiers([maker.tiers.set("fp-two", "class_ii")])
     claims = [capped("fp-one" if i % 2 else "fp-two", f"race-{i}", 10_000) for i in range(200)]
 
@@ -213,7 +191,7 @@ async def test_caps_hold_exactly_under_200_concurrent_racers(maker: Maker) -> No
 
 
 async def test_a_batch_of_racers_in_one_call_is_exact_too(maker: Maker) -> None:
-    store = maker.make()
+    store = maker.store()
     outcomes = await store.claim([capped("fp-h", f"b-{i}", 30_000) for i in range(10)], T0)
     assert statuses(outcomes) == [ClaimStatus.NEW] * 3 + [ClaimStatus.TIER_LIMIT] * 7
 
@@ -221,7 +199,7 @@ async def test_a_batch_of_racers_in_one_call_is_exact_too(maker: Maker) -> None:
 async def test_lost_tiers_are_reloaded_before_the_next_claim(maker: Maker) -> None:
     if maker.kind == "memory":
         pytest.skip("the embedded store loses its tiers with its process: tests/e2e/test_kyc_tiers.py restarts it")
-    store = maker.make()
+    store = maker.store()
     await store.set_tiers([maker.tiers.set("fp-i", "frozen")])
     assert statuses(await store.claim([capped("fp-i", "k1", 1)], T0)) == [ClaimStatus.TIER_LIMIT]
     await drop_redis_keys(
@@ -272,7 +250,7 @@ async def test_a_tier_survives_a_redis_restart(tmp_path: Path, redis_prefix: str
 async def test_a_give_back_after_midnight_leaves_the_new_day_alone(maker: Maker) -> None:
     """An item claimed on one day and declined on the next gives back to the lifetime and
     the year, not to the new day's total."""
-    store = maker.make()
+    store = maker.store()
     await store.set_tiers([maker.tiers.set("fp-m", "class_ii")])
     late = capped("fp-m", "late", 40_000)
     assert statuses(await store.claim([late], T0)) == [ClaimStatus.NEW]

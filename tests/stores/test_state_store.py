@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from switch.domain.errors import StartupError
 from switch.domain.models import mask_pan
-from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore
+from switch.stores.base import Claim, ClaimOutcome, ClaimStatus, Completion, Counter, StateStore, TierSource
 from switch.stores.memory import MemoryStateStore
 from switch.stores.redis import GIVEN_BACK, NOT_SERVED_EVENT, KeyNotServed, RedisStateStore, supports
 from switch.stores.redis_cluster import RedisClusterStateStore
@@ -45,17 +45,33 @@ class Backend:
         self.cluster_url = cluster_url
         self.stores: list[StateStore] = []
 
-    async def make(self, retention_seconds: float = 3600.0, lease_seconds: float = LEASE) -> StateStore:
+    async def make(
+        self, retention_seconds: float = 3600.0, lease_seconds: float = LEASE, tier_source: TierSource | None = None
+    ) -> StateStore:
+        return self.make_now(retention_seconds, lease_seconds, tier_source)
+
+    def make_now(
+        self, retention_seconds: float = 3600.0, lease_seconds: float = LEASE, tier_source: TierSource | None = None
+    ) -> StateStore:
+        """A store of this kind; tier_source: where it reads holders' KYC tiers from."""
         store: StateStore
         if self.kind == "memory":
-            store = MemoryStateStore(retention_seconds, lease_seconds)
+            store = MemoryStateStore(retention_seconds, lease_seconds, tier_source=tier_source)
         elif self.kind == "redis":
             store = RedisStateStore.from_url(
-                REDIS_URL, prefix=self.prefix, retention_seconds=retention_seconds, lease_seconds=lease_seconds
+                REDIS_URL,
+                prefix=self.prefix,
+                retention_seconds=retention_seconds,
+                lease_seconds=lease_seconds,
+                tier_source=tier_source,
             )
         else:
             store = RedisClusterStateStore.from_url(
-                self.cluster_url, prefix=self.prefix, retention_seconds=retention_seconds, lease_seconds=lease_seconds
+                self.cluster_url,
+                prefix=self.prefix,
+                retention_seconds=retention_seconds,
+                lease_seconds=lease_seconds,
+                tier_source=tier_source,
             )
         self.stores.append(store)
         return store
