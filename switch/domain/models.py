@@ -118,6 +118,14 @@ class Authorization:
     # of what the request means (idempotency ignores it), only of how long to try.
     deadline: float | None = field(default=None, compare=False)
 
+    @property
+    def cross_border(self) -> bool:
+        """A transfer from an account to an account of another country (both countries known)."""
+        source, destination = self.source, self.destination
+        if not isinstance(source, Account) or destination is None or not source.country or not destination.country:
+            return False
+        return source.country.upper() != destination.country.upper()
+
 
 class InstrumentKind(enum.Enum):
     CARD = "card"

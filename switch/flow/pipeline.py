@@ -153,11 +153,8 @@ def _scored(item: _Item) -> Scored:
     authorization = item.authorization
     payer = item.activity[0]
     activity = parse_activity(payer, item.activity[1] if len(item.activity) > 1 else None)
-    source, destination = authorization.source, authorization.destination
-    countries = (source.country if isinstance(source, Account) else "", destination.country if destination else "")
-    cross_border = bool(countries[0] and countries[1] and countries[0].upper() != countries[1].upper())
     cents = next(c.payment.usd_cents for c in item.counters if c.payment is not None and not c.payment.receiving)
-    return Scored(activity, cents / 100, cross_border, item.card is not None)
+    return Scored(activity, cents / 100, authorization.cross_border, item.card is not None)
 
 
 def _merged(decision: str, more: dict[str, object]) -> str:
@@ -342,8 +339,8 @@ class AuthorizationPipeline:
         both pass a limit."""
         authorizations, instruments = [i.authorization for i in items], [i.instrument for i in items]
         counters = self._risk.counters_many(authorizations, instruments, now)
-        holders = policy.holders
-        if holders is not None and holders.active:
+        holders = policy.holders  # None when the policy moves neither KYC totals nor activity
+        if holders is not None:
             account = self._tokenizer.account
             destinations = [
                 None if a.destination is None else account(a.destination).fingerprint for a in authorizations
@@ -454,7 +451,7 @@ class AuthorizationPipeline:
             log.warning("risk drift: %s went %s", alarm.signal, alarm.direction)
         model = assessor.model
         for item, judgement in zip(judged_items, judged, strict=True):
-            decided: dict[str, object] = {"policy": policy.version} if policy.version else {}
+            decided: dict[str, object] = {}
             if judgement.score is not None and model is not None:
                 decided["model"], decided["score"] = model.version, round(judgement.score, 6)
                 if judgement.features is not None:
@@ -468,7 +465,9 @@ class AuthorizationPipeline:
             if judgement.declines:
                 code = ResponseCode.SUSPECTED_FRAUD
                 item.stage, item.decline = _REFUSED, _Decline(code, f"{code.message} (risk score)")
-            if len(decided) > ("policy" in decided):  # more than the version: something was decided
+            if decided:
+                if policy.version:
+                    decided["policy"] = policy.version
                 item.decision = _merged(item.decision, decided)
 
     def _route(self, items: list[_Item]) -> list[_Item]:

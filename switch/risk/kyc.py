@@ -82,9 +82,6 @@ class KycRules:
         # The caps of the last `now` seen, by currency; replaced whole when `now` moves.
         self._caps: tuple[float, dict[str, KycCaps]] = (math.nan, {})
 
-    def tiers(self) -> frozenset[str]:
-        return frozenset(self.policy.tiers)
-
     def counters_many(
         self, authorizations: Sequence[Authorization], instruments: Sequence[Instrument], now: float
     ) -> list[tuple[Counter, ...]]:

@@ -7,7 +7,7 @@ A holder (an instrument's fingerprint; a destination account is one too) has one
     C        the KYC totals paid in currency C: its UTC day and the day's total, its year
              and the year's total, the lifetime total (5 little-endian doubles; a day
              or year before the payment's counts as zero)
-    a        the activity: 17 numbers, comma-separated (ACTIVITY_FIELDS)
+    a        the activity: 17 little-endian doubles, in ACTIVITY_FIELDS order
     dst      the destinations it paid, src the holders who paid it: id@hour, ...,
              at most DISTINCT_KEPT each, the latest hour each was seen
 

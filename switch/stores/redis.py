@@ -729,10 +729,6 @@ class KeyLayout:
     def counter_key(self, counter: Counter) -> str:
         return f"{self.tagged(counter.subject)}:v:{counter.name}"
 
-    def kyc_key(self, holder: str) -> str:
-        """A holder's (an instrument fingerprint's) KYC hash, its tier and totals: beside its counters."""
-        return f"{self.tagged('i:' + holder)}:k"
-
     @property
     def tiers_loaded(self) -> str:
         """On one primary, the key that says every holder's tier is loaded from the journal."""
