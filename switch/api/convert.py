@@ -359,9 +359,7 @@ def describe_holder_tier(request: pb.SetHolderTierRequest) -> tuple[str, str]:
         is_pan = pan.isascii() and pan.isdigit() and len(pan) in rules.PAN_LENGTHS
         holder = f"card {mask_pan(pan)}" if is_pan else "card (not a card number)"
     elif which == "token":
-        token = request.token
-        readable = 12 <= len(token) <= 19 and token.isascii() and token.isdigit() and not luhn.luhn_valid(token)
-        holder = f"token {token if readable else '(not a token)'}"
+        holder = f"token {_recordable_token(request.token)}"
     elif which == "account":
         rail = request.account.rail if _is_rail(request.account.rail) else "(not a rail)"
         holder = f"account {rail}:{mask_account(request.account.id[: rules.MAX_ACCOUNT_ID])}"
@@ -369,6 +367,14 @@ def describe_holder_tier(request: pb.SetHolderTierRequest) -> tuple[str, str]:
         holder = "(no holder)"
     tier = request.tier if request.tier.isascii() and request.tier.isprintable() else "(not a tier)"
     return holder, f"tier {tier[: rules.MAX_TIER]}; reason: {_recordable(request.reason)}"
+
+
+def _recordable_token(token: str) -> str:
+    """A token as the audit trail may keep it (a token is no card number: it fails the Luhn
+    check); whatever stands where a token goes and is no token is not kept."""
+    if not (12 <= len(token) <= 19 and token.isascii() and token.isdigit()) or luhn.luhn_valid(token):
+        return "(not a token)"
+    return token
 
 
 def _recordable(reason: str) -> str:
@@ -395,8 +401,6 @@ def describe_detokenize(request: pb.DetokenizeRequest) -> tuple[str, str]:
     """What the audit trail records of a Detokenize call: the token and key id (a token
     is no card number: it fails the Luhn check) and the reason. Whatever a caller put
     where a token goes that holds a card number, or is no token at all, is not kept."""
-    token = request.token
-    if not (12 <= len(token) <= 19 and token.isascii() and token.isdigit()) or luhn.luhn_valid(token):
-        token = "(not a token)"
+    token = _recordable_token(request.token)
     key_id = request.key_id if request.key_id.isascii() and request.key_id.isprintable() else "(not a key id)"
     return f"token {token} key {key_id[:32] or '(active)'}", f"reason: {_recordable(request.reason)}"
