@@ -650,7 +650,8 @@ class RedisStateStore:
 
     async def set_tiers(self, tiers: Sequence[HolderTier]) -> None:
         if tiers:
-            await self._set_tiers_script(args=(self.keys.prefix, "", pack_tiers(tiers)))
+            for args in self.keys.set_tiers_args(tiers, ""):
+                await self._set_tiers_script(args=args)
 
     async def _reload_tiers(self) -> None:
         """Loads every holder's tier from the journal, once for all workers: one takes a
@@ -662,10 +663,8 @@ class RedisStateStore:
                 try:
                     tiers = list(await self._tier_source()) if self._tier_source is not None else []
                     log.warning("Redis holds no KYC tiers (restarted?): loading %d from the journal", len(tiers))
-                    for start in range(0, max(len(tiers), 1), TIERS_PER_CALL):
-                        last = start + TIERS_PER_CALL >= len(tiers)
-                        chunk = pack_tiers(tiers[start : start + TIERS_PER_CALL])
-                        await self._set_tiers_script(args=(self.keys.prefix, loaded if last else "", chunk))
+                    for args in self.keys.set_tiers_args(tiers, loaded):
+                        await self._set_tiers_script(args=args)
                 finally:
                     await self._client.delete(loading)
                 return
@@ -728,6 +727,13 @@ class KeyLayout:
 
     def counter_key(self, counter: Counter) -> str:
         return f"{self.tagged(counter.subject)}:v:{counter.name}"
+
+    def set_tiers_args(self, tiers: Sequence[HolderTier], loaded: str) -> Iterator[tuple[str, str, bytes]]:
+        """SET_TIERS_SCRIPT's arguments for these tiers, TIERS_PER_CALL a call (at least one
+        call, so that loaded is set even with none), loaded set by the last."""
+        for start in range(0, max(len(tiers), 1), TIERS_PER_CALL):
+            last = start + TIERS_PER_CALL >= len(tiers)
+            yield self.prefix, loaded if last else "", pack_tiers(tiers[start : start + TIERS_PER_CALL])
 
     @property
     def tiers_loaded(self) -> str:

@@ -74,13 +74,11 @@ from switch.stores.redis import (
     SET_TIERS_SCRIPT,
     SLOT_MAP_READ,
     TIERS_NOT_LOADED,
-    TIERS_PER_CALL,
     KeyLayout,
     KeyNotServed,
     activity_replies,
     check_version,
     claim_outcome,
-    pack_tiers,
     taken,
 )
 from switch.telemetry.metrics import Counter as MetricCounter
@@ -484,9 +482,7 @@ class RedisClusterStateStore:
     async def _set_tiers_on(self, node: ClusterNode, tiers: Sequence[HolderTier], loaded: str) -> None:
         """One node's holders' tiers, in calls of at most TIERS_PER_CALL; loaded (if any)
         is set by the last."""
-        for start in range(0, max(len(tiers), 1), TIERS_PER_CALL):
-            last = start + TIERS_PER_CALL >= len(tiers)
-            args = (self.keys.prefix, loaded if last else "", pack_tiers(tiers[start : start + TIERS_PER_CALL]))
+        for args in self.keys.set_tiers_args(tiers, loaded):
             await self._evalsha(node, _SET_TIERS_SHA, SET_TIERS_SCRIPT, args)
 
     async def _reload_tiers(self) -> None:
