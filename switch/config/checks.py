@@ -29,3 +29,10 @@ def optional_currency(where: str, value: Any) -> str | None:
     if value is not None and not (isinstance(value, str) and currency.is_known(value)):
         raise ConfigError(f"{where}: unknown ISO 4217 currency {value!r}")
     return value
+
+
+def unit_score(where: str, value: Any) -> float:
+    """A score or threshold: a number above 0 and at most 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"{where}: must be a number above 0 and at most 1")
+    return float(value)

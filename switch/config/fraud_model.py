@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from switch.config.checks import ConfigError, no_unknown_keys
+from switch.config.checks import ConfigError, no_unknown_keys, unit_score
 from switch.risk.model.model import SHIPPED, FraudModel, Thresholds, load
 
 _KEYS = frozenset({"path", "decline", "alert", "drift_window"})
@@ -45,17 +45,11 @@ def parse_fraud_model(raw: Any) -> FraudModelSettings | None:
         raise ConfigError(f"fraud_model.path: cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise ConfigError(f"fraud_model.path: {path} is not a valid model: {exc}") from None
-    decline = _score("fraud_model.decline", raw.get("decline", model.thresholds.decline))
-    alert = _score("fraud_model.alert", raw.get("alert", model.thresholds.alert))
+    decline = unit_score("fraud_model.decline", raw.get("decline", model.thresholds.decline))
+    alert = unit_score("fraud_model.alert", raw.get("alert", model.thresholds.alert))
     if alert > decline:
         raise ConfigError("fraud_model.alert: must not be above fraud_model.decline")
     window = raw.get("drift_window", 10_000)
     if isinstance(window, bool) or not isinstance(window, int) or window < 100:
         raise ConfigError("fraud_model.drift_window: must be an integer >= 100")
     return FraudModelSettings(replace(model, thresholds=Thresholds(decline, alert)), window)
-
-
-def _score(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ConfigError(f"{where}: must be a score above 0 and at most 1")
-    return float(value)

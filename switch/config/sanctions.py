@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from switch.config.checks import ConfigError, no_unknown_keys
+from switch.config.checks import ConfigError, no_unknown_keys, unit_score
 from switch.risk.sanctions.lists import FORMATS, ListSource
 from switch.risk.sanctions.matching import HIT, REVIEW
 from switch.risk.sanctions.screening import ScreeningPolicy
@@ -47,8 +47,8 @@ def parse_sanctions(raw: Any) -> SanctionsSettings | None:
     if not isinstance(raw, Mapping):
         raise ConfigError("sanctions: must be a table")
     no_unknown_keys("sanctions", raw, _KEYS)
-    hit = _score("sanctions.hit", raw.get("hit", HIT))
-    review = _score("sanctions.review", raw.get("review", REVIEW))
+    hit = unit_score("sanctions.hit", raw.get("hit", HIT))
+    review = unit_score("sanctions.review", raw.get("review", REVIEW))
     if review > hit:
         raise ConfigError("sanctions.review: must not be above sanctions.hit")
     refresh = raw.get("refresh_seconds", 300)
@@ -64,12 +64,6 @@ def parse_sanctions(raw: Any) -> SanctionsSettings | None:
             MappingProxyType(_merchant_names(raw.get("merchant_names", {}))),
         ),
     )
-
-
-def _score(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ConfigError(f"{where}: must be a number above 0 and at most 1")
-    return float(value)
 
 
 def _array(raw: Mapping[str, Any], key: str) -> list[Any]:
