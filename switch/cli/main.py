@@ -169,7 +169,7 @@ def _run_worker(settings: config.Settings, ready: int | None = None, supervisor:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         running = await server.build(settings)
         built.append(running)
-        _tune_garbage_collector()
+        tune_garbage_collector()
         log.info("serving on %s:%d (pid %d)", settings.server.host, running.port, os.getpid())
         if ready is not None:
             os.write(ready, b"1")
@@ -212,7 +212,7 @@ def _reload(built: list[Any]) -> None:
 YOUNG_GENERATION_THRESHOLD = 50_000
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Moves everything built at start-up (modules, settings, key rings, pools) out of
     the collector's sight, and collects the young generation less often."""
     gc.collect()
