@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from switch.domain.models import Authorization, Instrument, Money
+from switch.domain.models import Authorization, Instrument, Money, slot_setters
 from switch.risk.kyc import KycRules
 from switch.risk.velocity import new_counter
 from switch.stores.base import Counter, Payment
@@ -51,21 +51,42 @@ class HolderCounters:
     ) -> list[tuple[Counter, ...]]:
         """Each authorization's holder counters, in order. destinations: the fingerprint of
         each one's destination account (None: none, a card payment to its merchant)."""
-        kyc = self._kyc.counters_many(authorizations, instruments, now) if self._kyc is not None else None
+        kyc = self._kyc
         if not self._activity:
-            return kyc if kyc is not None else [_NONE] * len(authorizations)
+            return (
+                kyc.counters_many(authorizations, instruments, now)
+                if kyc is not None
+                else [_NONE] * len(authorizations)
+            )
+        in_usd, near = self._in_usd, self._near
         out: list[tuple[Counter, ...]] = []
-        for index, (authorization, instrument, destination) in enumerate(
-            zip(authorizations, instruments, destinations, strict=True)
-        ):
-            cents = self._in_usd(authorization.amount) or 0
-            near = self._near(cents)
-            payer = "i:" + instrument.fingerprint
-            caps = kyc[index][0].caps if kyc is not None and kyc[index] else None
-            paying = Payment(cents, near, destination[:SHORT_ID] if destination else "", False)
-            counters = [new_counter(payer, authorization.amount.currency, 0, 0, True, caps=caps, payment=paying)]
+        for authorization, instrument, destination in zip(authorizations, instruments, destinations, strict=True):
+            amount = authorization.amount
+            cents = in_usd(amount) or 0
+            is_near = near(cents)
+            caps = kyc.caps(amount.currency, now) if kyc is not None else None
+            paying = _payment(cents, is_near, destination[:SHORT_ID] if destination else "", False)
+            payer = new_counter("i:" + instrument.fingerprint, amount.currency, 0, 0, True, caps=caps, payment=paying)
             if destination:
-                receiving = Payment(cents, near, instrument.fingerprint[:SHORT_ID], True)
-                counters.append(new_counter("i:" + destination, "in", 0, 0, True, payment=receiving))
-            out.append(tuple(counters))
+                receiving = _payment(cents, is_near, instrument.fingerprint[:SHORT_ID], True)
+                out.append((payer, new_counter("i:" + destination, "in", 0, 0, True, payment=receiving)))
+            else:
+                out.append((payer,))
         return out
+
+
+_new = object.__new__
+_cents, _near, _counterparty, _receiving = slot_setters(
+    Payment, "usd_cents", "near_threshold", "counterparty", "receiving"
+)
+
+
+def _payment(usd_cents: int, near_threshold: bool, counterparty: str, receiving: bool) -> Payment:
+    """Payment(...) without the frozen __init__ (its values come checked from the
+    authorization), as new_counter: one or two per item."""
+    payment: Payment = _new(Payment)
+    _cents(payment, usd_cents)
+    _near(payment, near_threshold)
+    _counterparty(payment, counterparty)
+    _receiving(payment, receiving)
+    return payment

@@ -88,14 +88,16 @@ class KycRules:
         """Each authorization's KYC counter (none in a currency no tier caps), in order."""
         out: list[tuple[Counter, ...]] = []
         for authorization, instrument in zip(authorizations, instruments, strict=True):
-            caps = self._caps_for(authorization.amount.currency, now)
+            caps = self.caps(authorization.amount.currency, now)
             if caps is None:
                 out.append(())
             else:
                 out.append((new_counter("i:" + instrument.fingerprint, caps.currency, 0, 0, True, caps=caps),))
         return out
 
-    def _caps_for(self, currency: str, now: float) -> KycCaps | None:
+    def caps(self, currency: str, now: float) -> KycCaps | None:
+        """The caps of a payment made now in currency (None: no tier caps it), shared by
+        every payment of the same `now` and currency."""
         seen, by_currency = self._caps
         if seen != now:
             by_currency = {}
