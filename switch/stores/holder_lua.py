@@ -167,8 +167,9 @@ local function remember(seen, id, hour)
     end
 end
 
--- One payment joins its party's activity. pay: {USD cents, near the reporting threshold,
--- the other party's id, whether this party receives it}. Returns the activity before it,
+-- One payment joins its party's activity (state.changed names the fields it moved).
+-- pay: {USD cents, near the reporting threshold, the other party's id, whether this
+-- party receives it}. Returns the activity before it,
 -- as little-endian doubles:
 -- for the payer, first (1/0), attempts and declines in an hour, USD cents and
 -- near-threshold payments in 24 h, destinations in 24 h, payments and USD cents in 30
@@ -179,6 +180,7 @@ local function record_payment(state, pay, now)
     if pay[4] then
         local before = recent(state.src, hour)
         remember(state.src, pay[3], hour)
+        state.changed.src = true
         return struct.pack('<d', before)
     end
     local a = state.act
@@ -206,8 +208,10 @@ local function record_payment(state, pay, now)
         a[1] = now
     end
     a[2] = now
+    state.changed.a = true
     if pay[3] ~= '' then
         remember(state.dst, pay[3], hour)
+        state.changed.dst = true
     end
     return answer
 end

@@ -136,8 +136,12 @@ for f = 1, #fields, 7 do
         if set then
             state.currencies[set[1]] = set
         end
-        if pay ~= 0 then
-            state.active = true
+        if pay ~= 0 then  -- a payer reads and writes its activity, a receiver its payers
+            if pay[4] then
+                state.receives = true
+            else
+                state.pays = true
+            end
         end
         counters[#counters + 1] = {state = state, caps = set, pay = pay ~= 0 and pay or nil}
     else
@@ -162,8 +166,11 @@ end
 local function load_holder(state)
     if not state.loaded then
         local names, order = {'tier'}, {}
-        if state.active then
-            names[2], names[3], names[4] = 'a', 'dst', 'src'
+        if state.pays then
+            names[2], names[3] = 'a', 'dst'
+        end
+        if state.receives then
+            names[#names + 1] = 'src'
         end
         local at = #names
         for c, _ in pairs(state.currencies) do
@@ -175,8 +182,11 @@ local function load_holder(state)
             return nil, got.err
         end
         state.tier = got[1] and string.match(got[1], '^[^:]*') or ''
-        if state.active then
-            state.act, state.dst, state.src = unpack_activity(got[2]), parse_seen(got[3]), parse_seen(got[4])
+        if state.pays then
+            state.act, state.dst = unpack_activity(got[2]), parse_seen(got[3])
+        end
+        if state.receives then
+            state.src = parse_seen(got[at])
         end
         for i, c in ipairs(order) do
             local set = state.currencies[c]
@@ -203,18 +213,20 @@ end
 local function flush_holder(state)
     local args = {}
     for c, _ in pairs(state.changed) do
-        if c ~= 'a' then
+        if c ~= 'a' and c ~= 'dst' and c ~= 'src' then
             args[#args + 1] = c
             args[#args + 1] = pack_totals(state.totals[c])
+        end
+    end
+    for name, seen in pairs({dst = state.dst, src = state.src}) do
+        if state.changed[name] then
+            args[#args + 1] = name
+            args[#args + 1] = pack_seen(seen)
         end
     end
     if state.changed.a then
         args[#args + 1] = 'a'
         args[#args + 1] = pack_activity(state.act)
-        args[#args + 1] = 'dst'
-        args[#args + 1] = pack_seen(state.dst)
-        args[#args + 1] = 'src'
-        args[#args + 1] = pack_seen(state.src)
     end
     if #args > 0 then
         redis.call('HSET', state.key, unpack(args))
@@ -363,7 +375,6 @@ while f <= #fields do
                     if counter.pay then
                         -- The activity before this payment, for the risk step; then the payment joins it.
                         replies[#replies + 1] = record_payment(state, counter.pay, now)
-                        state.changed.a = true
                     end
                 else
                     move(state, increments[i])
