@@ -151,17 +151,23 @@ def _scored(item: _Item) -> Scored:
     """What the assessor judges an item on: the activity the claim answered (its payer's, and
     its destination account's when it has one) and the request's facts."""
     authorization = item.authorization
-    payer = item.activity[0]
-    activity = parse_activity(payer, item.activity[1] if len(item.activity) > 1 else None)
-    cents = next(c.payment.usd_cents for c in item.counters if c.payment is not None and not c.payment.receiving)
-    return Scored(activity, cents / 100, authorization.cross_border, item.card is not None)
+    answered = item.activity
+    activity = parse_activity(answered[0], answered[1] if len(answered) > 1 else None)
+    for counter in item.counters:
+        payment = counter.payment
+        if payment is not None and not payment.receiving:
+            return Scored(activity, payment.usd_cents / 100, authorization.cross_border, item.card is not None)
+    raise AssertionError("an item with activity has its payer's payment among its counters")
 
 
 def _merged(decision: str, more: dict[str, object]) -> str:
-    """The journaled decision with more risk findings beside what an earlier step decided."""
-    if not decision:
-        return orjson.dumps(more).decode()
-    return orjson.dumps({**orjson.loads(decision), **more}).decode()
+    """The journaled decision with more risk findings beside what an earlier step decided: the
+    two JSON objects spliced into one, unparsed (screening's keys and the assessment's never
+    meet)."""
+    added = orjson.dumps(more).decode()
+    if not decision or not more:
+        return decision or added
+    return f"{decision[:-1]},{added[1:]}"
 
 
 def _over_cap(tier: str, cap: str, policy: RiskPolicy) -> tuple[_Decline, str]:
@@ -455,7 +461,7 @@ class AuthorizationPipeline:
             if judgement.score is not None and model is not None:
                 decided["model"], decided["score"] = model.version, round(judgement.score, 6)
                 if judgement.features is not None:
-                    decided["features"] = [round(value, 6) for value in judgement.features]
+                    decided["features"] = judgement.features
             if judgement.alerts:
                 decided["alerts"] = list(judgement.alerts)
                 for kind in judgement.alerts:

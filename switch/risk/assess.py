@@ -20,7 +20,7 @@ from switch.risk.aml.rules import AmlRules
 from switch.risk.model.drift import Alarm, DriftMonitor
 from switch.risk.model.features import model_row
 from switch.risk.model.model import FraudModel
-from switch.risk.model.score import Scorer
+from switch.risk.model.score import Scorer, rounded_many
 
 FRAUD_SCORE = "fraud_score"  # the alert of a score between the alert and the decline thresholds
 _NO_ALERTS: tuple[str, ...] = ()
@@ -29,8 +29,8 @@ _NO_ALERTS: tuple[str, ...] = ()
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class Judged:
     """One payment's judgement: its score (None: no model), whether it declines, its alerts,
-    and the features it was scored on (journaled: a payment reported as fraud later becomes
-    a labelled example for training)."""
+    and the features it was scored on, to the journal's precision (journaled: a payment
+    reported as fraud later becomes a labelled example for training)."""
 
     score: float | None
     declines: bool
@@ -72,11 +72,13 @@ class Assessor:
         """Each payment's judgement, in order, and the drift alarms this batch raised."""
         scores: list[float] | None = None
         rows: list[list[float]] = []
+        journaled: list[list[float]] = []
         alarms: list[Alarm] = []
         model, scorer = self.model, self._scorer
         if model is not None and scorer is not None:
             rows = [model_row(p.activity, p.amount_usd, p.cross_border, p.card) for p in payments]
             scores = scorer.score_many(rows)
+            journaled = rounded_many(rows)
             if self.drift is not None:
                 start, step = self._offset, self._sample
                 alarms = self.drift.observe(rows[start::step], scores[start::step])
@@ -93,5 +95,5 @@ class Assessor:
             declines = score >= model.thresholds.decline
             if declines or score >= model.thresholds.alert:
                 alerts = (FRAUD_SCORE, *alerts)
-            judged.append(Judged(score, declines, alerts, rows[index]))
+            judged.append(Judged(score, declines, alerts, journaled[index]))
         return judged, alarms

@@ -5,6 +5,9 @@ is not set, else PureScorer, its plain-Python twin. The two give identical float
 linear term is summed in one order (intercept, then each weight x value in feature
 order, no fused multiply-add), and the sigmoid is one formula on libm's exp that never
 overflows: for z >= 0, 1 / (1 + exp(-z)); below, exp(z) / (1 + exp(z)).
+
+rounded_many rounds feature rows to the journal's precision, JOURNAL_PLACES decimals,
+compiled or in its twin, pure_rounded_many: the same floats either way.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import Protocol
 
 from switch import native
 from switch.risk.model.model import FraudModel
+
+JOURNAL_PLACES = 6  # decimals of a journaled feature: what the decision keeps of it
+_SCALE = 10.0**JOURNAL_PLACES  # the compiled twin's 1e6
 
 
 class BatchScorer(Protocol):
@@ -50,5 +56,14 @@ class PureScorer:
         return scores
 
 
+def pure_rounded_many(rows: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Each row's values rounded to JOURNAL_PLACES decimals, half to even on v * 1e6; a
+    product that is not finite is divided back as it is."""
+    return [[(round(v) if math.isfinite(v) else v) / _SCALE for v in [x * _SCALE for x in row]] for row in rows]
+
+
 _compiled = native.load("switch.risk.model._score")
 Scorer: Callable[[FraudModel], BatchScorer] = PureScorer if _compiled is None else _compiled.Scorer
+rounded_many: Callable[[Sequence[Sequence[float]]], list[list[float]]] = (
+    pure_rounded_many if _compiled is None else _compiled.rounded_many
+)

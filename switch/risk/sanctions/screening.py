@@ -77,12 +77,13 @@ class _Snapshot:
     """A list, its index and the verdicts reached on it: replaced together, never changed apart
     from the cache growing."""
 
-    __slots__ = ("cache", "index", "sanctions")
+    __slots__ = ("cache", "index", "passed", "sanctions")
 
     def __init__(self, sanctions: SanctionsList, index: Index) -> None:
         self.sanctions = sanctions
         self.index = index
         self.cache: dict[str, Match | None] = {}
+        self.passed = Verdict(Outcome.PASS, "", sanctions.version)  # most items' verdict, made once
 
 
 class Screening:
@@ -200,7 +201,7 @@ class Screening:
             if match is not None and (best is None or match.score > best.score):
                 best = match
         if best is None or best.score < self.policy.review:
-            return Verdict(Outcome.PASS, "", version)
+            return snapshot.passed
         outcome = Outcome.HIT if best.score >= self.policy.hit else Outcome.REVIEW
         return Verdict(outcome, f"sanctions {best.uid} scored {best.score:.2f}", version)
 
