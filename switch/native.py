@@ -23,6 +23,7 @@ COMPILED = (
     "switch.money._fees_core",
     "switch.stores.audit._merkle",
     "switch.risk.model._score",
+    "switch.risk._assess",
 )
 
 

@@ -53,7 +53,6 @@ from switch.domain.models import (
 from switch.domain.response_codes import ResponseCode
 from switch.flow import idempotency
 from switch.money.fees import FeeEngine, FeeQuote, QuoteRequest
-from switch.risk.activity import parse_activity
 from switch.risk.assess import Scored
 from switch.risk.policy import CurrentPolicy, RiskPolicy
 from switch.risk.sanctions.screening import Outcome as Screened
@@ -152,11 +151,12 @@ def _scored(item: _Item) -> Scored:
     its destination account's when it has one) and the request's facts."""
     authorization = item.authorization
     answered = item.activity
-    activity = parse_activity(answered[0], answered[1] if len(answered) > 1 else None)
+    destination = answered[1] if len(answered) > 1 else None
     for counter in item.counters:
         payment = counter.payment
         if payment is not None and not payment.receiving:
-            return Scored(activity, payment.usd_cents / 100, authorization.cross_border, item.card is not None)
+            usd = payment.usd_cents / 100
+            return Scored(answered[0], destination, usd, authorization.cross_border, item.card is not None)
     raise AssertionError("an item with activity has its payer's payment among its counters")
 
 
@@ -430,8 +430,12 @@ class AuthorizationPipeline:
             return
         countries = [self._router.card_country(i.card.pan[:6] if i.card is not None else None) for i in claimed]
         verdicts = await screening.screen([item.authorization for item in claimed], countries)
+        decisions: dict[int, str] = {}  # by verdict: most items share the list's one pass
         for item, verdict in zip(claimed, verdicts, strict=True):
-            item.decision = verdict.decision
+            decision = decisions.get(id(verdict))
+            if decision is None:
+                decision = decisions[id(verdict)] = verdict.decision
+            item.decision = decision
             if verdict.outcome is Screened.HIT:
                 code = ResponseCode.VIOLATION_OF_LAW
                 item.stage, item.decline = _REFUSED, _Decline(code, f"{code.message} ({verdict.reason})")

@@ -12,15 +12,17 @@ DRIFT_SAMPLE payments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from switch.risk.activity import Activity
+from switch import native
+from switch.risk.activity import Activity, parse_activity
 from switch.risk.aml.rules import AmlRules
 from switch.risk.model.drift import Alarm, DriftMonitor
 from switch.risk.model.features import model_row
 from switch.risk.model.model import FraudModel
-from switch.risk.model.score import Scorer, rounded_many
+from switch.risk.model.score import PureScorer, pure_rounded_many
 
 FRAUD_SCORE = "fraud_score"  # the alert of a score between the alert and the decline thresholds
 _NO_ALERTS: tuple[str, ...] = ()
@@ -40,13 +42,54 @@ class Judged:
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
 class Scored:
-    """What a payment is judged on: its parties' activity before it, and the request's facts."""
+    """What a payment is judged on: its parties' activity before it, as the claim answered it
+    (the payer's, and its destination account's or None), and the request's facts."""
 
-    activity: Activity
+    payer: bytes
+    destination: bytes | None
     amount_usd: float
     cross_border: bool
     card: bool
 
+    @property
+    def activity(self) -> Activity:
+        return parse_activity(self.payer, self.destination)
+
+
+class Kernel(Protocol):
+    def judge_many(self, payments: Sequence[Scored]) -> tuple[list[list[float]], list[float], list[int]]: ...
+
+
+class PureKernel:
+    """The risk step's arithmetic for a batch: each payment's model row, to the journal's
+    precision, its score and its AML mask (empty lists for what it does not judge). The
+    compiled twin (switch.risk._assess.Kernel) reads the answers' bytes directly."""
+
+    def __init__(self, model: FraudModel | None, aml: AmlRules | None) -> None:
+        self._scorer = PureScorer(model) if model is not None else None
+        self._aml = aml
+
+    def judge_many(self, payments: Sequence[Scored]) -> tuple[list[list[float]], list[float], list[int]]:
+        activities = [payment.activity for payment in payments]
+        rows: list[list[float]] = []
+        scores: list[float] = []
+        if self._scorer is not None:
+            rows = [
+                model_row(activity, payment.amount_usd, payment.cross_border, payment.card)
+                for activity, payment in zip(activities, payments, strict=True)
+            ]
+            scores = self._scorer.score_many(rows)
+            rows = pure_rounded_many(rows)
+        masks: list[int] = []
+        if self._aml is not None:
+            masks = self._aml.masks([(a, p.amount_usd) for a, p in zip(activities, payments, strict=True)])
+        return rows, scores, masks
+
+
+_compiled = native.load("switch.risk._assess")
+make_kernel: Callable[[FraudModel | None, AmlRules | None], Kernel] = (
+    PureKernel if _compiled is None else _compiled.Kernel
+)
 
 # The drift monitor sees one scored payment in this many: PSI and the change detectors
 # read a sample as well as the whole, at a fraction of the cost per payment.
@@ -64,36 +107,28 @@ class Assessor:
         self.model = model
         self.aml = aml
         self.drift = drift
-        self._scorer = Scorer(model) if model is not None else None
+        self._kernel = make_kernel(model, aml)
         self._sample = drift_sample
         self._offset = 0  # where the next batch's sample starts, so every position gets its turn
 
     def judge(self, payments: Sequence[Scored]) -> tuple[list[Judged], list[Alarm]]:
         """Each payment's judgement, in order, and the drift alarms this batch raised."""
-        scores: list[float] | None = None
-        rows: list[list[float]] = []
-        journaled: list[list[float]] = []
+        rows, scores, masks = self._kernel.judge_many(payments)
         alarms: list[Alarm] = []
-        model, scorer = self.model, self._scorer
-        if model is not None and scorer is not None:
-            rows = [model_row(p.activity, p.amount_usd, p.cross_border, p.card) for p in payments]
-            scores = scorer.score_many(rows)
-            journaled = rounded_many(rows)
-            if self.drift is not None:
-                start, step = self._offset, self._sample
-                alarms = self.drift.observe(rows[start::step], scores[start::step])
-                self._offset = (start - len(rows)) % step
-        aml = self.aml.evaluate([(p.activity, p.amount_usd) for p in payments]) if self.aml is not None else None
+        model, aml = self.model, self.aml
+        if model is not None and self.drift is not None:
+            start, step = self._offset, self._sample
+            alarms = self.drift.observe(rows[start::step], scores[start::step])
+            self._offset = (start - len(rows)) % step
         judged = []
         for index in range(len(payments)):
-            alerts = aml[index] if aml is not None else _NO_ALERTS
-            if scores is None:
+            alerts = aml.alerts(masks[index]) if aml is not None else _NO_ALERTS
+            if model is None:
                 judged.append(Judged(None, False, alerts))
                 continue
             score = scores[index]
-            assert model is not None
             declines = score >= model.thresholds.decline
             if declines or score >= model.thresholds.alert:
                 alerts = (FRAUD_SCORE, *alerts)
-            judged.append(Judged(score, declines, alerts, journaled[index]))
+            judged.append(Judged(score, declines, alerts, rows[index]))
         return judged, alarms

@@ -127,18 +127,42 @@ class AmlRules:
     def evaluate(self, items: Sequence[tuple[Activity, float]]) -> list[tuple[str, ...]]:
         """For each (Activity before a payment, its amount in USD), the alert kinds it raises,
         in ALERTS order; () when none."""
+        return [_COMBINATIONS[mask] for mask in self.masks(items)]
+
+    @staticmethod
+    def alerts(mask: int) -> tuple[str, ...]:
+        """The alert kinds of a mask (bit i: ALERTS[i]), in ALERTS order."""
+        return _COMBINATIONS[mask]
+
+    @property
+    def numbers(self) -> tuple[int, float, float, float, float, float, float, float, float, float, float]:
+        """What the rules compare, as the compiled twin of masks (switch.risk._assess) reads it:
+        the enabled rules (bit i: RULES[i]), the near-threshold band's low and high ends, the
+        near-threshold payments, destinations and sources that alert, the spike's ratio,
+        history and least amount, the dormant idle seconds and least amount."""
         policy = self.policy
-        enabled = policy.enabled
-        structuring, fan_out, fan_in = "structuring" in enabled, "fan_out" in enabled, "fan_in" in enabled
-        spike, dormant = "spike" in enabled, "dormant" in enabled
-        near_low, near_high = self._near_low, self._near_high
-        near_before = policy.structuring_count - 1
-        destinations_before = policy.fan_out_destinations - 1
-        sources = policy.fan_in_sources
-        spike_ratio, spike_history, spike_usd = policy.spike_ratio, policy.spike_min_history, policy.spike_min_usd
-        idle, dormant_usd = policy.dormant_days * DAY, policy.dormant_min_usd
-        combinations = _COMBINATIONS
-        out: list[tuple[str, ...]] = []
+        enabled = sum(1 << bit for bit, rule in enumerate(RULES) if rule in policy.enabled)
+        return (
+            enabled,
+            self._near_low,
+            self._near_high,
+            float(policy.structuring_count - 1),
+            float(policy.fan_out_destinations - 1),
+            float(policy.fan_in_sources),
+            policy.spike_ratio,
+            float(policy.spike_min_history),
+            policy.spike_min_usd,
+            policy.dormant_days * DAY,
+            policy.dormant_min_usd,
+        )
+
+    def masks(self, items: Sequence[tuple[Activity, float]]) -> list[int]:
+        """For each (Activity before a payment, its amount in USD), the alerts it raises as a
+        mask, bit i for ALERTS[i]."""
+        enabled, near_low, near_high, near_before, destinations_before, sources, *rest = self.numbers
+        spike_ratio, spike_history, spike_usd, idle, dormant_usd = rest
+        structuring, fan_out, fan_in, spike, dormant = (bool(enabled >> bit & 1) for bit in range(len(RULES)))
+        out: list[int] = []
         append = out.append
         for activity, amount in items:
             mask = 0
@@ -157,5 +181,5 @@ class AmlRules:
                 mask |= 8
             if dormant and amount >= dormant_usd and not activity.first and activity.idle_seconds >= idle:
                 mask |= 16
-            append(combinations[mask])
+            append(mask)
         return out

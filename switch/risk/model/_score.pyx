@@ -16,7 +16,7 @@ cdef extern from *:
     #endif
     """
 
-from libc.math cimport exp, rint
+from libc.math cimport exp
 
 
 cdef double sigmoid_c(double z) noexcept nogil:
@@ -62,21 +62,3 @@ cdef class Scorer:
             scores[i] = sigmoid_c(z)
         return scores
 
-
-def rounded_many(rows):
-    """Each row's values rounded to JOURNAL_PLACES (6) decimals: rint(v * 1e6) / 1e6, the
-    pure twin's round(v * 1e6) / 1e6 (both round half to even; a non-finite product is
-    divided back as it is)."""
-    cdef Py_ssize_t i, j, n = len(rows), m
-    cdef double v
-    cdef list out = [None] * n, row, done
-    for i in range(n):
-        row = list(rows[i])
-        m = len(row)
-        done = [None] * m
-        for j in range(m):
-            v = <double>row[j] * 1e6
-            # + 0.0: a -0.0 from rint becomes 0.0, as the twin's int does
-            done[j] = ((rint(v) + 0.0) if v - v == 0.0 else v) / 1e6
-        out[i] = done
-    return out

@@ -6,8 +6,8 @@ linear term is summed in one order (intercept, then each weight x value in featu
 order, no fused multiply-add), and the sigmoid is one formula on libm's exp that never
 overflows: for z >= 0, 1 / (1 + exp(-z)); below, exp(z) / (1 + exp(z)).
 
-rounded_many rounds feature rows to the journal's precision, JOURNAL_PLACES decimals,
-compiled or in its twin, pure_rounded_many: the same floats either way.
+pure_rounded_many rounds feature rows to the journal's precision, JOURNAL_PLACES
+decimals; switch.risk._assess rounds the same way, compiled.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from switch import native
 from switch.risk.model.model import FraudModel
 
 JOURNAL_PLACES = 6  # decimals of a journaled feature: what the decision keeps of it
-_SCALE = 10.0**JOURNAL_PLACES  # the compiled twin's 1e6
+_SCALE = 10.0**JOURNAL_PLACES  # switch.risk._assess's 1e6
 
 
 class BatchScorer(Protocol):
@@ -64,6 +64,3 @@ def pure_rounded_many(rows: Sequence[Sequence[float]]) -> list[list[float]]:
 
 _compiled = native.load("switch.risk.model._score")
 Scorer: Callable[[FraudModel], BatchScorer] = PureScorer if _compiled is None else _compiled.Scorer
-rounded_many: Callable[[Sequence[Sequence[float]]], list[list[float]]] = (
-    pure_rounded_many if _compiled is None else _compiled.rounded_many
-)
