@@ -356,7 +356,8 @@ def risk_policy(bundle: PolicyBundle, fees: FeeEngine) -> RiskPolicy:
     assessor = None
     if scoring is not None or aml is not None:
         drift = DriftMonitor(scoring.model, scoring.drift_window) if scoring is not None else None
-        assessor = Assessor(scoring.model if scoring is not None else None, aml, drift)
+        model, challenger = (scoring.model, scoring.challenger) if scoring is not None else (None, None)
+        assessor = Assessor(model, aml, drift, challenger=challenger)
     tiers = frozenset(bundle.kyc.tiers) if bundle.kyc is not None else frozenset()
     return RiskPolicy(bundle.version, holders if holders.active else None, assessor, tiers)
 

@@ -5,7 +5,7 @@ that a running switch reads again on SIGHUP (`switch policy reload`).
     file = "policy.toml"    # holds [kyc], [aml] and [fraud_model], as in the main file
 
 With [policy], those three tables come from the bundle and may not also be in the main
-file. The bundle's version is the SHA-256 of its bytes and of its model's version (the
+file. The bundle's version is the SHA-256 of its bytes and of its models' versions (the
 model file is named by path: a new model under the same name is a new bundle); every
 decision the risk step journals names it. A bundle is checked whole before it is used:
 one that does not parse, or whose model does not load, refuses the start or, on a
@@ -75,5 +75,7 @@ def from_tables(raw: Mapping[str, Any], data: bytes | None = None) -> PolicyBund
     if data is not None:
         digest = hashlib.sha256(data)
         digest.update(b"\0" + (scoring.model.version if scoring is not None else "").encode())
+        if scoring is not None and scoring.challenger is not None:
+            digest.update(b"\0" + scoring.challenger.version.encode())
         version = digest.hexdigest()[:16]
     return PolicyBundle(version, kyc, aml, scoring)

@@ -459,13 +459,17 @@ class AuthorizationPipeline:
         for alarm in alarms:
             self._metrics.drift_alarms.inc((("signal", alarm.signal), ("direction", alarm.direction)))
             log.warning("risk drift: %s went %s", alarm.signal, alarm.direction)
-        model = assessor.model
+        for (live, challenger), count in assessor.compared(judged).items():
+            self._metrics.challenger.inc((("live", live), ("challenger", challenger)), count)
+        model, challenger_model = assessor.model, assessor.challenger
         for item, judgement in zip(judged_items, judged, strict=True):
             decided: dict[str, object] = {}
             if judgement.score is not None and model is not None:
                 decided["model"], decided["score"] = model.version, round(judgement.score, 6)
                 if judgement.features is not None:
                     decided["features"] = judgement.features
+                if judgement.challenger is not None and challenger_model is not None:
+                    decided["challenger"] = {"model": challenger_model.version, "score": round(judgement.challenger, 6)}
             if judgement.alerts:
                 decided["alerts"] = list(judgement.alerts)
                 for kind in judgement.alerts:

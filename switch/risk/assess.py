@@ -38,6 +38,7 @@ class Judged:
     declines: bool
     alerts: tuple[str, ...]
     features: list[float] | None = None
+    challenger: float | None = None  # the challenger's score, in shadow: it decides nothing
 
 
 @dataclass(slots=True)  # built per authorization, so not frozen: see switch.domain.models
@@ -91,6 +92,16 @@ make_kernel: Callable[[FraudModel | None, AmlRules | None], Kernel] = (
     PureKernel if _compiled is None else _compiled.Kernel
 )
 
+PASS, ALERT, DECLINE = "pass", "alert", "decline"  # what a score does at a model's thresholds
+
+
+def outcome(score: float, model: FraudModel) -> str:
+    """What score does at model's thresholds: DECLINE, ALERT or PASS."""
+    if score >= model.thresholds.decline:
+        return DECLINE
+    return ALERT if score >= model.thresholds.alert else PASS
+
+
 # The drift monitor sees one scored payment in this many: PSI and the change detectors
 # read a sample as well as the whole, at a fraction of the cost per payment.
 DRIFT_SAMPLE = 8
@@ -103,17 +114,23 @@ class Assessor:
         aml: AmlRules | None,
         drift: DriftMonitor | None = None,
         drift_sample: int = DRIFT_SAMPLE,
+        challenger: FraudModel | None = None,
     ) -> None:
+        """challenger: a second model, scored in shadow beside model (which it needs) on the
+        same features; its scores are compared with the live ones, never acted on."""
         self.model = model
         self.aml = aml
         self.drift = drift
+        self.challenger = challenger if model is not None else None
         self._kernel = make_kernel(model, aml)
+        self._shadow = make_kernel(self.challenger, None) if self.challenger is not None else None
         self._sample = drift_sample
         self._offset = 0  # where the next batch's sample starts, so every position gets its turn
 
     def judge(self, payments: Sequence[Scored]) -> tuple[list[Judged], list[Alarm]]:
         """Each payment's judgement, in order, and the drift alarms this batch raised."""
         rows, scores, masks = self._kernel.judge_many(payments)
+        shadow = self._shadow.judge_many(payments)[1] if self._shadow is not None else None
         alarms: list[Alarm] = []
         model, aml = self.model, self.aml
         if model is not None and self.drift is not None:
@@ -130,5 +147,18 @@ class Assessor:
             declines = score >= model.thresholds.decline
             if declines or score >= model.thresholds.alert:
                 alerts = (FRAUD_SCORE, *alerts)
-            judged.append(Judged(score, declines, alerts, rows[index]))
+            judged.append(Judged(score, declines, alerts, rows[index], shadow[index] if shadow is not None else None))
         return judged, alarms
+
+    def compared(self, judged: Sequence[Judged]) -> dict[tuple[str, str], int]:
+        """How many payments each pair of outcomes (the live model's, the challenger's) took:
+        the two models' decisions side by side. Empty without a challenger."""
+        model, challenger = self.model, self.challenger
+        pairs: dict[tuple[str, str], int] = {}
+        if model is None or challenger is None:
+            return pairs
+        for judgement in judged:
+            if judgement.score is not None and judgement.challenger is not None:
+                pair = (outcome(judgement.score, model), outcome(judgement.challenger, challenger))
+                pairs[pair] = pairs.get(pair, 0) + 1
+        return pairs

@@ -123,6 +123,11 @@ class SwitchMetrics:
             "switch_risk_drift_alarms",
             "Changes the fraud model's drift detectors found, by signal (score_mean, decline_rate) and direction",
         )
+        self.challenger = Counter(
+            "switch_risk_challenger",
+            "Payments scored by the live fraud model and its challenger in shadow, by what each model's "
+            "score does at its own thresholds: live and challenger, each pass, alert or decline",
+        )
         self.policy_reloads = Counter(
             "switch_policy_reloads",
             "Risk policy bundle reloads (SIGHUP) by outcome: swapped, unchanged, refused (the old one kept)",
@@ -144,6 +149,7 @@ class SwitchMetrics:
             self.risk_alerts,
             self.kyc_declines,
             self.drift_alarms,
+            self.challenger,
             self.policy_reloads,
             self.sanctions_refreshes,
         ]

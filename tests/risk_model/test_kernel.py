@@ -121,3 +121,35 @@ def test_the_compiled_kernel_refuses_a_short_answer() -> None:
         kernel.judge_many([Scored(b"\0" * 8, None, 1.0, False, False)])
     with pytest.raises(ValueError, match="8 bytes, not 16"):
         kernel.judge_many([Scored(b"\0" * 80, b"\0" * 16, 1.0, False, False)])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(payments(), min_size=1, max_size=20), models())
+def test_a_challenger_changes_no_judgement_and_is_compared(batch: list[Scored], challenger: FraudModel) -> None:
+    live = fraud_model.load()
+    alone = assess.Assessor(live, AmlRules(AmlPolicy())).judge(batch)[0]
+    shadowed = assess.Assessor(live, AmlRules(AmlPolicy()), challenger=challenger)
+    judged = shadowed.judge(batch)[0]
+    assert [(j.score, j.declines, j.alerts, j.features) for j in judged] == [
+        (j.score, j.declines, j.alerts, j.features) for j in alone
+    ]
+    shadow_scores = make_scores(challenger, batch)
+    assert [j.challenger for j in judged] == shadow_scores
+    expected: dict[tuple[str, str], int] = {}
+    for j, s in zip(judged, shadow_scores, strict=True):
+        assert j.score is not None
+        pair = (assess.outcome(j.score, live), assess.outcome(s, challenger))
+        expected[pair] = expected.get(pair, 0) + 1
+    assert shadowed.compared(judged) == expected
+    assert assess.Assessor(live, None).compared(alone) == {}
+
+
+def make_scores(model: FraudModel, batch: list[Scored]) -> list[float]:
+    return PureScorer(model).score_many([model_row(p.activity, p.amount_usd, p.cross_border, p.card) for p in batch])
+
+
+def test_outcomes_at_the_thresholds() -> None:
+    model = FraudModel("t", FEATURES, (0.0,) * len(FEATURES), 0.0, Thresholds(0.5, 0.1), {})
+    assert [assess.outcome(s, model) for s in (0.0, 0.0999, 0.1, 0.4999, 0.5, 1.0)] == [
+        "pass", "pass", "alert", "alert", "decline", "decline"
+    ]  # fmt: skip
