@@ -98,6 +98,9 @@ async def serve(port: int, tls_dir: Path | None = None) -> None:
         async def ReportFraud(self, request: Any, context: Any) -> Any:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
 
+        async def PromoteModel(self, request: Any, context: Any) -> Any:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "echo: not benchmarked")
+
     # The same server options as switch.server.build, so only the service logic differs.
     server = grpc.aio.server(
         options=[

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -28,6 +28,7 @@ from switch.api import decoding
 from switch.api.servicer import SwitchServicer, TokensServicer
 from switch.cards.tokenizer import KeyRing, Tokenizer
 from switch.config import ConfigError, RouteSettings, Settings
+from switch.config.fraud_model import FraudModelSettings
 from switch.config.keys import (
     FINGERPRINT_KEY_FILE,
     TOKEN_KEY_FILE,
@@ -49,6 +50,7 @@ from switch.flow.kyc import HolderTiers
 from switch.flow.pending_operations import PendingOperationWorker, lease_seconds
 from switch.flow.periodic import Every
 from switch.flow.pipeline import AuthorizationPipeline
+from switch.flow.promotion import Promotions
 from switch.flow.returns import Returns
 from switch.flow.reversals import ReversalWorker
 from switch.flow.transactions import TransactionService
@@ -58,6 +60,7 @@ from switch.risk.assess import Assessor
 from switch.risk.holders import HolderCounters
 from switch.risk.kyc import KycRules
 from switch.risk.model.drift import DriftMonitor
+from switch.risk.model.model import FraudModel
 from switch.risk.policy import CurrentPolicy, RiskPolicy
 from switch.risk.sanctions.lists import ListError
 from switch.risk.sanctions.refresh import ListRefresh
@@ -113,7 +116,8 @@ class RunningSwitch:
     checkpointing: Every | None = None  # ... every security.audit_checkpoint_seconds
     sanctions_refresh: Every | None = None  # reads the sanctions lists again every sanctions.refresh_seconds
     screening: Screening | None = None  # its index's process goes with the switch
-    reload_policy: Callable[[], bool] | None = None  # on SIGHUP: [policy]'s bundle read again
+    # On SIGHUP: [policy]'s bundle and its latest promotion read again (False: refused).
+    reload_policy: Callable[[], Awaitable[bool]] | None = None
 
     async def stop(self, grace_seconds: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -154,7 +158,13 @@ class RunningSwitch:
                 log.exception("could not sign the audit chains' last checkpoint")
 
 
-async def build(settings: Settings) -> RunningSwitch:
+def _alone() -> None:
+    """A switch of one process has no other worker to tell of a promotion."""
+
+
+# spread: makes every other worker of this switch read its policy again (PromoteModel);
+# `switch serve --workers N` signals its supervisor, which relays SIGHUP to them all.
+async def build(settings: Settings, spread: Callable[[], None] = _alone) -> RunningSwitch:
     # What the configuration alone can refuse (keys, adapters and their options) is
     # checked before anything starts or connects. The keys are reached here, in the
     # worker, after the fork: a PKCS#11 token is initialised and logged in to now.
@@ -174,7 +184,7 @@ async def build(settings: Settings) -> RunningSwitch:
     timeout = settings.adapters.timeout_ms / 1000.0
     operation_lease = lease_seconds(timeout)  # how long a capture, void or refund's sender holds it
     screening, sanctions_refresh = await _screening(settings, metrics)
-    current_policy = _current_policy(settings, fees, metrics)
+    current_policy, reload_policy = await _current_policy(settings, fees, metrics, journal)
     pipeline = AuthorizationPipeline(
         tokenizer=tokenizer,
         state=state,
@@ -217,6 +227,7 @@ async def build(settings: Settings) -> RunningSwitch:
         journal=journal,
         state=state,
         policy=current_policy,
+        promotions=Promotions(journal, lambda: current_policy.policy, reload_policy, spread),
     )
     checkpoints, checkpointing = _checkpoints(settings, journal, keys, ring, trail)
     decoding.register(switch_pb2_grpc.add_SwitchServicer_to_server, switch_servicer, server)
@@ -273,7 +284,7 @@ async def build(settings: Settings) -> RunningSwitch:
         checkpointing,
         sanctions_refresh,
         screening,
-        _policy_reload(settings, fees, current_policy, metrics),
+        reload_policy,
     )
 
 
@@ -320,6 +331,7 @@ def _servicers(
     journal: Journal,
     state: StateStore,
     policy: CurrentPolicy,
+    promotions: Promotions,
 ) -> tuple[SwitchServicer, TokensServicer]:
     security = settings.security
     # One guard for both ways to a token: Tokenize and a card Authorize.
@@ -335,16 +347,18 @@ def _servicers(
             guard,
             alerts=journal.list_alerts,
             holder_tiers=HolderTiers(tokenizer, journal, state, lambda: policy.policy.tiers),
+            promotions=promotions,
             travel_rule=TravelRule(_in_usd(fees)),
         ),
         TokensServicer(tokenizer, access, guard, rate, detokenize_rate),
     )
 
 
-def risk_policy(bundle: PolicyBundle, fees: FeeEngine) -> RiskPolicy:
+def risk_policy(bundle: PolicyBundle, fees: FeeEngine, live_model: str | None = None) -> RiskPolicy:
     """What a policy bundle becomes in a worker: KYC caps ([kyc]) and, for the AML rules
     ([aml]) and the fraud model ([fraud_model]), each payment's parties' activity; the
-    fraud score (with its drift monitor) and the AML rules over it."""
+    fraud score (with its drift monitor) and the AML rules over it. live_model: the version
+    a promotion made live (PromoteModel); the challenger's swaps the two models' roles."""
     aml = AmlRules(bundle.aml) if bundle.aml is not None else None
     scoring = bundle.fraud_model
     holders = HolderCounters(
@@ -355,18 +369,32 @@ def risk_policy(bundle: PolicyBundle, fees: FeeEngine) -> RiskPolicy:
     )
     assessor = None
     if scoring is not None or aml is not None:
-        drift = DriftMonitor(scoring.model, scoring.drift_window) if scoring is not None else None
-        model, challenger = (scoring.model, scoring.challenger) if scoring is not None else (None, None)
+        model, challenger = _live_and_shadow(scoring, live_model) if scoring is not None else (None, None)
+        drift = DriftMonitor(model, scoring.drift_window) if scoring is not None and model is not None else None
         assessor = Assessor(model, aml, drift, challenger=challenger)
     tiers = frozenset(bundle.kyc.tiers) if bundle.kyc is not None else frozenset()
     return RiskPolicy(bundle.version, holders if holders.active else None, assessor, tiers)
 
 
-def _current_policy(settings: Settings, fees: FeeEngine, metrics: SwitchMetrics) -> CurrentPolicy:
-    """The risk policy the switch starts with, its version and its drift watched."""
-    current = CurrentPolicy(risk_policy(settings.policy, fees))
+def _live_and_shadow(scoring: FraudModelSettings, live_model: str | None) -> tuple[FraudModel, FraudModel | None]:
+    """(the model that decides, the one in shadow): the bundle's, or swapped once its
+    challenger was promoted. Each keeps the thresholds of its own table."""
+    challenger = scoring.challenger
+    if challenger is not None and live_model == challenger.version:
+        return challenger, scoring.model
+    return scoring.model, challenger
+
+
+async def _current_policy(
+    settings: Settings, fees: FeeEngine, metrics: SwitchMetrics, journal: Journal
+) -> tuple[CurrentPolicy, Callable[[], Awaitable[bool]]]:
+    """The risk policy the switch starts with (its bundle's latest promotion applied: a
+    restart keeps it), its version and its drift watched; and what reads it again."""
+    bundle = settings.policy
+    live = await journal.promoted_model(bundle.version) if bundle.version else None
+    current = CurrentPolicy(risk_policy(bundle, fees, live))
     _watch_policy(metrics, current)
-    return current
+    return current, _policy_reload(settings, fees, current, metrics, journal)
 
 
 def _watch_policy(metrics: SwitchMetrics, current: CurrentPolicy) -> None:
@@ -391,31 +419,54 @@ def _watch_policy(metrics: SwitchMetrics, current: CurrentPolicy) -> None:
 
 
 def _policy_reload(
-    settings: Settings, fees: FeeEngine, current: CurrentPolicy, metrics: SwitchMetrics
-) -> Callable[[], bool]:
-    """Reads [policy]'s bundle again and swaps it in if it changed (SIGHUP); a bundle that
-    does not load is refused, counted and logged, and the one in force goes on serving."""
+    settings: Settings, fees: FeeEngine, current: CurrentPolicy, metrics: SwitchMetrics, journal: Journal
+) -> Callable[[], Awaitable[bool]]:
+    """Reads [policy]'s bundle and its latest promotion (journaled by PromoteModel in any
+    worker) again, and swaps the policy in if either changed (SIGHUP); a bundle that does
+    not load, or a journal that does not answer, is refused, counted and logged, and the
+    policy in force goes on serving."""
+    # One at a time: a reload that read the journal before a promotion must not swap
+    # its policy in after one that read it since.
+    serial = asyncio.Lock()
 
-    def reload() -> bool:
+    async def reload() -> bool:
         if not settings.policy_file:
             log.info("policy reload: no [policy] file to read again")
             return True
-        try:
-            bundle = load_policy(Path(settings.policy_file))
-        except ConfigError as exc:
-            metrics.policy_reloads.inc((("outcome", "refused"),))
-            log.error("policy reload refused, %s still in force: %s", current.policy.version, exc)
-            return False
-        if bundle.version == current.policy.version:
-            metrics.policy_reloads.inc((("outcome", "unchanged"),))
-            return True
-        previous = current.policy.version
-        current.swap(risk_policy(bundle, fees))
-        metrics.policy_reloads.inc((("outcome", "swapped"),))
-        log.warning("policy %s in force (was %s)", bundle.version, previous)
-        return True
+        async with serial:
+            return await _reload_once(Path(settings.policy_file), fees, current, metrics, journal)
 
     return reload
+
+
+async def _reload_once(
+    path: Path, fees: FeeEngine, current: CurrentPolicy, metrics: SwitchMetrics, journal: Journal
+) -> bool:
+    in_force = current.policy
+    refusals: tuple[type[Exception], ...] = (ConfigError, *store_errors())
+    try:
+        bundle = load_policy(path)
+        promoted = await journal.promoted_model(bundle.version)
+    except refusals as exc:
+        metrics.policy_reloads.inc((("outcome", "refused"),))
+        log.error("policy reload refused, %s still in force: %s", in_force.version, exc)
+        return False
+    scoring = bundle.fraud_model
+    live = _live_and_shadow(scoring, promoted)[0].version if scoring is not None else ""
+    if (bundle.version, live) == (in_force.version, in_force.live_model):
+        metrics.policy_reloads.inc((("outcome", "unchanged"),))
+        return True
+    policy = risk_policy(bundle, fees, promoted)
+    current.swap(policy)
+    metrics.policy_reloads.inc((("outcome", "swapped"),))
+    log.warning(
+        "policy %s in force, live model %s (was %s, %s)",
+        policy.version,
+        policy.live_model or "none",
+        in_force.version,
+        in_force.live_model or "none",
+    )
+    return True
 
 
 def _in_usd(fees: FeeEngine) -> Callable[[Money], int | None]:

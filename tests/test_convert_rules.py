@@ -219,6 +219,14 @@ REPORTED: list[tuple[str, Callable[[], Any], Callable[[Any], object], rules.Grou
         "",
     ),
     (
+        "promote",
+        lambda: pb.PromoteModelRequest(policy_version="a66b863188b0a4c7", model_version="e3db7dd2bb9fca02", reason="r"),
+        convert.model_promotion,
+        rules.MODEL_PROMOTION,
+        lambda request: request,
+        "",
+    ),
+    (
         "tokenize",
         lambda: pb.TokenizeRequest(card=pb.Card(pan=VISA, expiry_month=1, expiry_year=2030, holder_name="A B")),
         convert.card_to_tokenize,

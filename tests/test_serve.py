@@ -215,3 +215,75 @@ def test_configuration_loads_without_importing_grpc(tmp_path: Path) -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_a_promotion_reaches_every_worker(serve: object, tmp_path: Path) -> None:
+    """PromoteModel in one worker: it journals and reloads, and its SIGHUP to the supervisor
+    (relayed to every worker) makes the others read the promotion from the journal."""
+    from switch.config.policy import load_policy
+    from tests.e2e.test_challenger import a_challenger, bundle
+
+    challenger = a_challenger(tmp_path, 12.0)  # declines every payment
+    policy = tmp_path / "policy.toml"
+    policy.write_text(bundle(None, challenger))
+    metrics = free_port()  # worker i serves its metrics on metrics + i
+    toml = (
+        f'[server]\nmetrics_port = {metrics}\n[policy]\nfile = "{policy}"\n'
+        '[[security.callers]]\nidentity = "*"\nroles = ["authorize", "admin"]\nmerchants = ["*"]\n'
+    )
+    process, port, settings = serve("production", "--workers", "2", toml=toml)  # type: ignore[operator]
+    try:
+        assert wait_until(lambda: len(children_of(process.pid)) == 2)
+        assert wait_until(lambda: all(_scrape(metrics + i) for i in range(2)))
+        loaded = load_policy(policy)
+        assert loaded.fraud_model is not None and loaded.fraud_model.challenger is not None
+        model = loaded.fraud_model.challenger.version
+        promote = pb.PromoteModelRequest(policy_version=loaded.version, model_version=model, reason="every worker")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = switch_pb2_grpc.SwitchStub(channel).PromoteModel(promote, timeout=10)
+        assert answer.live_model == model
+        swapped = 'switch_policy_reloads_total{outcome="swapped"} 1'
+        assert wait_until(lambda: all(swapped in _scrape(metrics + i) for i in range(2)))
+        for i in range(4):  # a channel each: SO_REUSEPORT spreads connections, not calls
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                declined = switch_pb2_grpc.SwitchStub(channel).Authorize(request(f"p-{i}"), timeout=10)
+            assert declined.response_code == "59", declined
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        asyncio.run(drop_production_state(settings))
+
+
+def _scrape(port: int) -> str:
+    """A worker's metrics; "" while it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return ""
+
+
+async def test_sighup_reloads_the_policy_in_a_task_whose_failure_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+
+    from switch.cli.main import _reload, _spread
+
+    async def reloaded() -> bool:
+        return True
+
+    async def broken() -> bool:
+        raise RuntimeError("the journal's driver broke")
+
+    reloads: set[asyncio.Task[None]] = set()
+    for reload_policy in (reloaded, broken):
+        _reload([SimpleNamespace(certificates=None, reload_policy=reload_policy)], reloads)
+    assert len(reloads) == 2  # kept until they end
+    await asyncio.gather(*reloads)
+    await asyncio.sleep(0)  # the done callbacks
+    assert reloads == set()
+    assert "policy reload failed; the policy in force goes on serving" in caplog.text
+    _spread(None)()  # one process: nobody to tell, nothing raised

@@ -397,6 +397,25 @@ def describe_fraud_report(request: pb.ReportFraudRequest) -> tuple[str, str]:
     return f"transaction {transaction_id}", f"{label}; reason: {_recordable(request.reason)}"
 
 
+def model_promotion(request: pb.PromoteModelRequest) -> tuple[str, str, str]:
+    """(the policy version, the model version, the reason); InvalidRequest naming the field."""
+    _raise_if_any(rules.MODEL_PROMOTION, request)
+    return request.policy_version, request.model_version, request.reason.strip()
+
+
+def describe_model_promotion(request: pb.PromoteModelRequest) -> tuple[str, str]:
+    """What the audit trail records of a PromoteModel call: the policy and model named, the reason."""
+    policy, model = (_recordable_version(version) for version in (request.policy_version, request.model_version))
+    return f"policy {policy} model {model}", f"reason: {_recordable(request.reason)}"
+
+
+def _recordable_version(version: str) -> str:
+    version = version[: rules.MAX_VERSION]
+    if not (version.isascii() and version.isprintable()) or _has_card_number(version):
+        return "(not a version)"
+    return version or "(none)"
+
+
 def describe_detokenize(request: pb.DetokenizeRequest) -> tuple[str, str]:
     """What the audit trail records of a Detokenize call: the token and key id (a token
     is no card number: it fails the Luhn check) and the reason. Whatever a caller put

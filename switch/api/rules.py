@@ -523,6 +523,14 @@ HOLDER_TIER = Group(
 
 FRAUD_REPORT = Group(pb.ReportFraudRequest, TRANSACTION_ID, Field("reason", REQUIRED, *text(MAX_REASON)))
 
+MAX_VERSION = 64  # a bundle's and a model's versions are 16 hex digits
+MODEL_PROMOTION = Group(
+    pb.PromoteModelRequest,
+    Field("policy_version", REQUIRED, *text(MAX_VERSION)),
+    Field("model_version", REQUIRED, *text(MAX_VERSION)),
+    Field("reason", REQUIRED, *text(MAX_REASON)),
+)
+
 ALERTS = Group(
     pb.ListAlertsRequest,
     Field("kind", *text(MAX_ID), optional=True),

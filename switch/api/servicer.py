@@ -31,6 +31,7 @@ from switch.domain.errors import (
 from switch.domain.models import Authorization, Card, MoneyOverflow, OperationKind, mask_pan
 from switch.flow.batcher import Answer, MicroBatcher
 from switch.flow.kyc import HolderTiers
+from switch.flow.promotion import Promotions
 from switch.flow.transactions import TransactionService
 from switch.money.fees import FeeEngine, FxRateMissing
 from switch.risk.travel_rule import TravelRule
@@ -58,12 +59,14 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         *,
         alerts: Callable[[AlertQuery], Awaitable[list[RiskAlert]]],
         holder_tiers: HolderTiers,
+        promotions: Promotions,
         travel_rule: TravelRule | None = None,
     ) -> None:
         """alerts: the journal's list of risk alerts (Journal.list_alerts); travel_rule: the
         names a cross-border transfer must carry, checked as it is admitted."""
         self.access = access
         self._holder_tiers = holder_tiers
+        self._promotions = promotions
         self._guard = guard
         self._alerts = alerts
         self._travel_rule = travel_rule
@@ -195,6 +198,17 @@ class SwitchServicer(switch_pb2_grpc.SwitchServicer):
         transaction_id, fraud = convert.fraud_report(request)
         await self._transactions.label(transaction_id, fraud, may_act_for=current_grant.get().may_act_for)
         return pb.ReportFraudResponse(transaction_id=transaction_id, fraud=fraud)
+
+    @decorators.unary(Role.ADMIN, audit=(EventKind.MODEL_PROMOTION, convert.describe_model_promotion))
+    async def PromoteModel(self, request: pb.PromoteModelRequest, context: Context) -> pb.PromoteModelResponse:
+        policy_version, model_version, reason = convert.model_promotion(request)
+        caller = current_grant.get().caller
+        models = await self._promotions.promote(policy_version, model_version, caller, reason)
+        return pb.PromoteModelResponse(
+            policy_version=models.policy_version,
+            live_model=models.live_model,
+            challenger_model=models.challenger_model,
+        )
 
     @decorators.unary(Role.QUOTE)
     async def QuoteFee(self, request: pb.QuoteFeeRequest, context: Context) -> pb.FeeQuote:

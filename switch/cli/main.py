@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +165,10 @@ def _run_worker(settings: config.Settings, ready: int | None = None, supervisor:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         built: list[server.RunningSwitch] = []
-        loop.add_signal_handler(signal.SIGHUP, _reload, built)
+        reloads: set[asyncio.Task[None]] = set()
+        loop.add_signal_handler(signal.SIGHUP, _reload, built, reloads)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
-        running = await server.build(settings)
+        running = await server.build(settings, spread=_spread(supervisor))
         built.append(running)
         tune_garbage_collector()
         log.info("serving on %s:%d (pid %d)", settings.server.host, running.port, os.getpid())
@@ -194,8 +195,10 @@ async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _reload(built: list[Any]) -> None:
-    """SIGHUP: the TLS files and the risk policy bundle, read again."""
+def _reload(built: list[Any], reloads: set[asyncio.Task[None]]) -> None:
+    """SIGHUP: the TLS files and the risk policy bundle (with its latest promotion), read
+    again; the policy's reload reads the journal, so it runs as a task, kept in reloads
+    until it ends (the loop holds tasks weakly)."""
     certificates = built[0].certificates if built else None
     if certificates is None:
         log.info("SIGHUP: no [server.tls] to read again")
@@ -203,7 +206,32 @@ def _reload(built: list[Any]) -> None:
         certificates.reload()
     reload_policy = built[0].reload_policy if built else None
     if reload_policy is not None:
-        reload_policy()
+        task = asyncio.get_running_loop().create_task(_reload_policy(reload_policy))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+
+async def _reload_policy(reload_policy: Callable[[], Awaitable[bool]]) -> None:
+    """One policy reload; whatever it raises is logged: a reload never stops the worker."""
+    try:
+        await reload_policy()
+    except Exception:
+        log.exception("policy reload failed; the policy in force goes on serving")
+
+
+def _spread(supervisor: int | None) -> Callable[[], None]:
+    """What tells every worker to read its policy again (PromoteModel): SIGHUP to the
+    supervisor, which relays it to them all; nothing for a switch of one process."""
+
+    def spread() -> None:
+        if supervisor is None:
+            return
+        try:
+            os.kill(supervisor, signal.SIGHUP)
+        except ProcessLookupError:  # it is gone: this worker stops too (_stop_when_orphaned)
+            log.error("the supervisor (pid %d) is gone: the other workers were not told to reload", supervisor)
+
+    return spread
 
 
 # Objects made per request (protobufs, results, rows) hold no reference cycles, so

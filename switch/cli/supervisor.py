@@ -110,7 +110,7 @@ class Supervisor:
         return pid, serving
 
     def _relay(self, signum: int, _frame: object) -> None:
-        """SIGHUP: every worker reads its TLS files again; nothing stops."""
+        """SIGHUP: every worker reads its TLS files and its risk policy again; nothing stops."""
         for pid in list(self._children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)

@@ -15,7 +15,8 @@ The model file is read and checked when the switch starts: one that cannot be re
 whose content does not hash to its version, refuses the start, naming the field. A
 challenger never decides: it is scored beside the live model on the same features, and
 the two models' outcomes are compared (switch.risk.assess); promoting it is a bundle
-whose path is the challenger's, reloaded.
+whose path is the challenger's, reloaded, or PromoteModel, which swaps the two models'
+roles in every worker and journals it, so a restart keeps it (switch.flow.promotion).
 """
 
 from __future__ import annotations

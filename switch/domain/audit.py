@@ -23,6 +23,7 @@ class EventKind(enum.Enum):
     RELOAD = "reload"  # certificates read again
     HOLDER_TIER = "holder_tier"  # a holder's KYC tier set (SetHolderTier), whatever its outcome
     FRAUD_REPORT = "fraud_report"  # an authorization labelled fraud or not (ReportFraud), whatever its outcome
+    MODEL_PROMOTION = "model_promotion"  # a fraud model made the live one (PromoteModel), whatever its outcome
 
 
 @dataclass(frozen=True, slots=True)

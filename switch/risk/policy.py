@@ -16,9 +16,22 @@ from switch.risk.holders import HolderCounters
 @dataclass(frozen=True, slots=True)
 class RiskPolicy:
     version: str  # the bundle's ("" for the main file's own tables); journaled with each decision
+    # (a promotion swaps the bundle's models, not its version: each decision names its model)
     holders: HolderCounters | None  # KYC caps and activity, moved in the claim; None: neither
     assessor: Assessor | None  # the fraud score and AML rules; None: neither
     tiers: frozenset[str]  # the KYC tiers SetHolderTier may set
+
+    @property
+    def live_model(self) -> str:
+        """The version of the fraud model that decides ("" without one)."""
+        model = self.assessor.model if self.assessor is not None else None
+        return model.version if model is not None else ""
+
+    @property
+    def challenger_model(self) -> str:
+        """The version of the fraud model scored in shadow ("" without one)."""
+        challenger = self.assessor.challenger if self.assessor is not None else None
+        return challenger.version if challenger is not None else ""
 
 
 NO_POLICY = RiskPolicy("", None, None, frozenset())

@@ -312,6 +312,16 @@ class Journal(Protocol):
         """Each labelled authorization's journaled decision (JSON) and its label, oldest label first."""
         ...
 
+    async def record_model_promotion(
+        self, policy_version: str, live_model: str, caller: str, reason: str, at: float
+    ) -> None:
+        """Durably makes live_model the live fraud model of that policy bundle (PromoteModel)."""
+        ...
+
+    async def promoted_model(self, policy_version: str) -> str | None:
+        """The live model the latest promotion gave that policy bundle; None: never promoted."""
+        ...
+
     # The audit trail. Every method above that writes journal rows also seals them
     # into a block of the audit chain in the same commit (switch.stores.audit).
 

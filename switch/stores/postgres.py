@@ -209,6 +209,19 @@ MIGRATIONS: tuple[str, ...] = (
         labelled_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # Who made which model of a policy bundle its live one (PromoteModel): the latest row
+    # for a bundle's version is applied by every worker's reload and at every start.
+    """
+    CREATE TABLE model_promotions (
+        promotion_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        policy_version TEXT NOT NULL,
+        live_model TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX model_promotions_policy ON model_promotions (policy_version, promotion_id);
+    """,
 )
 
 # The partial index on alerted entries serves the order and the time range; kind and
@@ -229,6 +242,10 @@ _LABELLED = (
     "SELECT e.decision, l.fraud FROM fraud_labels l JOIN journal_entries e "
     "ON e.transaction_id = l.transaction_id AND e.kind = 'authorize' ORDER BY l.labelled_at"
 )
+_INSERT_PROMOTION = (
+    "INSERT INTO model_promotions (policy_version, live_model, caller, reason, at) VALUES ($1, $2, $3, $4, $5)"
+)
+_PROMOTED = "SELECT live_model FROM model_promotions WHERE policy_version = $1 ORDER BY promotion_id DESC LIMIT 1"
 # The sequence orders tier changes across every switch writing to this database.
 _UPSERT_TIER = (
     "INSERT INTO holder_tiers (holder, tier, seq, set_at) VALUES ($1, $2, nextval('holder_tier_changes'), $3) "
@@ -643,6 +660,15 @@ class PostgresJournal:
 
     async def labelled_decisions(self) -> list[tuple[str, bool]]:
         return [(row[0], row[1]) for row in await self._pool.fetch(_LABELLED)]
+
+    async def record_model_promotion(
+        self, policy_version: str, live_model: str, caller: str, reason: str, at: float
+    ) -> None:
+        await self._pool.execute(_INSERT_PROMOTION, policy_version, live_model, caller, reason, at)
+
+    async def promoted_model(self, policy_version: str) -> str | None:
+        live: str | None = await self._pool.fetchval(_PROMOTED, policy_version)
+        return live
 
     async def record_events(self, events: Sequence[SecurityEvent]) -> None:
         rows = [event_row(event) for event in events]

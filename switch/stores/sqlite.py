@@ -197,6 +197,19 @@ MIGRATIONS: tuple[str, ...] = (
         labelled_at REAL NOT NULL
     );
     """,
+    # Who made which model of a policy bundle its live one (PromoteModel): the latest row
+    # for a bundle's version is applied by every worker's reload and at every start.
+    """
+    CREATE TABLE model_promotions (
+        promotion_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy_version TEXT NOT NULL,
+        live_model TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX model_promotions_policy ON model_promotions (policy_version, promotion_id);
+    """,
 )
 
 # The partial index on alerted entries serves the order and the time range; kind and
@@ -216,6 +229,10 @@ _LABELLED = (
     "SELECT e.decision, l.fraud FROM fraud_labels l JOIN journal_entries e "
     "ON e.transaction_id = l.transaction_id AND e.kind = 'authorize' ORDER BY l.labelled_at"
 )
+_INSERT_PROMOTION = (
+    "INSERT INTO model_promotions (policy_version, live_model, caller, reason, at) VALUES (?, ?, ?, ?, ?)"
+)
+_PROMOTED = "SELECT live_model FROM model_promotions WHERE policy_version = ? ORDER BY promotion_id DESC LIMIT 1"
 _UPSERT_TIER = (
     "INSERT INTO holder_tiers (holder, tier, seq, set_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (holder) DO UPDATE SET tier = excluded.tier, seq = excluded.seq, set_at = excluded.set_at"
@@ -343,6 +360,16 @@ class SqliteJournal:
 
     async def labelled_decisions(self) -> list[tuple[str, bool]]:
         return [(decision, bool(fraud)) for decision, fraud in self._db.execute(_LABELLED)]
+
+    async def record_model_promotion(
+        self, policy_version: str, live_model: str, caller: str, reason: str, at: float
+    ) -> None:
+        with _transaction(self._db):
+            self._db.execute(_INSERT_PROMOTION, (policy_version, live_model, caller, reason, at))
+
+    async def promoted_model(self, policy_version: str) -> str | None:
+        row = self._db.execute(_PROMOTED, (policy_version,)).fetchone()
+        return None if row is None else str(row[0])
 
     def _record_authorizations(
         self, batch: Sequence[tuple[TransactionRecord, JournalEntry]]

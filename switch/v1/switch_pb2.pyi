@@ -904,6 +904,61 @@ class ReportFraudResponse(_message.Message):
 Global___ReportFraudResponse: _TypeAlias = ReportFraudResponse  # noqa: Y015
 
 @_typing.final
+class PromoteModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    """the bundle in force (`switch policy check` prints it)"""
+    model_version: _builtins.str
+    """its challenger's (or its live model's: nothing changes)"""
+    reason: _builtins.str
+    """why (a review, a ticket id), recorded in the audit trail"""
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "policy_version", b"policy_version", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromoteModelRequest: _TypeAlias = PromoteModelRequest  # noqa: Y015
+
+@_typing.final
+class PromoteModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    LIVE_MODEL_FIELD_NUMBER: _builtins.int
+    CHALLENGER_MODEL_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    live_model: _builtins.str
+    """the model that decides, from now on"""
+    challenger_model: _builtins.str
+    """the one scored in shadow ("" if none)"""
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        live_model: _builtins.str = ...,
+        challenger_model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenger_model", b"challenger_model", "live_model", b"live_model", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromoteModelResponse: _TypeAlias = PromoteModelResponse  # noqa: Y015
+
+@_typing.final
 class Transaction(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

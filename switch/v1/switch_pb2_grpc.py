@@ -89,6 +89,11 @@ class SwitchStub:
                 request_serializer=switch_dot_v1_dot_switch__pb2.ReportFraudRequest.SerializeToString,
                 response_deserializer=switch_dot_v1_dot_switch__pb2.ReportFraudResponse.FromString,
                 _registered_method=True)
+        self.PromoteModel = channel.unary_unary(
+                '/switch.v1.Switch/PromoteModel',
+                request_serializer=switch_dot_v1_dot_switch__pb2.PromoteModelRequest.SerializeToString,
+                response_deserializer=switch_dot_v1_dot_switch__pb2.PromoteModelResponse.FromString,
+                _registered_method=True)
 
 
 class SwitchServicer:
@@ -174,6 +179,16 @@ class SwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PromoteModel(self, request, context):
+        """Makes the challenger of the policy bundle in force its live model (and the live one
+        the challenger, in shadow); promoting the original model back swaps them again.
+        Journaled first, so every worker, and a restart, applies it; audited with its
+        reason. Needs the admin role and a [policy] bundle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SwitchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +246,11 @@ def add_SwitchServicer_to_server(servicer, server):
                     servicer.ReportFraud,
                     request_deserializer=switch_dot_v1_dot_switch__pb2.ReportFraudRequest.FromString,
                     response_serializer=switch_dot_v1_dot_switch__pb2.ReportFraudResponse.SerializeToString,
+            ),
+            'PromoteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteModel,
+                    request_deserializer=switch_dot_v1_dot_switch__pb2.PromoteModelRequest.FromString,
+                    response_serializer=switch_dot_v1_dot_switch__pb2.PromoteModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +550,33 @@ class Switch:
             '/switch.v1.Switch/ReportFraud',
             switch_dot_v1_dot_switch__pb2.ReportFraudRequest.SerializeToString,
             switch_dot_v1_dot_switch__pb2.ReportFraudResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switch.v1.Switch/PromoteModel',
+            switch_dot_v1_dot_switch__pb2.PromoteModelRequest.SerializeToString,
+            switch_dot_v1_dot_switch__pb2.PromoteModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,12 @@ class SwitchStub:
     risk train --config` learns from the labels and the features each payment was scored
     on, as journaled. Needs the compliance role; audited with its reason.
     """
+    PromoteModel: _grpc.UnaryUnaryMultiCallable[_switch_pb2.PromoteModelRequest, _switch_pb2.PromoteModelResponse]
+    """Makes the challenger of the policy bundle in force its live model (and the live one
+    the challenger, in shadow); promoting the original model back swaps them again.
+    Journaled first, so every worker, and a restart, applies it; audited with its
+    reason. Needs the admin role and a [policy] bundle.
+    """
 
 @_typing.type_check_only
 class SwitchAsyncStub(SwitchStub):
@@ -94,6 +100,12 @@ class SwitchAsyncStub(SwitchStub):
     """Labels an authorization as fraud (or, fraud = false, as not fraud after all): `switch
     risk train --config` learns from the labels and the features each payment was scored
     on, as journaled. Needs the compliance role; audited with its reason.
+    """
+    PromoteModel: _aio.UnaryUnaryMultiCallable[_switch_pb2.PromoteModelRequest, _switch_pb2.PromoteModelResponse]  # type: ignore[assignment]
+    """Makes the challenger of the policy bundle in force its live model (and the live one
+    the challenger, in shadow); promoting the original model back swaps them again.
+    Journaled first, so every worker, and a restart, applies it; audited with its
+    reason. Needs the admin role and a [policy] bundle.
     """
 
 class SwitchServicer(metaclass=_abc_1.ABCMeta):
@@ -190,6 +202,18 @@ class SwitchServicer(metaclass=_abc_1.ABCMeta):
         """Labels an authorization as fraud (or, fraud = false, as not fraud after all): `switch
         risk train --config` learns from the labels and the features each payment was scored
         on, as journaled. Needs the compliance role; audited with its reason.
+        """
+
+    @_abc_1.abstractmethod
+    def PromoteModel(
+        self,
+        request: _switch_pb2.PromoteModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_switch_pb2.PromoteModelResponse, _abc.Awaitable[_switch_pb2.PromoteModelResponse]]:
+        """Makes the challenger of the policy bundle in force its live model (and the live one
+        the challenger, in shadow); promoting the original model back swaps them again.
+        Journaled first, so every worker, and a restart, applies it; audited with its
+        reason. Needs the admin role and a [policy] bundle.
         """
 
 def add_SwitchServicer_to_server(servicer: SwitchServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

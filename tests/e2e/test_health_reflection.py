@@ -25,6 +25,7 @@ METHODS = {
     "ListAlerts",
     "SetHolderTier",
     "ReportFraud",
+    "PromoteModel",
 }
 
 

@@ -98,7 +98,7 @@ async def test_a_reload_under_load_changes_decisions_without_a_failed_call(setti
             assert before and {a.response_code for a in answers} == {"00"}
 
             write(policy_file, SECOND)
-            assert switch.running.reload_policy()
+            assert await switch.running.reload_policy()
             await asyncio.sleep(0.3)
             after = answers[before:]
             assert after[-1].response_code == "57"  # 10.00 USD, over the new per-payment cap
@@ -109,7 +109,7 @@ async def test_a_reload_under_load_changes_decisions_without_a_failed_call(setti
             assert decided["kyc"] == {"tier": "", "cap": "per_transaction"}
 
             write(policy_file, BROKEN)
-            assert not switch.running.reload_policy()  # refused: the second bundle goes on
+            assert not await switch.running.reload_policy()  # refused: the second bundle goes on
             await asyncio.sleep(0.2)
             assert answers[-1].response_code == "57"
             assert (await decision_of(switch, answers[-1]))["policy"] == second_version

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CALL_TIMEOUT = 10.0
 DENIED = grpc.StatusCode.PERMISSION_DENIED
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
 IN_SCOPE = "m_in_matrix"  # the role callers' scope is m_in_*
 OUT_OF_SCOPE = "m_out_matrix"
 EVERYONE = "spiffe://switch.test/matrix/everything"
@@ -58,10 +59,11 @@ NEEDS = {
     "ListAlerts": Role.COMPLIANCE,
     "SetHolderTier": Role.COMPLIANCE,
     "ReportFraud": Role.COMPLIANCE,
+    "PromoteModel": Role.ADMIN,
     "Tokenize": Role.TOKENIZE,
     "Detokenize": Role.DETOKENIZE,
 }
-UNSCOPED = frozenset({"Tokenize", "Detokenize", "SetHolderTier"})  # carry no merchant
+UNSCOPED = frozenset({"Tokenize", "Detokenize", "SetHolderTier", "PromoteModel"})  # carry no merchant
 
 
 def identity(role: Role) -> str:
@@ -364,6 +366,14 @@ async def _set_holder_tier(matrix: Matrix, caller: Caller, merchant: str, allowe
     assert VISA not in seen.details
 
 
+async def _promote_model(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
+    request = pb.PromoteModelRequest(policy_version="0123456789abcdef", model_version="fedcba9876543210", reason="m")
+    # This switch's tables are the main file's, no [policy] bundle: an allowed call fails
+    # for that business reason (tests/e2e/test_challenger.py promotes for real).
+    seen = await expect(caller.switch.PromoteModel(request, timeout=CALL_TIMEOUT), FAILED if allowed else DENIED)
+    assert ("promotion needs a [policy] bundle" in seen.details) == allowed, seen.details
+
+
 async def _tokenize(matrix: Matrix, caller: Caller, merchant: str, allowed: bool, role: Role) -> None:
     request = pb.TokenizeRequest(card=card(VISA))
     if allowed:
@@ -413,6 +423,7 @@ CELLS: dict[str, Callable[[Matrix, Caller, str, bool, Role], Awaitable[None]]] =
     "ListAlerts": _list_alerts,
     "SetHolderTier": _set_holder_tier,
     "ReportFraud": _report_fraud,
+    "PromoteModel": _promote_model,
     "Tokenize": _tokenize,
     "Detokenize": _detokenize,
 }
