@@ -6,6 +6,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -18,7 +19,7 @@ from switch.adapters.contract import Adapter, AdapterRequest, AdapterResult, Cap
 from switch.server import RunningSwitch
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
-from tests.conftest import SwitchFactory
+from tests.conftest import SwitchFactory, drop_production_state, store_settings
 
 if TYPE_CHECKING:
     from switch.v1.switch_pb2_grpc import SwitchAsyncStub
@@ -218,3 +219,25 @@ def settles(switch: Switch, route: str) -> bool:
     default's instant route, does; the simulated adapter authorizes like a card issuer)."""
     (adapter,) = [adapter for adapter in switch.running.adapters if adapter.name == route]
     return Capability.SETTLES_ON_AUTHORIZE in adapter.capabilities
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@asynccontextmanager
+async def bundle_settings(
+    store_set: str, folder: Path, bundle: str, security: dict[str, Any] | None = None
+) -> AsyncIterator[config.Settings]:
+    """Settings of the store set, on port 0, whose risk policy is `bundle` ([policy]'s file,
+    written in folder), with security's keys added; the production state dropped after."""
+    raw: dict[str, Any] = store_settings(store_set, folder)
+    raw.setdefault("server", {})["port"] = 0
+    raw.setdefault("security", {}).update(security or {})
+    raw["policy"] = {"file": str(write(folder / "policy.toml", bundle))}
+    kept = config.from_mapping(raw)
+    try:
+        yield kept
+    finally:
+        await drop_production_state(kept)

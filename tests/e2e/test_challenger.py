@@ -21,7 +21,17 @@ from switch.risk.model.model import SHIPPED, content_version, load
 from switch.v1 import switch_pb2 as pb
 from switch.v1 import switch_pb2_grpc
 from tests.conftest import drop_production_state, store_settings
-from tests.e2e.support import MASTERCARD, VISA, Switch, card_request, decision_of, expect, serve_settings
+from tests.e2e.support import (
+    MASTERCARD,
+    VISA,
+    Switch,
+    bundle_settings,
+    card_request,
+    decision_of,
+    expect,
+    serve_settings,
+    write,
+)
 
 CALLERS = {"callers": [{"identity": "*", "roles": ["authorize", "read", "compliance", "admin"], "merchants": ["*"]}]}
 LIVE = load()
@@ -61,20 +71,10 @@ def test_a_challenger_is_checked_and_versions_the_bundle(tmp_path: Path) -> None
         load_policy(write(tmp_path / "order.toml", bundle(None, challenger) + "decline = 0.1\nalert = 0.2\n"))
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 @pytest.fixture
 async def settings(store_set: str, tmp_path: Path) -> AsyncIterator[config.Settings]:
-    raw: dict[str, Any] = store_settings(store_set, tmp_path)
-    raw.setdefault("server", {})["port"] = 0
-    raw.setdefault("security", {}).update(CALLERS)
-    raw["policy"] = {"file": str(write(tmp_path / "policy.toml", bundle(None, a_challenger(tmp_path, 12.0))))}
-    kept = config.from_mapping(raw)
-    yield kept
-    await drop_production_state(kept)
+    async with bundle_settings(store_set, tmp_path, bundle(None, a_challenger(tmp_path, 12.0)), CALLERS) as kept:
+        yield kept
 
 
 async def test_the_challenger_decides_nothing_until_promoted(settings: config.Settings, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -20,8 +19,7 @@ from switch.cli.main import main as cli
 from switch.config import ConfigError
 from switch.config.policy import load_policy
 from switch.v1 import switch_pb2 as pb
-from tests.conftest import drop_production_state, store_settings
-from tests.e2e.support import card_request, decision_of, serve_settings
+from tests.e2e.support import bundle_settings, card_request, decision_of, serve_settings, write
 
 FIRST = """
 [kyc]
@@ -36,19 +34,10 @@ SECOND = FIRST.replace(
 BROKEN = FIRST.replace('default_tier = "standard"', 'default_tier = "platinum"')
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 @pytest.fixture
 async def settings(store_set: str, tmp_path: Path) -> AsyncIterator[config.Settings]:
-    raw: dict[str, Any] = store_settings(store_set, tmp_path)
-    raw.setdefault("server", {})["port"] = 0
-    raw["policy"] = {"file": str(write(tmp_path / "policy.toml", FIRST))}
-    kept = config.from_mapping(raw)
-    yield kept
-    await drop_production_state(kept)
+    async with bundle_settings(store_set, tmp_path, FIRST) as kept:
+        yield kept
 
 
 def test_a_bundle_is_versioned_by_its_content(tmp_path: Path) -> None:
