@@ -4,10 +4,12 @@ and the AML rules, once per batch.
 A score at or above the model's decline threshold declines the payment (59, suspected
 fraud); at or above its alert threshold, the payment passes with an alert. AML rules
 only ever raise alerts. Every scored payment's decision names the model's version
-and its score, so the journal says what decided it. The drift monitor sees every
-scored batch: its PSI per feature and score is exported, and its change detectors
-raise alarms (logged and counted; not tied to one payment). It sees a sample of one in
-DRIFT_SAMPLE payments.
+and its score, so the journal says what decided it. The arithmetic is one pass over
+the batch (a Kernel: compiled, or its pure twin). The drift monitor sees every scored
+batch, a sample of one in DRIFT_SAMPLE payments, as journaled: its PSI per feature and
+score is exported, and its change detectors raise alarms (logged and counted; not tied
+to one payment). A challenger model, when there is one, is scored in shadow and
+compared, never acted on.
 """
 
 from __future__ import annotations
@@ -144,10 +146,11 @@ class Assessor:
                 judged.append(Judged(None, False, alerts))
                 continue
             score = scores[index]
-            declines = score >= model.thresholds.decline
-            if declines or score >= model.thresholds.alert:
+            acts = outcome(score, model)
+            if acts != PASS:
                 alerts = (FRAUD_SCORE, *alerts)
-            judged.append(Judged(score, declines, alerts, rows[index], shadow[index] if shadow is not None else None))
+            challenger = shadow[index] if shadow is not None else None
+            judged.append(Judged(score, acts == DECLINE, alerts, rows[index], challenger))
         return judged, alarms
 
     def compared(self, judged: Sequence[Judged]) -> dict[tuple[str, str], int]:
