@@ -5,9 +5,10 @@ From each payment's activity as the claim answered it (little-endian doubles, re
 byte by byte so the host's byte order does not matter), its model row (model_row's
 transforms), its score (the scorer's sum and sigmoid) and its AML alert mask
 (AmlRules.masks' comparisons), without an Activity or a row list per payment: only
-the journaled row, rounded as rounded_many rounds it, is built. Every float equals the
-twin's bit for bit: the same operations in the same order, libm's log1p and exp, Python's
-min and max written out as the comparisons they make, and no fused multiply-add.
+the journaled row, rounded as switch.risk.assess.pure_rounded_many rounds it, is
+built. Every float equals the twin's bit for bit: the same operations in the same
+order, libm's log1p and exp, Python's min and max written out as the comparisons they
+make, and no fused multiply-add.
 """
 
 cdef extern from *:

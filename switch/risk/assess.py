@@ -14,6 +14,7 @@ compared, never acted on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +25,7 @@ from switch.risk.aml.rules import AmlRules
 from switch.risk.model.drift import Alarm, DriftMonitor
 from switch.risk.model.features import model_row
 from switch.risk.model.model import FraudModel
-from switch.risk.model.score import PureScorer, pure_rounded_many
+from switch.risk.model.score import PureScorer
 
 FRAUD_SCORE = "fraud_score"  # the alert of a score between the alert and the decline thresholds
 _NO_ALERTS: tuple[str, ...] = ()
@@ -57,6 +58,16 @@ class Scored:
     @property
     def activity(self) -> Activity:
         return parse_activity(self.payer, self.destination)
+
+
+JOURNAL_PLACES = 6  # decimals of a journaled feature: what the decision keeps of it
+_SCALE = 10.0**JOURNAL_PLACES  # the compiled Kernel's 1e6
+
+
+def pure_rounded_many(rows: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Each row's values rounded to JOURNAL_PLACES decimals, half to even on v * 1e6; a
+    product that is not finite is divided back as it is (the compiled Kernel's rounding)."""
+    return [[(round(v) if math.isfinite(v) else v) / _SCALE for v in [x * _SCALE for x in row]] for row in rows]
 
 
 class Kernel(Protocol):

@@ -14,11 +14,11 @@ from switch import native
 from switch.risk import assess
 from switch.risk.activity import DAY
 from switch.risk.aml import RULES, AmlPolicy, AmlRules
-from switch.risk.assess import PureKernel, Scored
+from switch.risk.assess import PureKernel, Scored, pure_rounded_many
 from switch.risk.model import model as fraud_model
 from switch.risk.model.features import FEATURES, model_row
 from switch.risk.model.model import FraudModel, Thresholds
-from switch.risk.model.score import PureScorer, pure_rounded_many
+from switch.risk.model.score import PureScorer
 
 COMPILED = native.load("switch.risk._assess")
 needs_compiled = pytest.mark.skipif(COMPILED is None, reason="not built")
@@ -153,3 +153,10 @@ def test_outcomes_at_the_thresholds() -> None:
     assert [assess.outcome(s, model) for s in (0.0, 0.0999, 0.1, 0.4999, 0.5, 1.0)] == [
         "pass", "pass", "alert", "alert", "decline", "decline"
     ]  # fmt: skip
+
+
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=12))
+def test_journal_rounding_keeps_six_decimals(row: list[float]) -> None:
+    for value, rounded in zip(row, pure_rounded_many([row])[0], strict=True):
+        assert abs(rounded - value) <= 0.5e-6 + abs(value) * 1e-15
+        assert rounded == float(f"{rounded:.6f}")  # it prints as six decimals at most

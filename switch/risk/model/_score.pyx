@@ -61,4 +61,3 @@ cdef class Scorer:
                 raise ValueError(f"row {i}: the linear term is not a number")
             scores[i] = sigmoid_c(z)
         return scores
-

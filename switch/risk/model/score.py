@@ -5,9 +5,6 @@ is not set, else PureScorer, its plain-Python twin. The two give identical float
 linear term is summed in one order (intercept, then each weight x value in feature
 order, no fused multiply-add), and the sigmoid is one formula on libm's exp that never
 overflows: for z >= 0, 1 / (1 + exp(-z)); below, exp(z) / (1 + exp(z)).
-
-pure_rounded_many rounds feature rows to the journal's precision, JOURNAL_PLACES
-decimals; switch.risk._assess rounds the same way, compiled.
 """
 
 from __future__ import annotations
@@ -18,9 +15,6 @@ from typing import Protocol
 
 from switch import native
 from switch.risk.model.model import FraudModel
-
-JOURNAL_PLACES = 6  # decimals of a journaled feature: what the decision keeps of it
-_SCALE = 10.0**JOURNAL_PLACES  # switch.risk._assess's 1e6
 
 
 class BatchScorer(Protocol):
@@ -54,12 +48,6 @@ class PureScorer:
                 raise ValueError(f"row {index}: the linear term is not a number")
             scores.append(sigmoid(z))
         return scores
-
-
-def pure_rounded_many(rows: Sequence[Sequence[float]]) -> list[list[float]]:
-    """Each row's values rounded to JOURNAL_PLACES decimals, half to even on v * 1e6; a
-    product that is not finite is divided back as it is."""
-    return [[(round(v) if math.isfinite(v) else v) / _SCALE for v in [x * _SCALE for x in row]] for row in rows]
 
 
 _compiled = native.load("switch.risk.model._score")
